@@ -1,0 +1,107 @@
+"""The ``graphxform`` command line.
+
+Subcommands live in their own modules and are imported only when run, so
+``graphxform --help`` answers without importing TensorFlow. Errors raised as
+:class:`~graphxform.errors.GraphxformError` print one line and exit 2 (1 for
+a failed verification); ``--debug`` shows the traceback.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+
+import click
+
+#: command name -> "module:function" (a click.Command)
+COMMANDS = {
+    "inspect": "graphxform.cli.inspect_cmd:inspect_cmd",
+    "render": "graphxform.cli.render_cmd:render_cmd",
+    "transform": "graphxform.cli.transform_cmd:transform_cmd",
+    "rules": "graphxform.cli.rules_cmd:rules_cmd",
+    "optimize": "graphxform.cli.optimize_cmd:optimize_cmd",
+    "verify": "graphxform.cli.verify_cmd:verify_cmd",
+}
+
+HELP = {
+    "inspect": "Show signatures, ops, parameters, tables and assets of a model, or one node.",
+    "render": "Draw the graph or a node's neighbourhood with Graphviz (.svg/.png/.dot).",
+    "transform": "Run rewrite rules (GTT syntax accepted) and write the result.",
+    "rules": "List every rule with its aliases, parameters and before -> after.",
+    "optimize": "Load, freeze, run the default pipeline, export a servable and verify it.",
+    "verify": "Run two models on the same inputs and compare every signature output.",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name].split(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ImportError as exc:  # pragma: no cover - packaging error
+            raise click.ClickException(f"command {name!r} is unavailable: {exc}") from exc
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(n, HELP.get(n, "")) for n in COMMANDS])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="graphxform")
+@click.option("--debug", is_flag=True, help="Show tracebacks and lint the graph after every rule.")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug logs).")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
+    """graphxform: SavedModel -> graph transforms -> servable SavedModel.
+
+    \b
+    Examples:
+      graphxform inspect fixtures/estimator_dnn
+      graphxform optimize fixtures/estimator_dnn /tmp/dnn_opt
+      graphxform transform in.pb out.pb --inputs x --outputs y \\
+          --transforms "remove_nodes(op=Identity) fold_constants(ignore_errors=true)"
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+        logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: runs the CLI and maps errors to exit codes."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="graphxform", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001
+        from graphxform.errors import GraphxformError
+
+        if debug:
+            raise
+        if isinstance(exc, GraphxformError):
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        click.echo(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        sys.exit(3)
+    sys.exit(0)

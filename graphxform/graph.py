@@ -1,0 +1,522 @@
+"""The ``Graph``: a ``GraphDef`` and a ``networkx.MultiDiGraph`` view kept in step.
+
+Nodes are ``NodeDef`` protos held by name. The view has one networkx node per
+``NodeDef`` (attribute ``op``) and one edge per input, carrying ``src_port``,
+``dst_port`` and ``control``. Every mutation goes through a method here, so
+the proto and the view never disagree; :meth:`Graph.lint` checks that they do
+not.
+
+Tensor names follow TensorFlow: ``"node:0"``; an input string ``"node"`` means
+port 0 and ``"^node"`` is a control dependency.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+import numpy as np
+from tensorflow.core.framework import function_pb2, graph_pb2, node_def_pb2, types_pb2, versions_pb2
+
+from graphxform.errors import GraphError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from graphxform.model import Signature
+
+log = logging.getLogger(__name__)
+
+#: Ops that open or close a TF1 control-flow frame; cycles through them are legal.
+CONTROL_FLOW_OPS = frozenset(
+    {"Enter", "RefEnter", "Exit", "RefExit", "NextIteration", "RefNextIteration", "Merge", "RefMerge",
+     "Switch", "RefSwitch", "LoopCond"}
+)
+
+
+def parse_input(inp: str) -> tuple[str, int, bool]:
+    """Split a ``NodeDef`` input string into ``(node, port, is_control)``."""
+    if inp.startswith("^"):
+        return inp[1:], -1, True
+    name, sep, port = inp.rpartition(":")
+    if sep and port.isdigit():
+        return name, int(port), False
+    return inp, 0, False
+
+
+def tensor_name(tensor: str) -> str:
+    """Canonical ``"node:port"`` form of a tensor reference."""
+    node, port, control = parse_input(tensor)
+    if control:
+        raise GraphError(f"{tensor!r} is a control dependency, not a tensor")
+    return f"{node}:{port}"
+
+
+def input_string(node: str, port: int) -> str:
+    """The ``NodeDef`` input string for output ``port`` of ``node``."""
+    return node if port == 0 else f"{node}:{port}"
+
+
+def _dtype_to_numpy(dtype_enum: int) -> np.dtype:
+    import tensorflow as tf
+
+    return np.dtype(tf.as_dtype(dtype_enum).as_numpy_dtype)
+
+
+def tensor_proto_to_array(tensor: Any) -> np.ndarray:
+    """Value of a ``TensorProto``; a read-only view over ``tensor_content`` when it is set."""
+    shape = [d.size for d in tensor.tensor_shape.dim]
+    if tensor.tensor_content and tensor.dtype not in (types_pb2.DT_STRING, types_pb2.DT_RESOURCE,
+                                                      types_pb2.DT_VARIANT):
+        dtype = _dtype_to_numpy(tensor.dtype)
+        content = tensor.tensor_content
+        count = int(np.prod(shape)) if shape else 1
+        if len(content) != count * dtype.itemsize:
+            raise GraphError(
+                f"tensor_content holds {len(content)} bytes but shape {shape} of {dtype} needs "
+                f"{count * dtype.itemsize}; the constant is corrupt, re-export the model"
+            )
+        return np.frombuffer(content, dtype=dtype).reshape(shape)
+    import tensorflow as tf
+
+    return tf.make_ndarray(tensor)
+
+
+class Graph:
+    """A mutable TensorFlow graph: ``NodeDef`` s by name plus a networkx view.
+
+    ``protected`` names nodes a rule may not remove (signature tensors are
+    protected automatically through :attr:`signatures`).
+    """
+
+    def __init__(
+        self,
+        graph_def: graph_pb2.GraphDef | None = None,
+        *,
+        signatures: dict[str, Signature] | None = None,
+        protected: Iterable[str] = (),
+    ) -> None:
+        graph_def = graph_def if graph_def is not None else graph_pb2.GraphDef()
+        self.versions = versions_pb2.VersionDef()
+        self.versions.CopyFrom(graph_def.versions)
+        self.library = function_pb2.FunctionDefLibrary()
+        self.library.CopyFrom(graph_def.library)
+        self.signatures: dict[str, Signature] = signatures if signatures is not None else {}
+        self.protected: set[str] = set(protected)
+        self._nodes: dict[str, node_def_pb2.NodeDef] = {}
+        self.nx = nx.MultiDiGraph()
+        self._name_counter: Counter[str] = Counter()
+        duplicates = []
+        for src in graph_def.node:
+            if src.name in self._nodes:
+                duplicates.append(src.name)
+                continue
+            node = node_def_pb2.NodeDef()
+            node.CopyFrom(src)
+            self._nodes[node.name] = node
+            self.nx.add_node(node.name, op=node.op)
+        if duplicates:
+            raise GraphError(
+                f"duplicate node names in GraphDef: {', '.join(sorted(set(duplicates))[:5])}; "
+                "node names must be unique — the graph is corrupt"
+            )
+        for node in self._nodes.values():
+            self._add_edges(node, strict=False)
+
+    # ------------------------------------------------------------------ basics
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._nodes
+
+    def __iter__(self) -> Iterator[node_def_pb2.NodeDef]:
+        return iter(list(self._nodes.values()))
+
+    def __repr__(self) -> str:
+        return f"<Graph {len(self)} nodes, {len(self.library.function)} functions>"
+
+    @property
+    def node_names(self) -> list[str]:
+        return list(self._nodes)
+
+    def node(self, name: str) -> node_def_pb2.NodeDef:
+        """The ``NodeDef`` called ``name`` (``"x:0"`` and ``"^x"`` are accepted too)."""
+        key = parse_input(name)[0] if name not in self._nodes else name
+        try:
+            return self._nodes[key]
+        except KeyError:
+            raise GraphError(f"no node named {key!r} in the graph") from None
+
+    def get(self, name: str) -> node_def_pb2.NodeDef | None:
+        return self._nodes.get(name)
+
+    def nodes_by_op(self, *ops: str) -> list[node_def_pb2.NodeDef]:
+        """All nodes whose op is one of ``ops``."""
+        wanted = set(ops)
+        return [n for n in self._nodes.values() if n.op in wanted]
+
+    def op_histogram(self) -> Counter[str]:
+        return Counter(n.op for n in self._nodes.values())
+
+    # ------------------------------------------------------------- edges/view
+    def _add_edges(self, node: node_def_pb2.NodeDef, *, strict: bool) -> None:
+        for dst_port, inp in enumerate(node.input):
+            src, src_port, control = parse_input(inp)
+            if src not in self._nodes:
+                if strict:
+                    raise GraphError(f"node {node.name!r} input {inp!r} names no node in the graph")
+                self.nx.add_node(src, op=None)  # dangling; lint reports it
+            self.nx.add_edge(src, node.name, src_port=src_port, dst_port=-1 if control else dst_port,
+                             control=control)
+
+    def _remove_in_edges(self, name: str) -> None:
+        edges = list(self.nx.in_edges(name, keys=True))
+        self.nx.remove_edges_from(edges)
+        for src, _, _ in edges:
+            if self.nx.nodes[src].get("op") is None and self.nx.degree(src) == 0:
+                self.nx.remove_node(src)
+
+    def producer(self, tensor: str) -> node_def_pb2.NodeDef:
+        """The node that produces ``tensor`` (``"x:1"``, ``"x"`` or ``"^x"``)."""
+        return self.node(parse_input(tensor)[0])
+
+    def consumers(self, tensor_or_node: str) -> list[tuple[str, int]]:
+        """Data consumers as ``(node, input_index)``.
+
+        ``"x:1"`` gives the consumers of that output only; a bare node name
+        gives the consumers of any of its outputs.
+        """
+        name, port, _ = parse_input(tensor_or_node)
+        only_port = port if ":" in tensor_or_node else None
+        out = []
+        for _, dst, data in self.nx.out_edges(name, data=True):
+            if data["control"]:
+                continue
+            if only_port is None or data["src_port"] == only_port:
+                out.append((dst, data["dst_port"]))
+        return sorted(set(out))
+
+    def control_consumers(self, name: str) -> list[str]:
+        """Nodes with a control dependency ``^name``."""
+        return sorted({dst for _, dst, d in self.nx.out_edges(name, data=True) if d["control"]})
+
+    def consumer_nodes(self, name: str) -> list[str]:
+        """Every node that reads ``name`` by data or control edge."""
+        return sorted(set(self.nx.successors(name))) if name in self.nx else []
+
+    def input_nodes(self, name: str) -> list[str]:
+        """Producers of the data inputs of ``name``, in input order."""
+        return [parse_input(i)[0] for i in self.node(name).input if not i.startswith("^")]
+
+    def data_inputs(self, name: str) -> list[str]:
+        return [i for i in self.node(name).input if not i.startswith("^")]
+
+    def control_inputs(self, name: str) -> list[str]:
+        return [i[1:] for i in self.node(name).input if i.startswith("^")]
+
+    # ------------------------------------------------------------- protection
+    def signature_tensors(self) -> set[str]:
+        out: set[str] = set()
+        for sig in self.signatures.values():
+            for spec in list(sig.inputs.values()) + list(sig.outputs.values()):
+                out.update(spec.tensor_names())
+        return out
+
+    def protected_nodes(self) -> set[str]:
+        """Nodes that may not be removed: :attr:`protected` plus signature tensors' producers."""
+        return self.protected | {parse_input(t)[0] for t in self.signature_tensors()}
+
+    def is_protected(self, name: str) -> bool:
+        return name in self.protected_nodes()
+
+    # -------------------------------------------------------------- mutation
+    def unique_name(self, base: str) -> str:
+        """A node name starting with ``base`` that is not used yet."""
+        if base not in self._nodes and base not in self.nx:
+            return base
+        while True:
+            self._name_counter[base] += 1
+            cand = f"{base}_{self._name_counter[base]}"
+            if cand not in self._nodes and cand not in self.nx:
+                return cand
+
+    def add_node(self, node: node_def_pb2.NodeDef) -> node_def_pb2.NodeDef:
+        """Add a node whose inputs already exist. Returns the stored ``NodeDef``."""
+        return self.add_nodes([node])[0]
+
+    def add_nodes(self, nodes: Iterable[node_def_pb2.NodeDef]) -> list[node_def_pb2.NodeDef]:
+        """Add several nodes at once; they may refer to each other in any order."""
+        stored = []
+        for src in nodes:
+            if src.name in self._nodes:
+                raise GraphError(f"cannot add node {src.name!r}: a node of that name exists")
+            if not src.name or not src.op:
+                raise GraphError(f"cannot add a node without name and op: {src!r}")
+            node = node_def_pb2.NodeDef()
+            node.CopyFrom(src)
+            self._nodes[node.name] = node
+            if node.name in self.nx:  # was a dangling reference
+                self.nx.nodes[node.name]["op"] = node.op
+            else:
+                self.nx.add_node(node.name, op=node.op)
+            stored.append(node)
+        try:
+            for node in stored:
+                for inp in node.input:
+                    if parse_input(inp)[0] not in self._nodes:
+                        raise GraphError(f"node {node.name!r} input {inp!r} names no node in the graph")
+        except GraphError:
+            for node in stored:
+                del self._nodes[node.name]
+                self.nx.remove_node(node.name)
+            raise
+        for node in stored:
+            self._add_edges(node, strict=True)
+        return stored
+
+    def update_node(self, node: node_def_pb2.NodeDef) -> node_def_pb2.NodeDef:
+        """Replace the ``NodeDef`` of the same name (op, attrs and inputs may change)."""
+        if node.name not in self._nodes:
+            raise GraphError(f"cannot update node {node.name!r}: no such node")
+        for inp in node.input:
+            if parse_input(inp)[0] not in self._nodes:
+                raise GraphError(f"node {node.name!r} input {inp!r} names no node in the graph")
+        stored = node_def_pb2.NodeDef()
+        stored.CopyFrom(node)
+        self._remove_in_edges(node.name)
+        self._nodes[node.name] = stored
+        self.nx.nodes[node.name]["op"] = stored.op
+        self._add_edges(stored, strict=True)
+        return stored
+
+    def set_inputs(self, name: str, inputs: Iterable[str]) -> None:
+        """Replace the input list of node ``name``."""
+        node = node_def_pb2.NodeDef()
+        node.CopyFrom(self.node(name))
+        del node.input[:]
+        node.input.extend(inputs)
+        self.update_node(node)
+
+    def remove_node(self, name: str, *, force: bool = False) -> None:
+        """Remove a node. Refused while it has consumers or is protected, unless ``force``."""
+        if name not in self._nodes:
+            raise GraphError(f"cannot remove node {name!r}: no such node")
+        if not force:
+            users = self.consumer_nodes(name)
+            if users:
+                raise GraphError(
+                    f"cannot remove node {name!r}: still consumed by {', '.join(users[:5])}"
+                    + (" …" if len(users) > 5 else "")
+                )
+            if self.is_protected(name):
+                raise GraphError(
+                    f"cannot remove node {name!r}: it is protected (signature tensor, init op or table); "
+                    "use replace_all_uses to move the signature first"
+                )
+        self._remove_in_edges(name)
+        del self._nodes[name]
+        if self.nx.out_degree(name):
+            self.nx.nodes[name]["op"] = None  # consumers now dangle (force); lint reports them
+        else:
+            self.nx.remove_node(name)
+        self.protected.discard(name)
+
+    def remove_nodes(self, names: Iterable[str]) -> None:
+        """Remove a set of nodes that only consume each other (any order)."""
+        names = set(names)
+        for name in names:
+            outside = set(self.consumer_nodes(name)) - names
+            if outside:
+                raise GraphError(f"cannot remove node {name!r}: still consumed by {', '.join(sorted(outside)[:5])}")
+            if self.is_protected(name):
+                raise GraphError(f"cannot remove node {name!r}: it is protected")
+        for name in names:
+            self._remove_in_edges(name)
+        for name in names:
+            del self._nodes[name]
+            self.nx.remove_node(name)
+            self.protected.discard(name)
+
+    def replace_all_uses(self, old: str, new: str) -> int:
+        """Make every data consumer of tensor ``old`` read tensor ``new``.
+
+        Signature inputs/outputs naming ``old`` are rewritten to ``new``.
+        Returns the number of inputs rewritten.
+        """
+        old_node, old_port, c1 = parse_input(old)
+        new_node, new_port, c2 = parse_input(new)
+        if c1 or c2:
+            raise GraphError("replace_all_uses takes tensors; use replace_control_uses for control edges")
+        if new_node not in self._nodes:
+            raise GraphError(f"cannot replace {old!r} by {new!r}: no node named {new_node!r}")
+        if old_node == new_node and old_port == new_port:
+            return 0
+        count = 0
+        new_inp = input_string(new_node, new_port)
+        for dst in {d for d, _ in self.consumers(f"{old_node}:{old_port}")}:
+            node = node_def_pb2.NodeDef()
+            node.CopyFrom(self._nodes[dst])
+            changed = False
+            for i, inp in enumerate(node.input):
+                n, p, c = parse_input(inp)
+                if not c and n == old_node and p == old_port:
+                    node.input[i] = new_inp
+                    changed = True
+                    count += 1
+            if changed:
+                self.update_node(node)
+        self._rewrite_signatures(f"{old_node}:{old_port}", f"{new_node}:{new_port}")
+        if old_node in self.protected and old_port == 0:
+            self.protected.discard(old_node)
+            self.protected.add(new_node)
+        return count
+
+    def _rewrite_signatures(self, old: str, new: str) -> None:
+        for sig in self.signatures.values():
+            for spec in list(sig.inputs.values()) + list(sig.outputs.values()):
+                spec.rename_tensor(old, new)
+
+    def replace_control_uses(self, old_node: str, new_nodes: Iterable[str]) -> None:
+        """Nodes with ``^old_node`` depend on each of ``new_nodes`` instead."""
+        new_nodes = [n for n in dict.fromkeys(new_nodes)]
+        for n in new_nodes:
+            if n not in self._nodes:
+                raise GraphError(f"cannot add control dependency on {n!r}: no such node")
+        for dst in self.control_consumers(old_node):
+            node = node_def_pb2.NodeDef()
+            node.CopyFrom(self._nodes[dst])
+            data = [i for i in node.input if not i.startswith("^")]
+            ctrl = [i[1:] for i in node.input if i.startswith("^") and i[1:] != old_node]
+            for n in new_nodes:
+                if n != dst and n not in ctrl and n not in {parse_input(d)[0] for d in data}:
+                    ctrl.append(n)
+            del node.input[:]
+            node.input.extend(data + ["^" + c for c in ctrl])
+            self.update_node(node)
+
+    def rename(self, old: str, new: str) -> None:
+        """Rename node ``old`` to ``new``, rewriting consumers and signatures."""
+        if new in self._nodes:
+            raise GraphError(f"cannot rename {old!r} to {new!r}: the name is taken")
+        node = node_def_pb2.NodeDef()
+        node.CopyFrom(self.node(old))
+        users = self.consumer_nodes(old)
+        ports = {d["src_port"] for _, _, d in self.nx.out_edges(old, data=True) if not d["control"]}
+        for sig in self.signatures.values():
+            for spec in list(sig.inputs.values()) + list(sig.outputs.values()):
+                for t in spec.tensor_names():
+                    if parse_input(t)[0] == old:
+                        ports.add(parse_input(t)[1])
+        node.name = new
+        self.add_nodes([node])
+        for p in ports:
+            self.replace_all_uses(f"{old}:{p}", f"{new}:{p}")
+        self.replace_control_uses(old, [new])
+        was_protected = old in self.protected
+        self.remove_node(old, force=True)
+        assert not users or not self.consumer_nodes(old) if old in self.nx else True
+        if was_protected:
+            self.protected.add(new)
+
+    # ---------------------------------------------------------------- queries
+    def const_value(self, name: str) -> np.ndarray:
+        """The numpy value of ``Const`` node ``name`` (a read-only view, no copy, where possible)."""
+        node = self.node(name)
+        if node.op != "Const":
+            raise GraphError(f"node {name!r} is a {node.op}, not a Const")
+        return tensor_proto_to_array(node.attr["value"].tensor)
+
+    def is_const(self, tensor_or_node: str) -> bool:
+        node = self.get(parse_input(tensor_or_node)[0])
+        return node is not None and node.op == "Const"
+
+    def topological_order(self) -> list[str]:
+        """Node names, producers first. Raises :class:`GraphError` on a cycle."""
+        try:
+            return list(nx.topological_sort(self.nx.subgraph(self._nodes)))
+        except nx.NetworkXUnfeasible:
+            cycle = nx.find_cycle(self.nx)
+            raise GraphError(
+                "the graph has a cycle: " + " -> ".join(e[0] for e in cycle[:8])
+            ) from None
+
+    def ancestors(self, names: Iterable[str]) -> set[str]:
+        """``names`` and every node they depend on (data or control)."""
+        seen: set[str] = set()
+        stack = [parse_input(n)[0] for n in names]
+        while stack:
+            n = stack.pop()
+            if n in seen or n not in self._nodes:
+                continue
+            seen.add(n)
+            stack.extend(parse_input(i)[0] for i in self._nodes[n].input)
+        return seen
+
+    def output_dtype(self, tensor: str) -> int | None:
+        """The ``DataType`` enum of ``tensor`` from the producer's attrs, when it can be read."""
+        from graphxform.opdefs import output_dtypes
+
+        name, port, _ = parse_input(tensor)
+        dtypes = output_dtypes(self.node(name))
+        return dtypes[port] if dtypes and port < len(dtypes) else None
+
+    # ----------------------------------------------------------------- export
+    def to_graph_def(self) -> graph_pb2.GraphDef:
+        """A new ``GraphDef`` holding a copy of every node, the library and versions."""
+        gd = graph_pb2.GraphDef()
+        gd.versions.CopyFrom(self.versions)
+        gd.library.CopyFrom(self.library)
+        gd.node.extend(self._nodes.values())
+        return gd
+
+    def copy(self) -> Graph:
+        """A deep copy (signatures are copied too)."""
+        import copy as _copy
+
+        return Graph(self.to_graph_def(), signatures=_copy.deepcopy(self.signatures), protected=set(self.protected))
+
+    # ------------------------------------------------------------------- lint
+    def lint(self) -> list[str]:
+        """Problems found: dangling inputs, view/proto mismatch, cycles, missing signature tensors."""
+        problems: list[str] = []
+        for node in self._nodes.values():
+            for inp in node.input:
+                if parse_input(inp)[0] not in self._nodes:
+                    problems.append(f"node {node.name!r} input {inp!r} names no node")
+        view_nodes = {n for n, d in self.nx.nodes(data=True) if d.get("op") is not None}
+        if view_nodes != set(self._nodes):
+            diff = view_nodes.symmetric_difference(self._nodes)
+            problems.append(f"view and proto disagree on nodes: {sorted(diff)[:5]}")
+        expected = Counter()
+        for node in self._nodes.values():
+            for dst_port, inp in enumerate(node.input):
+                src, src_port, control = parse_input(inp)
+                expected[(src, node.name, src_port, -1 if control else dst_port, control)] += 1
+        actual = Counter(
+            (s, d, a["src_port"], a["dst_port"], a["control"]) for s, d, a in self.nx.edges(data=True)
+        )
+        if expected != actual:
+            diff = (expected - actual) + (actual - expected)
+            problems.append(f"view and proto disagree on edges: {list(diff)[:3]}")
+        sub = self.nx.subgraph(self._nodes)
+        if not nx.is_directed_acyclic_graph(sub):
+            ops = nx.get_node_attributes(sub, "op")
+            cf = {n for n, o in ops.items() if o in CONTROL_FLOW_OPS}
+            acyclic = sub.subgraph(set(sub) - cf)
+            if not nx.is_directed_acyclic_graph(acyclic):
+                cycle = nx.find_cycle(acyclic)
+                problems.append("cycle outside control-flow frames: " + " -> ".join(e[0] for e in cycle[:8]))
+        for t in self.signature_tensors():
+            if parse_input(t)[0] not in self._nodes:
+                problems.append(f"signature tensor {t!r} names no node")
+        for p in self.protected:
+            if p not in self._nodes:
+                problems.append(f"protected node {p!r} is missing")
+        return problems
+
+    def check(self) -> None:
+        """Raise :class:`GraphError` listing what :meth:`lint` found."""
+        problems = self.lint()
+        if problems:
+            raise GraphError("graph lint failed: " + "; ".join(problems[:10]))

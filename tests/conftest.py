@@ -1,0 +1,53 @@
+"""Shared test helpers: fixture paths, building small graphs, running them in TensorFlow."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+SAMPLES = FIXTURES / "samples"
+
+
+def load_samples(name: str) -> dict[str, dict[str, np.ndarray]]:
+    """{signature key: {input key: array}} from ``fixtures/samples/<name>.npz``."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    with np.load(SAMPLES / f"{name}.npz", allow_pickle=False) as data:
+        for key in data.files:
+            sig, _, inp = key.partition("/")
+            out.setdefault(sig, {})[inp] = data[key]
+    return out
+
+
+def graph_def_of(fn):
+    """Build a ``GraphDef`` by calling ``fn()`` inside a fresh TF1-style graph."""
+    import tensorflow as tf
+
+    g = tf.Graph()
+    with g.as_default():
+        fn()
+    return g.as_graph_def()
+
+
+def run(graph_def, feeds, fetches):
+    """Run a ``GraphDef`` (or ``Graph``) in TensorFlow; returns the fetched arrays."""
+    from graphxform.tfrun import run_graph_def
+
+    if hasattr(graph_def, "to_graph_def"):
+        graph_def = graph_def.to_graph_def()
+    return run_graph_def(graph_def, feeds, fetches)
+
+
+def assert_close(a, b, rtol=1e-6, atol=1e-6):
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
