@@ -1,0 +1,189 @@
+"""Benchmark models: frozen Keras applications with non-trivial weights, a small Transformer, synthetic graphs.
+
+Every builder returns a :class:`BenchModel` holding a frozen ``GraphDef``, its
+input/output tensor names and a deterministic input batch maker.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+
+@dataclass
+class BenchModel:
+    name: str
+    graph_def: object  # tf GraphDef
+    inputs: list[str]  # tensor names
+    outputs: list[str]
+    make_inputs: Callable[[int], dict[str, np.ndarray]]  # batch size -> feeds
+
+
+def _randomize(model, seed: int = 0) -> None:
+    """Give every weight a non-trivial value: BN statistics not 0/1, biases not 0."""
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        path = v.path
+        shape = tuple(v.shape)
+        if "moving_variance" in path:
+            val = rng.uniform(0.5, 1.5, shape)
+        elif "moving_mean" in path:
+            val = rng.normal(0.0, 0.1, shape)
+        elif "gamma" in path:
+            val = rng.uniform(0.8, 1.2, shape)
+        elif "beta" in path or "bias" in path:
+            val = rng.normal(0.0, 0.05, shape)
+        else:
+            continue
+        v.assign(val.astype(v.dtype))
+
+
+def freeze_keras(model, input_shape: tuple[int, ...], name: str, dtype: str = "float32") -> BenchModel:
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    spec = tf.TensorSpec((None, *input_shape), dtype)
+    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    frozen = convert_variables_to_constants_v2(fn)
+    gd = frozen.graph.as_graph_def()
+    inputs = [t.name for t in frozen.inputs]
+    outputs = [t.name for t in frozen.outputs]
+
+    def make_inputs(batch: int, _shape=input_shape) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(batch)
+        if dtype.startswith("int"):
+            return {inputs[0]: rng.integers(0, 1000, (batch, *_shape)).astype(dtype)}
+        return {inputs[0]: rng.uniform(-1, 1, (batch, *_shape)).astype(dtype)}
+
+    return BenchModel(name, gd, inputs, outputs, make_inputs)
+
+
+def keras_application(name: str, size: int = 224) -> BenchModel:
+    import keras
+
+    ctor = getattr(keras.applications, name)
+    model = ctor(weights=None, input_shape=(size, size, 3))
+    _randomize(model)
+    return freeze_keras(model, (size, size, 3), name)
+
+
+def transformer_encoder(seq: int = 64, dim: int = 128, heads: int = 4, layers: int = 2, vocab: int = 8000) -> BenchModel:
+    import keras
+    from keras import layers as L
+
+    inp = keras.Input((seq,), dtype="int32")
+    x = L.Embedding(vocab, dim)(inp)
+    for _ in range(layers):
+        a = L.MultiHeadAttention(heads, dim // heads)(x, x)
+        x = L.LayerNormalization()(x + a)
+        f = L.Dense(dim * 4, activation="gelu")(x)
+        f = L.Dense(dim)(f)
+        x = L.LayerNormalization()(x + f)
+    out = L.Dense(2, activation="softmax")(L.GlobalAveragePooling1D()(x))
+    model = keras.Model(inp, out)
+    _randomize(model)
+    return freeze_keras(model, (seq,), "TransformerEncoder", dtype="int32")
+
+
+def embedding_model(rows: int = 100_000, dim: int = 64) -> BenchModel:
+    """A frozen TF1 graph with a large embedding table looked up by GatherV2 (Estimator-style)."""
+    import tensorflow as tf
+
+    g = tf.Graph()
+    rng = np.random.default_rng(0)
+    with g.as_default():
+        ids = tf.compat.v1.placeholder(tf.int64, [None, 8], name="ids")
+        table = tf.constant(rng.normal(0, 0.1, (rows, dim)).astype(np.float32), name="embedding/weights")
+        emb = tf.gather(table, ids, name="embedding/lookup")
+        pooled = tf.reduce_mean(emb, axis=1)
+        w = tf.constant(rng.normal(0, 0.1, (dim, 3)).astype(np.float32), name="logits/kernel")
+        b = tf.constant(rng.normal(0, 0.1, (3,)).astype(np.float32), name="logits/bias")
+        tf.nn.softmax(tf.identity(tf.matmul(pooled, w) + b), name="probabilities")
+    gd = g.as_graph_def()
+
+    def make_inputs(batch: int) -> dict[str, np.ndarray]:
+        return {"ids:0": np.random.default_rng(batch).integers(0, rows, (batch, 8)).astype(np.int64)}
+
+    return BenchModel("Embedding100kx64", gd, ["ids:0"], ["probabilities:0"], make_inputs)
+
+
+def synthetic_graph(n_nodes: int, shape: str = "chain", seed: int = 0):
+    """A GraphDef of about ``n_nodes`` elementwise ops with foldable constants and Identities.
+
+    ``chain``: x -> (Identity, Add const, Mul (const+const)) repeated;
+    ``fan``: many short branches off one input, summed in a tree.
+    Returns (graph_def, input tensor, output tensor).
+    """
+    from tensorflow.core.framework import attr_value_pb2, graph_pb2, tensor_shape_pb2, types_pb2
+    import tensorflow as tf
+
+    gd = graph_pb2.GraphDef()
+    f32 = attr_value_pb2.AttrValue(type=types_pb2.DT_FLOAT)
+
+    def node(name, op, inputs=(), **attrs):
+        n = gd.node.add(name=name, op=op)
+        n.input.extend(inputs)
+        if op not in ("Const", "Placeholder", "NoOp"):
+            n.attr["T"].CopyFrom(f32)
+        for k, v in attrs.items():
+            n.attr[k].CopyFrom(v)
+        return name
+
+    def const(name, value):
+        return node(name, "Const", dtype=f32,
+                    value=attr_value_pb2.AttrValue(tensor=tf.make_tensor_proto(np.float32(value))))
+
+    shape_attr = attr_value_pb2.AttrValue(shape=tensor_shape_pb2.TensorShapeProto(dim=[
+        tensor_shape_pb2.TensorShapeProto.Dim(size=-1)]))
+    x = node("x", "Placeholder", dtype=f32, shape=shape_attr)
+    # one unit = 6 nodes: Identity, Const a, Const b, Add(a,b) [foldable], Mul(cur, ab), Add(cur, a)
+    units = max(1, n_nodes // 6)
+    if shape == "chain":
+        cur = x
+        for i in range(units):
+            idn = node(f"u{i}/id", "Identity", [cur])
+            a = const(f"u{i}/a", 1.0 + (i % 7) * 1e-3)
+            b = const(f"u{i}/b", 1e-3)
+            ab = node(f"u{i}/ab", "AddV2", [a, b])
+            m = node(f"u{i}/mul", "Mul", [idn, ab])
+            cur = node(f"u{i}/add", "AddV2", [m, a]) if i % 2 else node(f"u{i}/sub", "Sub", [m, a])
+        out = node("y", "Identity", [cur])
+    else:
+        leaves = []
+        for i in range(units):
+            idn = node(f"b{i}/id", "Identity", [x])
+            a = const(f"b{i}/a", 1.0 + (i % 13) * 1e-3)
+            b = const(f"b{i}/b", 1e-3)
+            ab = node(f"b{i}/ab", "Mul", [a, b])
+            leaves.append(node(f"b{i}/mul", "Mul", [idn, ab]))
+        level = 0
+        while len(leaves) > 1:
+            nxt = []
+            for j in range(0, len(leaves) - 1, 2):
+                nxt.append(node(f"sum{level}_{j}", "AddV2", [leaves[j], leaves[j + 1]]))
+            if len(leaves) % 2:
+                nxt.append(leaves[-1])
+            leaves = nxt
+            level += 1
+        out = node("y", "Identity", [leaves[0]])
+    return gd, f"{x}:0", f"{out}:0"
+
+
+KERAS_APPS = ["MobileNetV2", "ResNet50", "InceptionV3", "EfficientNetB0", "DenseNet121"]
+
+
+def build(name: str) -> BenchModel:
+    if name in KERAS_APPS:
+        return keras_application(name, 299 if name == "InceptionV3" else 224)
+    if name == "TransformerEncoder":
+        return transformer_encoder()
+    if name == "Embedding100kx64":
+        return embedding_model()
+    raise KeyError(name)
+
+
+ALL_MODELS = [*KERAS_APPS, "TransformerEncoder", "Embedding100kx64"]
