@@ -69,12 +69,37 @@ def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    if not verbose and not {"-h", "--help"} & set(sys.argv[1:]):
+        _quiet_tensorflow_import()
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
         logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+def _quiet_tensorflow_import() -> None:
+    """Import TensorFlow with file descriptor 2 silenced: its C++ start-up banner bypasses every log level."""
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:  # no real stderr (embedded use)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        try:
+            import tensorflow  # noqa: F401
+        except Exception:  # noqa: BLE001 - re-raised below with stderr restored
+            os.dup2(saved, 2)
+            raise
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,295 @@
+"""``graphxform inspect MODEL``: signatures, ops, parameters, tables, assets and warnings — or one node."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from graphxform.cli.common import console, emit_json, json_option, tags_option
+
+_TOP_OPS_COLUMNS = 3
+
+
+def _fmt_count(n: int | None) -> str:
+    return "?" if n is None else f"{n:,}"
+
+
+def _table(title: str | None = None) -> Any:
+    from rich.table import Table
+
+    return Table(title=title, title_justify="left", min_width=len(title) if title else None)
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.7g}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return ", ".join(f"{a}={_fmt_value(b)}" for a, b in v.items())
+    return str(v)
+
+
+def _shape(shape: list[int] | None) -> str:
+    from graphxform.inspect import shape_str
+
+    return shape_str(shape)
+
+
+def signature_text(summary: dict[str, Any]) -> str:
+    """The signatures in the layout of ``saved_model_cli show --all`` (same dtype names and shape notation)."""
+    lines: list[str] = []
+    if summary["format"] == "saved_model":
+        tags = ", ".join(summary["tags"])
+        lines.append(f"MetaGraphDef with tag-set: '{tags}' contains the following SignatureDefs:")
+    else:
+        lines.append("Signatures:")
+    if not summary["signatures"]:
+        lines.append("")
+        lines.append("  (none: a bare GraphDef; see the possible inputs and outputs below)")
+    for sig in summary["signatures"]:
+        lines.append("")
+        note = "  # in the file only; the loader keeps it as the init op" if sig.get("file_only") else ""
+        lines.append(f"signature_def['{sig['key']}']:{note}")
+        for side, word in (("inputs", "input(s)"), ("outputs", "output(s)")):
+            lines.append(f"  The given SavedModel SignatureDef contains the following {word}:")
+            for t in sig[side]:
+                lines.append(f"    {side}['{t['key']}'] tensor_info:")
+                lines.append(f"        dtype: {t['dtype']}")
+                lines.append(f"        shape: {t['shape_str']}")
+                if t.get("components"):
+                    comps = ", ".join(f"{k}={v}" for k, v in t["components"].items())
+                    lines.append(f"        sparse: {comps}")
+                lines.append(f"        name: {t['name']}")
+                if t.get("file_name"):
+                    lines.append(f"        name in the file: {t['file_name']}")
+        lines.append(f"  Method name is: {sig['method_name']}")
+    return "\n".join(lines)
+
+
+def print_summary(s: dict[str, Any], top: int) -> None:
+
+    from graphxform.inspect import human_bytes
+
+    kind = "SavedModel" if s["format"] == "saved_model" else "GraphDef"
+    if s["format"] == "saved_model" and s["saved_model_version"]:
+        kind += f" (TF{s['saved_model_version']} graph)"
+    frozen = "frozen" if s["frozen"] else "variables in a checkpoint"
+    console.print(f"[bold]{s['source']}[/bold]: {kind}, {frozen}", highlight=False)
+    if s["tag_sets"]:
+        console.print("Tag sets: " + "; ".join("'" + ", ".join(t) + "'" for t in s["tag_sets"]), highlight=False)
+    fn_nodes = sum(f["node_count"] for f in s["functions"])
+    fns = f" + {len(s['functions'])} library functions ({fn_nodes:,} nodes)" if s["functions"] else ""
+    console.print(f"Nodes: {s['node_count']:,}{fns}", highlight=False)
+    if s["init_op"]:
+        console.print(f"Init op: {s['init_op']}", highlight=False)
+    click.echo("")
+    click.echo(signature_text(s))
+    click.echo("")
+
+    # op histogram, several (op, count) column pairs side by side
+    ops = list(s["op_histogram"].items())
+    table = _table(f"Op histogram ({len(ops)} op types)")
+    cols = min(_TOP_OPS_COLUMNS, max(1, len(ops)))
+    for _ in range(cols):
+        table.add_column("op")
+        table.add_column("count", justify="right")
+    rows = (len(ops) + cols - 1) // cols
+    for r in range(rows):
+        cells: list[str] = []
+        for c in range(cols):
+            i = c * rows + r
+            cells += [ops[i][0], str(ops[i][1])] if i < len(ops) else ["", ""]
+        table.add_row(*cells)
+    console.print(table)
+    if s["function_op_histogram"]:
+        fops = ", ".join(f"{op} {n}" for op, n in list(s["function_op_histogram"].items())[:15])
+        more = len(s["function_op_histogram"]) - 15
+        console.print(f"Ops in library functions: {fops}" + (f", … {more} more" if more > 0 else ""), highlight=False)
+
+    p = s["parameters"]
+    counted = "tensors the signatures and init ops use" if p["counted"] == "served" else "every Const and variable"
+    console.print(f"[italic]Parameters[/italic]: {_fmt_count(p['count'])} elements, {human_bytes(p['bytes'])} "
+                  f"({counted})", highlight=False)
+    table = _table()
+    for col in ("dtype", "tensors", "elements", "bytes"):
+        table.add_column(col, justify="left" if col == "dtype" else "right")
+    for dt, b in p["by_dtype"].items():
+        table.add_row(dt, str(b["tensors"]), _fmt_count(b["count"]), human_bytes(b["bytes"]))
+    table.add_row("[dim]constants[/dim]", str(p["constants"]["tensors"]), _fmt_count(p["constants"]["count"]),
+                  human_bytes(p["constants"]["bytes"]))
+    table.add_row("[dim]variables[/dim]", str(p["variables"]["tensors"]), _fmt_count(p["variables"]["count"]),
+                  human_bytes(p["variables"]["bytes"]))
+    console.print(table)
+    if p["unused"]["tensors"]:
+        console.print(f"[dim]Not counted: {p['unused']['tensors']} tensors ({_fmt_count(p['unused']['count'])} "
+                      f"elements, {human_bytes(p['unused']['bytes'])}) no signature uses (saver, initializers, "
+                      "duplicate handles).[/dim]", highlight=False)
+    unknown = p["unknown_size"]
+    if unknown:
+        console.print(f"[yellow]{unknown} variables have an unknown shape; their size is not counted.[/yellow]")
+
+    if s["largest"]:
+        table = _table(f"Largest {len(s['largest'])} constants/variables")
+        table.add_column("name", overflow="fold")
+        for col in ("kind", "dtype", "shape"):
+            table.add_column(col)
+        table.add_column("elements", justify="right")
+        table.add_column("bytes", justify="right")
+        for r in s["largest"]:
+            table.add_row(r["name"], r["kind"], r["dtype"], _shape(r["shape"]), _fmt_count(r["count"]),
+                          human_bytes(r["bytes"]))
+        console.print(table)
+
+    if s["functions"]:
+        table = _table(f"Library functions ({len(s['functions'])})")
+        table.add_column("name", overflow="fold")
+        table.add_column("nodes", justify="right")
+        table.add_column("in/out", justify="right")
+        table.add_column("main ops", overflow="fold")
+        shown = s["functions"][: max(top, 20)]
+        for f in shown:
+            main = ", ".join(f"{op} {n}" for op, n in list(f["ops"].items())[:4])
+            table.add_row(f["name"], str(f["node_count"]), f"{f['inputs']}/{f['outputs']}", main)
+        console.print(table)
+        if len(s["functions"]) > len(shown):
+            console.print(f"[dim]… {len(s['functions']) - len(shown)} more functions (see --json)[/dim]")
+
+    if s["tables"]:
+        table = _table("Lookup tables")
+        table.add_column("table", overflow="fold")
+        table.add_column("op")
+        table.add_column("key → value")
+        table.add_column("filled by", overflow="fold")
+        for t in s["tables"]:
+            inits = []
+            for i in t["initializers"]:
+                src = i.get("asset") and f"asset {i['asset']}" or i.get("filename") and f"file {i['filename']}" \
+                    or i.get("filename_from") or (f"{i['size']} keys" if i.get("size") is not None else "")
+                inits.append(f"{i['op']} {src}".strip() + (f" (table {i['table']})" if i.get("table") else ""))
+            name = t["name"] or "[dim](created elsewhere)[/dim]"
+            if t["where"] != "graph":
+                name += f" [dim]in {t['where']}[/dim]"
+            kv = f"{t['key_dtype']} → {t['value_dtype']}" if t["key_dtype"] else ""
+            table.add_row(name, t["op"] or "", kv, "\n".join(inits) or "[yellow]no initializer found[/yellow]")
+        console.print(table)
+
+    if s["assets"]:
+        table = _table("Assets")
+        table.add_column("file")
+        table.add_column("size", justify="right")
+        table.add_column("path tensor", overflow="fold")
+        for a in s["assets"]:
+            size = "[red]missing[/red]" if a["size"] is None else human_bytes(a["size"])
+            table.add_row(a["filename"], size, a["tensor"])
+        console.print(table)
+
+    if s["format"] != "saved_model" or not s["signatures"]:
+        table = _table("Possible inputs (Placeholders)")
+        for col in ("name", "dtype", "shape"):
+            table.add_column(col, overflow="fold")
+        for i in s["candidate_inputs"]:
+            table.add_row(i["name"] + (" [dim](with default)[/dim]" if i["op"] != "Placeholder" else ""),
+                          i["dtype"], i["shape_str"])
+        console.print(table)
+        table = _table("Possible outputs (nodes nothing consumes)")
+        for col in ("name", "op", "dtypes"):
+            table.add_column(col, overflow="fold")
+        for o in s["candidate_outputs"]:
+            table.add_row(o["name"], o["op"], ", ".join(o["dtypes"]) if o["dtypes"] else "?")
+        console.print(table)
+        if s["candidate_inputs"] or s["candidate_outputs"]:
+            ins = ",".join(i["name"] for i in s["candidate_inputs"] if i["op"] == "Placeholder")
+            outs = ",".join(o["name"] for o in s["candidate_outputs"])
+            console.print(f"[dim]e.g. graphxform transform {s['source']} OUT --inputs {ins} --outputs {outs} …[/dim]",
+                          highlight=False)
+
+    if s["warnings"]:
+        for w in s["warnings"]:
+            deny = " [saved_model_cli scan denylist]" if w["denylisted"] else ""
+            console.print(f"[bold yellow]WARNING[/bold yellow]: {w['op']} node {w['node']!r} in {w['where']} "
+                          f"{w['reason']}{deny}", highlight=False)
+    else:
+        console.print("[green]No ops that touch files or run code[/green] "
+                      "(ReadFile, WriteFile, PrintV2, PyFunc, … and checkpoint ops outside the saver).")
+
+
+def print_node(info: dict[str, Any]) -> None:
+
+    from graphxform.inspect import human_bytes
+
+    console.print(f"[bold]{info['name']}[/bold]  op: [cyan]{info['op']}[/cyan]  device: {info['device'] or '-'}",
+                  highlight=False)
+    if info["output_dtypes"] is not None:
+        console.print("outputs: " + (", ".join(f"{i}: {t}" for i, t in enumerate(info["output_dtypes"])) or "none"),
+                      highlight=False)
+    if info["signatures"]:
+        console.print("used by signatures: " + ", ".join(info["signatures"]), highlight=False)
+    if info["protected"]:
+        console.print("[dim]protected: rules may not remove it[/dim]")
+    if info["attrs"]:
+        table = _table("attrs")
+        table.add_column("attr")
+        table.add_column("value", overflow="fold")
+        for k, v in info["attrs"].items():
+            table.add_row(k, _fmt_value(v))
+        console.print(table)
+    table = _table(f"inputs ({len(info['inputs'])})")
+    for col in ("#", "input", "producer op"):
+        table.add_column(col, overflow="fold")
+    for i in info["inputs"]:
+        table.add_row("^" if i["control"] else str(i["index"]), i["input"], i["op"] or "[red]missing[/red]")
+    console.print(table)
+    table = _table(f"consumers ({len(info['consumers'])})")
+    for col in ("node", "op", "reads"):
+        table.add_column(col, overflow="fold")
+    for c in info["consumers"]:
+        reads = "control" if c["control"] else f"output {c['port']} as input {c['input_index']}"
+        table.add_row(c["node"], c["op"] or "?", reads)
+    console.print(table)
+    if "value" in info:
+        v = info["value"]
+        console.print(f"value: {v['dtype']} {v['shape_str']}, {human_bytes(v['bytes'])}", highlight=False)
+        table = _table("value statistics")
+        table.add_column("stat")
+        table.add_column("value", overflow="fold")
+        for k, val in v["stats"].items():
+            table.add_row(k, _fmt_value(val))
+        console.print(table)
+
+
+@click.command("inspect")
+@click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
+@tags_option
+@json_option
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
+              help="How many of the largest constants/variables to list.")
+@click.option("--node", "node_name", default=None, metavar="NAME",
+              help="Show one node: op, attrs, inputs, consumers and, for a Const, value statistics.")
+def inspect_cmd(model_path: Path, tags: str | None, as_json: bool, top: int, node_name: str | None) -> None:
+    """Show what a model holds: tag sets, signatures (as saved_model_cli show), op histogram,
+    parameters, largest tensors, functions, tables, assets, possible inputs/outputs and warnings
+    about ops that touch files or run code.
+
+    \b
+    Examples:
+      graphxform inspect fixtures/estimator_dnn
+      graphxform inspect fixtures/tf1_frozen_bn.pb --json | jq .candidate_inputs
+      graphxform inspect fixtures/tf1_frozen_bn.pb --node conv1/kernel
+    """
+    from graphxform.inspect import load_for_inspect, node_info, summarize
+
+    model = load_for_inspect(model_path, tags)
+    if node_name is not None:
+        info = node_info(model, node_name)
+        if as_json:
+            emit_json(info)
+        else:
+            print_node(info)
+        return
+    summary = summarize(model, top=top)
+    if as_json:
+        emit_json(summary)
+    else:
+        print_summary(summary, top)
