@@ -1,0 +1,502 @@
+"""``quantize_weights``: store large float32 weights as int8 (or float16) and dequantize them in the graph.
+
+GTT name: ``quantize_weights`` (GTT used one asymmetric ``quint8`` range per
+tensor, ``MIN_FIRST``). Here int8 is symmetric and, by default, per output
+channel:
+
+- the float ``Const`` ``w`` becomes ``Dequantize(w_quantized_const,
+  w_quantized_min, w_quantized_max)`` (``T=qint8``, ``mode=SCALED``,
+  ``narrow_range``, ``axis`` = the output-channel axis), keeping the name
+  ``w`` so consumers, colocation and signatures are untouched. Values are
+  ``round(w / s)`` with ``s = max|w| / 127`` per channel.
+- the output-channel axis comes from the consumers: ``Conv2D``/``Conv3D``
+  filters the last axis, ``Conv2DBackpropInput`` axis 2, ``MatMul`` ``b``
+  axis 1 (axis 0 with ``transpose_b``), ``BatchMatMul*`` the last axis (or
+  the one before with ``adj_y``), ``Gather``/``GatherV2`` params axis 0, and
+  ``DepthwiseConv2dNative`` axes 2 and 3 together (stored as
+  ``[h, w, in*mult]``, dequantized on axis 2, then reshaped back).
+  Elementwise consumers (``Mul``, ``Add``, ``BiasAdd`` ...) and ``Einsum``
+  accept any axis. Consumers that want different axes get one per-tensor
+  scale. ``Identity``/``Snapshot``/``StopGradient`` are looked through.
+- an embedding table read only by ``Gather``/``GatherV2`` (params, axis 0,
+  ``batch_dims`` 0) is quantized per row and each gather becomes
+  ``Mul(Cast(GatherV2(table_int8, ids)), GatherV2(row_scales, ids))``: only
+  the looked-up rows are dequantized, so a lookup costs the same whatever
+  the table size. Other gathers fall back to the plain ``Dequantize`` form.
+- ``dtype=float16``: ``w`` becomes ``Cast(w_float16)`` (for embeddings:
+  ``Cast(GatherV2(table_float16, ids))``).
+
+Never quantized: non-float32 consts, protected nodes, consts smaller than
+``minimum_size`` elements, non-finite values, consts read by a use that is
+not weight-like (shapes, control flow, ...), and what this rule produced
+(the int8/float16 consts, ``Dequantize`` ranges, row-scale tables), so a
+second round finds nothing to do.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from tensorflow.core.framework import node_def_pb2, tensor_pb2, types_pb2
+
+from graphxform.graph import Graph
+from graphxform.rule import Match, Param, Replacement, Rule, register
+
+log = logging.getLogger(__name__)
+
+#: Looked through when collecting the uses of a weight.
+PASS_THROUGH_OPS = frozenset({"Identity", "Snapshot", "StopGradient"})
+#: Elementwise ops that may read a dequantized weight (any quantization axis suits them).
+ELEMENTWISE_OPS = frozenset(
+    {"Mul", "Add", "AddV2", "Sub", "BiasAdd", "RealDiv", "Maximum", "Minimum", "SquaredDifference", "Einsum"}
+)
+GATHER_OPS = frozenset({"Gather", "GatherV2"})
+_CONV_LAST_AXIS = frozenset({"Conv2D", "Conv3D", "_FusedConv2D"})
+_MATMUL = frozenset({"MatMul", "_FusedMatMul"})
+_BATCH_MATMUL = frozenset({"BatchMatMul", "BatchMatMulV2", "BatchMatMulV3"})
+_INT8_SOURCES = (types_pb2.DT_INT8, types_pb2.DT_QINT8)
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+_DEPTHWISE = "depthwise"  # axis preference: axes 2 and 3 of [h, w, in, mult] together
+
+
+@dataclass
+class _Use:
+    node: node_def_pb2.NodeDef
+    index: int
+    axis: int | str | None  # preferred channel axis; None: any; _DEPTHWISE
+    gather_ok: bool = False  # a Gather/GatherV2 params use the row path can rewrite
+    gather_reason: str = ""
+
+
+@dataclass
+class _Plan:
+    """What ``check`` decided for one const; ``rewrite`` builds nodes from it."""
+
+    uses: list[_Use]
+    chain: list[str]  # pass-through nodes between the const and its uses
+    axis: int | str | None  # channel axis of the plain form (None: per-tensor)
+    embedding: bool
+    notes: list[str] = field(default_factory=list)
+    colocated: list[str] = field(default_factory=list)  # nodes with _class loc:@ the const or its chain
+
+
+def _dims(node: node_def_pb2.NodeDef) -> list[int]:
+    return [d.size for d in node.attr["value"].tensor.tensor_shape.dim]
+
+
+def _attr_bool(node: node_def_pb2.NodeDef, key: str) -> bool:
+    return bool(node.attr[key].b) if key in node.attr else False
+
+
+def _attr_int(node: node_def_pb2.NodeDef, key: str) -> int:
+    return int(node.attr[key].i) if key in node.attr else 0
+
+
+def _classify(graph: Graph, node: node_def_pb2.NodeDef, index: int, shape: list[int]) -> _Use | str:
+    """How ``node`` reads the weight at input ``index``: its preferred channel axis, or why it is no weight use."""
+    op, rank = node.op, len(shape)
+    where = f"{node.op} {node.name!r} input {index}"
+    if op in _CONV_LAST_AXIS or op == "DepthwiseConv2dNative" or op == "Conv2DBackpropInput":
+        if index != 1:
+            return f"it is the data input of {where}, not its filter"
+        if op == "DepthwiseConv2dNative":
+            if rank != 4:
+                return f"{where} filter has rank {rank}, not 4"
+            return _Use(node, index, 2 if shape[3] == 1 else _DEPTHWISE)
+        if op == "Conv2DBackpropInput":
+            return _Use(node, index, 2 if rank == 4 else None)
+        return _Use(node, index, rank - 1)
+    if op in _MATMUL:
+        if rank != 2:
+            return f"{where} reads a rank-{rank} tensor"
+        if index == 1:
+            return _Use(node, index, 0 if _attr_bool(node, "transpose_b") else 1)
+        return _Use(node, index, 1 if _attr_bool(node, "transpose_a") else 0)
+    if op in _BATCH_MATMUL:
+        if rank < 2:
+            return f"{where} reads a rank-{rank} tensor"
+        if index == 1:
+            return _Use(node, index, rank - 2 if _attr_bool(node, "adj_y") else rank - 1)
+        return _Use(node, index, rank - 1 if _attr_bool(node, "adj_x") else rank - 2)
+    if op in GATHER_OPS:
+        if index != 0:
+            return f"it is the indices input of {where}"
+        use = _Use(node, index, 0 if rank else None)
+        reason = _gather_reason(graph, node)
+        use.gather_ok, use.gather_reason = reason is None, reason or ""
+        return use
+    if op in ELEMENTWISE_OPS:
+        return _Use(node, index, None)
+    if op == "Dequantize":
+        return f"it is a quantization range ({where}): already quantized"
+    return f"{where} is not a weight-like use (weights feed convolutions, matmuls, gathers, elementwise ops)"
+
+
+def _gather_reason(graph: Graph, node: node_def_pb2.NodeDef) -> str | None:
+    """Why the row path cannot rewrite gather ``node`` (``None``: it can)."""
+    if node.op == "Gather":
+        return None
+    if _attr_int(node, "batch_dims") != 0:
+        return f"GatherV2 {node.name!r} has batch_dims={_attr_int(node, 'batch_dims')}"
+    inputs = graph.data_inputs(node.name)
+    axis_node = graph.producer(inputs[2]) if len(inputs) > 2 else None
+    if axis_node is None or axis_node.op != "Const":
+        return f"GatherV2 {node.name!r} has a non-constant axis"
+    axis = graph.const_value(axis_node.name)
+    if axis.size != 1 or int(axis.reshape(-1)[0]) != 0:
+        return f"GatherV2 {node.name!r} gathers along axis {axis.reshape(-1).tolist()}, not 0"
+    return None
+
+
+def _scales_int8(graph: Graph, mul: node_def_pb2.NodeDef, skip: str) -> bool:
+    """True when ``mul`` multiplies a ``Cast`` from int8 (the row form this rule emits) by tensor ``skip``."""
+    if mul.op != "Mul":
+        return False
+    for inp in graph.data_inputs(mul.name):
+        src = graph.producer(inp)
+        if src.name != skip and src.op == "Cast" and "SrcT" in src.attr \
+                and src.attr["SrcT"].type in _INT8_SOURCES:
+            return True
+    return False
+
+
+def _produced_here(graph: Graph, use: _Use) -> str | None:
+    """Why ``use`` shows the const is a scale this rule made (``None``: it is not)."""
+    node = use.node
+    if _scales_int8(graph, node, skip=""):
+        return f"it scales int8 values in Mul {node.name!r}: a scale made by quantize_weights"
+    if node.op in GATHER_OPS:
+        for dst, _ in graph.consumers(f"{node.name}:0"):
+            if _scales_int8(graph, graph.node(dst), skip=node.name):
+                return f"it is the per-row scale table of an int8 embedding (gathered by {node.name!r})"
+    return None
+
+
+def _collect_uses(graph: Graph, name: str) -> tuple[list[tuple[node_def_pb2.NodeDef, int]], list[str]]:
+    """Data uses of const ``name`` seen through pass-through ops, and the pass-through nodes passed."""
+    uses: list[tuple[node_def_pb2.NodeDef, int]] = []
+    chain: list[str] = []
+    stack, seen = [name], {name}
+    while stack:
+        cur = stack.pop()
+        for dst, index in graph.consumers(f"{cur}:0"):
+            node = graph.node(dst)
+            if node.op in PASS_THROUGH_OPS:
+                if dst not in seen:
+                    seen.add(dst)
+                    chain.append(dst)
+                    stack.append(dst)
+            else:
+                uses.append((node, index))
+    return uses, chain
+
+
+def _make_node(name: str, op: str, inputs: list[str], device: str = "", **attrs: object) -> node_def_pb2.NodeDef:
+    node = node_def_pb2.NodeDef(name=name, op=op, input=inputs, device=device)
+    for key, value in attrs.items():
+        a = node.attr[key]
+        if isinstance(value, bool):
+            a.b = value
+        elif isinstance(value, tensor_pb2.TensorProto):
+            a.tensor.CopyFrom(value)
+        elif isinstance(value, _DType):
+            a.type = value.enum
+        elif isinstance(value, int):
+            a.i = value
+        elif isinstance(value, str):
+            a.s = value.encode()
+        else:  # pragma: no cover - internal misuse
+            raise TypeError(f"attr {key}={value!r}")
+    return node
+
+
+@dataclass(frozen=True)
+class _DType:
+    enum: int
+
+
+_F32, _F16, _I8, _QI8, _I32 = (_DType(t) for t in (types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_INT8,
+                                                   types_pb2.DT_QINT8, types_pb2.DT_INT32))
+
+
+def _tensor(array: np.ndarray, dtype: int) -> tensor_pb2.TensorProto:
+    """A ``TensorProto`` holding ``array`` as ``tensor_content`` (no per-element proto fields)."""
+    t = tensor_pb2.TensorProto(dtype=dtype)
+    for d in array.shape:
+        t.tensor_shape.dim.add(size=int(d))
+    t.tensor_content = np.ascontiguousarray(array).tobytes()
+    return t
+
+
+def _const(name: str, array: np.ndarray, dtype: _DType, device: str, ctrl: list[str]) -> node_def_pb2.NodeDef:
+    return _make_node(name, "Const", ["^" + c for c in ctrl], device, dtype=dtype, value=_tensor(array, dtype.enum))
+
+
+def symmetric_int8(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(q, max_abs)``: int8 values in [-127, 127] and the per-channel (``axis``) or per-tensor ``max|w|``.
+
+    A channel of zeros gets ``max_abs = 1`` (its values stay 0), so nothing divides by zero.
+    """
+    if axis is None:
+        max_abs = np.array(max(float(w.max(initial=0.0)), -float(w.min(initial=0.0))), np.float32)
+        bshape: tuple[int, ...] = ()
+    else:
+        others = tuple(i for i in range(w.ndim) if i != axis)
+        max_abs = np.maximum(w.max(axis=others), -w.min(axis=others)).astype(np.float32)
+        bshape = tuple(w.shape[axis] if i == axis else 1 for i in range(w.ndim))
+    max_abs = np.where(max_abs > 0, max_abs, np.float32(1.0)).astype(np.float32)
+    inv = (np.float32(127.0) / max_abs).reshape(bshape)
+    tmp = np.multiply(w, inv, dtype=np.float32)
+    np.rint(tmp, out=tmp)
+    np.clip(tmp, -127, 127, out=tmp)
+    return tmp.astype(np.int8), max_abs
+
+
+def _recolocate(node: node_def_pb2.NodeDef, gone: set[str], target: str) -> None:
+    """Point ``node``'s ``_class`` entries naming a node in ``gone`` at ``target`` instead (in place)."""
+    locs: list[bytes] = []
+    for loc in node.attr["_class"].list.s:
+        if loc.startswith(b"loc:@") and loc[5:].decode() in gone:
+            loc = b"loc:@" + target.encode()
+        if loc not in locs:
+            locs.append(loc)
+    del node.attr["_class"].list.s[:]
+    node.attr["_class"].list.s.extend(locs)
+
+
+class _Names:
+    """Fresh node names for one replacement (``graph.unique_name`` does not reserve)."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph, self.taken = graph, set()
+
+    def __call__(self, base: str) -> str:
+        name, i = self.graph.unique_name(base), 0
+        while name in self.taken:
+            i += 1
+            name = self.graph.unique_name(f"{base}_{i}")
+        self.taken.add(name)
+        return name
+
+
+@register
+class QuantizeWeights(Rule):
+    """Replaces a float32 ``Const`` weight ``w`` by ``Dequantize(int8 Const, min, max)`` (per output channel).
+
+    Embedding tables read only by ``GatherV2(w, ids)`` become
+    ``Cast(GatherV2(w_int8, ids)) * GatherV2(row_scales, ids)``.
+    ``dtype=float16`` gives ``Cast(float16 Const)`` instead. See the module
+    docstring for the axis chosen per consumer and what is never quantized.
+    """
+
+    name = "quantize_weights"
+    anchors = frozenset({"Const"})
+    #: Runs after the other rules reached their fixpoint: constant folding would fold the Dequantize back.
+    final = True
+    params = {
+        "dtype": Param(str, "int8", "storage type of the weights", choices=("int8", "float16")),
+        "per_tensor": Param(bool, False, "int8: one scale per tensor instead of one per output channel"),
+        "minimum_size": Param(int, 1024, "consts with fewer elements are left as they are"),
+    }
+
+    # ------------------------------------------------------------------ check
+    def check(self, match: Match) -> str | None:
+        plan = self._plan(match)
+        if isinstance(plan, str):
+            return plan
+        match.extra["plan"] = plan
+        return None
+
+    def _plan(self, match: Match) -> _Plan | str:
+        graph, node = match.graph, match.anchor
+        name = node.name
+        if node.op != "Const":
+            return f"{name!r} is {node.op}, not Const"
+        if "value" not in node.attr:
+            return f"Const {name!r} has no value attr; the graph is corrupt"
+        dtype = node.attr["dtype"].type if "dtype" in node.attr else node.attr["value"].tensor.dtype
+        if dtype != types_pb2.DT_FLOAT:
+            return f"{name!r} is {types_pb2.DataType.Name(dtype)}, not DT_FLOAT"
+        shape = _dims(node)
+        size = int(np.prod(shape)) if shape else 1
+        minimum = self.args["minimum_size"]
+        if size < minimum or size == 0:
+            return f"{name!r} has {size} elements, fewer than minimum_size={minimum}"
+        if graph.is_protected(name):
+            return f"{name!r} is protected (signature tensor, init op or listed by the user)"
+        raw, chain = _collect_uses(graph, name)
+        if not raw:
+            return f"{name!r} has no data consumers (strip_unused removes dead consts)"
+        for n in chain:
+            if graph.is_protected(n):
+                return f"{name!r} is read through {n!r}, which is protected"
+        uses: list[_Use] = []
+        for use_node, index in raw:
+            use = _classify(graph, use_node, index, shape)
+            if isinstance(use, str):
+                return f"{name!r}: {use}"
+            mine = _produced_here(graph, use)
+            if mine:
+                return f"{name!r}: {mine}"
+            uses.append(use)
+        value = graph.const_value(name)
+        if not np.isfinite(value).all():
+            return f"{name!r} holds inf or nan values"
+        if self.args["dtype"] == "float16":
+            peak = max(float(value.max()), -float(value.min()))
+            if peak > _FLOAT16_MAX:
+                return f"{name!r} holds values up to {peak:g}, beyond float16's range ({_FLOAT16_MAX:g})"
+        plan = _Plan(uses, chain, None, False)
+        plan.embedding = self._embedding_ok(graph, name, shape, plan)
+        if self.args["dtype"] == "int8" and not self.args["per_tensor"]:
+            prefs = {u.axis for u in uses if u.axis is not None}
+            if len(prefs) == 1:
+                plan.axis = prefs.pop()
+            elif len(prefs) > 1:
+                plan.notes.append(f"consumers want different channel axes {sorted(map(str, prefs))}: per-tensor")
+        for note in plan.notes:
+            log.debug("quantize_weights %s: %s", name, note)
+        return plan
+
+    def _embedding_ok(self, graph: Graph, name: str, shape: list[int], plan: _Plan) -> bool:
+        """Whether every use is a gather the row path can rewrite (else notes say why not)."""
+        if not all(u.node.op in GATHER_OPS for u in plan.uses):
+            return False
+        bad = [u.gather_reason for u in plan.uses if not u.gather_ok]
+        if bad:
+            plan.notes.append(f"{bad[0]}: whole table dequantized")
+            return False
+        if not shape:
+            return False
+        for n in [name, *plan.chain]:
+            if graph.control_consumers(n):
+                plan.notes.append(f"{n!r} has control consumers: whole table dequantized")
+                return False
+        gone = {name, *plan.chain}
+        for other in graph:  # nodes colocated with the table follow it to the int8 table
+            if other.name not in gone and "_class" in other.attr and any(
+                    loc.startswith(b"loc:@") and loc[5:].decode() in gone for loc in other.attr["_class"].list.s):
+                plan.colocated.append(other.name)
+        return True
+
+    # ---------------------------------------------------------------- rewrite
+    def rewrite(self, match: Match) -> Replacement:
+        plan = match.extra.get("plan")
+        if plan is None:
+            plan = self._plan(match)
+            if isinstance(plan, str):
+                return Replacement()
+        graph, node = match.graph, match.anchor
+        if plan.embedding:
+            return self._rewrite_rows(graph, node, plan)
+        return self._rewrite_plain(graph, node, plan)
+
+    def _rewrite_plain(self, graph: Graph, node: node_def_pb2.NodeDef, plan: _Plan) -> Replacement:
+        """``w`` keeps its name and becomes ``Dequantize(...)`` (or ``Cast``/``Reshape``) over the stored weight."""
+        name, device = node.name, node.device
+        ctrl = graph.control_inputs(name)
+        names = _Names(graph)
+        value = graph.const_value(name)
+        rep = Replacement()
+        keep_attrs = {k: v for k, v in node.attr.items() if k.startswith("_")}
+        if self.args["dtype"] == "float16":
+            half = _const(names(f"{name}_float16"), value.astype(np.float16), _F16, device, ctrl)
+            new = _make_node(name, "Cast", [half.name, *("^" + c for c in ctrl)], device,
+                             SrcT=_F16, DstT=_F32, Truncate=False)
+            rep.add.append(half)
+        else:
+            axis = plan.axis
+            shape = value.shape
+            if axis == _DEPTHWISE:
+                value = value.reshape(shape[0], shape[1], shape[2] * shape[3])
+                axis = 2
+            q, max_abs = symmetric_int8(value, axis)  # type: ignore[arg-type]
+            qc = _const(names(f"{name}_quantized_const"), q, _QI8, device, ctrl)
+            lo = _const(names(f"{name}_quantized_min"), -max_abs, _F32, device, ctrl)
+            hi = _const(names(f"{name}_quantized_max"), max_abs, _F32, device, ctrl)
+            rep.add += [qc, lo, hi]
+            deq_name = name if plan.axis != _DEPTHWISE else names(f"{name}_dequantize")
+            deq = _make_node(deq_name, "Dequantize", [qc.name, lo.name, hi.name], device, T=_QI8,
+                             mode="SCALED", narrow_range=True, axis=-1 if axis is None else int(axis), dtype=_F32)
+            if plan.axis == _DEPTHWISE:
+                shp = _const(names(f"{name}_shape"), np.array(shape, np.int32), _I32, device, ctrl)
+                rep.add += [deq, shp]
+                new = _make_node(name, "Reshape", [deq.name, shp.name, *("^" + c for c in ctrl)], device,
+                                 T=_F32, Tshape=_I32)
+            else:
+                deq.input.extend("^" + c for c in ctrl)
+                new = deq
+        for k, v in keep_attrs.items():
+            new.attr[k].CopyFrom(v)
+        rep.update.append(new)
+        return rep
+
+    def _rewrite_rows(self, graph: Graph, node: node_def_pb2.NodeDef, plan: _Plan) -> Replacement:
+        """Each gather of ``w`` reads int8 (or float16) rows and dequantizes only those."""
+        name, device = node.name, node.device
+        names = _Names(graph)
+        value = graph.const_value(name)
+        ctrl_w = graph.control_inputs(name)  # keeps the tables in the const's control-flow frame
+        rep = Replacement()
+        scales = None
+        if self.args["dtype"] == "float16":
+            table = _const(names(f"{name}_float16"), value.astype(np.float16), _F16, device, ctrl_w)
+            rep.add.append(table)
+        else:
+            per_tensor = self.args["per_tensor"]
+            q, max_abs = symmetric_int8(value, None if per_tensor else 0)
+            table = _const(names(f"{name}_quantized_const"), q, _I8, device, ctrl_w)
+            scale = max_abs / np.float32(127.0)
+            if not per_tensor:
+                scale = scale.reshape((-1,) + (1,) * (value.ndim - 1))
+            scales = _const(names(f"{name}_quantized_scale"), scale.astype(np.float32), _F32, device, ctrl_w)
+            rep.add += [table, scales]
+        for use in plan.uses:
+            g = use.node
+            data = graph.data_inputs(g.name)
+            ctrl = ["^" + c for c in graph.control_inputs(g.name)]
+            ids = data[1:]
+            attrs = {k: v for k, v in g.attr.items() if k != "_output_shapes"}  # row scales differ in shape
+            rows = node_def_pb2.NodeDef(name=names(f"{g.name}_{'int8' if scales is not None else 'float16'}_rows"),
+                                        op=g.op, input=[table.name, *ids], device=g.device)
+            for k, v in attrs.items():
+                rows.attr[k].CopyFrom(v)
+            rows.attr["Tparams"].type = table.attr["dtype"].type
+            src = _I8 if scales is not None else _F16
+            if scales is None:
+                new = _make_node(g.name, "Cast", [rows.name, *ctrl], g.device, SrcT=src, DstT=_F32, Truncate=False)
+                rep.add.append(rows)
+            else:
+                cast = _make_node(names(f"{g.name}_rows_float"), "Cast", [rows.name], g.device,
+                                  SrcT=src, DstT=_F32, Truncate=False)
+                rep.add += [rows, cast]
+                if self.args["per_tensor"]:
+                    factor = scales.name
+                else:
+                    row_scales = node_def_pb2.NodeDef(name=names(f"{g.name}_row_scales"), op=g.op,
+                                                      input=[scales.name, *ids], device=g.device)
+                    for k, v in attrs.items():
+                        row_scales.attr[k].CopyFrom(v)
+                    row_scales.attr["Tparams"].type = types_pb2.DT_FLOAT
+                    rep.add.append(row_scales)
+                    factor = row_scales.name
+                new = _make_node(g.name, "Mul", [cast.name, factor, *ctrl], g.device, T=_F32)
+            if "_class" in g.attr:
+                new.attr["_class"].CopyFrom(g.attr["_class"])
+            rep.update.append(new)
+        gone = {name, *plan.chain}
+        users = {u.node.name for u in plan.uses}
+        for n in plan.colocated:
+            if n not in users:
+                copy = node_def_pb2.NodeDef()
+                copy.CopyFrom(graph.node(n))  # never edit the graph's own NodeDef
+                rep.update.append(copy)
+        for n in [*rep.add, *rep.update]:
+            if "_class" in n.attr:
+                _recolocate(n, gone, table.name)
+        rep.remove += [*reversed(plan.chain), name]
+        return rep
+
+
+__all__ = ["ELEMENTWISE_OPS", "GATHER_OPS", "PASS_THROUGH_OPS", "QuantizeWeights", "symmetric_int8"]
