@@ -1,0 +1,262 @@
+"""verify (comparison, runners, inputs) and synth (input synthesis), plus the `graphxform verify` command."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import FIXTURES, SAMPLES, load_samples
+from tensorflow.core.framework import node_def_pb2
+
+import graphxform
+from graphxform import exporter, synth
+from graphxform.errors import VerificationError
+from graphxform.verify import compare_arrays, verify
+
+# --------------------------------------------------------------------------- compare_arrays
+
+
+def test_equal_and_within_tolerance():
+    a = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
+    c = compare_arrays("s", "y", a, a.copy())
+    assert c.within_tolerance and c.max_abs_diff == 0 and c.max_rel_diff == 0 and c.mismatches == 0
+    c = compare_arrays("s", "y", a, a * (1 + 5e-6))
+    assert c.within_tolerance and 0 < c.max_rel_diff <= 5.1e-6
+
+
+def test_beyond_tolerance_counts_mismatches():
+    a = np.array([1.0, 2.0, 3.0])
+    b = np.array([1.0, 2.001, 3.0])
+    c = compare_arrays("s", "y", a, b)
+    assert not c.within_tolerance and c.mismatches == 1
+    assert c.max_abs_diff == pytest.approx(1e-3) and c.max_rel_diff == pytest.approx(5e-4, rel=1e-3)
+    assert compare_arrays("s", "y", a, b, rtol=1e-3).within_tolerance
+
+
+def test_relative_diff_has_an_atol_floor_near_zero():
+    # |a - b| / (|b| + atol): finite where the reference is 0
+    c = compare_arrays("s", "y", np.array([0.0, 1.0]), np.array([1e-9, 1.0]))
+    assert c.within_tolerance and c.max_rel_diff == pytest.approx(1e-9 / 1e-6)
+
+
+def test_shape_dtype_and_nan_are_broken_even_when_lossy():
+    a = np.ones((2, 3), np.float32)
+    assert compare_arrays("s", "y", a, np.ones((3, 2), np.float32), lossy=True).broken
+    assert compare_arrays("s", "y", a, np.ones((2, 3), object), lossy=True).broken
+    b = a.copy()
+    b[0, 0] = np.nan
+    c = compare_arrays("s", "y", a, b, lossy=True)
+    assert c.broken and "NaN" in c.note
+    both = np.array([np.nan, 1.0])
+    assert compare_arrays("s", "y", both, both.copy()).within_tolerance
+
+
+def test_strings_compared_exactly_with_row_agreement():
+    a = np.array([[b"x"], [b"y"], [b"z"], [b"w"]], object)
+    b = a.copy()
+    b[1, 0] = b"q"
+    c = compare_arrays("s", "classes", a, b)
+    assert not c.within_tolerance and c.mismatches == 1 and c.class_agreement == 0.75
+    assert not compare_arrays("s", "classes", a, b, lossy=True).broken
+
+
+def test_class_agreement_and_lossy_mode():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(100, 5))
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    noisy = probs + rng.normal(scale=1e-3, size=probs.shape)
+    # "output_0" is recognised as probabilities (rows sum to 1)
+    c = compare_arrays("s", "output_0", probs, noisy, lossy=True)
+    assert not c.within_tolerance and not c.broken
+    assert 0.9 < c.class_agreement <= 1.0
+    flipped = probs[:, ::-1].copy()
+    c = compare_arrays("s", "probabilities", probs, flipped, lossy=True)
+    assert c.broken and c.class_agreement < 0.5
+    # a float output that is not a classifier output gets no agreement figure
+    assert compare_arrays("s", "embedding", logits, logits).class_agreement is None
+    # binary classifier with one logit column: sign agreement
+    c = compare_arrays("s", "logits", np.array([[1.0], [-1.0]]), np.array([[0.5], [0.2]]), lossy=True)
+    assert c.class_agreement == 0.5
+
+
+def test_lossy_mode_flags_unrelated_outputs():
+    a = np.linspace(1, 2, 50)
+    c = compare_arrays("s", "y", a, -a, lossy=True)
+    assert c.broken and "L2" in c.note
+    assert not compare_arrays("s", "y", a, a * 1.01, lossy=True).broken
+
+
+# --------------------------------------------------------------------------- synth
+
+
+@pytest.fixture(scope="module")
+def dnn():
+    return graphxform.load(FIXTURES / "estimator_dnn")
+
+
+def test_example_features_of_estimator(dnn):
+    feats = {f.key: f for f in synth.example_features(dnn, "input_example_tensor:0")}
+    assert set(feats) == {"age", "word", "color"}
+    assert feats["age"].kind == "dense" and feats["age"].shape == [1]
+    assert feats["word"].kind == "sparse" and feats["color"].kind == "sparse"
+    words = (FIXTURES / "estimator_dnn" / "assets" / "words.txt").read_bytes().splitlines()
+    assert feats["word"].vocabulary == words[:20]
+    assert feats["color"].vocabulary == [b"red", b"green", b"blue", b"yellow"]
+
+
+def test_synthesized_examples_parse_and_hit_the_vocabulary(dnn):
+    import tensorflow as tf
+
+    inputs = synth.synthesize_inputs(dnn)
+    assert set(inputs) == set(dnn.signatures)
+    ex = inputs["predict"]["examples"]
+    assert ex.shape == (synth.DEFAULT_BATCH,)
+    parsed = tf.io.parse_example(ex, {"age": tf.io.FixedLenFeature([1], tf.float32),
+                                      "word": tf.io.VarLenFeature(tf.string),
+                                      "color": tf.io.VarLenFeature(tf.string)})
+    assert parsed["age"].shape == (4, 1)
+    vocab = set((FIXTURES / "estimator_dnn" / "assets" / "words.txt").read_bytes().splitlines())
+    words = set(parsed["word"].values.numpy().tolist())
+    assert words & vocab, "no synthesized word is in the vocabulary"
+    assert words - vocab, "no out-of-vocabulary word"
+    again = synth.synthesize_inputs(dnn)
+    assert list(again["predict"]["examples"]) == list(ex), "synthesis must be deterministic"
+    other = synth.synthesize_inputs(dnn, seed=1)
+    assert list(other["predict"]["examples"]) != list(ex)
+
+
+def test_synthesized_lookup_tokens_and_numeric_shapes():
+    lookup = graphxform.load(FIXTURES / "tf2_lookup")
+    ins = synth.synthesize_inputs(lookup)
+    tokens = set((FIXTURES / "tf2_lookup" / "assets" / "tokens.txt").read_bytes().splitlines())
+    got = set(ins["serving_default"]["tokens"].tolist()) | set(ins["score"]["tokens"].tolist())
+    assert got & tokens and got - tokens
+    assert ins["serving_default"]["weight"].dtype == np.float32
+    assert ins["serving_default"]["weight"].shape == ins["serving_default"]["tokens"].shape == (4,)
+    keras = graphxform.load(FIXTURES / "keras_bn")
+    ins = synth.synthesize_inputs(keras, batch=2)
+    assert ins["serve"]["image"].shape == (2, 32, 32, 3) and ins["serve"]["image"].dtype == np.float32
+
+
+def test_string_input_without_parse_op_is_not_an_example_input(dnn):
+    lookup = graphxform.load(FIXTURES / "tf2_lookup")
+    spec = lookup.signatures["score"].inputs["tokens"]
+    assert not synth.is_example_input(lookup, spec.name)
+    assert synth.is_example_input(dnn, "input_example_tensor:0")
+
+
+# --------------------------------------------------------------------------- verify end to end
+
+
+@pytest.fixture(scope="module")
+def dnn_copy(tmp_path_factory):
+    """estimator_dnn frozen and written back: must match the original exactly."""
+    model = graphxform.load(FIXTURES / "estimator_dnn")
+    model.freeze()
+    return exporter.export(model, tmp_path_factory.mktemp("v") / "dnn")
+
+
+@pytest.fixture(scope="module")
+def dnn_broken(tmp_path_factory):
+    """estimator_dnn with the logits bias changed: a wrong model."""
+    model = graphxform.load(FIXTURES / "estimator_dnn")
+    model.freeze()
+    g = model.graph
+    bias_add = g.node("dnn/logits/BiasAdd")
+    bias = g.node(bias_add.input[1])
+    while bias.op == "Identity":
+        bias = g.node(bias.input[0])
+    assert bias.op == "Const"
+    value = g.const_value(bias.name) + np.array([0.0, 3.0, 0.0], np.float32)
+    new = node_def_pb2.NodeDef()
+    new.CopyFrom(bias)
+    import tensorflow as tf
+
+    new.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
+    g.update_node(new)
+    return exporter.export(model, tmp_path_factory.mktemp("v") / "broken")
+
+
+def test_verify_identical_models_with_synthesized_inputs(dnn_copy):
+    report = verify(FIXTURES / "estimator_dnn", dnn_copy)
+    assert report.ok and report.inputs_source == "synthesized"
+    assert {c.signature for c in report.outputs} == {"predict", "classification", "serving_default"}
+    assert report.max_abs_diff == 0 and report.min_class_agreement == 1.0
+    assert report.batch == {"predict": 4, "classification": 4, "serving_default": 4}
+
+
+def test_verify_with_npz_tfrecord_and_signature_filter(dnn_copy, tmp_path):
+    r = verify(FIXTURES / "estimator_dnn", dnn_copy, inputs=SAMPLES / "estimator_dnn.npz")
+    assert r.ok and r.inputs_source == "npz" and set(r.batch.values()) == {8}
+    r = verify(FIXTURES / "estimator_dnn", dnn_copy, examples=SAMPLES / "estimator_dnn.tfrecord",
+               signatures="predict")
+    assert r.ok and r.inputs_source == "tfrecord" and r.batch == {"predict": 8}
+    assert {c.output for c in r.outputs} == {"all_class_ids", "all_classes", "class_ids", "classes", "logits",
+                                             "probabilities"}
+    # plain "<input_key>" keys apply to every signature having that input
+    ex = load_samples("estimator_dnn")["predict"]["examples"][:3]
+    np.savez(tmp_path / "plain.npz", inputs=ex, examples=ex)
+    r = verify(FIXTURES / "estimator_dnn", dnn_copy, inputs=tmp_path / "plain.npz")
+    assert r.ok and r.batch == {"predict": 3, "classification": 3, "serving_default": 3}
+
+
+def test_verify_detects_a_wrong_model(dnn_broken):
+    report = verify(FIXTURES / "estimator_dnn", dnn_broken, inputs=SAMPLES / "estimator_dnn.npz")
+    assert not report.ok
+    failed = {(c.signature, c.output) for c in report.failures}
+    assert ("predict", "logits") in failed and ("predict", "probabilities") in failed
+    assert ("predict", "all_classes") not in failed  # constant outputs still agree
+    logits = next(c for c in report.outputs if (c.signature, c.output) == ("predict", "logits"))
+    assert logits.max_abs_diff == pytest.approx(3.0, rel=1e-5)
+    with pytest.raises(VerificationError, match="predict/logits"):
+        report.raise_for_failure()
+
+
+def test_verify_reports_missing_signatures_and_changed_shapes():
+    report = verify(FIXTURES / "estimator_linear", FIXTURES / "estimator_dnn")
+    assert not report.ok
+    dnn = FIXTURES / "estimator_dnn"
+    assert report.missing == [f"signature 'regression' is missing in {dnn}",
+                              f"output predict/logistic is missing in {dnn}"]
+    scores = next(c for c in report.outputs if (c.signature, c.output) == ("classification", "scores"))
+    assert scores.broken and "shape" in scores.note  # 2 classes vs 3
+
+
+def _main(argv, capsys):
+    from graphxform.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def test_cli_verify_json_pass_and_fail(dnn_copy, dnn_broken, capsys):
+    code, out, _ = _main(["verify", str(FIXTURES / "estimator_dnn"), str(dnn_copy), "--json",
+                          "--inputs", str(SAMPLES / "estimator_dnn.npz")], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert data["ok"] and data["mode"] == "exact" and data["inputs"] == "npz"
+    assert {o["signature"] for o in data["outputs"]} == {"predict", "classification", "serving_default"}
+    code, out, err = _main(["verify", str(FIXTURES / "estimator_dnn"), str(dnn_broken), "--json",
+                            "--signature", "predict"], capsys)
+    assert code == 1
+    assert not json.loads(out)["ok"] and "predict/logits" in err
+
+
+def test_cli_verify_table_output(dnn_copy, capsys):
+    code, out, _ = _main(["verify", str(FIXTURES / "estimator_dnn"), str(dnn_copy), "--signature",
+                          "classification"], capsys)
+    assert code == 0
+    assert "PASS" in out and "scores" in out and "predict" not in out
+
+
+def test_verify_refuses_a_reference_without_signatures():
+    from graphxform.errors import SignatureError
+
+    pb = FIXTURES / "tf1_frozen_bn.pb"
+    with pytest.raises(SignatureError, match="no signatures"):
+        verify(pb, pb)
+    model = graphxform.load(pb, inputs=["input"], outputs=["output"])
+    report = verify(model, model, inputs=SAMPLES / "tf1_frozen_bn.npz")  # tensor-name keys ("input:0")
+    assert report.ok and report.batch == {"serving_default": 8} and report.max_abs_diff == 0
