@@ -361,7 +361,7 @@ class _Evaluator:
 
         self.close()
         try:
-            self.session = GraphSession(self._subgraph(names))
+            self.session = GraphSession(self._subgraph(names), optimize=False)
         except GraphxformError as exc:
             culprit = _failing_node(exc, names)
             if culprit is None:

@@ -42,7 +42,9 @@ class GraphSession:
         *,
         init_ops: Sequence[str] = (),
         init_feeds: Mapping[str, Any] | None = None,
+        optimize: bool = True,
     ) -> None:
+        """``optimize=False`` turns Grappler and TF's graph optimizer off: cheaper for one-shot evaluations."""
         import tensorflow as tf
 
         self.tf_graph = tf.Graph()
@@ -52,6 +54,11 @@ class GraphSession:
             except (ValueError, tf.errors.OpError) as exc:
                 raise GraphxformError(f"TensorFlow refused the graph: {exc}") from exc
         config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=2, intra_op_parallelism_threads=2)
+        if not optimize:
+            from tensorflow.core.protobuf import config_pb2
+
+            config.graph_options.optimizer_options.opt_level = config_pb2.OptimizerOptions.L0
+            config.graph_options.rewrite_options.disable_meta_optimizer = True
         self.session = tf.compat.v1.Session(graph=self.tf_graph, config=config)
         if init_ops:
             ops = [self.tf_graph.get_operation_by_name(parse_input(o)[0]) for o in init_ops]
