@@ -1,0 +1,255 @@
+"""merge_duplicates: equal nodes merged (chains too), near-equal ones kept apart, stateful ops never merged."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import FIXTURES, assert_close, graph_def_of, load_samples, run
+from tensorflow.core.framework import graph_pb2, node_def_pb2, types_pb2
+
+import transforms.merge_duplicates as md
+from graphxform.graph import Graph
+from graphxform.model import Model, Signature, TensorSpec
+from graphxform.rule import Match, get_rule
+from graphxform.runner import explain, run_pipeline, run_rule_once
+from graphxform.tfrun import run_signature
+from transforms.merge_duplicates import MergeDuplicates
+
+X = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+
+
+def _const(name: str, value: np.ndarray, device: str = "") -> node_def_pb2.NodeDef:
+    node = node_def_pb2.NodeDef(name=name, op="Const", device=device)
+    node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
+    node.attr["dtype"].type = tf.as_dtype(value.dtype).as_datatype_enum
+    return node
+
+
+def _binary(name: str, op: str, a: str, b: str) -> node_def_pb2.NodeDef:
+    node = node_def_pb2.NodeDef(name=name, op=op, input=[a, b])
+    node.attr["T"].type = types_pb2.DT_FLOAT
+    return node
+
+
+def _placeholder(name: str) -> node_def_pb2.NodeDef:
+    node = node_def_pb2.NodeDef(name=name, op="Placeholder")
+    node.attr["dtype"].type = types_pb2.DT_FLOAT
+    return node
+
+
+def _graph_def(*nodes: node_def_pb2.NodeDef) -> graph_pb2.GraphDef:
+    gd = graph_pb2.GraphDef()
+    gd.node.extend(nodes)
+    return gd
+
+
+def test_registered_under_gtt_alias():
+    assert get_rule("merge_duplicate_nodes") is MergeDuplicates
+
+
+def test_equal_consts_merge_and_chains_collapse():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        w = np.arange(3, dtype=np.float32)
+        a1 = tf.add(x, tf.constant(w, name="c1"), name="a1")
+        a2 = tf.add(x, tf.constant(w, name="c2"), name="a2")  # duplicate of a1 once c2 -> c1
+        m1 = tf.multiply(tf.nn.relu(a1, name="r1"), 2.0, name="m1")
+        m2 = tf.multiply(tf.nn.relu(a2, name="r2"), 2.0, name="m2")
+        tf.subtract(m1, m2, name="d")
+        tf.add(m1, m2, name="s")
+
+    gd = graph_def_of(build)
+    before = run(gd, {"x:0": X}, ["d:0", "s:0"])
+    g = Graph(gd, protected=["d", "s"])
+    report = run_pipeline(g, [MergeDuplicates()])
+    assert g.lint() == []
+    assert report.rounds == 2  # everything merged in the first round; the second finds nothing
+    removed = {"c2", "a2", "r2", "m2", "m2/y"}
+    assert not removed & set(g.node_names)
+    assert report.counts["merge_duplicates"] == len(removed)
+    assert g.data_inputs("d") == ["m1", "m1"] and g.data_inputs("s") == ["m1", "m1"]
+    assert_close(run(g, {"x:0": X}, ["d:0", "s:0"]), before)
+
+
+def test_equal_values_in_different_encodings_merge():
+    splat = _const("splat", np.zeros(4, np.float32))
+    dense = node_def_pb2.NodeDef(name="dense", op="Const")
+    dense.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(np.zeros(4, np.float32)))
+    del splat.attr["value"].tensor.float_val[:]
+    splat.attr["value"].tensor.float_val.append(0.0)
+    splat.attr["value"].tensor.ClearField("tensor_content")
+    dense.attr["value"].tensor.tensor_content = np.zeros(4, np.float32).tobytes()
+    del dense.attr["value"].tensor.float_val[:]
+    dense.attr["dtype"].type = types_pb2.DT_FLOAT
+    assert splat.attr["value"].tensor != dense.attr["value"].tensor
+    gd = _graph_def(splat, dense, _binary("out", "AddV2", "splat", "dense"))
+    g = Graph(gd, protected=["out"])
+    assert run_rule_once(g, MergeDuplicates()) == 1
+    assert g.lint() == [] and g.data_inputs("out") == ["splat", "splat"]
+    assert_close(run(g, {}, ["out:0"]), run(gd, {}, ["out:0"]))
+
+
+def test_different_bytes_never_merge_even_in_one_hash_bucket(monkeypatch):
+    a = np.array([1.0, 2.0, 3.0], np.float32)
+    b = np.array([1.0, 2.0, 3.0000002], np.float32)  # one ulp apart
+    gd = _graph_def(_const("a", a), _const("b", b), _binary("out", "Sub", "a", "b"))
+    for digest in (md._attr_digest, lambda node: 0):  # the real hash, then every node in one bucket
+        monkeypatch.setattr(md, "_attr_digest", digest)
+        g = Graph(gd, protected=["out"])
+        assert run_rule_once(g, MergeDuplicates()) == 0
+        assert {"a", "b"} <= set(g.node_names)
+    m = MergeDuplicates().match(g, g.node("b"))
+    assert isinstance(m, str) and "Const values differ" in m
+    assert run(g, {}, ["out:0"])[0][2] != 0
+
+
+def test_constant_bucket_key_still_merges_equal_nodes(monkeypatch):
+    monkeypatch.setattr(md, "_attr_digest", lambda node: 0)
+    v = np.ones(3, np.float32)
+    gd = _graph_def(_const("a", v), _const("b", v * 2), _const("c", v), _binary("out", "AddV2", "b", "c"))
+    g = Graph(gd, protected=["out"])
+    assert run_rule_once(g, MergeDuplicates()) == 1
+    assert "c" not in g and g.data_inputs("out") == ["b", "a"]
+
+
+def test_different_devices_or_attrs_do_not_merge():
+    v = np.ones(3, np.float32)
+    p = _placeholder("x")
+    m1 = _binary("m1", "MatMul", "x", "x")
+    m2 = _binary("m2", "MatMul", "x", "x")
+    m2.attr["transpose_a"].b = True
+    gd = _graph_def(p, _const("a", v, device="/device:CPU:0"), _const("b", v, device="/device:CPU:1"), m1, m2)
+    g = Graph(gd)
+    assert run_rule_once(g, MergeDuplicates()) == 0
+    assert "devices differ" in MergeDuplicates().match(g, g.node("b"))
+    assert "attributes differ" in MergeDuplicates().match(g, g.node("m2"))
+
+
+def test_control_inputs_compared_as_a_set():
+    v = np.ones(3, np.float32)
+    na = node_def_pb2.NodeDef(name="na", op="NoOp")
+    nb = node_def_pb2.NodeDef(name="nb", op="NoOp", device="/device:CPU:0")  # else na and nb merge too
+    c1, c2, c3 = _const("c1", v), _const("c2", v), _const("c3", v)
+    c1.input.extend(["^na", "^nb"])
+    c2.input.extend(["^nb", "^na"])
+    c3.input.extend(["^na"])
+    gd = _graph_def(na, nb, c1, c2, c3, _binary("o", "AddV2", "c2", "c3"))
+    g = Graph(gd, protected=["o"])
+    assert run_rule_once(g, MergeDuplicates()) == 1
+    assert "c2" not in g and "c3" in g and g.data_inputs("o") == ["c1", "c3"]
+    assert g.lint() == []
+
+
+def test_stateful_and_placeholders_never_merge():
+    def build():
+        r1 = tf.random.uniform([2, 3], seed=1, name="r1")
+        r2 = tf.random.uniform([2, 3], seed=1, name="r2")
+        r1s = tf.random.uniform([2, 3], seed=1, name="r1s")  # all three have identical attrs and inputs
+        p1 = tf.compat.v1.placeholder(tf.float32, [2, 3], name="p1")
+        p2 = tf.compat.v1.placeholder(tf.float32, [2, 3], name="p2")
+        tf.add_n([r1, r2, r1s, p1, p2], name="out")
+
+    gd = graph_def_of(build)
+    ru = [n for n in gd.node if n.op == "RandomUniform"]
+    assert len(ru) == 3 and ru[0].attr == ru[1].attr
+    g = Graph(gd, protected=["out"])
+    run_rule_once(g, MergeDuplicates())
+    assert len(g.nodes_by_op("RandomUniform")) == 3 and {"p1", "p2"} <= set(g.node_names)
+    m = MergeDuplicates().match(g, g.node("r2/RandomUniform"))
+    assert isinstance(m, Match)
+    assert "stateful" in MergeDuplicates().check(m)
+    assert g.lint() == []
+
+
+def test_signature_output_moves_to_survivor_and_protected_nodes_are_not_removed():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        tf.math.square(x, name="sq1")
+        tf.math.square(x, name="sq2")
+        tf.math.exp(x, name="e1")
+        tf.math.exp(x, name="e2")
+
+    sig = Signature("serving_default", "tensorflow/serving/predict",
+                    inputs={"x": TensorSpec("x:0", types_pb2.DT_FLOAT, [2, 3])},
+                    outputs={"a": TensorSpec("sq1:0", types_pb2.DT_FLOAT, [2, 3]),
+                             "b": TensorSpec("sq2:0", types_pb2.DT_FLOAT, [2, 3]),
+                             "e": TensorSpec("e1:0", types_pb2.DT_FLOAT, [2, 3])})
+    model = Model(Graph(graph_def_of(build)), {"serving_default": sig}, Path("mem"), "graph_def")
+    model.graph.protected.add("e2")  # e.g. a table initializer: may survive a merge, never removed by one
+    run_pipeline(model.graph, [MergeDuplicates()])
+    assert model.graph.lint() == []
+    assert "sq2" not in model.graph and {"e1", "e2"} <= set(model.graph.node_names)
+    assert {k: s.name for k, s in sig.outputs.items()} == {"a": "sq1:0", "b": "sq1:0", "e": "e1:0"}
+    m = MergeDuplicates().match(model.graph, model.graph.node("e2"))
+    assert "protected" in MergeDuplicates().check(m)
+    out = run(model.graph, {"x:0": X}, ["sq1:0", "e1:0", "e2:0"])
+    assert_close(out, [X * X, np.exp(X), np.exp(X)])
+
+
+def test_survivor_is_reported_by_explain():
+    v = np.ones(3, np.float32)
+    g = Graph(_graph_def(_const("a", v), _const("b", v)))
+    rule = MergeDuplicates()
+    reasons = dict(explain(g, rule))  # what --explain prints
+    assert reasons["b"] is None and "is the survivor" in reasons["a"]
+    assert "is the survivor" in rule.match(g, g.node("a"))
+    m = rule.match(g, g.node("b"))
+    assert isinstance(m, Match) and m["survivor"].name == "a" and rule.check(m) is None
+
+
+def test_many_nodes_one_pass_is_fast():
+    n = 10000
+    templates = [_const("t", np.full(4, v, np.float32)) for v in range(100)]
+    gd = _graph_def(_placeholder("x"))
+    for i in range(n):
+        c = gd.node.add()
+        c.CopyFrom(templates[i % 100])
+        c.name = f"c{i}"
+        gd.node.append(_binary(f"a{i}", "AddV2", "x", f"c{i}"))
+    g = Graph(gd)
+    t0 = time.perf_counter()
+    reps = MergeDuplicates().run_global(g)
+    elapsed = time.perf_counter() - t0
+    assert len(reps) == 2 * (n - 100)
+    assert elapsed < 5, f"run_global on {len(g)} nodes took {elapsed:.1f}s"
+
+
+def _signature_outputs(model, fixture: str) -> dict:
+    from graphxform.tfrun import model_session
+
+    session = model_session(model)
+    try:
+        return {k: run_signature(model, k, feeds, session=session) for k, feeds in load_samples(fixture).items()}
+    finally:
+        session.close()
+
+
+def _assert_same_outputs(before: dict, after: dict) -> None:
+    assert set(after) == set(before) and before
+    for key, outs in before.items():
+        for name, value in outs.items():
+            if value.dtype.kind in "fc":
+                np.testing.assert_allclose(after[key][name], value, rtol=1e-6, atol=1e-6)
+            else:
+                np.testing.assert_array_equal(after[key][name], value)
+
+
+@pytest.mark.skipif(not (FIXTURES / "estimator_linear").is_dir(), reason="fixture estimator_linear not built")
+def test_on_the_estimator_linear_fixture():
+    import graphxform
+
+    model = graphxform.load(FIXTURES / "estimator_linear")
+    if not model.frozen:
+        model.freeze()
+    before = _signature_outputs(model, "estimator_linear")
+    ops_before = model.graph.op_histogram()
+    report = run_pipeline(model.graph, [MergeDuplicates()])
+    assert model.graph.lint() == []
+    ops_after = model.graph.op_histogram()
+    merged = report.counts["merge_duplicates"]
+    assert merged > 10 and sum(ops_before.values()) - sum(ops_after.values()) == merged
+    assert ops_after["HashTableV2"] == ops_before["HashTableV2"]  # stateful: never merged
+    _assert_same_outputs(before, _signature_outputs(model, "estimator_linear"))

@@ -1,0 +1,331 @@
+"""remove_identity: rewiring, control dependencies, signatures, IdentityN, and where it must not fire."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import FIXTURES, assert_close, graph_def_of, load_samples, run
+from tensorflow.core.framework import types_pb2
+
+from graphxform.errors import RuleError
+from graphxform.graph import Graph
+from graphxform.model import Model, Signature, TensorSpec
+from graphxform.rule import Match, get_rule
+from graphxform.runner import explain, run_pipeline, run_rule_once
+from graphxform.tfrun import run_signature
+from transforms.remove_identity import RemoveIdentity
+
+X = np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5
+
+
+def _ops(graph: Graph) -> list[str]:
+    return sorted(n.op for n in graph)
+
+
+def _explain(graph: Graph, rule: RemoveIdentity, name: str) -> str | None:
+    m = rule.match(graph, graph.node(name))
+    assert isinstance(m, Match), m
+    return rule.check(m)
+
+
+def _model(gd, outputs: dict[str, str], inputs: dict[str, str] | None = None) -> Model:
+    inputs = inputs if inputs is not None else {"x": "x:0"}
+    sig = Signature(
+        "serving_default", "tensorflow/serving/predict",
+        inputs={k: TensorSpec(t, types_pb2.DT_FLOAT, [2, 3]) for k, t in inputs.items()},
+        outputs={k: TensorSpec(t, types_pb2.DT_FLOAT, [2, 3]) for k, t in outputs.items()},
+    )
+    return Model(Graph(gd), {"serving_default": sig}, Path("mem"), "graph_def")
+
+
+def test_registered_under_gtt_alias():
+    assert get_rule("remove_nodes") is RemoveIdentity
+    assert get_rule("remove_identity") is RemoveIdentity
+
+
+def test_rejects_ops_that_are_not_pass_through():
+    with pytest.raises(RuleError, match="PlaceholderWithDefault"):
+        RemoveIdentity(op="Identity,PlaceholderWithDefault")
+    with pytest.raises(RuleError, match="Relu"):
+        RemoveIdentity(op=["Relu"])
+
+
+def test_consumers_read_the_input_and_outputs_match():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        a = tf.identity(x, name="a")
+        r = tf.nn.relu(a, name="relu")
+        b = tf.identity(r, name="b")
+        tf.add(b, tf.identity(a, name="a2"), name="out")
+
+    gd = graph_def_of(build)
+    before = run(gd, {"x:0": X}, ["out:0"])
+    g = Graph(gd, protected=["out"])
+    report = run_pipeline(g, [RemoveIdentity()])
+    assert g.lint() == []
+    assert report.counts["remove_identity"] == 3
+    assert "Identity" not in _ops(g)
+    assert list(g.node("relu").input) == ["x"]
+    assert list(g.node("out").input) == ["relu", "x"]
+    assert_close(run(g, {"x:0": X}, ["out:0"]), before)
+
+
+def test_control_dependencies_move_to_data_and_control_consumers():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        dep = tf.no_op(name="dep")
+        with tf.control_dependencies([dep]):
+            i = tf.identity(x, name="i")
+        tf.multiply(i, 2.0, name="y")
+        with tf.control_dependencies([i.op]):
+            tf.add(x, 1.0, name="w")
+
+    gd = graph_def_of(build)
+    before = run(gd, {"x:0": X}, ["y:0", "w:0"])
+    g = Graph(gd, protected=["y", "w"])
+    assert run_rule_once(g, RemoveIdentity()) == 1
+    assert g.lint() == []
+    assert "i" not in g
+    assert g.data_inputs("y")[0] == "x" and g.control_inputs("y") == ["dep"]
+    # TF put ^i on the Const operand of w; ^i became the Identity's input producer and its own control input.
+    assert g.control_inputs("w/y") == ["x", "dep"]
+    assert not any(inp == "^i" for n in g for inp in n.input)
+    assert_close(run(g, {"x:0": X}, ["y:0", "w:0"]), before)
+
+
+def test_control_consumer_without_data_edge_gets_input_producer():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        s = tf.math.square(x, name="sq")
+        i = tf.identity(s, name="i")
+        tf.negative(i, name="neg")
+        c = tf.constant(1.0, name="c")
+        with tf.control_dependencies([i.op]):
+            tf.add(c, c, name="w")
+
+    g = Graph(graph_def_of(build), protected=["neg", "w"])
+    run_rule_once(g, RemoveIdentity())
+    assert g.lint() == [] and "i" not in g
+    assert g.control_inputs("w") == ["sq"]
+
+
+def test_signature_output_identity_is_removed_by_rewriting_the_signature():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        r = tf.nn.relu(x * 3.0, name="relu")
+        tf.identity(r, name="out")
+
+    model = _model(graph_def_of(build), {"y": "out:0"})
+    before = run_signature(model, "serving_default", {"x": X})
+    run_pipeline(model.graph, [RemoveIdentity()])
+    assert model.graph.lint() == []
+    assert "out" not in model.graph
+    assert model.signatures["serving_default"].outputs["y"].name == "relu:0"
+    after = run_signature(model, "serving_default", {"x": X})
+    assert_close([after["y"]], [before["y"]])
+
+
+def test_signature_output_identity_kept_when_it_would_expose_an_input_or_a_twin_output():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        tf.identity(x, name="echo")
+        r = tf.nn.relu(x, name="relu")
+        tf.identity(r, name="r1")
+        tf.identity(r, name="r2")
+
+    model = _model(graph_def_of(build), {"echo": "echo:0", "a": "r1:0", "b": "r2:0"})
+    rule = RemoveIdentity()
+    assert "its own input" in _explain(model.graph, rule, "echo")
+    # One of the twins may go; the other then keeps the two output keys apart.
+    assert run_pipeline(model.graph, [rule]).counts == {"remove_identity": 1}
+    assert model.graph.lint() == []
+    kept = {"r1", "r2"} & set(model.graph.node_names)
+    assert len(kept) == 1 and "echo" in model.graph
+    reason = _explain(model.graph, rule, kept.pop())
+    assert "both name" in reason and "relu:0" in reason
+    outs = model.signatures["serving_default"].outputs
+    assert sorted(spec.name for spec in outs.values()) == sorted(["echo:0", "relu:0", "r1:0" if "r1" in model.graph
+                                                                  else "r2:0"])
+
+
+def test_signature_output_with_control_dependencies_is_kept():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        check = tf.debugging.assert_all_finite(x, "bad")
+        doubled = x * 2.0
+        with tf.control_dependencies([check]):
+            tf.identity(doubled, name="out")
+
+    model = _model(graph_def_of(build), {"y": "out:0"})
+    rule = RemoveIdentity()
+    assert "control dependencies" in _explain(model.graph, rule, "out")
+    assert run_rule_once(model.graph, rule) == 0
+
+
+def test_identity_n_outputs_map_to_inputs():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        a, b = tf.raw_ops.IdentityN(input=[x * 2.0, x + 1.0], name="idn")
+        tf.subtract(b, a, name="out")
+
+    gd = graph_def_of(build)
+    before = run(gd, {"x:0": X}, ["out:0"])
+    g = Graph(gd, protected=["out"])
+    assert run_rule_once(g, RemoveIdentity(op="IdentityN")) == 1
+    assert g.lint() == [] and "idn" not in g
+    assert g.data_inputs("out") == ["add", "mul"]
+    assert_close(run(g, {"x:0": X}, ["out:0"]), before)
+
+
+def test_gtt_style_op_list_removes_check_numerics_and_stop_gradient():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        c = tf.debugging.check_numerics(x * 2.0, "nan!", name="cn")
+        s = tf.stop_gradient(c, name="sg")
+        tf.identity(s, name="i")
+        tf.negative(s, name="out")
+
+    gd = graph_def_of(build)
+    g = Graph(gd, protected=["out"])
+    run_pipeline(g, [get_rule("remove_nodes")(op=["CheckNumerics", "StopGradient"])])
+    assert g.lint() == []
+    assert not {"cn", "sg"} & set(g.node_names)
+    assert "i" in g  # Identity was not in op=, and it has no consumer anyway
+    assert_close(run(g, {"x:0": X}, ["out:0"]), run(gd, {"x:0": X}, ["out:0"]))
+
+
+@contextlib.contextmanager
+def _control_flow_v1():
+    was_v2 = tf.compat.v1.control_flow_v2_enabled()
+    tf.compat.v1.disable_control_flow_v2()
+    try:
+        yield
+    finally:
+        if was_v2:
+            tf.compat.v1.enable_control_flow_v2()
+
+
+def test_not_inside_tf1_control_flow_frames():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        _, v = tf.compat.v1.while_loop(
+            lambda i, v: i < 3, lambda i, v: (i + 1, tf.identity(v * 2.0, name="body_id")), [tf.constant(0), x])
+        c = tf.compat.v1.cond(tf.reduce_sum(x) > 0, lambda: tf.identity(x + 1.0, name="in_cond"), lambda: x - 1.0)
+        tf.add(v, c, name="out")
+        tf.negative(tf.identity(x, name="plain"), name="out2")
+
+    with _control_flow_v1():
+        gd = graph_def_of(build)
+    assert {n.op for n in gd.node} >= {"Enter", "Exit", "Switch", "Merge", "NextIteration"}
+    before = run(gd, {"x:0": X}, ["out:0", "out2:0"])
+    g = Graph(gd, protected=["out", "out2"])
+    rule = RemoveIdentity()
+    assert "control-flow frame" in _explain(g, rule, "while/body_id")
+    assert "control-flow" in _explain(g, rule, "while/Identity")  # the loop pivot
+    assert "control-flow" in _explain(g, rule, "cond/switch_t")
+    assert "control-flow frame" in _explain(g, rule, "cond/in_cond")
+    assert "control-flow op" in _explain(g, rule, "cond/pred_id")  # outside the branch, but feeds Switch
+    identities = {n.name for n in g.nodes_by_op("Identity")}
+    reasons = dict(explain(g, rule))  # what --explain prints: every Identity, None where the rule fires
+    assert set(reasons) == identities and [n for n, r in reasons.items() if r is None] == ["plain"]
+    assert run_pipeline(g, [rule]).counts == {"remove_identity": 1}
+    assert g.lint() == []
+    assert identities - {n.name for n in g.nodes_by_op("Identity")} == {"plain"}
+    assert_close(run(g, {"x:0": X}, ["out:0", "out2:0"]), before)
+
+
+def test_not_with_colocation_protection_resource_or_feed():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        a = tf.constant(np.ones((2, 3), np.float32), name="a")
+        with tf.compat.v1.get_default_graph().colocate_with(a):
+            col = tf.identity(a, name="colocated")
+        target = tf.identity(x * 2.0, name="target")
+        with tf.compat.v1.get_default_graph().colocate_with(target):
+            tf.add(target, col, name="coloc_user")
+        prot = tf.identity(x - 1.0, name="prot")
+        tf.negative(prot, name="neg")
+        h = tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=[2, 3], shared_name="v", name="h")
+        tf.raw_ops.ReadVariableOp(resource=tf.identity(h, name="res_id"), dtype=tf.float32, name="read")
+        fed = tf.identity(x, name="fed")
+        tf.negative(fed, name="neg_fed")
+
+    model = _model(graph_def_of(build), {"o": "neg_fed:0"}, inputs={"x": "x:0", "fed": "fed:0"})
+    g = model.graph
+    g.protected.update({"prot", "coloc_user", "neg", "read"})
+    rule = RemoveIdentity()
+    assert "colocation constraint" in _explain(g, rule, "colocated")
+    assert "colocate with 'target'" in _explain(g, rule, "target")
+    assert "protected" in _explain(g, rule, "prot")
+    assert "resource" in _explain(g, rule, "res_id")
+    assert "signature 'serving_default' input 'fed'" in _explain(g, rule, "fed")
+    assert run_rule_once(g, rule) == 0
+    assert g.lint() == []
+
+
+def test_dangling_identity_is_left_for_strip_unused():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        tf.identity(x * 2.0, name="maybe_fetched")
+
+    g = Graph(graph_def_of(build))
+    assert "no consumers" in _explain(g, RemoveIdentity(), "maybe_fetched")
+    assert run_rule_once(g, RemoveIdentity()) == 0
+
+
+def test_chain_of_identities_on_a_multi_output_port():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [4, 3], name="x")
+        parts = tf.split(x, 2, axis=0, name="split")
+        i1 = tf.identity(parts[1], name="i1")
+        i2 = tf.identity(i1, name="i2")
+        tf.concat([i2, parts[0]], axis=0, name="out")
+
+    gd = graph_def_of(build)
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    g = Graph(gd, protected=["out"])
+    run_pipeline(g, [RemoveIdentity()])
+    assert g.lint() == [] and not g.nodes_by_op("Identity")
+    assert g.data_inputs("out")[:2] == ["split:1", "split"]
+    assert_close(run(g, {"x:0": x}, ["out:0"]), run(gd, {"x:0": x}, ["out:0"]))
+
+
+def _signature_outputs(model, fixture: str) -> dict:
+    from graphxform.tfrun import model_session
+
+    session = model_session(model)
+    try:
+        return {k: run_signature(model, k, feeds, session=session) for k, feeds in load_samples(fixture).items()}
+    finally:
+        session.close()
+
+
+def _assert_same_outputs(before: dict, after: dict) -> None:
+    assert set(after) == set(before) and before
+    for key, outs in before.items():
+        for name, value in outs.items():
+            if value.dtype.kind in "fc":
+                np.testing.assert_allclose(after[key][name], value, rtol=1e-6, atol=1e-6)
+            else:
+                np.testing.assert_array_equal(after[key][name], value)
+
+
+@pytest.mark.skipif(not (FIXTURES / "keras_bn").is_dir(), reason="fixture keras_bn not built")
+def test_on_the_keras_bn_fixture():
+    import graphxform
+
+    model = graphxform.load(FIXTURES / "keras_bn")
+    if not model.frozen:
+        model.freeze()
+    before = _signature_outputs(model, "keras_bn")
+    ops_before = model.graph.op_histogram()
+    report = run_pipeline(model.graph, [RemoveIdentity()])
+    assert model.graph.lint() == []
+    ops_after = model.graph.op_histogram()
+    # Keras 3 export: every Identity but the signature outputs (which carry control deps) goes.
+    assert report.counts["remove_identity"] >= 40
+    assert ops_after["Identity"] == len(model.signatures) < ops_before["Identity"]
+    _assert_same_outputs(before, _signature_outputs(model, "keras_bn"))

@@ -1,0 +1,245 @@
+"""strip_unused: dead code goes; signatures, init op, tables and colocation targets stay; GTT type/shape."""
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import FIXTURES, assert_close, graph_def_of, load_samples, run
+from tensorflow.core.framework import types_pb2
+
+from graphxform.errors import RuleError
+from graphxform.graph import Graph
+from graphxform.model import Model, Signature, TensorSpec
+from graphxform.rule import Match, get_rule
+from graphxform.runner import explain, run_pipeline, run_rule_once
+from graphxform.tfrun import run_signature
+from transforms.strip_unused import StripUnused
+
+X = np.linspace(-2, 2, 6, dtype=np.float32).reshape(2, 3)
+
+
+def _sig(inputs: dict[str, tuple[str, int]], outputs: dict[str, tuple[str, int]], key="serving_default"):
+    return Signature(key, "tensorflow/serving/predict",
+                     inputs={k: TensorSpec(t, dt, None) for k, (t, dt) in inputs.items()},
+                     outputs={k: TensorSpec(t, dt, None) for k, (t, dt) in outputs.items()})
+
+
+def _model(gd, *sigs: Signature, init_op: str | None = None) -> Model:
+    return Model(Graph(gd), {s.key: s for s in sigs}, Path("mem"), "graph_def", init_op=init_op)
+
+
+def _explain(graph: Graph, name: str, **params) -> str | None:
+    rule = StripUnused(**params)
+    m = rule.match(graph, graph.node(name))
+    assert isinstance(m, Match)
+    return rule.check(m)
+
+
+def test_registered_under_gtt_alias():
+    assert get_rule("strip_unused_nodes") is StripUnused
+
+
+def test_dead_branches_removed_and_outputs_equal():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        unused_in = tf.compat.v1.placeholder(tf.float32, [2, 3], name="unused_in")
+        y = tf.nn.relu(x * 2.0, name="y")
+        tf.reduce_sum(tf.exp(x, name="dead_exp"), name="dead_sum")  # no signature needs these
+        tf.sigmoid(unused_in, name="dead_sig")
+        tf.negative(y, name="z")
+
+    f32 = types_pb2.DT_FLOAT
+    sig_a = _sig({"x": ("x:0", f32)}, {"y": ("y:0", f32)}, key="a")
+    sig_b = _sig({"x": ("x:0", f32), "u": ("unused_in:0", f32)}, {"z": ("z:0", f32)}, key="b")
+    model = _model(graph_def_of(build), sig_a, sig_b)
+    before = run_signature(model, "b", {"x": X, "u": X})
+    assert _explain(model.graph, "dead_sum") is None
+    assert _explain(model.graph, "mul") == "'mul' is needed by 'y' (signature 'a' output 'y')"
+    reasons = dict(explain(model.graph, StripUnused()))  # what --explain prints: None = would be removed
+    assert {n for n, r in reasons.items() if r is None} == {"dead_exp", "Const", "dead_sum", "dead_sig"}
+    assert reasons["unused_in"] == "'unused_in' is signature 'b' input 'u'"
+    report = run_pipeline(model.graph, [StripUnused()])
+    g = model.graph
+    assert g.lint() == []
+    assert report.counts == {"strip_unused": 1} and report.rounds == 2
+    assert not {n for n, r in reasons.items() if r is None} & set(g.node_names)
+    assert {"x", "unused_in", "y", "z"} <= set(g.node_names)  # an input of a signature stays even if unused
+    assert_close([run_signature(model, "b", {"x": X, "u": X})["z"]], [before["z"]])
+
+
+@contextlib.contextmanager
+def _control_flow_v1():
+    was_v2 = tf.compat.v1.control_flow_v2_enabled()
+    tf.compat.v1.disable_control_flow_v2()
+    try:
+        yield
+    finally:
+        if was_v2:
+            tf.compat.v1.enable_control_flow_v2()
+
+
+def test_dead_tf1_while_loop_is_removed_although_it_is_a_cycle():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        tf.compat.v1.while_loop(lambda i, v: i < 3, lambda i, v: (i + 1, v * 2.0), [tf.constant(0), x],
+                                name="dead_loop")
+        tf.identity(x + 1.0, name="y")
+
+    with _control_flow_v1():
+        gd = graph_def_of(build)
+    f32 = types_pb2.DT_FLOAT
+    model = _model(gd, _sig({"x": ("x:0", f32)}, {"y": ("y:0", f32)}))
+    run_pipeline(model.graph, [StripUnused()])
+    assert model.graph.lint() == []
+    assert sorted(model.graph.node_names) == ["add", "add/y", "x", "y"]
+    assert_close(run(model.graph, {"x:0": X}, ["y:0"]), [X + 1.0])
+
+
+def test_table_initializer_subgraph_kept_when_only_the_init_op_needs_it():
+    def build():
+        keys = tf.constant(["a", "b", "c"], name="keys")
+        vals = tf.constant([10, 20, 30], tf.int64, name="vals")
+        table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, vals), -1)
+        s = tf.compat.v1.placeholder(tf.string, [None], name="s")
+        table.lookup(s, name="ids")
+        tf.compat.v1.tables_initializer(name="init_all_tables")
+        tf.strings.length(s, name="dead_len")
+
+    gd = graph_def_of(build)
+    ops_before = {n.op for n in gd.node}
+    assert {"HashTableV2", "LookupTableImportV2", "LookupTableFindV2"} <= ops_before
+    sig = _sig({"s": ("s:0", types_pb2.DT_STRING)}, {"ids": ("ids/LookupTableFindV2:0", types_pb2.DT_INT64)})
+    model = _model(gd, sig, init_op="init_all_tables")
+    feed = {"s": np.array([b"b", b"zz", b"a"])}
+    before = run_signature(model, "serving_default", feed)
+    run_pipeline(model.graph, [StripUnused()])
+    g = model.graph
+    assert g.lint() == []
+    assert "dead_len" not in g
+    import_op = g.nodes_by_op("LookupTableImportV2")
+    assert len(import_op) == 1 and {"keys", "vals", "init_all_tables"} <= set(g.node_names)
+    assert "protected" in _explain(g, "init_all_tables")
+    assert "needed by 'init_all_tables'" in _explain(g, import_op[0].name)
+    after = run_signature(model, "serving_default", feed)
+    np.testing.assert_array_equal(after["ids"], [20, -1, 10])
+    np.testing.assert_array_equal(after["ids"], before["ids"])
+
+
+def test_gtt_type_and_shape_set_on_signature_input_placeholders():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, None, name="x")
+        tf.reduce_sum(x * 3.0, axis=-1, name="y")
+
+    f32 = types_pb2.DT_FLOAT
+    model = _model(graph_def_of(build), _sig({"x": ("x:0", f32)}, {"y": ("y:0", f32)}))
+    rule = get_rule("strip_unused_nodes")(type="float", shape="2,3")
+    assert run_rule_once(model.graph, rule) == 1
+    g = model.graph
+    assert g.lint() == []
+    x = g.node("x")
+    assert x.attr["dtype"].type == types_pb2.DT_FLOAT
+    assert [d.size for d in x.attr["shape"].shape.dim] == [2, 3]
+    spec = model.signatures["serving_default"].inputs["x"]
+    assert spec.dtype == types_pb2.DT_FLOAT and spec.shape == [2, 3]
+    assert run_rule_once(g, rule) == 0  # already applied: nothing left to do
+    out = run(g, {"x:0": X}, ["y:0"])
+    assert_close(out, [(X * 3.0).sum(-1)])
+    with pytest.raises(Exception):  # the placeholder now really is [2, 3]
+        run(g, {"x:0": np.zeros((4, 3), np.float32)}, ["y:0"])
+
+
+def test_unknown_dim_and_bad_params():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+        tf.identity(x, name="y")
+
+    f32 = types_pb2.DT_FLOAT
+    model = _model(graph_def_of(build), _sig({"x": ("x:0", f32)}, {"y": ("y:0", f32)}))
+    run_rule_once(model.graph, StripUnused(shape=["-1", "224", "224", "3"]))
+    assert [d.size for d in model.graph.node("x").attr["shape"].shape.dim] == [-1, 224, 224, 3]
+    assert model.signatures["serving_default"].inputs["x"].shape == [None, 224, 224, 3]
+    with pytest.raises(RuleError, match="not a TensorFlow dtype"):
+        StripUnused(type="floaty")
+    with pytest.raises(RuleError, match="not a shape"):
+        StripUnused(shape="1,x,3")
+    with pytest.raises(RuleError, match="names no node"):
+        run_rule_once(model.graph, StripUnused(name="nope"))
+
+
+def test_bare_graph_def_is_left_alone_with_a_warning(caplog):
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        tf.nn.relu(x, name="y")
+        tf.exp(x, name="e")
+
+    g = Graph(graph_def_of(build))
+    with caplog.at_level(logging.WARNING, logger="transforms.strip_unused"):
+        assert run_rule_once(g, StripUnused()) == 0
+    assert len(g) == 3
+    assert "nothing removed" in caplog.text
+    # name= says what to keep.
+    assert run_rule_once(g, StripUnused(name="y")) == 1
+    assert sorted(g.node_names) == ["x", "y"] and g.lint() == []
+
+
+def test_colocation_targets_of_kept_nodes_stay():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        anchor = tf.constant(np.ones((2, 3), np.float32), name="anchor")
+        tf.negative(anchor, name="anchor_user")
+        with tf.compat.v1.get_default_graph().colocate_with(anchor):
+            tf.add(x, 1.0, name="y")
+
+    f32 = types_pb2.DT_FLOAT
+    gd = graph_def_of(build)
+    model = _model(gd, _sig({"x": ("x:0", f32)}, {"y": ("y:0", f32)}))
+    run_pipeline(model.graph, [StripUnused()])
+    g = model.graph
+    assert g.lint() == []
+    assert "anchor" in g and "anchor_user" not in g
+    assert "colocation target" in _explain(g, "anchor")
+    assert_close(run(g, {"x:0": X}, ["y:0"]), [X + 1.0])  # TF refuses to import a dangling loc:@anchor
+
+
+def _signature_outputs(model, fixture: str) -> dict:
+    from graphxform.tfrun import model_session
+
+    session = model_session(model)
+    try:
+        return {k: run_signature(model, k, feeds, session=session) for k, feeds in load_samples(fixture).items()}
+    finally:
+        session.close()
+
+
+def _assert_same_outputs(before: dict, after: dict) -> None:
+    assert set(after) == set(before) and before
+    for key, outs in before.items():
+        for name, value in outs.items():
+            if value.dtype.kind in "fc":
+                np.testing.assert_allclose(after[key][name], value, rtol=1e-6, atol=1e-6)
+            else:
+                np.testing.assert_array_equal(after[key][name], value)
+
+
+@pytest.mark.skipif(not (FIXTURES / "estimator_dnn").is_dir(), reason="fixture estimator_dnn not built")
+def test_on_the_estimator_dnn_fixture():
+    import graphxform
+
+    model = graphxform.load(FIXTURES / "estimator_dnn")
+    if not model.frozen:
+        model.freeze()
+    before = _signature_outputs(model, "estimator_dnn")
+    ops_before = model.graph.op_histogram()
+    report = run_pipeline(model.graph, [StripUnused()])
+    assert model.graph.lint() == []
+    ops_after = model.graph.op_histogram()
+    assert report.counts["strip_unused"] == 1 and sum(ops_after.values()) < sum(ops_before.values())
+    # Vocabulary tables and their initializers stay: the init op needs them.
+    for op in ("HashTableV2", "InitializeTableFromTextFileV2"):
+        assert ops_after[op] == ops_before[op] > 0, op
+    assert model.init_op and model.graph.get(model.init_op.lstrip("^").split(":")[0]) is not None
+    _assert_same_outputs(before, _signature_outputs(model, "estimator_dnn"))

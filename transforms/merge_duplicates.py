@@ -1,0 +1,368 @@
+"""``merge_duplicates``: common-subexpression elimination over whole nodes.
+
+GTT name: ``merge_duplicate_nodes``. Two nodes are duplicates when they have
+the same op, device, attributes (``Const`` values compared byte for byte),
+the same data inputs in the same order and the same control inputs (as a
+set). The later one's consumers move to the first. One pass in topological
+order with inputs mapped to their survivors collapses whole chains of
+duplicates, so a single round reaches the fixpoint.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import weakref
+from collections import deque
+from collections.abc import Callable, Hashable, Iterator
+
+import numpy as np
+from tensorflow.core.framework import attr_value_pb2, node_def_pb2, tensor_pb2, types_pb2
+
+from graphxform.graph import CONTROL_FLOW_OPS, Graph, parse_input
+from graphxform.opdefs import is_stateful
+from graphxform.rule import Match, Replacement, Rule, register
+
+log = logging.getLogger(__name__)
+
+#: Never merged: feed points (two placeholders are two inputs) and TF1 control flow.
+NEVER_MERGE = frozenset({"Placeholder", "PlaceholderV2", "PlaceholderWithDefault"}) | CONTROL_FLOW_OPS
+_BACK_EDGE_OPS = frozenset({"NextIteration", "RefNextIteration"})
+_OPAQUE_DTYPES = frozenset({types_pb2.DT_STRING, types_pb2.DT_RESOURCE, types_pb2.DT_VARIANT})
+#: dtype -> (TensorProto field, numpy dtype) for reading scalar constants quickly.
+_SCALAR_FIELDS = {
+    types_pb2.DT_FLOAT: ("float_val", np.float32), types_pb2.DT_DOUBLE: ("double_val", np.float64),
+    types_pb2.DT_INT32: ("int_val", np.int32), types_pb2.DT_INT64: ("int64_val", np.int64),
+    types_pb2.DT_BOOL: ("bool_val", np.bool_),
+}
+
+
+# ----------------------------------------------------------------- equality
+def const_bytes(tensor: tensor_pb2.TensorProto) -> bytes:
+    """The exact value bytes of a ``TensorProto`` whatever its encoding (``tensor_content`` or ``*_val``).
+
+    Numeric tensors give their little-endian element bytes, so a splat
+    ``float_val: 0`` and an all-zero ``tensor_content`` compare equal; string
+    and other opaque tensors give their deterministic serialization.
+    """
+    if tensor.dtype in _OPAQUE_DTYPES:
+        return tensor.SerializeToString(deterministic=True)
+    if tensor.tensor_content:
+        return bytes(tensor.tensor_content)
+    scalar = _SCALAR_FIELDS.get(tensor.dtype)
+    if scalar is not None and not tensor.tensor_shape.dim:  # a scalar: read its one value without TF
+        field, np_dtype = scalar
+        values = getattr(tensor, field)
+        if len(values) <= 1:
+            return np.asarray(values[0] if values else 0, dtype=np_dtype).tobytes()
+    import tensorflow as tf
+
+    try:
+        return tf.make_ndarray(tensor).tobytes()
+    except (TypeError, ValueError):
+        return tensor.SerializeToString(deterministic=True)
+
+
+def _attr_key(node: node_def_pb2.NodeDef, key: str, value: attr_value_pb2.AttrValue) -> Hashable:
+    if node.op == "Const" and key == "value" and value.HasField("tensor"):
+        t = value.tensor
+        return (t.dtype, tuple(d.size for d in t.tensor_shape.dim), hash(const_bytes(t)))
+    return value.SerializeToString(deterministic=True)
+
+
+def _attr_digest(node: node_def_pb2.NodeDef) -> int:
+    """A hash of ``node``'s attributes: a bucket key only; equality is decided by :func:`node_difference`."""
+    return hash(tuple((k, _attr_key(node, k, node.attr[k])) for k in sorted(node.attr)))
+
+
+def _cheap_key(node: node_def_pb2.NodeDef) -> Hashable:
+    """Part of the bucket key that costs nothing to read: a Const's dtype and shape (its bytes are hashed later)."""
+    if node.op == "Const" and "value" in node.attr:  # (indexing a proto map would insert the key)
+        t = node.attr["value"].tensor
+        return t.dtype, tuple(d.size for d in t.tensor_shape.dim)
+    return None
+
+
+def attr_difference(a: node_def_pb2.NodeDef, b: node_def_pb2.NodeDef) -> str | None:
+    """``None`` when ``a`` and ``b`` have equal attributes (exact), else which attribute differs."""
+    if set(a.attr) != set(b.attr):
+        return f"attributes differ: {sorted(set(a.attr) ^ set(b.attr))}"
+    for key in sorted(a.attr):
+        va, vb = a.attr[key], b.attr[key]
+        if a.op == "Const" and key == "value" and va.HasField("tensor") and vb.HasField("tensor"):
+            ta, tb = va.tensor, vb.tensor
+            if ta.dtype != tb.dtype:
+                return "Const dtypes differ"
+            if [d.size for d in ta.tensor_shape.dim] != [d.size for d in tb.tensor_shape.dim]:
+                return "Const shapes differ"
+            if const_bytes(ta) != const_bytes(tb):
+                return "Const values differ"
+        elif va != vb:
+            return f"attribute {key!r} differs"
+    if a.experimental_type != b.experimental_type:
+        return "experimental_type differs"
+    return None
+
+
+def node_difference(graph: Graph, a: node_def_pb2.NodeDef, b: node_def_pb2.NodeDef,
+                    rep: Callable[[str], str] = lambda n: n) -> str | None:
+    """``None`` when ``a`` and ``b`` compute the same thing; else the first difference found."""
+    if a.op != b.op:
+        return f"ops differ ({a.op} vs {b.op})"
+    if a.device != b.device:
+        return f"devices differ ({a.device or '<none>'} vs {b.device or '<none>'})"
+    ka, kb = _input_key(a, rep), _input_key(b, rep)
+    if ka[0] != kb[0]:
+        return "data inputs differ"
+    if ka[1] != kb[1]:
+        return "control inputs differ"
+    return attr_difference(a, b)
+
+
+def _input_key(node: node_def_pb2.NodeDef, rep: Callable[[str], str]) -> tuple[tuple, frozenset]:
+    data, ctrl = [], set()
+    for inp in node.input:
+        src, port, control = parse_input(inp)
+        if control:
+            ctrl.add(rep(src))
+        else:
+            data.append((rep(src), port))
+    return tuple(data), frozenset(ctrl)
+
+
+# ----------------------------------------------------------------- graph facts
+class _Facts:
+    """What makes a node unmergeable or unremovable, computed once per graph."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.signature_inputs = {parse_input(t)[0] for s in graph.signatures.values()
+                                 for spec in s.inputs.values() for t in spec.tensor_names()}
+        self.signature_ports: dict[str, set[int]] = {}
+        for t in graph.signature_tensors():
+            n, p, _ = parse_input(t)
+            self.signature_ports.setdefault(n, set()).add(p)
+        self.colocated_with: dict[str, str] = {}
+        for node in graph:
+            if "_class" in node.attr:
+                for loc in node.attr["_class"].list.s:
+                    if loc.startswith(b"loc:@"):
+                        self.colocated_with.setdefault(loc[5:].decode(), node.name)
+
+    def unmergeable(self, node: node_def_pb2.NodeDef) -> str | None:
+        if node.op in NEVER_MERGE:
+            return f"{node.name!r} is a {node.op}: feed points and control-flow ops are never merged"
+        if is_stateful(node.op):
+            return f"{node.name!r} is {node.op}, stateful or unknown to TensorFlow: every instance runs separately"
+        if node.name in self.signature_inputs:
+            return f"{node.name!r} is a signature input (a feed point)"
+        return None
+
+    def unremovable(self, graph: Graph, name: str) -> str | None:
+        if name in graph.protected:
+            return f"{name!r} is protected (init op, table initializer, asset or listed by the user)"
+        if name in self.colocated_with:
+            return f"{self.colocated_with[name]!r} colocates with {name!r} (_class loc:@{name})"
+        return None
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class _Scan:
+    """One pass over every node: parsed inputs, a topological order, and how each node's outputs are used."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.inputs: dict[str, tuple[list[tuple[str, int]], list[str]]] = {}
+        self.uses: dict[str, tuple[set[int], bool]] = {}  # node -> (data ports read, has control consumers)
+        indeg: dict[str, int] = {}
+        children: dict[str, list[str]] = {}
+        for node in graph:
+            data: list[tuple[str, int]] = []
+            ctrl: list[str] = []
+            count = 0
+            for inp in node.input:
+                src, port, control = parse_input(inp)
+                if control:
+                    ctrl.append(src)
+                else:
+                    data.append((src, port))
+                ports, has_ctrl = self.uses.get(src) or (set(), False)
+                if control:
+                    has_ctrl = True
+                else:
+                    ports.add(port)
+                self.uses[src] = (ports, has_ctrl)
+                src_node = graph.get(src)
+                if src_node is None or src_node.op in _BACK_EDGE_OPS:
+                    continue  # TF1 loop back edge (NextIteration -> Merge): ordered later
+                children.setdefault(src, []).append(node.name)
+                count += 1
+            self.inputs[node.name] = (data, ctrl)
+            indeg[node.name] = count
+        ready = deque(n for n, d in indeg.items() if d == 0)
+        self.order: list[str] = []
+        while ready:
+            name = ready.popleft()
+            self.order.append(name)
+            for child in children.get(name, ()):
+                indeg[child] -= 1
+                if indeg[child] == 0:
+                    ready.append(child)
+        self.cyclic = [n for n, d in indeg.items() if d > 0]
+
+
+def merge_replacement(graph: Graph, dup: str, survivor: str, signature_ports: set[int] = frozenset(),
+                      uses: tuple[set[int], bool] | None = None) -> Replacement:
+    """Move every use of ``dup`` (all output ports, control uses, signatures) to ``survivor``; remove ``dup``.
+
+    ``uses`` is ``(ports read, has control consumers)`` when already known.
+    """
+    rep = Replacement(remove=[dup])
+    if uses is None:
+        edges = [d for e in graph.nx.adj[dup].values() for d in e.values()]
+        uses = ({d["src_port"] for d in edges if not d["control"]}, any(d["control"] for d in edges))
+    for port in sorted(uses[0] | set(signature_ports)):
+        rep.replace[f"{dup}:{port}"] = f"{survivor}:{port}"
+    if uses[1]:
+        rep.replace_control[dup] = [survivor]
+    return rep
+
+
+@register
+class MergeDuplicates(Rule):
+    """Replaces ``f(x, y) -> a`` and ``f(x, y) -> b`` by one ``f(x, y) -> a, b`` (identical nodes merged).
+
+    Identical = same op, device, attributes (``Const`` values compared byte for
+    byte, not by hash), data inputs in order and control inputs as a set.
+    Stateful and unknown ops, placeholders and control-flow ops are never
+    merged; protected nodes (init op, tables, assets) and colocation targets
+    may survive a merge but are never removed by one. A signature output
+    naming the removed node is pointed at the survivor.
+    """
+
+    name = "merge_duplicates"
+    aliases = ("merge_duplicate_nodes",)
+    global_rule = True
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        self._index: weakref.WeakKeyDictionary[Graph, _ExplainIndex] = weakref.WeakKeyDictionary()
+
+    def run_global(self, graph: Graph) -> list[Replacement]:
+        # Millions of small tuples: with the cyclic GC on, its full scans of the (large) graph cost ~3x.
+        with _gc_paused():
+            return self._run_global(graph)
+
+    def _run_global(self, graph: Graph) -> list[Replacement]:
+        facts = _Facts(graph)
+        scan = _Scan(graph)
+        if scan.cyclic:
+            log.warning("merge_duplicates: %d nodes lie on cycles not closed by NextIteration (e.g. %s); "
+                        "they are left alone", len(scan.cyclic), scan.cyclic[0])
+        survivor_of: dict[str, str] = {}
+        # Bucket key: what is cheap to read. A bucket holds its first node alone until a second one
+        # arrives; only then are attributes hashed (the hash splits the bucket; bytes decide equality).
+        buckets: dict[tuple, str | dict[int, list[str]]] = {}
+        for name in scan.order:
+            node = graph.node(name)
+            if facts.unmergeable(node) is not None:
+                continue
+            data, ctrl = scan.inputs[name]
+            key = (node.op, node.device, tuple((survivor_of.get(s, s), p) for s, p in data),
+                   frozenset(survivor_of.get(c, c) for c in ctrl), _cheap_key(node))
+            bucket = buckets.get(key)
+            if bucket is None:
+                buckets[key] = name
+                continue
+            if isinstance(bucket, str):
+                bucket = buckets[key] = {_attr_digest(graph.node(bucket)): [bucket]}
+            members = bucket.setdefault(_attr_digest(node), [])
+            if facts.unremovable(graph, name) is None:
+                survivor = next((m for m in members if attr_difference(graph.node(m), node) is None), None)
+                if survivor is not None:
+                    survivor_of[name] = survivor
+                    continue
+            members.append(name)
+        # Survivors are never duplicates themselves, so each duplicate's uses are still as scanned.
+        out = [merge_replacement(graph, dup, surv, facts.signature_ports.get(dup, set()),
+                                 scan.uses.get(dup, (set(), False)))
+               for dup, surv in survivor_of.items()]
+        if out:
+            log.info("merge_duplicates: %d duplicate nodes merged", len(out))
+        return out
+
+    # ---- node-by-node view, used by --explain
+    def candidates(self, graph: Graph, names=None):  # type: ignore[no-untyped-def]
+        if names is None:  # a full pass (e.g. --explain): index the graph afresh on first use
+            self._index.pop(graph, None)
+        return super().candidates(graph, names)
+
+    def _index_for(self, graph: Graph, name: str) -> _ExplainIndex:
+        index = self._index.get(graph)
+        if index is None or name not in index.position:
+            index = self._index[graph] = _ExplainIndex(graph)
+        return index
+
+    def match(self, graph: Graph, node: node_def_pb2.NodeDef) -> Match | str:
+        index = self._index_for(graph, node.name)
+        peers = [p for p in index.buckets.get(_loose_key(node), ()) if p != node.name and p in graph]
+        if not peers:
+            what = " and dtype/shape" if node.op == "Const" else ""
+            return f"no other {node.op} node has the same data inputs{what} as {node.name!r}"
+        same = [p for p in peers if index.digest(graph, p) == index.digest(graph, node.name)
+                and node_difference(graph, graph.node(p), node) is None]
+        if not same:
+            first = peers[0]
+            return f"no duplicate of {node.name!r}: {first!r} differs: {node_difference(graph, graph.node(first), node)}"
+        survivor = min(same, key=index.position.__getitem__)
+        if index.position[node.name] < index.position[survivor]:
+            return f"{node.name!r} is the survivor: its duplicate {survivor!r} merges into it"
+        return Match(graph, node, {"anchor": node, "survivor": graph.node(survivor)}, dict(self.args))
+
+    def check(self, match: Match) -> str | None:
+        graph = match.graph
+        facts = self._index_for(graph, match.anchor.name).facts
+        for n in (match["survivor"], match.anchor):
+            reason = facts.unmergeable(n)
+            if reason:
+                return reason
+        return facts.unremovable(graph, match.anchor.name)
+
+    def rewrite(self, match: Match) -> Replacement:
+        facts = self._index_for(match.graph, match.anchor.name).facts
+        name = match.anchor.name
+        return merge_replacement(match.graph, name, match["survivor"].name, facts.signature_ports.get(name, set()))
+
+
+def _loose_key(node: node_def_pb2.NodeDef) -> Hashable:
+    """Op, data inputs and (for Const) dtype/shape: nodes that could be duplicates share it."""
+    data = tuple(parse_input(i)[:2] for i in node.input if not i.startswith("^"))
+    return node.op, data, _cheap_key(node)
+
+
+class _ExplainIndex:
+    """For --explain on one graph: the facts, node positions, nodes by :func:`_loose_key`, attr digests."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.facts = _Facts(graph)
+        self.position = {n: i for i, n in enumerate(graph.node_names)}
+        self.buckets: dict[Hashable, list[str]] = {}
+        for node in graph:
+            self.buckets.setdefault(_loose_key(node), []).append(node.name)
+        self._digests: dict[str, int] = {}
+
+    def digest(self, graph: Graph, name: str) -> int:
+        if name not in self._digests:
+            self._digests[name] = _attr_digest(graph.node(name))
+        return self._digests[name]
+
+
+__all__ = ["MergeDuplicates", "NEVER_MERGE", "attr_difference", "const_bytes", "merge_replacement", "node_difference"]
