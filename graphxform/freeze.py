@@ -508,6 +508,10 @@ class _Freezer:
             for t in (sd.restore_op_name, sd.save_tensor_name):
                 if t and parse_input(t)[0] in g:
                     self.removed.add(parse_input(t)[0])
+            # The saver was protected while the variables lived in the checkpoint; frozen, it goes.
+            for t in (sd.restore_op_name, sd.save_tensor_name, sd.filename_tensor_name):
+                if t:
+                    g.protected.discard(parse_input(t)[0])
         self.propagate()
         self.remove()
 

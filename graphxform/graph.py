@@ -170,6 +170,47 @@ class Graph:
             self.nx.add_edge(src, node.name, src_port=src_port, dst_port=-1 if control else dst_port,
                              control=control)
 
+    def _update_in_edges(self, previous: node_def_pb2.NodeDef, node: node_def_pb2.NodeDef) -> None:
+        """Change the in-edges of ``node`` from those of ``previous`` to its own: only the differing edges.
+
+        A node with many inputs (a ``NoOp`` gathering hundreds of control
+        dependencies) changes one input at a time; rebuilding all its edges
+        each time would be quadratic. Data inputs are compared by position,
+        control inputs as a multiset of strings.
+        """
+        def split(inputs: list[str]) -> tuple[list[str], list[str]]:
+            k = next((i for i, s in enumerate(inputs) if s.startswith("^")), len(inputs))
+            return inputs[:k], inputs[k:]
+
+        old_data, old_ctrl = split(list(previous.input))
+        new_data, new_ctrl = split(list(node.input))
+        gone: list[tuple[str, int]] = []  # (input string, dst_port)
+        came: list[tuple[str, int]] = []
+        for i in range(max(len(old_data), len(new_data))):
+            a = old_data[i] if i < len(old_data) else None
+            b = new_data[i] if i < len(new_data) else None
+            if a != b:
+                if a is not None:
+                    gone.append((a, i))
+                if b is not None:
+                    came.append((b, i))
+        if old_ctrl != new_ctrl:
+            c_old, c_new = Counter(old_ctrl), Counter(new_ctrl)
+            gone.extend((s, -1) for s, c in (c_old - c_new).items() for _ in range(c))
+            came.extend((s, -1) for s, c in (c_new - c_old).items() for _ in range(c))
+        name = node.name
+        adj = self.nx._adj  # noqa: SLF001 - {src: {dst: {key: data}}}, read only here
+        for inp, dst_port in gone:
+            src, src_port, control = parse_input(inp)
+            key = next(k for k, d in adj[src][name].items()
+                       if d["src_port"] == src_port and d["dst_port"] == dst_port and d["control"] == control)
+            self.nx.remove_edge(src, name, key)
+            if self.nx.nodes[src].get("op") is None and self.nx.degree(src) == 0:
+                self.nx.remove_node(src)
+        for inp, dst_port in came:
+            src, src_port, control = parse_input(inp)
+            self.nx.add_edge(src, name, src_port=src_port, dst_port=dst_port, control=control)
+
     def _remove_in_edges(self, name: str) -> None:
         edges = list(self.nx.in_edges(name, keys=True))
         self.nx.remove_edges_from(edges)
@@ -284,11 +325,32 @@ class Graph:
                 raise GraphError(f"node {node.name!r} input {inp!r} names no node in the graph")
         stored = node_def_pb2.NodeDef()
         stored.CopyFrom(node)
-        self._remove_in_edges(node.name)
+        previous = self._nodes[node.name]
         self._nodes[node.name] = stored
         self.nx.nodes[node.name]["op"] = stored.op
-        self._add_edges(stored, strict=True)
+        if previous.input != stored.input:
+            self._update_in_edges(previous, stored)
+        if stored.op == "Placeholder" and self.signatures:
+            self._sync_signature_inputs(previous, stored)
         return stored
+
+    def _sync_signature_inputs(self, previous: node_def_pb2.NodeDef, node: node_def_pb2.NodeDef) -> None:
+        """A signature input fed by Placeholder ``node`` follows a change of its ``dtype``/``shape`` attrs."""
+        changed = [k for k in ("dtype", "shape") if (k in node.attr) and (k not in previous.attr
+                                                                          or previous.attr[k] != node.attr[k])]
+        if not changed:
+            return
+        shape: list[int | None] | None = None
+        if "shape" in node.attr and not node.attr["shape"].shape.unknown_rank:
+            shape = [None if d.size < 0 else d.size for d in node.attr["shape"].shape.dim]
+        tensor = f"{node.name}:0"
+        for sig in self.signatures.values():
+            for spec in sig.inputs.values():
+                if spec.name and tensor_name(spec.name) == tensor:
+                    if "dtype" in changed:
+                        spec.dtype = node.attr["dtype"].type
+                    if "shape" in changed:
+                        spec.shape = shape
 
     def set_inputs(self, name: str, inputs: Iterable[str]) -> None:
         """Replace the input list of node ``name``."""

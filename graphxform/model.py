@@ -117,6 +117,14 @@ class Model:
             self.graph.protected.add(parse_input(self.init_op)[0])
         self.graph.protected.update(parse_input(t)[0] for t in self.table_initializers)
         self.graph.protected.update(parse_input(a.tensor_name)[0] for a in self.assets)
+        if self.variables is not None and self.variables.saver_def:
+            # Until the model is frozen, the saver's ops are what restores the variables.
+            from tensorflow.core.protobuf import saver_pb2
+
+            saver = saver_pb2.SaverDef.FromString(self.variables.saver_def)
+            for tensor in (saver.restore_op_name, saver.save_tensor_name, saver.filename_tensor_name):
+                if tensor and parse_input(tensor)[0] in self.graph:
+                    self.graph.protected.add(parse_input(tensor)[0])
 
     @property
     def frozen(self) -> bool:

@@ -243,3 +243,19 @@ def test_on_the_estimator_dnn_fixture():
         assert ops_after[op] == ops_before[op] > 0, op
     assert model.init_op and model.graph.get(model.init_op.lstrip("^").split(":")[0]) is not None
     _assert_same_outputs(before, _signature_outputs(model, "estimator_dnn"))
+
+
+def test_saver_of_an_unfrozen_model_is_kept_and_the_model_still_freezes():
+    import graphxform
+    from tensorflow.core.protobuf import saver_pb2
+
+    model = graphxform.load(FIXTURES / "estimator_dnn")
+    saver = saver_pb2.SaverDef.FromString(model.variables.saver_def)
+    restore = saver.restore_op_name.split(":")[0]
+    run_pipeline(model.graph, [StripUnused()])
+    assert restore in model.graph and model.graph.lint() == []
+    model.freeze()
+    assert restore not in model.graph and model.graph.lint() == []
+    samples = load_samples("estimator_dnn")["predict"]
+    out = run_signature(model, "predict", samples)
+    assert out["probabilities"].shape == (len(samples["examples"]), 3)
