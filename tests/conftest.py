@@ -1,6 +1,7 @@
 """Shared test helpers: fixture paths, building small graphs, running them in TensorFlow."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -51,3 +52,39 @@ def assert_close(a, b, rtol=1e-6, atol=1e-6):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def signature_outputs(model, fixture: str) -> dict:
+    """{signature: {output: array}} of every signature of ``model`` on the fixture's sample inputs."""
+    from graphxform.tfrun import model_session, run_signature
+
+    session = model_session(model)
+    try:
+        return {k: run_signature(model, k, feeds, session=session) for k, feeds in load_samples(fixture).items()}
+    finally:
+        session.close()
+
+
+def assert_same_outputs(before: dict, after: dict, rtol: float = 1e-6, atol: float = 1e-6) -> None:
+    """Floats within tolerance, everything else exactly equal, for every signature output."""
+    assert set(after) == set(before) and before
+    for key, outs in before.items():
+        for name, value in outs.items():
+            if value.dtype.kind in "fc":
+                np.testing.assert_allclose(after[key][name], value, rtol=rtol, atol=atol)
+            else:
+                np.testing.assert_array_equal(after[key][name], value)
+
+
+@contextlib.contextmanager
+def control_flow_v1():
+    """Build TF1 control flow (Enter/Switch/Merge frames) instead of functional While/If."""
+    import tensorflow as tf
+
+    was_v2 = tf.compat.v1.control_flow_v2_enabled()
+    tf.compat.v1.disable_control_flow_v2()
+    try:
+        yield
+    finally:
+        if was_v2:
+            tf.compat.v1.enable_control_flow_v2()

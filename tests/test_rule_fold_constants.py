@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import assert_close, graph_def_of, run
+from conftest import assert_close, control_flow_v1, graph_def_of, run
 from tensorflow.core.framework import types_pb2
 
 import graphxform.tfrun as tfrun
@@ -382,17 +382,6 @@ def test_identity_of_shared_const_is_left_to_remove_identity():
     assert_close(run(g, {"x:0": X}, ["y1:0", "y2:0", "y3:0"]), run(gd, {"x:0": X}, ["y1:0", "y2:0", "y3:0"]))
 
 
-@contextlib.contextmanager
-def _control_flow_v1():
-    was_v2 = tf.compat.v1.control_flow_v2_enabled()
-    tf.compat.v1.disable_control_flow_v2()
-    try:
-        yield
-    finally:
-        if was_v2:
-            tf.compat.v1.enable_control_flow_v2()
-
-
 def test_tf1_control_flow_is_left_alone():
     def build():
         x = _ph()
@@ -402,7 +391,7 @@ def test_tf1_control_flow_is_left_alone():
         tf.add(v, c, name="out")
         tf.add(x, tf.constant(5.0) * 2.0, name="plain")
 
-    with _control_flow_v1():
+    with control_flow_v1():
         gd = graph_def_of(build)
     g = Graph(gd)
     rule = FoldConstants()

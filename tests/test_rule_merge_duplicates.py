@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import FIXTURES, assert_close, graph_def_of, load_samples, run
+from conftest import FIXTURES, assert_close, assert_same_outputs, graph_def_of, run, signature_outputs
 from tensorflow.core.framework import graph_pb2, node_def_pb2, types_pb2
 
 import transforms.merge_duplicates as md
@@ -15,7 +15,6 @@ from graphxform.graph import Graph
 from graphxform.model import Model, Signature, TensorSpec
 from graphxform.rule import Match, get_rule
 from graphxform.runner import explain, run_pipeline, run_rule_once
-from graphxform.tfrun import run_signature
 from transforms.merge_duplicates import MergeDuplicates
 
 X = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
@@ -217,26 +216,6 @@ def test_many_nodes_one_pass_is_fast():
     assert elapsed < 5, f"run_global on {len(g)} nodes took {elapsed:.1f}s"
 
 
-def _signature_outputs(model, fixture: str) -> dict:
-    from graphxform.tfrun import model_session
-
-    session = model_session(model)
-    try:
-        return {k: run_signature(model, k, feeds, session=session) for k, feeds in load_samples(fixture).items()}
-    finally:
-        session.close()
-
-
-def _assert_same_outputs(before: dict, after: dict) -> None:
-    assert set(after) == set(before) and before
-    for key, outs in before.items():
-        for name, value in outs.items():
-            if value.dtype.kind in "fc":
-                np.testing.assert_allclose(after[key][name], value, rtol=1e-6, atol=1e-6)
-            else:
-                np.testing.assert_array_equal(after[key][name], value)
-
-
 @pytest.mark.skipif(not (FIXTURES / "estimator_linear").is_dir(), reason="fixture estimator_linear not built")
 def test_on_the_estimator_linear_fixture():
     import graphxform
@@ -244,7 +223,7 @@ def test_on_the_estimator_linear_fixture():
     model = graphxform.load(FIXTURES / "estimator_linear")
     if not model.frozen:
         model.freeze()
-    before = _signature_outputs(model, "estimator_linear")
+    before = signature_outputs(model, "estimator_linear")
     ops_before = model.graph.op_histogram()
     report = run_pipeline(model.graph, [MergeDuplicates()])
     assert model.graph.lint() == []
@@ -252,4 +231,4 @@ def test_on_the_estimator_linear_fixture():
     merged = report.counts["merge_duplicates"]
     assert merged > 10 and sum(ops_before.values()) - sum(ops_after.values()) == merged
     assert ops_after["HashTableV2"] == ops_before["HashTableV2"]  # stateful: never merged
-    _assert_same_outputs(before, _signature_outputs(model, "estimator_linear"))
+    assert_same_outputs(before, signature_outputs(model, "estimator_linear"))

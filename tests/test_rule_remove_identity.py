@@ -1,13 +1,12 @@
 """remove_identity: rewiring, control dependencies, signatures, IdentityN, and where it must not fire."""
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import FIXTURES, assert_close, graph_def_of, load_samples, run
+from conftest import FIXTURES, assert_close, assert_same_outputs, control_flow_v1, graph_def_of, run, signature_outputs
 from tensorflow.core.framework import types_pb2
 
 from graphxform.errors import RuleError
@@ -197,17 +196,6 @@ def test_gtt_style_op_list_removes_check_numerics_and_stop_gradient():
     assert_close(run(g, {"x:0": X}, ["out:0"]), run(gd, {"x:0": X}, ["out:0"]))
 
 
-@contextlib.contextmanager
-def _control_flow_v1():
-    was_v2 = tf.compat.v1.control_flow_v2_enabled()
-    tf.compat.v1.disable_control_flow_v2()
-    try:
-        yield
-    finally:
-        if was_v2:
-            tf.compat.v1.enable_control_flow_v2()
-
-
 def test_not_inside_tf1_control_flow_frames():
     def build():
         x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
@@ -217,7 +205,7 @@ def test_not_inside_tf1_control_flow_frames():
         tf.add(v, c, name="out")
         tf.negative(tf.identity(x, name="plain"), name="out2")
 
-    with _control_flow_v1():
+    with control_flow_v1():
         gd = graph_def_of(build)
     assert {n.op for n in gd.node} >= {"Enter", "Exit", "Switch", "Merge", "NextIteration"}
     before = run(gd, {"x:0": X}, ["out:0", "out2:0"])
@@ -293,26 +281,6 @@ def test_chain_of_identities_on_a_multi_output_port():
     assert_close(run(g, {"x:0": x}, ["out:0"]), run(gd, {"x:0": x}, ["out:0"]))
 
 
-def _signature_outputs(model, fixture: str) -> dict:
-    from graphxform.tfrun import model_session
-
-    session = model_session(model)
-    try:
-        return {k: run_signature(model, k, feeds, session=session) for k, feeds in load_samples(fixture).items()}
-    finally:
-        session.close()
-
-
-def _assert_same_outputs(before: dict, after: dict) -> None:
-    assert set(after) == set(before) and before
-    for key, outs in before.items():
-        for name, value in outs.items():
-            if value.dtype.kind in "fc":
-                np.testing.assert_allclose(after[key][name], value, rtol=1e-6, atol=1e-6)
-            else:
-                np.testing.assert_array_equal(after[key][name], value)
-
-
 @pytest.mark.skipif(not (FIXTURES / "keras_bn").is_dir(), reason="fixture keras_bn not built")
 def test_on_the_keras_bn_fixture():
     import graphxform
@@ -320,7 +288,7 @@ def test_on_the_keras_bn_fixture():
     model = graphxform.load(FIXTURES / "keras_bn")
     if not model.frozen:
         model.freeze()
-    before = _signature_outputs(model, "keras_bn")
+    before = signature_outputs(model, "keras_bn")
     ops_before = model.graph.op_histogram()
     report = run_pipeline(model.graph, [RemoveIdentity()])
     assert model.graph.lint() == []
@@ -328,4 +296,4 @@ def test_on_the_keras_bn_fixture():
     # Keras 3 export: every Identity but the signature outputs (which carry control deps) goes.
     assert report.counts["remove_identity"] >= 40
     assert ops_after["Identity"] == len(model.signatures) < ops_before["Identity"]
-    _assert_same_outputs(before, _signature_outputs(model, "keras_bn"))
+    assert_same_outputs(before, signature_outputs(model, "keras_bn"))

@@ -1,14 +1,13 @@
 """strip_unused: dead code goes; signatures, init op, tables and colocation targets stay; GTT type/shape."""
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import FIXTURES, assert_close, graph_def_of, load_samples, run
+from conftest import FIXTURES, assert_close, assert_same_outputs, control_flow_v1, graph_def_of, load_samples, run, signature_outputs
 from tensorflow.core.framework import types_pb2
 
 from graphxform.errors import RuleError
@@ -71,17 +70,6 @@ def test_dead_branches_removed_and_outputs_equal():
     assert_close([run_signature(model, "b", {"x": X, "u": X})["z"]], [before["z"]])
 
 
-@contextlib.contextmanager
-def _control_flow_v1():
-    was_v2 = tf.compat.v1.control_flow_v2_enabled()
-    tf.compat.v1.disable_control_flow_v2()
-    try:
-        yield
-    finally:
-        if was_v2:
-            tf.compat.v1.enable_control_flow_v2()
-
-
 def test_dead_tf1_while_loop_is_removed_although_it_is_a_cycle():
     def build():
         x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
@@ -89,7 +77,7 @@ def test_dead_tf1_while_loop_is_removed_although_it_is_a_cycle():
                                 name="dead_loop")
         tf.identity(x + 1.0, name="y")
 
-    with _control_flow_v1():
+    with control_flow_v1():
         gd = graph_def_of(build)
     f32 = types_pb2.DT_FLOAT
     model = _model(gd, _sig({"x": ("x:0", f32)}, {"y": ("y:0", f32)}))
@@ -205,26 +193,6 @@ def test_colocation_targets_of_kept_nodes_stay():
     assert_close(run(g, {"x:0": X}, ["y:0"]), [X + 1.0])  # TF refuses to import a dangling loc:@anchor
 
 
-def _signature_outputs(model, fixture: str) -> dict:
-    from graphxform.tfrun import model_session
-
-    session = model_session(model)
-    try:
-        return {k: run_signature(model, k, feeds, session=session) for k, feeds in load_samples(fixture).items()}
-    finally:
-        session.close()
-
-
-def _assert_same_outputs(before: dict, after: dict) -> None:
-    assert set(after) == set(before) and before
-    for key, outs in before.items():
-        for name, value in outs.items():
-            if value.dtype.kind in "fc":
-                np.testing.assert_allclose(after[key][name], value, rtol=1e-6, atol=1e-6)
-            else:
-                np.testing.assert_array_equal(after[key][name], value)
-
-
 @pytest.mark.skipif(not (FIXTURES / "estimator_dnn").is_dir(), reason="fixture estimator_dnn not built")
 def test_on_the_estimator_dnn_fixture():
     import graphxform
@@ -232,7 +200,7 @@ def test_on_the_estimator_dnn_fixture():
     model = graphxform.load(FIXTURES / "estimator_dnn")
     if not model.frozen:
         model.freeze()
-    before = _signature_outputs(model, "estimator_dnn")
+    before = signature_outputs(model, "estimator_dnn")
     ops_before = model.graph.op_histogram()
     report = run_pipeline(model.graph, [StripUnused()])
     assert model.graph.lint() == []
@@ -242,7 +210,7 @@ def test_on_the_estimator_dnn_fixture():
     for op in ("HashTableV2", "InitializeTableFromTextFileV2"):
         assert ops_after[op] == ops_before[op] > 0, op
     assert model.init_op and model.graph.get(model.init_op.lstrip("^").split(":")[0]) is not None
-    _assert_same_outputs(before, _signature_outputs(model, "estimator_dnn"))
+    assert_same_outputs(before, signature_outputs(model, "estimator_dnn"))
 
 
 def test_saver_of_an_unfrozen_model_is_kept_and_the_model_still_freezes():
