@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 from tensorflow.core.framework import node_def_pb2
 
-from graphxform.errors import RuleError
+from graphxform.errors import GraphxformError, RuleError
 from graphxform.graph import Graph
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,8 @@ class Param:
     def convert(self, rule: str, name: str, value: Any) -> Any:
         try:
             if self.type is bool:
+                if isinstance(value, (list, tuple)) and len(value) == 1:
+                    value = value[0]
                 if isinstance(value, bool):
                     out: Any = value
                 elif str(value).lower() in _TRUE:
@@ -69,10 +71,17 @@ class Param:
                     out = []
                     for v in value:
                         out.extend(x for x in str(v).split(",") if x)
-            elif self.type in (int, float):
-                out = self.type(value[-1] if isinstance(value, list) else value)
             else:
-                out = self.type(value[-1] if isinstance(value, list) else value)
+                if isinstance(value, (list, tuple)):
+                    if len(value) != 1:
+                        raise RuleError(
+                            f"rule {rule!r}: parameter {name} takes one value, got {len(value)}: "
+                            f"{', '.join(map(str, value))}"
+                        )
+                    value = value[0]
+                if self.type is int and isinstance(value, float) and not value.is_integer():
+                    raise ValueError(value)
+                out = self.type(value.strip() if isinstance(value, str) and self.type is not str else value)
         except (TypeError, ValueError):
             raise RuleError(
                 f"rule {rule!r}: parameter {name}={value!r} is not a valid {self.type.__name__}"
@@ -91,12 +100,25 @@ class Match:
     nodes: dict[str, node_def_pb2.NodeDef] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    tensors: dict[str, str] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> node_def_pb2.NodeDef:
         return self.nodes[key]
 
     def __contains__(self, key: str) -> bool:
         return key in self.nodes
+
+    def tensor(self, key: str) -> str:
+        """The tensor (``"node:port"``) the pattern consumed where it bound ``key``."""
+        if key in self.tensors:
+            return self.tensors[key]
+        return f"{self.nodes[key].name}:0"
+
+    def input(self, key: str, index: int) -> str:
+        """Data input ``index`` of the node bound to ``key``, as ``"node:port"``."""
+        from graphxform.graph import tensor_name
+
+        return tensor_name(self.graph.data_inputs(self.nodes[key].name)[index])
 
 
 @dataclass
@@ -144,6 +166,23 @@ class Rule:
     pattern: ClassVar[Any] = None
     params: ClassVar[dict[str, Param]] = {}
     global_rule: ClassVar[bool] = False
+    #: How many edges above its anchor a match looks; the runner revisits the consumers of a change up
+    #: to this distance. ``None``: the pattern's depth, or 2 for a rule with its own ``match``.
+    reach: ClassVar[int | None] = None
+    #: Run in a stage of its own after the other rules reached their fixpoint (e.g. quantization,
+    #: whose output other rules such as constant folding would undo).
+    final: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        from graphxform.pattern import Pattern, anchors_of, depth_of
+
+        pattern = cls.__dict__.get("pattern")
+        if isinstance(pattern, Pattern):
+            if "anchors" not in cls.__dict__:
+                cls.anchors = anchors_of(pattern)
+            if "reach" not in cls.__dict__:
+                cls.reach = depth_of(pattern)
 
     def __init__(self, **params: Any) -> None:
         self.args: dict[str, Any] = {}
@@ -164,10 +203,10 @@ class Rule:
         """A :class:`Match` anchored at ``node``, or the reason there is none."""
         if self.pattern is None:
             return Match(graph, node, {"anchor": node}, dict(self.args))
-        bindings = self.pattern.match(graph, node)
-        if isinstance(bindings, str):
-            return bindings
-        return Match(graph, node, bindings, dict(self.args))
+        out = self.pattern.match_full(graph, node)
+        if isinstance(out, str):
+            return out
+        return Match(graph, node, out[0], dict(self.args), tensors=out[1])
 
     def check(self, match: Match) -> str | None:
         """``None`` when the rewrite may be applied, else the reason it may not."""
@@ -187,11 +226,39 @@ class Rule:
 
     @classmethod
     def doc(cls) -> str:
-        return (cls.__doc__ or "").strip()
+        import inspect
+
+        return inspect.cleandoc(cls.__doc__ or "")
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the docstring (``before -> after``)."""
+        doc = cls.doc()
+        return doc.splitlines()[0] if doc else ""
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """Name, aliases, parameters (type, default, help, choices) and docstring, JSON-friendly."""
+        return {
+            "name": cls.name,
+            "aliases": [a for a in cls.aliases if a != cls.name],
+            "global": cls.global_rule,
+            "final": cls.final,
+            "anchors": sorted(cls.anchors) if cls.anchors is not None else None,
+            "params": {
+                key: {"type": p.type.__name__, "default": p.default, "help": p.help,
+                      "choices": list(p.choices) if p.choices is not None else None}
+                for key, p in cls.params.items()
+            },
+            "summary": cls.summary(),
+            "doc": cls.doc(),
+            "module": cls.__module__,
+        }
 
 
 _REGISTRY: dict[str, type[Rule]] = {}
 _ALIASES: dict[str, str] = {}
+_recording: list[str] | None = None  # names registered while a rules file / plugin is imported
 
 
 def register(cls: type[Rule]) -> type[Rule]:
@@ -205,6 +272,8 @@ def register(cls: type[Rule]) -> type[Rule]:
     _REGISTRY[cls.name] = cls
     for alias in cls.aliases:
         _ALIASES[alias] = cls.name
+    if _recording is not None:
+        _recording.append(cls.name)
     return cls
 
 
@@ -217,9 +286,22 @@ def _load_entry_points() -> None:
 
     for ep in entry_points(group="graphxform.rules"):
         try:
-            ep.load()
-        except Exception as exc:  # a broken plugin must not hide the built-ins
-            log.warning("could not load rule plugin %s: %s", ep.name, exc)
+            obj = ep.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the built-ins
+            log.warning("could not load rule plugin %s (%s): %s: %s", ep.name, ep.value, type(exc).__name__, exc)
+            continue
+        # An entry point may name a module (importing it registers its rules) or a Rule class.
+        if isinstance(obj, type) and issubclass(obj, Rule) and _REGISTRY.get(obj.name) is not obj:
+            try:
+                register(obj)
+            except RuleError as exc:
+                log.warning("could not register rule plugin %s: %s", ep.name, exc)
+
+
+def reload_plugins() -> None:
+    """Load the ``graphxform.rules`` entry points again (after installing a plugin in a running session)."""
+    registry()
+    _load_entry_points()
 
 
 _loaded = False
@@ -256,21 +338,34 @@ def get_rule(name: str) -> type[Rule]:
 def load_rules_file(path: str) -> list[str]:
     """Import a Python file of user rules; returns the names it registered."""
     import importlib.util
+    import sys
     from pathlib import Path
 
-    p = Path(path)
+    global _recording
+    p = Path(path).expanduser()
     if not p.is_file():
-        raise RuleError(f"rules file {path} does not exist")
+        raise RuleError(f"rules file {path} does not exist (pass the path of a .py file that defines rules)")
     registry()
-    before = set(_REGISTRY)
-    spec = importlib.util.spec_from_file_location(f"graphxform_user_rules_{p.stem}", p)
-    assert spec and spec.loader
+    mod_name = f"graphxform_user_rules_{abs(hash(str(p.resolve())))}_{p.stem}"
+    spec = importlib.util.spec_from_file_location(mod_name, p)
+    if spec is None or spec.loader is None:
+        raise RuleError(f"rules file {path} is not a Python file (it should end in .py)")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module  # dataclasses and pickling look modules up by name
+    _recording = []
     try:
         spec.loader.exec_module(module)
+    except GraphxformError as exc:
+        sys.modules.pop(mod_name, None)
+        raise RuleError(f"rules file {path}: {exc}") from exc
     except Exception as exc:
+        sys.modules.pop(mod_name, None)
         raise RuleError(f"rules file {path} failed to import: {type(exc).__name__}: {exc}") from exc
-    return sorted(set(_REGISTRY) - before)
+    finally:
+        names, _recording = _recording, None
+    if not names:
+        log.warning("rules file %s registered no rule (decorate Rule subclasses with @register)", path)
+    return sorted(set(names))
 
 
 RuleFactory = Callable[..., Rule]

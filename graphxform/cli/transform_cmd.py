@@ -1,0 +1,199 @@
+"""``graphxform transform IN OUT --transforms "..."``: run rewrite rules (GTT syntax accepted) and write the result."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from graphxform.cli.common import (
+    console,
+    emit_json,
+    err_console,
+    json_option,
+    tags_option,
+)
+
+
+class _Status:
+    """A spinner on stderr saying which rule runs (nothing is printed when stderr is not a terminal)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.status = err_console.status("loading…") if enabled and err_console.is_terminal else None
+        if self.status is not None:
+            self.status.start()
+
+    def update(self, text: str) -> None:
+        if self.status is not None:
+            self.status.update(text)
+
+    def __call__(self, rule: str, status: str, info: dict[str, Any]) -> None:
+        if status == "start":
+            self.update(f"round {info.get('round', '?')}: {rule}…")
+        else:
+            self.update(f"round {info.get('round', '?')}: {rule} — {info.get('count', 0)} rewrites, "
+                        f"{info.get('nodes', '?')} nodes")
+
+    def stop(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+
+
+def _names(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def _explain_rule(spec: str) -> Any:
+    from graphxform.errors import RuleError
+    from graphxform.pipeline import build_pipeline
+
+    rules = build_pipeline(spec)
+    if len(rules) != 1:
+        raise RuleError(f"--explain takes one rule (with parameters if needed, e.g. 'quantize_weights(minimum_size=16)'), "
+                        f"got {spec!r}")
+    return rules[0]
+
+
+def _print_table(result: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not result["rules"]:
+        console.print(f"no rules ran; nodes: {result['nodes_before']}", highlight=False)
+        return
+    table = Table(title=escape(f"{result['input']} → {result['output'] or '(not written)'}"))
+    for col, just in (("rule", "left"), ("applied", "right"), ("seconds", "right"), ("visited", "right"),
+                      ("nodes −", "right"), ("nodes +", "right")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for row in result["rules"]:
+        table.add_row(row["rule"], str(row["applied"]), f"{row['seconds']:.3f}", str(row["visited"]),
+                      str(row["nodes_removed"]), str(row["nodes_added"]))
+    console.print(table)
+    console.print(f"nodes {result['nodes_before']} → {result['nodes_after']}, {result['rounds']} rounds, "
+                  f"{result['steps']} rewrites, {result['seconds']:.2f} s" +
+                  (f"; trace: {result['trace']}" if result.get("trace") else ""), highlight=False)
+    for msg in result.get("ignored_errors", [])[:20]:
+        console.print(f"[yellow]ignored:[/yellow] {escape(msg)}", highlight=False)
+
+
+def _print_explain(rule: str, rows: list[dict[str, Any]]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not rows:
+        console.print(f"{rule}: the graph has no node it could start from")
+        return
+    table = Table(title=f"why {rule} does not fire")
+    table.add_column("node")
+    table.add_column("op")
+    table.add_column("reason")
+    for row in rows:
+        reason = escape(row["reason"]) if row["reason"] is not None else "[green]would fire[/green]"
+        table.add_row(escape(row["node"]), row["op"] or "", reason)
+    console.print(table)
+
+
+@click.command("transform")
+@click.argument("in_path", metavar="IN", type=click.Path(exists=True))
+@click.argument("out_path", metavar="OUT", required=False, type=click.Path())
+@click.option("-t", "--transforms", default=None,
+              help='Rules to run, e.g. "remove_nodes(op=Identity) fold_constants(ignore_errors=true)" '
+                   "(GTT syntax and names accepted). Default: the default pipeline.")
+@click.option("--inputs", default=None, help="Input nodes/tensors, comma separated: kept (protected); for a "
+                                              "frozen .pb/.pbtxt they also make the serving_default signature.")
+@click.option("--outputs", default=None, help="Output nodes/tensors, comma separated (like --inputs).")
+@tags_option
+@click.option("--rules", "rules_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A Python file of custom rules (@register'ed Rule classes); may be repeated.")
+@click.option("--explain", "explain_spec", default=None, metavar="RULE",
+              help="After the pipeline ran, say for every node RULE could start from why it does not fire.")
+@click.option("--trace", type=click.Path(dir_okay=False), default=None,
+              help="Write every applied rewrite as JSON lines to this file.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists (atomically).")
+@click.option("--no-freeze", is_flag=True, help="Run the rules on the graph with its variables (most rules "
+                                                  "then find little: weights are not constants).")
+@click.option("--max-steps", type=int, default=None, help="Rewrite limit (default 10 × nodes + 1000).")
+@json_option
+@click.pass_context
+def transform_cmd(ctx: click.Context, in_path: str, out_path: str | None, transforms: str | None,
+                  inputs: str | None, outputs: str | None, tags: str | None, rules_files: tuple[str, ...],
+                  explain_spec: str | None, trace: str | None, force: bool, no_freeze: bool, max_steps: int | None,
+                  as_json: bool) -> None:
+    """Run rewrite rules on the model IN and write it to OUT.
+
+    IN is a SavedModel directory or a frozen .pb/.pbtxt; OUT a SavedModel directory, or a frozen GraphDef when
+    it ends in .pb/.pbtxt. The model is frozen first (unless --no-freeze), the rules run together to a fixpoint
+    (quantize_weights last), and OUT is written atomically. OUT may be left out with --explain. Prints a table
+    per rule: rewrites applied, seconds, nodes visited, removed and added (--json: the same as JSON).
+
+    --explain RULE runs after the pipeline, on its result: it answers "why is this node still here?". Use
+    --transforms "" to explain on the loaded (frozen) graph as it is.
+
+    \b
+    Examples:
+      graphxform transform in.pb out.pb --inputs x --outputs y \\
+          --transforms "remove_nodes(op=Identity) fold_constants(ignore_errors=true) fold_batch_norms"
+      graphxform transform model/ out/ --rules my_rules.py -t "drop_double_neg strip_unused"
+      graphxform transform model/ -t "fold_constants" --explain fold_batch_norms
+    """
+    from graphxform.errors import GraphxformError
+    from graphxform.exporter import check_target, export
+    from graphxform.graph import parse_input
+    from graphxform.loader import load
+    from graphxform.pipeline import build_pipeline, describe_pipeline
+    from graphxform.runner import explain, run_pipeline
+
+    debug = bool((ctx.obj or {}).get("debug"))
+    if out_path is None and explain_spec is None:
+        raise click.UsageError("missing OUT (it may be left out only with --explain)")
+    # Fail fast: bad rule names/parameters and an unusable OUT are reported before the model is loaded.
+    rules = build_pipeline(transforms, rules_files=rules_files) if transforms is not None else \
+        build_pipeline(None, rules_files=rules_files)
+    explain_rule = _explain_rule(explain_spec) if explain_spec else None
+    status = _Status(enabled=True)
+    try:
+        t0 = time.perf_counter()
+        status.update(f"loading {in_path}…")
+        if Path(in_path).is_dir():  # a SavedModel brings its signatures: --inputs/--outputs only protect nodes
+            model = load(in_path, tags=tags)
+        else:
+            model = load(in_path, tags=tags, inputs=_names(inputs) or None, outputs=_names(outputs) or None)
+        for name in _names(inputs) + _names(outputs):
+            node = parse_input(name)[0]
+            if node not in model.graph:
+                raise GraphxformError(f"{in_path}: --inputs/--outputs names {name!r}, which is not a node of the graph")
+            model.graph.protected.add(node)
+        if out_path is not None:
+            check_target(model, Path(out_path), force)
+        frozen_now = False
+        if not model.frozen and not no_freeze:
+            status.update("freezing variables…")
+            model.freeze()
+            frozen_now = True
+        status.update("running rules…")
+        report = run_pipeline(model.graph, rules, max_steps=max_steps, debug=debug, trace=trace, progress=status)
+        explained = None
+        if explain_rule is not None:
+            status.update(f"explaining {explain_rule.name}…")
+            explained = [{"node": n, "op": model.graph.get(n).op if model.graph.get(n) is not None else None,
+                          "reason": r} for n, r in explain(model.graph, explain_rule)]
+        written = None
+        if out_path is not None:
+            status.update(f"exporting {out_path}…")
+            written = str(export(model, out_path, force=force))
+        seconds = time.perf_counter() - t0
+    finally:
+        status.stop()
+    result: dict[str, Any] = {
+        "input": str(in_path), "output": written, "transforms": describe_pipeline(rules), "frozen": frozen_now,
+        **report.to_dict(), "total_seconds": round(seconds, 6), "trace": trace,
+    }
+    if explained is not None:
+        result["explain"] = {"rule": repr(explain_rule), "nodes": explained}
+    if as_json:
+        emit_json(result)
+        return
+    _print_table(result)
+    if explained is not None:
+        _print_explain(repr(explain_rule), explained)
