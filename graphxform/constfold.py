@@ -54,6 +54,16 @@ CONTROL_OPS = CONTROL_FLOW_OPS | frozenset(
 )
 #: Sources whose value is not in the graph (memory-mapped files, function parameters).
 EXTERNAL_OPS = frozenset({"ImmutableConst", "FakeParam", "_Arg", "_Retval", "_Recv", "_HostRecv", "_Send"})
+#: Ops that read or write files, list directories, run Python or write debug dumps: never evaluated while
+#: folding, even when TensorFlow calls them stateless (``ReadFile``, ``MatchingFiles``, ``PyFuncStateless``,
+#: ``Debug*`` with ``debug_urls``), so transforming a model never touches the host or runs the model's code.
+HOST_OPS = frozenset({
+    "ReadFile", "WriteFile", "MatchingFiles", "ImmutableConst", "GenerateVocabRemapping", "LoadAndRemapMatrix",
+    "PyFunc", "PyFuncStateless", "EagerPyFunc", "Print", "PrintV2", "DebugIdentity", "DebugIdentityV2",
+    "DebugIdentityV3", "DebugNanCount", "DebugNumericSummary", "DebugNumericSummaryV2", "DecodeProtoV2",
+    "EncodeProto", "InitializeTableFromTextFile", "InitializeTableFromTextFileV2", "Save", "SaveV2", "SaveSlices",
+    "Restore", "RestoreV2", "RestoreSlice", "MergeV2Checkpoints",
+})
 #: Pass-through ops folded without TensorFlow: the new Const is a copy of the input Const.
 PASS_THROUGH_OPS = frozenset({"Identity", "Snapshot", "StopGradient", "PreventGradient"})
 
@@ -86,6 +96,8 @@ def own_reason(graph: Graph, node: node_def_pb2.NodeDef, feed_nodes: set[str]) -
         return f"{name!r} is control-flow op {op}"
     if op in EXTERNAL_OPS:
         return f"{name!r} is {op}; its value is not in the graph"
+    if op in HOST_OPS:
+        return f"{name!r} is {op}, which touches files or runs code; it is never evaluated while folding"
     if any(f.signature.name == op for f in graph.library.function):
         return f"{name!r} calls graph function {op}"
     if is_random(op):

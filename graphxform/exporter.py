@@ -57,6 +57,8 @@ MAIN_OP_COLLECTION = "saved_model_main_op"
 TABLE_INITIALIZER_COLLECTION = "table_initializer"
 INIT_NOOP_NAME = "graphxform_init_op"
 GRAPH_DEF_SUFFIXES = (".pb", ".pbtxt")
+#: Protobuf cannot serialize (nor parse) a message of 2 GiB or more.
+MAX_PROTO_BYTES = 2 * 1024**3 - 1
 
 #: coo_sparse field of TensorInfo for each name a sparse TensorSpec may use for its components.
 _COO_FIELDS = {
@@ -105,6 +107,7 @@ def check_target(model: Model, out: Path, force: bool) -> None:
     """Raise :class:`ExportError` when ``out`` may not be written: it exists (without ``force``), or it is the
     model's source, lies inside it, or (with ``force``) contains it."""
     out_abs = Path(os.path.abspath(out))
+    clean_stale(out_abs)
     src = Path(os.path.abspath(model.source)) if model.source else None
     if src is not None:
         src_real, out_real = src.resolve(), out_abs.resolve()
@@ -364,6 +367,80 @@ def _tensor_proto(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- writing
+def _proto_size(message: Any) -> int:
+    return int(message.ByteSize())
+
+
+def check_proto_size(message: Any, out: Path, what: str) -> None:
+    """Raise :class:`ExportError` when ``message`` is too big for protobuf (2 GiB), before serializing it."""
+    size = _proto_size(message)
+    if size > MAX_PROTO_BYTES:
+        raise ExportError(
+            f"{out}: the {what} would be {size / 1024**3:.2f} GiB, over protobuf's 2 GiB limit; nothing was written "
+            "(quantize the weights, or keep them as variables: transform with --no-freeze)")
+
+
+def _tmp_prefix(out: Path, kind: str) -> str:
+    """``.<name>.<kind>-<pid>-``: temporary names beside ``out`` that say whose they are."""
+    return f".{out.name}.{kind}-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def clean_stale(out: Path) -> list[Path]:
+    """Remove what a killed export to ``out`` left beside it; returns what was cleaned.
+
+    ``.<name>.tmp-<pid>-*`` (a half-written output) of a process that no
+    longer runs is deleted. ``.<name>.old-<pid>-*`` (the previous output,
+    moved aside by ``force``) is put back when ``out`` is missing — the
+    process died between the two renames — and deleted otherwise.
+    """
+    import re
+
+    cleaned: list[Path] = []
+    parent = out.parent
+    if not parent.is_dir():
+        return cleaned
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.(tmp|old)-(\d+)-[^/]*$")
+    try:
+        entries = sorted(parent.iterdir())
+    except OSError:
+        return cleaned
+    for entry in entries:
+        m = pattern.match(entry.name)
+        if m is None or _pid_alive(int(m.group(2))):
+            continue
+        try:
+            if m.group(1) == "old" and not (out.exists() or out.is_symlink()):
+                os.rename(entry, out)
+                log.warning("%s: restored the previous output that an interrupted export had moved aside", out)
+            elif entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            cleaned.append(entry)
+            log.info("removed %s, left by an interrupted export (process %s)", entry, m.group(2))
+        except OSError as exc:  # pragma: no cover - best effort
+            log.warning("could not clean %s: %s", entry, exc)
+    return cleaned
+
+
+def _write_error(out: Path, exc: OSError) -> ExportError:
+    """The one-line error for a failed write: what failed, and that nothing was left behind."""
+    what = (exc.strerror or str(exc)).rstrip(".")
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    return ExportError(f"{out}: could not be written: {what}{where}; nothing was written (the temporary files "
+                       "were removed)")
+
+
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -427,15 +504,31 @@ def _write_saved_model_into(model: Model, tmp: Path) -> None:
     src_dir = Path(model.source) if model.source else None
     extra = src_dir / "assets.extra" if src_dir is not None and src_dir.is_dir() else None
     if extra is not None and extra.is_dir():
-        shutil.copytree(extra, tmp / "assets.extra", symlinks=False)
+        shutil.copytree(extra, tmp / "assets.extra", symlinks=False, ignore=_links_out_of(src_dir))
         for f in (tmp / "assets.extra").rglob("*"):
             if f.is_file():
                 _fsync_file(f)
+    check_proto_size(sm, tmp.parent / tmp.name, "saved_model.pb")
     _write_bytes(tmp / "saved_model.pb", sm.SerializeToString(deterministic=True))
     if model.variables is not None:  # TF's fingerprinting logs an error when there is no checkpoint
         _write_fingerprint(tmp)
     for d in sorted(_walk_dirs(tmp), key=lambda p: len(p.parts), reverse=True):
         _fsync_dir(d)
+
+
+def _links_out_of(root: Path) -> Any:
+    """A ``copytree`` ignore function: skip symlinks that lead outside ``root`` (never copy host files)."""
+    top = root.resolve()
+
+    def ignore(directory: str, names: list[str]) -> list[str]:
+        skipped = []
+        for name in names:
+            p = Path(directory) / name
+            if p.is_symlink() and top not in p.resolve().parents:
+                log.warning("%s: not copied: it is a symlink to %s, outside the model", p, p.resolve())
+                skipped.append(name)
+        return skipped
+    return ignore
 
 
 def _write_fingerprint(export_dir: Path) -> None:
@@ -453,14 +546,16 @@ def _write_fingerprint(export_dir: Path) -> None:
 
 
 def _export_saved_model_dir(model: Model, out: Path) -> Path:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(out, "tmp"), dir=out.parent))
     try:
         _write_saved_model_into(model, tmp)
         _move_into_place(tmp, out)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, ExportError):
+            raise ExportError(str(exc).replace(str(tmp), str(out))) from exc
         if isinstance(exc, OSError):
-            raise ExportError(f"{out}: could not be written: {exc}") from exc
+            raise _write_error(out, exc) from exc
         raise
     log.info("wrote SavedModel %s", out)
     return out
@@ -472,7 +567,7 @@ def _move_into_place(tmp: Path, out: Path) -> None:
         os.rename(tmp, out)
         _fsync_dir(out.parent)
         return
-    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    aside = Path(tempfile.mkdtemp(prefix=_tmp_prefix(out, "old"), dir=out.parent))
     aside.rmdir()
     os.rename(out, aside)
     try:
@@ -548,6 +643,7 @@ def _export_graph_def_file(model: Model, out: Path) -> Path:
     from google.protobuf import text_format
 
     gd = export_graph_def(model)
+    check_proto_size(gd, out, "GraphDef")
     if out.suffix == ".pbtxt":
         data = text_format.MessageToString(gd).encode()
     else:
@@ -561,13 +657,13 @@ def _export_graph_def_file(model: Model, out: Path) -> Path:
         )
     tmp_files: list[Path] = []
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=_tmp_prefix(out, "tmp"), dir=out.parent)
         os.close(fd)
         tmp_files.append(Path(tmp_name))
         _write_bytes(Path(tmp_name), data)
         side_tmp = None
         if model.signatures:
-            fd, side_name = tempfile.mkstemp(prefix=f".{sidecar.name}.tmp-", dir=out.parent)
+            fd, side_name = tempfile.mkstemp(prefix=_tmp_prefix(out, "tmp") + "sig-", dir=out.parent)
             os.close(fd)
             side_tmp = Path(side_name)
             tmp_files.append(side_tmp)
@@ -582,7 +678,7 @@ def _export_graph_def_file(model: Model, out: Path) -> Path:
         for f in tmp_files:
             f.unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise ExportError(f"{out}: could not be written: {exc}") from exc
+            raise _write_error(out, exc) from exc
         raise
     log.info("wrote GraphDef %s (%d nodes)", out, len(gd.node))
     return out

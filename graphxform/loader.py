@@ -51,6 +51,8 @@ SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 TEXT_SUFFIXES = (".pbtxt", ".txt", ".prototxt", ".textproto")
 
 _HINT = "pass a SavedModel directory (the one holding saved_model.pb) or a frozen GraphDef .pb/.pbtxt"
+#: Protobuf cannot parse a message of 2 GiB or more: such a file is refused by its size, before it is read.
+MAX_PROTO_BYTES = 2 * 1024**3 - 1
 
 
 # --------------------------------------------------------------------------- entry point
@@ -129,6 +131,11 @@ def _valid_saved_model(sm: saved_model_pb2.SavedModel) -> bool:
 def _read_model_file(path: Path) -> tuple[str, graph_pb2.GraphDef | saved_model_pb2.SavedModel]:
     """Parse ``path`` as a ``GraphDef`` or a ``SavedModel`` proto (binary or text)."""
     try:
+        size = path.stat().st_size
+        if size > MAX_PROTO_BYTES:
+            raise ModelLoadError(
+                f"{path}: the file is {size / 1024**3:.2f} GiB, over protobuf's 2 GiB limit for one message; it "
+                "cannot be a valid GraphDef or SavedModel (keep large weights in variables/, do not freeze them)")
         data = path.read_bytes()
     except OSError as exc:
         raise ModelLoadError(f"{path}: cannot read the file ({exc.strerror}); check its permissions") from None
@@ -250,7 +257,10 @@ def _graph_def_signature(
 def _load_graph_def(path: Path, graph_def: graph_pb2.GraphDef, inputs: list[str], outputs: list[str]) -> Model:
     flat = None
     if has_function_calls(graph_def):
-        flat = inline_function_calls(graph_def)
+        try:
+            flat = inline_function_calls(graph_def)
+        except GraphError as exc:
+            raise ModelLoadError(f"{path}: {exc}") from None
         graph_def = flat.graph_def
         log.info("%s: inlined %d function calls", path, flat.inlined)
 
@@ -261,6 +271,7 @@ def _load_graph_def(path: Path, graph_def: graph_pb2.GraphDef, inputs: list[str]
         graph = Graph(graph_def)
     except GraphError as exc:
         raise ModelLoadError(f"{path}: {exc}") from None
+    _check_integrity(graph, path)
     signatures: dict[str, Signature] = {}
     if inputs or outputs:
         if not outputs:
@@ -333,10 +344,34 @@ def _find_assets(mg: meta_graph_pb2.MetaGraphDef, export_dir: Path) -> list[Asse
         if name in assets:
             continue
         src = export_dir / "assets" / d.filename
+        _check_asset_name(d.filename, src, export_dir)
         if not src.is_file():
             log.warning("%s: asset %r is missing (expected at %s)", export_dir, d.filename, src)
         assets[name] = Asset(d.filename, src, name)
     return list(assets.values())
+
+
+def _check_asset_name(filename: str, src: Path, export_dir: Path) -> None:
+    """Refuse an asset whose file name leads outside ``assets/`` (``../x``, ``/etc/x``, a symlink out)."""
+    assets_dir = (export_dir / "assets").resolve()
+    try:
+        escapes = not filename or Path(filename).is_absolute() or ".." in Path(filename).parts \
+            or assets_dir not in src.resolve().parents
+    except (OSError, RuntimeError):  # a symlink loop
+        escapes = True
+    if escapes:
+        raise ModelLoadError(
+            f"{export_dir}: asset file name {filename!r} points outside {export_dir / 'assets'}; refusing to read "
+            "files outside the model directory (the SavedModel is corrupt or hostile)")
+
+
+def _check_integrity(graph: Graph, path: Path) -> None:
+    """Refuse a graph with dangling inputs, cycles or corrupt constants (see :mod:`graphxform.integrity`)."""
+    from graphxform.integrity import problems
+
+    found = problems(graph)
+    if found:
+        raise ModelLoadError(f"{path}: the graph is corrupt: {'; '.join(found)}; re-export the model")
 
 
 def _check_variables(export_dir: Path) -> Path:
@@ -407,8 +442,11 @@ def _load_saved_model(
     flattened = has_function_calls(graph_def)
     if flattened:
         keep = [n for n in (init_op, saver_def.restore_op_name if saver_def else None) if n]
-        flat = inline_function_calls(graph_def, prefixes=_signature_prefixes(graph_def, mg),
-                                     keep=[parse_input(k)[0] for k in keep])
+        try:
+            flat = inline_function_calls(graph_def, prefixes=_signature_prefixes(graph_def, mg),
+                                         keep=[parse_input(k)[0] for k in keep])
+        except GraphError as exc:
+            raise ModelLoadError(f"{pb_path}: {exc}") from None
         graph_def = flat.graph_def
         log.info("%s: inlined %d function calls", export_dir, flat.inlined)
 
@@ -436,6 +474,7 @@ def _load_saved_model(
         graph = Graph(graph_def)
     except GraphError as exc:
         raise ModelLoadError(f"{pb_path}: {exc}") from None
+    _check_integrity(graph, pb_path)
     for sig in signatures.values():
         for spec in list(sig.inputs.values()) + list(sig.outputs.values()):
             for t in spec.tensor_names():

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from graphxform.errors import RuleError
+from graphxform.errors import GraphxformError, RuleError, VerificationError
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphxform.model import Model
@@ -268,8 +268,15 @@ def optimize(
         candidate: Any = model if Path(out_path).suffix in GRAPH_DEF_SUFFIXES else out_path
         reference: Any = in_path if model.format == "saved_model" else load_input()
         with timer("verify"):
-            report.verification = _verify(reference, candidate, inputs=feeds, rtol=rtol, atol=atol,
-                                          lossy=report.lossy, tags=tag_list)
+            try:
+                report.verification = _verify(reference, candidate, inputs=feeds, rtol=rtol, atol=atol,
+                                              lossy=report.lossy, tags=tag_list)
+            except GraphxformError as exc:
+                if isinstance(exc, VerificationError):
+                    raise
+                # OUT is complete; say so, and exit like a failed verification (1: OUT kept), not 2.
+                raise VerificationError(f"{out_path} was written but could not be verified: {exc}; check it "
+                                        "with `graphxform verify`, or pass --no-verify") from exc
             report.verification.reference = str(in_path)
             report.verification.candidate = str(out_path)
             report.verification.inputs_source = ("synthesized" if inputs is None else

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 CALL_OPS = frozenset({"StatefulPartitionedCall", "PartitionedCall"})
 
 _VALID_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/>]*$")
+#: Inlining stops with an error past this many nodes (a library whose calls fan out exponentially).
+MAX_INLINED_NODES = 2_000_000
 
 
 @dataclass
@@ -130,6 +132,7 @@ class _Inliner:
         self.tensor_map: dict[str, str] = {}
         self.call_noops: set[str] = set()
         self.count = 0
+        self.chain: dict[str, tuple[str, ...]] = {}  # call node -> functions it sits inside (recursion check)
 
     def unique(self, name: str) -> str:
         if name not in self.used:
@@ -167,6 +170,13 @@ class _Inliner:
         fdef = self.lib.get(fname)
         if fdef is None:
             raise GraphError(f"node {name!r} calls function {fname!r}, which is not in the function library")
+        chain = self.chain.pop(name, ())
+        if fname in chain:
+            raise GraphError(f"node {name!r}: function {fname!r} calls itself ({' -> '.join((*chain, fname))}); "
+                             "recursive functions cannot be inlined — the graph is corrupt or hostile")
+        if len(self.nodes) + len(fdef.node_def) > MAX_INLINED_NODES:
+            raise GraphError(f"node {name!r}: inlining function {fname!r} would make the graph larger than "
+                             f"{MAX_INLINED_NODES} nodes; its calls fan out too much to flatten")
         self.count += 1
         prefix = self.prefixes.get(name, name)
         data_in = [i for i in call.input if not i.startswith("^")]
@@ -198,7 +208,9 @@ class _Inliner:
                 raise GraphError(f"function {fname!r}: control input {r!r} names nothing")
             parts = r.split(":")
             if parts[0] in args and len(parts) <= 2:
-                idx = int(parts[1]) if len(parts) == 2 else 0
+                idx = int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else 0 if len(parts) == 1 else -1
+                if not 0 <= idx < len(args[parts[0]]):
+                    raise GraphError(f"function {fname!r}: input {r!r} names no element of argument {parts[0]!r}")
                 return args[parts[0]][idx]
             if len(parts) == 3 and parts[0] in body:
                 off = offsets[parts[0]].get(parts[1])
@@ -234,6 +246,7 @@ class _Inliner:
             self.nodes[node.name] = node
             if function_name(node, self.lib):
                 added.append(node.name)
+                self.chain[node.name] = (*chain, fname)
         outs = []
         for k, arg in enumerate(fdef.signature.output_arg):
             outs.append(_canon(ref(fdef.ret[arg.name])))
@@ -311,7 +324,11 @@ def inline_function_calls(
     # A prefix must not collide with an existing node name or scope.
     scopes = {n.split("/")[0] for n in inl.nodes}
     inl.prefixes = {k: v for k, v in inl.prefixes.items() if v not in scopes or v == k}
-    inl.run()
+    try:
+        inl.run()
+    except (KeyError, IndexError, ValueError, TypeError) as exc:  # a library no TF exporter would write
+        raise GraphError(f"cannot inline the function calls: the function library is corrupt "
+                         f"({type(exc).__name__}: {exc})") from exc
     out = graph_pb2.GraphDef()
     out.versions.CopyFrom(graph_def.versions)
     out.library.CopyFrom(graph_def.library)

@@ -61,8 +61,14 @@ class GraphSession:
             config.graph_options.rewrite_options.disable_meta_optimizer = True
         self.session = tf.compat.v1.Session(graph=self.tf_graph, config=config)
         if init_ops:
-            ops = [self.tf_graph.get_operation_by_name(parse_input(o)[0]) for o in init_ops]
-            self.session.run(ops, feed_dict=self._feed(init_feeds or {}))
+            try:
+                ops = [self.tf_graph.get_operation_by_name(parse_input(o)[0]) for o in init_ops]
+                self.session.run(ops, feed_dict=self._feed(init_feeds or {}))
+            except (KeyError, ValueError, tf.errors.OpError) as exc:
+                self.session.close()
+                detail = exc.message if isinstance(exc, tf.errors.OpError) else str(exc)
+                raise GraphxformError(f"running the init op / table initializers {list(init_ops)[:3]} failed: "
+                                      f"{detail}") from exc
 
     def _feed(self, feeds: Mapping[str, Any]) -> dict[Any, Any]:
         return {self.tf_graph.get_tensor_by_name(_canon(k)): v for k, v in feeds.items()}

@@ -382,7 +382,10 @@ class ModelRunner(_Runner):
             model = _copy_model(model)
             model.freeze()
         self.model = model
-        self.session = model_session(model)
+        try:
+            self.session = model_session(model)
+        except GraphxformError as exc:
+            raise GraphxformError(f"{self.label}: cannot run the model: {exc}") from exc
         self.signatures = model_signature_infos(model)
 
     def _run(self, feeds: dict[str, Any], fetches: list[str]) -> list[np.ndarray]:

@@ -125,8 +125,34 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         if isinstance(exc, GraphxformError):
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {one_line(str(exc))}", err=True)
             sys.exit(exc.exit_code)
-        click.echo(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        click.echo(f"error: {type(exc).__name__}: {one_line(str(exc))} (run with --debug for the traceback)", err=True)
         sys.exit(3)
     sys.exit(0)
+
+
+#: Lines of a TensorFlow error that open a stack trace: they and the indented lines after them are dropped.
+_TRACE_HEADS = ("Original stack trace", "Detected at node", "Traceback (most recent call last)")
+#: Longest error line printed (the full message is shown with --debug).
+MAX_ERROR_CHARS = 2000
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: stack traces inside TensorFlow's multi-line errors are dropped, the rest joined."""
+    kept: list[str] = []
+    in_trace = False
+    for raw in message.splitlines():
+        line = raw.strip()
+        if line.startswith(_TRACE_HEADS):
+            in_trace = True
+            continue
+        if in_trace and (raw[:1].isspace() or line.startswith("File ") or not line):
+            continue
+        in_trace = False
+        if line and not line.startswith("[[{{node"):
+            kept.append(line)
+    text = " ".join(kept) or " ".join(message.split())
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[:MAX_ERROR_CHARS].rstrip() + " … (run with --debug for the full message)"
+    return text

@@ -119,10 +119,12 @@ def print_report(report: Any) -> None:
 @click.option("--output-names", default=None, help="Frozen .pb/.pbtxt input: its output tensors, comma separated.")
 @click.option("--rtol", type=float, default=1e-5, show_default=True, help="Relative tolerance (float pipeline).")
 @click.option("--atol", type=float, default=1e-6, show_default=True, help="Absolute tolerance (float pipeline).")
+@click.option("--bisect", "do_bisect", is_flag=True,
+              help="When verification fails, replay the pipeline to name the first rewrite that changed the outputs.")
 @json_option
 def optimize_cmd(in_path: str, out_path: str, quantize: str, transforms: str | None, tags: str | None, force: bool,
                  no_verify: bool, inputs: str | None, input_names: str | None, output_names: str | None, rtol: float,
-                 atol: float, as_json: bool) -> None:
+                 atol: float, do_bisect: bool, as_json: bool) -> None:
     """Optimize the model IN into a servable SavedModel OUT and check it against IN.
 
     Loads IN (SavedModel or frozen .pb/.pbtxt), freezes it, runs remove_identity, merge_duplicates,
@@ -155,6 +157,16 @@ def optimize_cmd(in_path: str, out_path: str, quantize: str, transforms: str | N
         print_report(report)
     if not report.ok:
         assert report.verification is not None
+        culprit = ""
+        if do_bisect:
+            from graphxform.bisection import bisect
+
+            with err_console.status("bisecting: replaying the pipeline…"):
+                found = bisect(in_path, transforms, quantize=quantize, inputs=inputs, rtol=rtol, atol=atol,
+                               lossy=report.lossy, tags=tags, graph_inputs=input_names, graph_outputs=output_names)
+            if not as_json:
+                console.print(found.summary(), highlight=False, markup=False)
+            culprit = "; " + found.summary()
         raise VerificationError(
             report.verification.failure_message()
-            + f" — {out_path} was written; inspect it, or use --quantize none / fewer --transforms")
+            + f" — {out_path} was written; inspect it, or use --quantize none / fewer --transforms" + culprit)

@@ -61,9 +61,18 @@ def print_report(report: Any) -> None:
 @click.option("--batch", type=int, default=4, show_default=True, help="Batch size of synthesized inputs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of synthesized inputs.")
 @tags_option
+@click.option("--bisect", "do_bisect", is_flag=True,
+              help="On a mismatch, replay the pipeline on REFERENCE to name the first rewrite that changed the "
+                   "outputs (give the pipeline that made CANDIDATE with --transforms/--rules).")
+@click.option("--transforms", default=None,
+              help="With --bisect: the rules that made CANDIDATE (default: the default pipeline; with --lossy, "
+                   "quantize_weights too).")
+@click.option("--rules", "rules_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="With --bisect: a Python file of custom rules named in --transforms (repeatable).")
 @json_option
 def verify_cmd(reference: str, candidate: str, inputs: str | None, examples: str | None, signatures: tuple[str, ...],
-               rtol: float, atol: float, lossy: bool, batch: int, seed: int, tags: str | None, as_json: bool) -> None:
+               rtol: float, atol: float, lossy: bool, batch: int, seed: int, tags: str | None, do_bisect: bool,
+               transforms: str | None, rules_files: tuple[str, ...], as_json: bool) -> None:
     """Run REFERENCE and CANDIDATE on the same inputs and compare every output of every signature.
 
     Without --inputs/--examples, inputs are synthesized from REFERENCE's signatures (serialized
@@ -74,6 +83,7 @@ def verify_cmd(reference: str, candidate: str, inputs: str | None, examples: str
     Examples:
       graphxform verify fixtures/estimator_dnn /tmp/dnn_opt
       graphxform verify model/ opt/ --inputs samples.npz --signature serving_default --json
+      graphxform verify model/ out/ --bisect --rules my_rules.py --transforms "remove_identity my_rule"
     """
     from graphxform.errors import VerificationError
     from graphxform.verify import verify
@@ -88,6 +98,18 @@ def verify_cmd(reference: str, candidate: str, inputs: str | None, examples: str
     else:
         report = verify(reference, candidate, inputs=inputs, examples=examples, signatures=list(signatures) or None,
                         rtol=rtol, atol=atol, lossy=lossy, tags=tag_list, batch=batch, seed=seed)
+    if not report.ok and do_bisect:
+        from graphxform.bisection import bisect
+
+        with err_console.status("bisecting: replaying the pipeline on the reference…"):
+            found = bisect(reference, transforms, rules_files=rules_files, quantize="int8" if lossy else "none",
+                           inputs=inputs, rtol=rtol, atol=atol, lossy=lossy, tags=tag_list)
+        if as_json:
+            emit_json({**report.to_dict(), "bisect": found.to_dict()})
+        else:
+            console.print(found.summary(), highlight=False, markup=False)
+        raise VerificationError(report.failure_message() + "; " + found.summary())
+    if as_json:
         emit_json(report.to_dict())
     if not report.ok:
         raise VerificationError(report.failure_message())
