@@ -607,13 +607,17 @@ class _Engine:
                     # gathering hundreds of dependencies) enables nothing above it, and walking its
                     # predecessors at every change to it would be quadratic.
                     node = get(name)
-                    if node is not None and node.input and node.input[0].startswith("^"):
-                        continue
+                    mixed = False
+                    if node is not None and node.input:
+                        if node.input[0][:1] == "^":
+                            continue
+                        mixed = node.input[-1][:1] == "^"
                     for src, edges in preds.items():
-                        if src not in up_seen and any(not d["control"] for d in edges.values()):
-                            up_seen.add(src)
-                            mark(src)
-                            nxt.append(src)
+                        if src in up_seen or (mixed and all(d["control"] for d in edges.values())):
+                            continue
+                        up_seen.add(src)
+                        mark(src)
+                        nxt.append(src)
                 if not nxt:
                     break
                 up = nxt

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 @dataclass
@@ -42,9 +42,89 @@ def _randomize(model, seed: int = 0) -> None:
         v.assign(val.astype(v.dtype))
 
 
-def freeze_keras(model, input_shape: tuple[int, ...], name: str, dtype: str = "float32") -> BenchModel:
+def image_batch(batch: int, size: int, seed: int = 0) -> np.ndarray:
+    """``batch`` random images in [-1, 1]: smooth 8x8 blobs upsampled, fine noise and a per-image colour cast.
+
+    Unlike i.i.d. pixel noise (every image statistically the same), these
+    differ from each other at the scales a CNN pools over, so a calibrated
+    network gives them different predictions.
+    """
+    rng = np.random.default_rng(seed)
+    k = 8
+    rep = -(-size // k)
+    low = rng.normal(0.0, 1.0, (batch, k, k, 3))
+    up = np.repeat(np.repeat(low, rep, 1), rep, 2)[:, :size, :size]
+    x = 0.6 * up + 0.2 * rng.normal(0.0, 1.0, (batch, size, size, 3)) + rng.normal(0.0, 0.3, (batch, 1, 1, 3))
+    return np.clip(x, -1.0, 1.0).astype(np.float32)
+
+
+def calibrate_batch_norms(model, images: np.ndarray) -> int:
+    """Set every BatchNormalization's moving mean/variance to the statistics of ``images`` at that layer.
+
+    With Keras' random initialisers and made-up statistics the activations
+    of a deep network vanish or explode and its output no longer depends on
+    its input (every image gets the same class). Calibrating the statistics
+    on data, as training would, keeps each layer's activations at unit
+    scale. Done by one forward pass in training mode with ``momentum = 0``.
+    Returns the number of layers calibrated.
+    """
+    import keras
+
+    bns = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    saved = [layer.momentum for layer in bns]
+    for layer in bns:
+        layer.momentum = 0.0
+    try:
+        model(images, training=True)
+    finally:
+        for layer, m in zip(bns, saved):
+            layer.momentum = m
+    return len(bns)
+
+
+def scale_residual_branches(model, scale: float) -> int:
+    """Multiply gamma of the last BN of every residual branch by ``scale``; returns how many.
+
+    Those are ``*_3_bn`` (ResNet) and ``*project_bn`` (MobileNetV2,
+    EfficientNet). Trained residual networks keep these small (and are
+    often initialised at 0), so the identity path carries the input through
+    the depth; with random weights the branches otherwise wash it out.
+    """
+    import keras
+
+    n = 0
+    for layer in model._flatten_layers():
+        lname = layer.name.lower()
+        if isinstance(layer, keras.layers.BatchNormalization) and lname.endswith(("_3_bn", "project_bn")):
+            layer.gamma.assign(np.asarray(layer.gamma) * scale)
+            n += 1
+    return n
+
+
+def center_classifier(model, images: np.ndarray) -> None:
+    """Shift the bias of the last Dense layer so every class has mean logit 0 over ``images``.
+
+    A random head favours one class for every input (the mean feature
+    vector dominates); centred, the predicted class follows the input.
+    """
+    import keras
+
+    head = model.layers[-1]
+    if not isinstance(head, keras.layers.Dense) or head.bias is None:
+        return
+    features = keras.Model(model.inputs, head.input)([images], training=False)
+    kernel, bias = (np.asarray(w) for w in (head.kernel, head.bias))
+    logits = np.asarray(features) @ kernel + bias
+    head.bias.assign((bias - logits.mean(0)).astype(bias.dtype))
+
+
+def freeze_keras(model, input_shape: tuple[int, ...], name: str, dtype: str = "float32",
+                 make_inputs: Callable[[int], np.ndarray] | None = None) -> BenchModel:
+    """Freeze ``model`` (inference mode) into a GraphDef; ``make_inputs(batch)`` makes input arrays (default uniform)."""
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
 
     spec = tf.TensorSpec((None, *input_shape), dtype)
     fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
@@ -53,22 +133,44 @@ def freeze_keras(model, input_shape: tuple[int, ...], name: str, dtype: str = "f
     inputs = [t.name for t in frozen.inputs]
     outputs = [t.name for t in frozen.outputs]
 
-    def make_inputs(batch: int, _shape=input_shape) -> dict[str, np.ndarray]:
+    def feeds(batch: int, _shape=input_shape) -> dict[str, np.ndarray]:
+        if make_inputs is not None:
+            return {inputs[0]: make_inputs(batch)}
         rng = np.random.default_rng(batch)
         if dtype.startswith("int"):
             return {inputs[0]: rng.integers(0, 1000, (batch, *_shape)).astype(dtype)}
         return {inputs[0]: rng.uniform(-1, 1, (batch, *_shape)).astype(dtype)}
 
-    return BenchModel(name, gd, inputs, outputs, make_inputs)
+    return BenchModel(name, gd, inputs, outputs, feeds)
 
 
-def keras_application(name: str, size: int = 224) -> BenchModel:
+def keras_application(name: str, size: int = 224, classes: int = 1000, *, logits: bool = False,
+                      calibrate: bool = True, residual_scale: float = 0.25, seed: int = 0) -> BenchModel:
+    """A frozen ``keras.applications.<name>`` (weights=None) with non-trivial weights.
+
+    Kernels come from Keras' initialisers (seeded), BN gamma/beta and biases
+    are random (:func:`_randomize`), residual branches are scaled by
+    ``residual_scale`` (:func:`scale_residual_branches`); with ``calibrate``
+    the BN moving statistics are then measured on 64 images
+    (:func:`calibrate_batch_norms`) and the classifier bias centred
+    (:func:`center_classifier`), so the predicted class follows the input.
+    ``logits``: no softmax on the classifier (outputs are the logits).
+    Inputs come from :func:`image_batch` (seeded by the batch size).
+    """
     import keras
 
+    keras.utils.set_random_seed(seed)  # the kernels' initialisers
     ctor = getattr(keras.applications, name)
-    model = ctor(weights=None, input_shape=(size, size, 3))
-    _randomize(model)
-    return freeze_keras(model, (size, size, 3), name)
+    model = ctor(weights=None, input_shape=(size, size, 3), classes=classes,
+                 classifier_activation=None if logits else "softmax")
+    _randomize(model, seed)
+    if residual_scale != 1.0:
+        scale_residual_branches(model, residual_scale)
+    if calibrate:
+        calib = image_batch(64, size, seed=10_000 + seed)
+        calibrate_batch_norms(model, calib)
+        center_classifier(model, calib)
+    return freeze_keras(model, (size, size, 3), name, make_inputs=lambda b: image_batch(b, size, seed=b))
 
 
 def transformer_encoder(seq: int = 64, dim: int = 128, heads: int = 4, layers: int = 2, vocab: int = 8000) -> BenchModel:
@@ -118,8 +220,13 @@ def synthetic_graph(n_nodes: int, shape: str = "chain", seed: int = 0):
     ``fan``: many short branches off one input, summed in a tree.
     Returns (graph_def, input tensor, output tensor).
     """
-    from tensorflow.core.framework import attr_value_pb2, graph_pb2, tensor_shape_pb2, types_pb2
     import tensorflow as tf
+    from tensorflow.core.framework import (
+        attr_value_pb2,
+        graph_pb2,
+        tensor_shape_pb2,
+        types_pb2,
+    )
 
     gd = graph_pb2.GraphDef()
     f32 = attr_value_pb2.AttrValue(type=types_pb2.DT_FLOAT)
