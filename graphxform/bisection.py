@@ -26,7 +26,6 @@ hold. About ``log2(N) + 2`` evaluations are made.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import time
@@ -104,14 +103,6 @@ def _names(names: list[str], limit: int = 6) -> str:
     return f"[{shown}{', …' if len(names) > limit else ''}]"
 
 
-def _copy_model(model: Model) -> Model:
-    from graphxform.model import Model as _Model
-
-    graph = model.graph.copy()
-    return _Model(graph=graph, signatures=graph.signatures, source=model.source, format=model.format,
-                  tags=list(model.tags), assets=copy.deepcopy(model.assets), init_op=model.init_op,
-                  table_initializers=list(model.table_initializers), variables=copy.deepcopy(model.variables),
-                  saved_model_version=model.saved_model_version, meta_info=dict(model.meta_info))
 
 
 class _Replayer:
@@ -123,7 +114,7 @@ class _Replayer:
         self.rules = rules
         self.feeds = feeds
         self.rtol, self.atol, self.lossy = rtol, atol, lossy
-        self.reference = self._outputs(_copy_model(frozen), "the untransformed model")
+        self.reference = self._outputs(frozen.copy(), "the untransformed model")
         self.trace: list[AppliedRewrite] = []
         self.cache: dict[int, Evaluation] = {}
 
@@ -145,7 +136,7 @@ class _Replayer:
         """A copy of the frozen model after the first ``k`` rewrites (all of them for ``None``)."""
         from graphxform.runner import run_pipeline
 
-        model = _copy_model(self.frozen)
+        model = self.frozen.copy()
         if k == 0:
             return model, []
         try:
@@ -225,7 +216,7 @@ def bisect(
     rules = (build_pipeline(transforms, rules_files=[str(p) for p in rules_files]) if transforms is not None
              else build_pipeline(None, quantize=quantize, rules_files=[str(p) for p in rules_files]))
     if isinstance(source, _Model):
-        model = _copy_model(source)
+        model = source.copy()
     else:
         from graphxform.loader import load
 

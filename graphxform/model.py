@@ -144,6 +144,16 @@ class Model:
 
         return freeze_model(self)
 
+    def copy(self) -> Model:
+        """A deep copy: its own graph and signatures; mutating one never touches the other."""
+        import copy as _copy
+
+        graph = self.graph.copy()
+        return Model(graph=graph, signatures=graph.signatures, source=self.source, format=self.format,
+                     tags=list(self.tags), assets=_copy.deepcopy(self.assets), init_op=self.init_op,
+                     table_initializers=list(self.table_initializers), variables=_copy.deepcopy(self.variables),
+                     saved_model_version=self.saved_model_version, meta_info=dict(self.meta_info))
+
     def protected_tensors(self) -> set[str]:
         return self.graph.signature_tensors()
 

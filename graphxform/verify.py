@@ -28,7 +28,6 @@ Two modes:
 """
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
@@ -361,14 +360,6 @@ class SavedModelRunner(_Runner):
         self.session.close()
 
 
-def _copy_model(model: Model) -> Model:
-    from graphxform.model import Model as _Model
-
-    graph = model.graph.copy()
-    return _Model(graph=graph, signatures=graph.signatures, source=model.source, format=model.format,
-                  tags=list(model.tags), assets=copy.deepcopy(model.assets), init_op=model.init_op,
-                  table_initializers=list(model.table_initializers), variables=copy.deepcopy(model.variables),
-                  saved_model_version=model.saved_model_version, meta_info=dict(model.meta_info))
 
 
 class ModelRunner(_Runner):
@@ -379,7 +370,7 @@ class ModelRunner(_Runner):
 
         self.label = label or str(model.source)
         if not model.frozen:
-            model = _copy_model(model)
+            model = model.copy()
             model.freeze()
         self.model = model
         try:
