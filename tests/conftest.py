@@ -15,6 +15,14 @@ FIXTURES = ROOT / "fixtures"
 SAMPLES = FIXTURES / "samples"
 
 
+def fixture_path(name: str) -> Path:
+    """``fixtures/<name>``; the test is skipped when that fixture has not been generated."""
+    path = FIXTURES / name
+    if not path.exists():
+        pytest.skip(f"fixture {name} not generated yet")
+    return path
+
+
 def load_samples(name: str) -> dict[str, dict[str, np.ndarray]]:
     """{signature key: {input key: array}} from ``fixtures/samples/<name>.npz``."""
     out: dict[str, dict[str, np.ndarray]] = {}

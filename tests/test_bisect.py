@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from broken_inputs import run_cli
-from conftest import FIXTURES
+from conftest import FIXTURES, fixture_path
 
 BROKEN_RULES = textwrap.dedent('''
     """Two wrong rules, for testing --bisect."""
@@ -62,13 +62,6 @@ BROKEN_RULES = textwrap.dedent('''
 PIPELINE = "remove_identity merge_duplicates strip_unused fold_constants fold_batch_norms"
 
 
-def need(name: str) -> Path:
-    path = FIXTURES / name
-    if not path.exists():
-        pytest.skip(f"fixture {name} not generated yet")
-    return path
-
-
 @pytest.fixture(scope="module")
 def rules_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("rules") / "broken_rules.py"
@@ -98,7 +91,7 @@ def test_bisect_names_the_broken_bias_rule_on_a_frozen_graph(rules_file):
     from graphxform import load
     from graphxform.bisection import bisect
 
-    pb = need("tf1_frozen_bn.pb")
+    pb = fixture_path("tf1_frozen_bn.pb")
     model = load(pb, inputs="input", outputs="output")
     ops = {n.name: n.op for n in model.graph}
     with np.load(FIXTURES / "samples" / "tf1_frozen_bn.npz", allow_pickle=False) as data:
@@ -120,7 +113,7 @@ def test_bisect_finds_nothing_in_a_correct_pipeline():
     from graphxform.bisection import bisect
 
     # Folding batch norms reassociates float arithmetic: allow for rounding (≈6e-6 on synthesized inputs).
-    result = bisect(need("tf1_frozen_bn.pb"), PIPELINE, graph_inputs="input", graph_outputs="output", rtol=1e-4,
+    result = bisect(fixture_path("tf1_frozen_bn.pb"), PIPELINE, graph_inputs="input", graph_outputs="output", rtol=1e-4,
                     atol=1e-4)
     assert result.steps > 5
     assert not result.found and "still match" in result.note
@@ -132,7 +125,7 @@ def test_verify_bisect_cli_names_relu_rule(rules_file, tmp_path):
     """transform keras_bn with the broken Relu rule; `verify A B --bisect` exits 1 and names its first application."""
     from graphxform import load
 
-    src = need("keras_bn")
+    src = fixture_path("keras_bn")
     out = tmp_path / "broken_out"
     transforms = f"{PIPELINE} test_bisect_relu_to_identity"
     res = run_cli(["transform", str(src), str(out), "--rules", str(rules_file), "-t", transforms, "--json"])
@@ -167,7 +160,7 @@ def test_optimize_bisect_names_the_rule(rules_file, tmp_path):
 
     load_rules_file(str(rules_file))  # in-process: the registry now knows the broken rules
     out = tmp_path / "opt"
-    res = run_cli(["optimize", str(need("estimator_dnn")), str(out), "--transforms",
+    res = run_cli(["optimize", str(fixture_path("estimator_dnn")), str(out), "--transforms",
                    "remove_identity fold_constants test_bisect_double_bias", "--bisect"])
     assert res.code == 1, res.stderr
     assert out.is_dir()

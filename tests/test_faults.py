@@ -21,16 +21,9 @@ from pathlib import Path
 
 import pytest
 from broken_inputs import run_cli
-from conftest import FIXTURES
+from conftest import fixture_path
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONFAULTHANDLER": "1"}
-
-
-def need(name: str) -> Path:
-    path = FIXTURES / name
-    if not path.exists():
-        pytest.skip(f"fixture {name} not generated yet")
-    return path
 
 
 def tree_hash(root: Path) -> str:
@@ -62,7 +55,7 @@ def assert_complete(out: Path) -> None:
 def model_copy(tmp_path) -> Path:
     """A private copy of estimator_dnn (with an asset and variables) to optimize."""
     dst = tmp_path / "in" / "estimator_dnn"
-    shutil.copytree(need("estimator_dnn"), dst)
+    shutil.copytree(fixture_path("estimator_dnn"), dst)
     return dst
 
 
@@ -218,7 +211,7 @@ def test_interrupted_optimize_loses_nothing(tmp_path):
     inputs = {}
     for name in ("keras_bn", "estimator_dnn"):
         dst = tmp_path / "in" / name
-        shutil.copytree(need(name), dst)
+        shutil.copytree(fixture_path(name), dst)
         inputs[name] = (dst, tree_hash(dst))
     py = sys.executable
     driver = tmp_path / "driver.py"

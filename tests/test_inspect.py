@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from tensorflow.core.framework import attr_value_pb2, function_pb2, graph_pb2, node_def_pb2, types_pb2
 
-from conftest import FIXTURES
+from conftest import FIXTURES, fixture_path
 from graphxform.cli import cli, main
 from graphxform.errors import ModelLoadError
 from graphxform.graph import Graph
@@ -28,13 +28,6 @@ from graphxform.model import Model, Signature, TensorSpec
 
 SAVED_MODELS = ["estimator_dnn", "estimator_linear", "keras_bn", "tf2_lookup"]
 SAVED_MODEL_CLI = Path(sys.executable).parent / "saved_model_cli"
-
-
-def fixture_path(name: str) -> Path:
-    p = FIXTURES / name
-    if not p.exists():
-        pytest.skip(f"fixture {name} not made yet")
-    return p
 
 
 def invoke(*args: str):

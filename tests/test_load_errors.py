@@ -6,17 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
+from conftest import fixture_path
 
 from graphxform.errors import GraphxformError, ModelLoadError, SignatureError
 from graphxform.loader import load
-
-
-def need(name: str) -> Path:
-    path = FIXTURES / name
-    if not path.exists():
-        pytest.skip(f"fixture {name} not generated yet")
-    return path
 
 
 def load_error(path: Path, **kwargs) -> str:
@@ -31,7 +24,7 @@ def load_error(path: Path, **kwargs) -> str:
 
 def copy_fixture(name: str, tmp_path: Path) -> Path:
     dst = tmp_path / name
-    shutil.copytree(need(name), dst)
+    shutil.copytree(fixture_path(name), dst)
     return dst
 
 
@@ -69,7 +62,7 @@ def test_empty_file(tmp_path):
 
 @pytest.mark.parametrize("fraction", [0.5, 0.9])
 def test_truncated_graph_def(tmp_path, fraction):
-    data = need("tf1_frozen_bn.pb").read_bytes()
+    data = fixture_path("tf1_frozen_bn.pb").read_bytes()
     path = tmp_path / "truncated.pb"
     path.write_bytes(data[: int(len(data) * fraction)])
     msg = load_error(path)
@@ -77,7 +70,7 @@ def test_truncated_graph_def(tmp_path, fraction):
 
 
 def test_truncated_text_graph_def(tmp_path):
-    text = need("tf1_frozen_bn.pbtxt").read_text()
+    text = fixture_path("tf1_frozen_bn.pbtxt").read_text()
     path = tmp_path / "truncated.pbtxt"
     path.write_text(text[: len(text) // 2])
     assert "text parse error" in load_error(path)
@@ -93,7 +86,7 @@ def test_truncated_saved_model(tmp_path):
 
 def test_graph_def_named_saved_model(tmp_path):
     """A saved_model.pb that holds a bare GraphDef: say so, and what to do."""
-    (tmp_path / "saved_model.pb").write_bytes(need("tf1_frozen_bn.pb").read_bytes())
+    (tmp_path / "saved_model.pb").write_bytes(fixture_path("tf1_frozen_bn.pb").read_bytes())
     msg = load_error(tmp_path)
     assert "GraphDef, not a SavedModel" in msg
 
@@ -113,7 +106,7 @@ def test_missing_variables_files(tmp_path, missing):
 
 @pytest.mark.parametrize("tags", ["serve,gpu", ["train"], "tpu"])
 def test_unknown_tag_set_lists_available(tags):
-    path = need("estimator_linear")
+    path = fixture_path("estimator_linear")
     with pytest.raises(ModelLoadError) as err:
         load(path, tags=tags)
     msg = str(err.value)
@@ -131,7 +124,7 @@ def test_unknown_tag_set_with_several_meta_graphs(tmp_path):
 
 
 def test_inputs_naming_unknown_nodes():
-    path = need("tf1_frozen_bn.pb")
+    path = fixture_path("tf1_frozen_bn.pb")
     msg = load_error(path, inputs=["no_such_input"], outputs=["output"])
     assert "'no_such_input'" in msg
     msg = load_error(path, inputs=["input"], outputs=["nope:0"])
@@ -139,16 +132,16 @@ def test_inputs_naming_unknown_nodes():
 
 
 def test_inputs_without_outputs():
-    assert "outputs" in load_error(need("tf1_frozen_bn.pb"), inputs=["input"])
+    assert "outputs" in load_error(fixture_path("tf1_frozen_bn.pb"), inputs=["input"])
 
 
 def test_inputs_outputs_refused_for_saved_model():
-    msg = load_error(need("tf2_lookup"), inputs=["x"], outputs=["y"])
+    msg = load_error(fixture_path("tf2_lookup"), inputs=["x"], outputs=["y"])
     assert "own signatures" in msg
 
 
 def test_unknown_signature_key():
-    path = need("tf2_lookup")
+    path = fixture_path("tf2_lookup")
     model = load(path)
     with pytest.raises(SignatureError) as err:
         model.signature("predict")

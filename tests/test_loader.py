@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import FIXTURES
+from conftest import FIXTURES, fixture_path
 from google.protobuf import text_format
 from tensorflow.core.framework import graph_pb2
 from tensorflow.core.protobuf import saved_model_pb2
@@ -28,13 +28,6 @@ from graphxform.tfrun import run_graph_def, run_signature
 
 SAVED_MODEL_FIXTURES = ["estimator_dnn", "estimator_linear", "keras_bn", "tf2_lookup"]
 TF2_FIXTURES = {"keras_bn", "tf2_lookup"}
-
-
-def fixture_path(name: str) -> Path:
-    path = FIXTURES / name
-    if not path.exists():
-        pytest.skip(f"fixture {name} not generated yet")
-    return path
 
 
 # --------------------------------------------------------------------------- model builders (shared with test_freeze)
