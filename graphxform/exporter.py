@@ -2,9 +2,10 @@
 
 The SavedModel proto is written here, field by field (one ``MetaGraphDef``):
 
-- ``graph_def``: ``model.graph.to_graph_def()`` without ``_output_shapes``
-  hints, plus, when needed, one ``NoOp`` that groups the init op and the
-  table initializers;
+- ``graph_def``: the model's graph without ``_output_shapes`` hints, plus,
+  when needed, one ``NoOp`` that groups the init op and the table
+  initializers; streamed to the file a node at a time (:class:`GraphWriter`),
+  so writing a model costs no second copy of its weights;
 - ``meta_info_def``: tags (``model.tags`` or ``["serve"]``), the TensorFlow
   version, and the stripped op list of every op the graph uses;
 - ``signature_def``: every signature with its method name and input/output
@@ -37,11 +38,18 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tensorflow.core.framework import graph_pb2, node_def_pb2, op_def_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import (
+    function_pb2,
+    graph_pb2,
+    node_def_pb2,
+    op_def_pb2,
+    tensor_shape_pb2,
+    types_pb2,
+)
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2, saver_pb2
 
 from graphxform.errors import ExportError, GraphxformError
@@ -131,8 +139,8 @@ class _SavedModelBuilder:
 
     def __init__(self, model: Model) -> None:
         self.model = model
-        self.graph_def = export_graph_def(model)
-        self.node_names = {n.name: n for n in self.graph_def.node}
+        self.graph = GraphWriter(model.graph)
+        self.node_names = self.graph.nodes
 
     # -- helpers
     def _node_outputs(self, name: str) -> int | None:
@@ -219,7 +227,6 @@ class _SavedModelBuilder:
             name = f"{INIT_NOOP_NAME}_{i}"
         node = node_def_pb2.NodeDef(name=name, op="NoOp")
         node.input.extend("^" + d for d in deps)
-        self.graph_def.node.append(node)
         self.node_names[name] = node
         return name
 
@@ -264,7 +271,7 @@ class _SavedModelBuilder:
         const = node_def_pb2.NodeDef(name=node.name, op="Const", device=node.device)
         const.attr["dtype"].type = types_pb2.DT_STRING
         const.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(fname.encode(), dtype=tf.string))
-        node.CopyFrom(const)
+        self.node_names[node.name] = const  # (the model's own node is left as it is)
 
     def saver_def(self) -> saver_pb2.SaverDef | None:
         store = self.model.variables
@@ -286,7 +293,9 @@ class _SavedModelBuilder:
                 )
         return sd
 
-    def build(self) -> tuple[saved_model_pb2.SavedModel, list[tuple[str, Path, str]]]:
+    def build(self, *, with_graph: bool = True) -> tuple[saved_model_pb2.SavedModel, list[tuple[str, Path, str]]]:
+        """The SavedModel proto and the assets to copy; ``with_graph=False`` leaves ``graph_def`` empty (it
+        is then streamed by :func:`saved_model_chunks`)."""
         model = self.model
         sm = saved_model_pb2.SavedModel(saved_model_schema_version=1)
         mg = sm.meta_graphs.add()
@@ -298,8 +307,9 @@ class _SavedModelBuilder:
         assets = self.assets()
         saver = self.saver_def()
 
-        mg.graph_def.CopyFrom(self.graph_def)
-        _fill_meta_info(mg.meta_info_def, self.graph_def, model.tags or ["serve"])
+        if with_graph:
+            mg.graph_def.CopyFrom(self.graph.to_graph_def())
+        _fill_meta_info(mg.meta_info_def, self.graph.op_names(), model.tags or ["serve"])
         if init:
             init_sig = mg.signature_def[INIT_OP_SIGNATURE_KEY]
             init_sig.outputs[INIT_OP_SIGNATURE_KEY].name = init
@@ -318,13 +328,13 @@ class _SavedModelBuilder:
         return sm, assets
 
 
-def _fill_meta_info(info: meta_graph_pb2.MetaGraphDef.MetaInfoDef, gd: graph_pb2.GraphDef, tags: list[str]) -> None:
+def _fill_meta_info(info: meta_graph_pb2.MetaGraphDef.MetaInfoDef, ops: set[str], tags: list[str]) -> None:
     import tensorflow as tf
 
     info.tags.extend(tags)
     info.tensorflow_version = tf.version.VERSION
     info.tensorflow_git_version = tf.version.GIT_VERSION
-    info.stripped_op_list.CopyFrom(stripped_op_list(gd))
+    info.stripped_op_list.CopyFrom(_op_list(ops))
     # Nodes may lack attrs that equal their op's default (the input was written stripped); the loaders
     # fill those back from the registered op (and the stripped op list) when this flag is set.
     info.stripped_default_attrs = True
@@ -332,18 +342,131 @@ def _fill_meta_info(info: meta_graph_pb2.MetaGraphDef.MetaInfoDef, gd: graph_pb2
 
 def stripped_op_list(gd: graph_pb2.GraphDef) -> op_def_pb2.OpList:
     """The registered ``OpDef`` of every op used in ``gd`` and its function library (functions excluded)."""
+    return _op_list(_ops_used(gd.node, gd.library))
+
+
+def _ops_used(nodes: Iterable[node_def_pb2.NodeDef], library: function_pb2.FunctionDefLibrary) -> set[str]:
+    ops = {n.op for n in nodes}
+    for f in library.function:
+        ops.update(n.op for n in f.node_def)
+    return ops - {f.signature.name for f in library.function}
+
+
+def _op_list(ops: set[str]) -> op_def_pb2.OpList:
     from graphxform.opdefs import op_def
 
-    ops = {n.op for n in gd.node}
-    for f in gd.library.function:
-        ops.update(n.op for n in f.node_def)
-    fnames = {f.signature.name for f in gd.library.function}
     out = op_def_pb2.OpList()
-    for name in sorted(ops - fnames):
+    for name in sorted(ops):
         d = op_def(name)
         if d is not None:
             out.op.add().CopyFrom(d)
     return out
+
+
+# --------------------------------------------------------------------------- streaming serialization
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(number: int, length: int) -> bytes:
+    """The key and length prefix of a length-delimited field (a message or bytes)."""
+    return _varint(number << 3 | 2) + _varint(length)
+
+
+def _without_output_shapes(node: node_def_pb2.NodeDef) -> node_def_pb2.NodeDef:
+    if "_output_shapes" not in node.attr:
+        return node
+    clean = node_def_pb2.NodeDef()
+    clean.CopyFrom(node)
+    del clean.attr["_output_shapes"]
+    return clean
+
+
+class GraphWriter:
+    """The model's ``GraphDef`` as written, serialized node by node: never a second copy of the graph.
+
+    ``nodes`` starts as the graph's own nodes (shared, not copied; the
+    exporter may add or replace entries, never edit a node). ``_output_shapes``
+    hints are dropped: they are optional, and a rewrite that keeps a stale one
+    makes TensorFlow refuse the whole graph at import ("``_output_shapes``
+    attribute inconsistent with the GraphDef"); TF2's own writer leaves them
+    out too. The bytes are those of ``to_graph_def().SerializeToString(
+    deterministic=True)``.
+    """
+
+    def __init__(self, graph: Any) -> None:
+        self.nodes: dict[str, node_def_pb2.NodeDef] = {n.name: n for n in graph}
+        self.versions = graph.versions
+        self.library = function_pb2.FunctionDefLibrary()
+        self.library.CopyFrom(graph.library)
+        for f in self.library.function:
+            for node in f.node_def:
+                if "_output_shapes" in node.attr:
+                    del node.attr["_output_shapes"]
+
+    def op_names(self) -> set[str]:
+        return _ops_used(self.nodes.values(), self.library)
+
+    def ByteSize(self) -> int:  # noqa: N802 - what check_proto_size asks of a message
+        size = 0
+        for node in self.nodes.values():
+            n = _without_output_shapes(node).ByteSize()
+            size += 1 + len(_varint(n)) + n
+        for message, number in self._messages():
+            size += len(_field(number, message.ByteSize())) + message.ByteSize()
+        return size
+
+    def _messages(self) -> list[tuple[Any, int]]:
+        """The GraphDef's other fields as written: ``library`` (2) when it holds anything, ``versions`` (4)."""
+        return [(self.library, 2)] * bool(self.library.ByteSize()) + [(self.versions, 4)]
+
+    def chunks(self) -> Iterator[bytes]:
+        """The serialized ``GraphDef``, a node at a time (fields in number order, as protobuf writes them)."""
+        for node in self.nodes.values():
+            data = _without_output_shapes(node).SerializeToString(deterministic=True)
+            yield _field(1, len(data)) + data
+        for message, number in self._messages():
+            data = message.SerializeToString(deterministic=True)
+            yield _field(number, len(data)) + data
+
+    def to_graph_def(self) -> graph_pb2.GraphDef:
+        gd = graph_pb2.GraphDef()
+        gd.versions.CopyFrom(self.versions)
+        if self.library.ByteSize():
+            gd.library.CopyFrom(self.library)
+        for node in self.nodes.values():
+            gd.node.add().CopyFrom(_without_output_shapes(node))
+        return gd
+
+
+def saved_model_chunks(sm: saved_model_pb2.SavedModel, graph: GraphWriter) -> Iterator[bytes]:
+    """The bytes of ``sm`` (one meta graph, ``graph_def`` empty) with ``graph`` as its ``graph_def``.
+
+    Equal to the deterministic serialization of the full proto, without ever
+    holding the graph's bytes, or a copy of its nodes, all at once.
+    """
+    (mg,) = sm.meta_graphs
+    rest = meta_graph_pb2.MetaGraphDef()
+    rest.CopyFrom(mg)
+    rest.ClearField("meta_info_def")
+    info = mg.meta_info_def.SerializeToString(deterministic=True)
+    tail = rest.SerializeToString(deterministic=True)
+    graph_size = graph.ByteSize()
+    head_info = (_field(1, len(info)) + info) if mg.HasField("meta_info_def") else b""
+    graph_head = _field(2, graph_size)
+    mg_size = len(head_info) + len(graph_head) + graph_size + len(tail)
+    top = saved_model_pb2.SavedModel(saved_model_schema_version=sm.saved_model_schema_version)
+    yield top.SerializeToString(deterministic=True) + _field(2, mg_size) + head_info + graph_head
+    yield from graph.chunks()
+    yield tail
 
 
 def _shape_proto(shape: list[int | None] | None) -> tensor_shape_pb2.TensorShapeProto:
@@ -462,9 +585,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
+def _write_bytes(path: Path, data: bytes | Iterable[bytes]) -> None:
+    """Write ``data`` (bytes, or chunks of them) to ``path`` and fsync it."""
     with open(path, "wb") as f:
-        f.write(data)
+        if isinstance(data, (bytes, bytearray)):
+            f.write(data)
+        else:
+            for chunk in data:
+                f.write(chunk)
         f.flush()
         os.fsync(f.fileno())
 
@@ -490,7 +618,8 @@ def _checkpoint_files(prefix: Path) -> list[Path]:
 
 
 def _write_saved_model_into(model: Model, tmp: Path) -> None:
-    sm, assets = _SavedModelBuilder(model).build()
+    builder = _SavedModelBuilder(model)
+    sm, assets = builder.build(with_graph=False)
     (tmp / "variables").mkdir()
     if model.variables is not None:
         prefix = Path(model.variables.checkpoint_prefix)
@@ -508,8 +637,8 @@ def _write_saved_model_into(model: Model, tmp: Path) -> None:
         for f in (tmp / "assets.extra").rglob("*"):
             if f.is_file():
                 _fsync_file(f)
-    check_proto_size(sm, tmp.parent / tmp.name, "saved_model.pb")
-    _write_bytes(tmp / "saved_model.pb", sm.SerializeToString(deterministic=True))
+    check_proto_size(builder.graph, tmp.parent / tmp.name, "saved_model.pb")
+    _write_bytes(tmp / "saved_model.pb", saved_model_chunks(sm, builder.graph))
     if model.variables is not None:  # TF's fingerprinting logs an error when there is no checkpoint
         _write_fingerprint(tmp)
     for d in sorted(_walk_dirs(tmp), key=lambda p: len(p.parts), reverse=True):
@@ -584,25 +713,8 @@ def _move_into_place(tmp: Path, out: Path) -> None:
 
 # --------------------------------------------------------------------------- GraphDef files
 def export_graph_def(model: Model) -> graph_pb2.GraphDef:
-    """The model's ``GraphDef`` as written: ``_output_shapes`` hints are dropped.
-
-    They are optional, and a rewrite that keeps a stale one makes TensorFlow
-    refuse the whole graph at import ("``_output_shapes`` attribute
-    inconsistent with the GraphDef"); TF2's own writer leaves them out too.
-    """
-    gd = model.graph.to_graph_def()
-    dropped = 0
-    for node in gd.node:
-        if "_output_shapes" in node.attr:
-            del node.attr["_output_shapes"]
-            dropped += 1
-    for f in gd.library.function:
-        for node in f.node_def:
-            if "_output_shapes" in node.attr:
-                del node.attr["_output_shapes"]
-                dropped += 1
-    log.debug("dropped %d _output_shapes attrs", dropped)
-    return gd
+    """The model's ``GraphDef`` as written (see :class:`GraphWriter`): ``_output_shapes`` hints dropped."""
+    return GraphWriter(model.graph).to_graph_def()
 
 
 def signatures_json(model: Model) -> dict[str, Any]:
@@ -642,12 +754,13 @@ def signatures_json(model: Model) -> dict[str, Any]:
 def _export_graph_def_file(model: Model, out: Path) -> Path:
     from google.protobuf import text_format
 
-    gd = export_graph_def(model)
-    check_proto_size(gd, out, "GraphDef")
+    graph = GraphWriter(model.graph)
+    check_proto_size(graph, out, "GraphDef")
+    data: bytes | Iterator[bytes]
     if out.suffix == ".pbtxt":
-        data = text_format.MessageToString(gd).encode()
+        data = text_format.MessageToString(graph.to_graph_def()).encode()
     else:
-        data = gd.SerializeToString(deterministic=True)
+        data = graph.chunks()
     sidecar = out.with_name(out.name + ".signatures.json")
     kept_out = [a.filename for a in model.assets]
     if model.signatures or kept_out:
@@ -680,7 +793,7 @@ def _export_graph_def_file(model: Model, out: Path) -> Path:
         if isinstance(exc, OSError):
             raise _write_error(out, exc) from exc
         raise
-    log.info("wrote GraphDef %s (%d nodes)", out, len(gd.node))
+    log.info("wrote GraphDef %s (%d nodes)", out, len(graph.nodes))
     return out
 
 

@@ -192,7 +192,7 @@ def TransformGraph(
         run_pipeline(graph, rules)
     _keep_output_names(graph, out_names)
     graph.signatures = {}
-    return graph.to_graph_def()
+    return graph.take_graph_def()
 
 
 def _keep_output_names(graph: Any, out_names: list[str]) -> None:

@@ -135,6 +135,11 @@ class Replacement:
        are still consumed or protected are kept, and the runner says so at
        debug level). Nodes left without consumers by the rewrite are not
        removed unless listed: dead code is ``strip_unused``'s business.
+
+    The graph keeps the ``NodeDef`` objects of ``add`` and ``update`` as they
+    are (a large folded constant is not copied again): make new ones for each
+    replacement, never pass a node the graph holds after modifying it, and
+    leave them alone once returned.
     """
 
     add: list[node_def_pb2.NodeDef] = field(default_factory=list)
@@ -166,6 +171,9 @@ class Rule:
     pattern: ClassVar[Any] = None
     params: ClassVar[dict[str, Param]] = {}
     global_rule: ClassVar[bool] = False
+    #: For a ``global_rule``: one :meth:`run_global` reaches the rule's own fixpoint (running it again
+    #: right after finds nothing), so the runner re-runs it only when another rule changed the graph.
+    idempotent: ClassVar[bool] = False
     #: How many edges above its anchor a match looks; the runner revisits the consumers of a change up
     #: to this distance. ``None``: the pattern's depth, or 2 for a rule with its own ``match``.
     reach: ClassVar[int | None] = None

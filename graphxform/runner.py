@@ -199,12 +199,16 @@ def validate_replacement(graph: Graph, rep: Replacement) -> str | None:
 
 def apply_replacement(graph: Graph, rep: Replacement) -> list[str]:
     """Apply ``rep`` to ``graph``; returns the names of the nodes removed."""
+    # The replacement's nodes are the rule's own, made for this rewrite: the graph keeps them as they are.
     if rep.add:
-        graph.add_nodes(rep.add)
+        graph.add_nodes(rep.add, adopt=True)
     for node in rep.update:
-        graph.update_node(node)
-    for old, new in rep.replace.items():
-        graph.replace_all_uses(old, new)
+        graph.update_node(node, adopt=True)
+    if len(rep.replace) > 1:
+        graph.replace_uses(rep.replace)
+    else:
+        for old, new in rep.replace.items():
+            graph.replace_all_uses(old, new)
     for old, new_nodes in rep.replace_control.items():
         graph.replace_control_uses(old, new_nodes)
     removed: list[str] = []
@@ -214,7 +218,7 @@ def apply_replacement(graph: Graph, rep: Replacement) -> list[str]:
     if len(pending) == 1:
         name = pending[0]
         if not _has_consumers(graph, name) and not graph.is_protected(name):
-            graph.remove_node(name)
+            graph.remove_node(name, force=True)  # (checked just above)
             return [name]
         log.debug("kept %s: still consumed or protected", name)
         return removed
@@ -228,7 +232,7 @@ def apply_replacement(graph: Graph, rep: Replacement) -> list[str]:
             if name in protected or _has_consumers(graph, name):
                 left.append(name)
                 continue
-            graph.remove_node(name)
+            graph.remove_node(name, force=True)  # (checked just above)
             removed.append(name)
             progress = True
         pending = left
@@ -396,8 +400,10 @@ class _Engine:
         try:
             if st.rule.global_rule:
                 if st.last_run is None or st.last_run != self.steps:
-                    st.last_run = self.steps  # its own rewrites count as a change: it runs again next round
+                    st.last_run = self.steps  # its own rewrites count as a change: it runs again next round,
                     self.run_global(st)
+                    if st.rule.idempotent:  # unless it reaches its own fixpoint in one run
+                        st.last_run = self.steps
             else:
                 self.run_node_rule(st)
         finally:

@@ -174,6 +174,27 @@ def test_frozen_export_layout_and_proto(frozen_export):
     assert not any("_output_shapes" in n.attr for n in mg.graph_def.node)
 
 
+@pytest.mark.parametrize("fixture", ["keras_bn", "tf2_lookup", "estimator_linear"])
+def test_streamed_saved_model_is_the_proto_serialized(fixture):
+    """saved_model.pb is written a node at a time: the bytes are exactly the full proto's serialization."""
+    import graphxform
+
+    model = graphxform.load(FIXTURES / fixture)
+    model.freeze()
+    node = next(n for n in model.graph if n.op == "Const")
+    shaped = node_def_pb2.NodeDef()
+    shaped.CopyFrom(node)
+    shaped.attr["_output_shapes"].list.shape.add()  # dropped when written, from the streamed nodes too
+    model.graph.update_node(shaped)
+    full, _ = exporter._SavedModelBuilder(model).build()
+    builder = exporter._SavedModelBuilder(model)
+    sm, _ = builder.build(with_graph=False)
+    streamed = b"".join(exporter.saved_model_chunks(sm, builder.graph))
+    assert builder.graph.ByteSize() == full.meta_graphs[0].graph_def.ByteSize()
+    assert streamed == full.SerializeToString(deterministic=True)
+    assert "_output_shapes" in model.graph.node(node.name).attr, "export must not modify the model"
+
+
 def test_frozen_export_runs_in_tf2_and_tf1_loaders(frozen_export):
     _, out, _, _ = frozen_export
     want = expected_outputs()

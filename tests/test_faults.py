@@ -86,6 +86,7 @@ def test_no_space_left_writes_nothing(model_copy, tmp_path, monkeypatch, where, 
         real_write = exporter._write_bytes
 
         def failing_write(path, data):  # type: ignore[no-untyped-def]
+            data = data if isinstance(data, bytes) else b"".join(data)  # (large files come in chunks)
             with open(path, "wb") as f:
                 f.write(data[: len(data) // 3])  # a partial file, then the disk is full
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))

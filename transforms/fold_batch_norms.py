@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-from tensorflow.core.framework import node_def_pb2, types_pb2
+from tensorflow.core.framework import node_def_pb2, tensor_pb2, types_pb2
 
 from graphxform.constfold import FEED_OPS
 from graphxform.graph import Graph, parse_input
@@ -284,6 +284,21 @@ def _cast(values: np.ndarray, dtype_enum: int) -> np.ndarray:
     return values.astype(tf.as_dtype(dtype_enum).as_numpy_dtype)
 
 
+def _scaled(w2: np.ndarray, s2: np.ndarray, dtype: np.dtype, block: int = 1 << 18) -> np.ndarray:
+    """``w2 * s2`` (2-D, ``s2`` broadcast by rows or columns) in float64, cast to ``dtype``.
+
+    Computed a block of rows at a time: the float64 intermediate stays small
+    however large the weights are.
+    """
+    out = np.empty(w2.shape, dtype=dtype)
+    rows = max(1, block // max(1, w2.shape[1]))
+    per_row = s2.shape[0] != 1
+    with np.errstate(all="ignore"):
+        for i in range(0, w2.shape[0], rows):
+            out[i:i + rows] = w2[i:i + rows].astype(np.float64) * (s2[i:i + rows] if per_row else s2)
+    return out
+
+
 def _colocation_targets(graph: Graph, ignore: set[str]) -> set[str]:
     """Nodes that a node outside ``ignore`` names in its ``_class`` colocation attr."""
     out: set[str] = set()
@@ -388,36 +403,40 @@ class FoldBatchNorms(Rule):
         new_op.CopyFrom(op)
         if not np.all(scale == 1.0):
             w = graph.const_value(plan.weights.name)
-            if op.op == "Conv2D":
-                w64 = w.astype(np.float64) * scale
-            elif op.op == "DepthwiseConv2dNative":
-                w64 = w.astype(np.float64) * scale.reshape(w.shape[2], w.shape[3])
-            elif op.attr["transpose_b"].b:
-                w64 = w.astype(np.float64) * scale[:, None]
-            else:
-                w64 = w.astype(np.float64) * scale
-            import tensorflow as tf
-
-            proto = tf.make_tensor_proto(_cast(w64, plan.weights.attr["dtype"].type))
+            if op.op == "DepthwiseConv2dNative":
+                scaled = _scaled(w.reshape(-1, w.shape[2] * w.shape[3]), scale.reshape(1, -1), w.dtype)
+            elif op.op == "MatMul" and op.attr["transpose_b"].b:
+                scaled = _scaled(w, scale[:, None], w.dtype)
+            else:  # Conv2D (HWIO) and MatMul: the output channel is the last axis
+                scaled = _scaled(w.reshape(-1, w.shape[-1]), scale.reshape(1, -1), w.dtype)
+            del w
+            value = tensor_pb2.TensorProto(dtype=plan.weights.attr["dtype"].type,
+                                           tensor_shape=plan.weights.attr["value"].tensor.tensor_shape)
+            value.tensor_content = scaled.tobytes()
+            del scaled
             chain = [op.name, *plan.weights_path]  # op <- Identity* <- Const
             protected = graph.protected_nodes()
             exclusive = all(  # control consumers of a Const/Identity do not read its value
                 {u for u, _ in graph.consumers(n)} == {chain[i]} and n not in protected
                 for i, n in enumerate(chain[1:])
             )
-            if exclusive:
-                node = node_def_pb2.NodeDef()
-                node.CopyFrom(plan.weights)
-                node.attr["value"].tensor.CopyFrom(proto)
+            if exclusive:  # the same Const with the new value (its other attrs and control inputs kept)
+                node = node_def_pb2.NodeDef(name=plan.weights.name, op="Const", device=plan.weights.device,
+                                            input=plan.weights.input)
+                for key, attr in plan.weights.attr.items():
+                    if key != "value":
+                        node.attr[key].CopyFrom(attr)
+                node.attr["value"].tensor.CopyFrom(value)
                 rep.update.append(node)
             else:
                 name = graph.unique_name(f"{plan.weights.name}/bn_folded")
                 node = node_def_pb2.NodeDef(name=name, op="Const", device=plan.weights.device)
                 node.attr["dtype"].type = plan.weights.attr["dtype"].type
-                node.attr["value"].tensor.CopyFrom(proto)
+                node.attr["value"].tensor.CopyFrom(value)
                 rep.add.append(node)
                 new_op.input[1] = name
                 rep.remove.extend(plan.weights_path)
+            del value
 
         # ---- the bias: the last folded node becomes BiasAdd(op, bias), or the op itself when there is none
         removable = [s.node.name for s in reversed(plan.steps[:-1])]

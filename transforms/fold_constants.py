@@ -99,6 +99,7 @@ class FoldConstants(Rule):
     name = "fold_constants"
     aliases = ("fold_constants",)
     global_rule = True
+    idempotent = True
     params = {
         "ignore_errors": Param(bool, False, "leave nodes whose evaluation fails unfolded instead of failing"),
         "max_constant_size_in_bytes": Param(int, 10 * MiB, "largest output (bytes) a fold may create"),

@@ -75,6 +75,33 @@ def _attr_digest(node: node_def_pb2.NodeDef) -> int:
     return hash(tuple((k, _attr_key(node, k, node.attr[k])) for k in sorted(node.attr)))
 
 
+_EXACT_LIMIT = 64  # elements: a Const at most this large is keyed by its value itself
+
+
+def _exact_attrs(node: node_def_pb2.NodeDef) -> Hashable | None:
+    """All of ``node``'s attributes as a hashable value that is equal only when :func:`attr_difference`
+    finds no difference; ``None`` for a Const of more than ``_EXACT_LIMIT`` elements (hashed and compared
+    instead). The size decides, not the encoding, so equal values always take the same path."""
+    parts: list[tuple] = []
+    attr = node.attr
+    for key in sorted(attr):
+        value = attr[key]
+        if key == "value" and node.op == "Const" and value.HasField("tensor"):
+            t = value.tensor
+            shape = tuple(d.size for d in t.tensor_shape.dim)
+            count = 1
+            for d in shape:
+                count *= d
+            if count > _EXACT_LIMIT or t.dtype in _OPAQUE_DTYPES:
+                return None
+            parts.append((key, t.dtype, shape, const_bytes(t)))
+        else:
+            parts.append((key, value.SerializeToString(deterministic=True)))
+    if node.HasField("experimental_type"):
+        parts.append(("", node.experimental_type.SerializeToString(deterministic=True)))
+    return tuple(parts)
+
+
 def _cheap_key(node: node_def_pb2.NodeDef) -> Hashable:
     """Part of the bucket key that costs nothing to read: a Const's dtype and shape (its bytes are hashed later)."""
     if node.op == "Const" and "value" in node.attr:  # (indexing a proto map would insert the key)
@@ -251,6 +278,7 @@ class MergeDuplicates(Rule):
     name = "merge_duplicates"
     aliases = ("merge_duplicate_nodes",)
     global_rule = True
+    idempotent = True
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)
@@ -271,13 +299,25 @@ class MergeDuplicates(Rule):
         # Bucket key: what is cheap to read. A bucket holds its first node alone until a second one
         # arrives; only then are attributes hashed (the hash splits the bucket; bytes decide equality).
         buckets: dict[tuple, str | dict[int, list[str]]] = {}
+        # Most nodes have small attributes: their whole value is the key, and equal keys mean duplicates.
+        exact: dict[tuple, str] = {}
         for name in scan.order:
             node = graph.node(name)
             if facts.unmergeable(node) is not None:
                 continue
             data, ctrl = scan.inputs[name]
-            key = (node.op, node.device, tuple((survivor_of.get(s, s), p) for s, p in data),
-                   frozenset(survivor_of.get(c, c) for c in ctrl), _cheap_key(node))
+            inputs = (tuple((survivor_of.get(s, s), p) for s, p in data),
+                      frozenset(survivor_of.get(c, c) for c in ctrl) if ctrl else frozenset())
+            attrs = _exact_attrs(node)
+            if attrs is not None:
+                key = (node.op, node.device, inputs, attrs)
+                first = exact.get(key)
+                if first is None:
+                    exact[key] = name
+                elif facts.unremovable(graph, name) is None:
+                    survivor_of[name] = first
+                continue
+            key = (node.op, node.device, *inputs, _cheap_key(node))
             bucket = buckets.get(key)
             if bucket is None:
                 buckets[key] = name
@@ -291,13 +331,21 @@ class MergeDuplicates(Rule):
                     survivor_of[name] = survivor
                     continue
             members.append(name)
-        # Survivors are never duplicates themselves, so each duplicate's uses are still as scanned.
-        out = [merge_replacement(graph, dup, surv, facts.signature_ports.get(dup, set()),
-                                 scan.uses.get(dup, (set(), False)))
-               for dup, surv in survivor_of.items()]
-        if out:
-            log.info("merge_duplicates: %d duplicate nodes merged", len(out))
-        return out
+        if not survivor_of:
+            return []
+        # One replacement for the whole pass: the runner applies it in one go (a 1M-node graph can hold
+        # hundreds of thousands of duplicates; one rewrite each would cost more than finding them).
+        # Survivors are never duplicates themselves, so each duplicate's uses are still as scanned and
+        # the merges do not interfere: their replacements can simply be put together.
+        out = Replacement()
+        for dup, surv in survivor_of.items():
+            one = merge_replacement(graph, dup, surv, facts.signature_ports.get(dup, set()),
+                                    scan.uses.get(dup, (set(), False)))
+            out.replace.update(one.replace)
+            out.replace_control.update(one.replace_control)
+            out.remove.extend(one.remove)
+        log.info("merge_duplicates: %d duplicate nodes merged", len(survivor_of))
+        return [out]
 
     # ---- node-by-node view, used by --explain
     def candidates(self, graph: Graph, names=None):  # type: ignore[no-untyped-def]

@@ -114,6 +114,7 @@ class StripUnused(Rule):
     name = "strip_unused"
     aliases = ("strip_unused_nodes",)
     global_rule = True
+    idempotent = True
     params = {
         "type": Param(str, None, "dtype for the signature input placeholders, e.g. float, int32"),
         "shape": Param(list, None, 'shape for the signature input placeholders, e.g. "1,224,224,3" (-1: unknown)'),
