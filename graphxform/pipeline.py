@@ -4,7 +4,8 @@
 >>> run_pipeline(model.graph, rules)                                                        # doctest: +SKIP
 
 * :data:`DEFAULT_PIPELINE`: ``remove_identity, merge_duplicates, strip_unused,
-  fold_constants, fold_batch_norms`` then ``quantize_weights`` (left out with
+  fold_constants, fold_batch_norms, hoist_unary_through_concat`` then
+  ``quantize_weights`` (left out with
   ``quantize=False``/``"none"``).
 * Names are rule names or aliases (GTT names included). ``ignore_errors=true``
   is accepted by every transform, as in GTT: the rule's own parameter when it
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 #: The default float pipeline, then quantization.
 FLOAT_PIPELINE: tuple[str, ...] = ("remove_identity", "merge_duplicates", "strip_unused", "fold_constants",
-                                   "fold_batch_norms")
+                                   "fold_batch_norms", "hoist_unary_through_concat")
 DEFAULT_PIPELINE: tuple[str, ...] = (*FLOAT_PIPELINE, "quantize_weights")
 #: Rules that run in a stage of their own after the others (their output would be undone by folding).
 FINAL_RULES = frozenset({"quantize_weights"})

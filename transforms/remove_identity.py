@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import logging
 import weakref
-from dataclasses import dataclass, field
 
 from tensorflow.core.framework import node_def_pb2, types_pb2
 
 from graphxform.errors import RuleError
+from graphxform.frames import FrameFacts, frame_facts
 from graphxform.graph import CONTROL_FLOW_OPS, Graph, parse_input
 from graphxform.rule import Match, Param, Replacement, Rule, register
 
@@ -20,50 +20,7 @@ log = logging.getLogger(__name__)
 PASS_THROUGH_OPS = frozenset(
     {"Identity", "IdentityN", "Snapshot", "StopGradient", "CheckNumerics", "PreventGradient"}
 )
-#: TF1 control flow: a while frame runs from its Enters to its Exits; a cond branch from Switch to Merge.
-_LOOP_OPENERS, _LOOP_CLOSERS = frozenset({"Enter", "RefEnter"}), frozenset({"Exit", "RefExit"})
-_COND_OPENERS = frozenset({"Switch", "RefSwitch"})
-_COND_CLOSERS = frozenset({"Merge", "RefMerge", "Exit", "RefExit"})
 _UNREMOVABLE_DTYPES = {types_pb2.DT_RESOURCE: "resource", types_pb2.DT_VARIANT: "variant"}
-
-
-@dataclass
-class _GraphFacts:
-    """Whole-graph facts computed once per pass: TF1 frame members and colocation targets."""
-
-    known: set[str]
-    in_frame: set[str] = field(default_factory=set)
-    colocated_with: dict[str, list[str]] = field(default_factory=dict)  # target -> nodes naming it
-
-
-def _graph_facts(graph: Graph) -> _GraphFacts:
-    facts = _GraphFacts(known=set(graph.node_names))
-    loop_starts, cond_starts = [], []
-    for node in graph:
-        if node.op in _LOOP_OPENERS:
-            loop_starts.append(node.name)
-        elif node.op in _COND_OPENERS:
-            cond_starts.append(node.name)
-        if "_class" in node.attr:
-            for loc in node.attr["_class"].list.s:
-                if loc.startswith(b"loc:@"):
-                    facts.colocated_with.setdefault(loc[5:].decode(), []).append(node.name)
-    # Everything forward of an Enter up to its Exits; then of a Switch (not already in a loop) up to its Merges.
-    _flood(graph, loop_starts, _LOOP_CLOSERS, facts.in_frame)
-    _flood(graph, [n for n in cond_starts if n not in facts.in_frame], _COND_CLOSERS, facts.in_frame)
-    return facts
-
-
-def _flood(graph: Graph, starts: list[str], closers: frozenset[str], seen: set[str]) -> None:
-    """Add to ``seen`` every node reachable from ``starts`` (data or control), not going past ``closers``."""
-    stack = list(starts)
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        if graph.nx.nodes[name].get("op") not in closers:
-            stack.extend(graph.nx.successors(name))
 
 
 def _dtype_name(dtype: int) -> str:
@@ -103,7 +60,7 @@ class RemoveIdentity(Rule):
                 "and is never removed)"
             )
         self.anchors = frozenset(self.args["op"])  # type: ignore[misc]
-        self._facts: weakref.WeakKeyDictionary[Graph, _GraphFacts] = weakref.WeakKeyDictionary()
+        self._facts: weakref.WeakKeyDictionary[Graph, FrameFacts] = weakref.WeakKeyDictionary()
 
     # -------------------------------------------------------------- facts
     def candidates(self, graph: Graph, names=None):  # type: ignore[no-untyped-def]
@@ -111,10 +68,10 @@ class RemoveIdentity(Rule):
             self._facts.pop(graph, None)
         return super().candidates(graph, names)
 
-    def _facts_for(self, graph: Graph, name: str) -> _GraphFacts:
+    def _facts_for(self, graph: Graph, name: str) -> FrameFacts:
         facts = self._facts.get(graph)
         if facts is None or name not in facts.known:
-            facts = self._facts[graph] = _graph_facts(graph)
+            facts = self._facts[graph] = frame_facts(graph)
         return facts
 
     # -------------------------------------------------------------- rule

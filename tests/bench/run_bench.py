@@ -52,7 +52,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-DEFAULT_TRANSFORMS = ["remove_identity", "merge_duplicates", "strip_unused", "fold_constants", "fold_batch_norms"]
+DEFAULT_TRANSFORMS = ["remove_identity", "merge_duplicates", "strip_unused", "fold_constants", "fold_batch_norms",
+                      "hoist_unary_through_concat"]
 INT8_TRANSFORMS = [*DEFAULT_TRANSFORMS, "quantize_weights"]
 ESTIMATOR_PYTHON = os.environ.get("GX_ESTIMATOR_PYTHON", ".venv-estimator/bin/python")
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "graphxform-bench"
