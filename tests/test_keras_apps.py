@@ -40,6 +40,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from tensorflow.core.framework import types_pb2
 import pytest
 from conftest import run
 
@@ -156,7 +157,7 @@ def test_keras_application(bench, name):
     # 4. int8: size and top-1.
     size_ratio = q8.ByteSize() / gd.ByteSize()
     assert size_ratio <= 0.3, f"{name}: int8 GraphDef is {size_ratio:.3f}x the float one"
-    assert any(n.op == "Dequantize" for n in q8.node)
+    assert any(n.op == "Const" and n.attr["dtype"].type == types_pb2.DT_INT8 for n in q8.node)
     pick = confident_inputs(orig, 16)
     assert len(set(classes[pick].tolist())) >= 3, f"{name}: the confident inputs are all of {set(classes[pick])}"
     agree16 = float(np.mean(classes[pick] == got8[pick].argmax(1)))

@@ -4,17 +4,31 @@ GTT name: ``quantize_weights`` (GTT used one asymmetric ``quint8`` range per
 tensor, ``MIN_FIRST``). Here int8 is symmetric and, by default, per output
 channel:
 
-- the float ``Const`` ``w`` becomes ``Dequantize(w_quantized_const,
-  w_quantized_min, w_quantized_max)`` (``T=qint8``, ``mode=SCALED``,
-  ``narrow_range``, ``axis`` = the output-channel axis), keeping the name
-  ``w`` so consumers, colocation and signatures are untouched. Values are
-  ``round(w / s)`` with ``s = max|w| / 127`` per channel.
+- the float ``Const`` ``w`` becomes ``Mul(Cast(w_quantized_const), w_quantized_scale)``
+  (int8 values ``round(w / s)``, ``s = max|w| / 127`` per channel, the scale
+  shaped to broadcast along the channel axis), keeping the name ``w`` so
+  consumers, colocation and signatures are untouched. A weight of more than
+  ``chunk_size`` elements is stored flattened in int8 chunks of at most
+  ``chunk_size`` elements: ``w = Mul(Reshape(ConcatV2(Cast(part_0), Cast(part_1),
+  ..., 0), shape), scale)``.
+
+  Why this form (and not ``Dequantize``): TensorFlow's runtime only treats a
+  convolution/matmul weight as constant (oneDNN reorders it once and caches it,
+  ``is_filter_const``) when Grappler has folded it into a ``Const`` at load
+  time; Grappler folds a node whose output outgrows its inputs only up to
+  100 KiB of output (``kMaxConstantSize``), so a whole-tensor ``Dequantize`` or
+  ``Cast`` of a weight of 25,600 elements or more stays a runtime op, the runtime's
+  later constant folding turns it into a ``Const`` too late, and the weight is
+  re-laid out on every call. Each chunk's ``Cast`` is under the limit, and
+  ``ConcatV2``/``Reshape``/``Mul`` never outgrow their inputs: the session sees
+  one float32 ``Const`` per weight, as in the float graph, while the file
+  holds int8 bytes.
 - the output-channel axis comes from the consumers: ``Conv2D``/``Conv3D``
   filters the last axis, ``Conv2DBackpropInput`` axis 2, ``MatMul`` ``b``
   axis 1 (axis 0 with ``transpose_b``), ``BatchMatMul*`` the last axis (or
   the one before with ``adj_y``), ``Gather``/``GatherV2`` params axis 0, and
-  ``DepthwiseConv2dNative`` axes 2 and 3 together (stored as
-  ``[h, w, in*mult]``, dequantized on axis 2, then reshaped back).
+  ``DepthwiseConv2dNative`` axes 2 and 3 together (one scale per
+  ``(in, multiplier)`` pair, shaped ``[1, 1, in, mult]``).
   Elementwise consumers (``Mul``, ``Add``, ``BiasAdd`` ...) and ``Einsum``
   accept any axis. Consumers that want different axes get one per-tensor
   scale. ``Identity``/``Snapshot``/``StopGradient`` are looked through.
@@ -22,15 +36,16 @@ channel:
   ``batch_dims`` 0) is quantized per row and each gather becomes
   ``Mul(Cast(GatherV2(table_int8, ids)), GatherV2(row_scales, ids))``: only
   the looked-up rows are dequantized, so a lookup costs the same whatever
-  the table size. Other gathers fall back to the plain ``Dequantize`` form.
-- ``dtype=float16``: ``w`` becomes ``Cast(w_float16)`` (for embeddings:
-  ``Cast(GatherV2(table_float16, ids))``).
+  the table size. Other gathers fall back to the plain form.
+- ``dtype=float16``: ``w`` becomes ``Cast(w_float16)``, chunked the same way
+  when larger than ``chunk_size`` (for embeddings: ``Cast(GatherV2(table_float16, ids))``).
 
 Never quantized: non-float32 consts, protected nodes, consts smaller than
 ``minimum_size`` elements, non-finite values, consts read by a use that is
 not weight-like (shapes, control flow, ...), and what this rule produced
-(the int8/float16 consts, ``Dequantize`` ranges, row-scale tables), so a
-second round finds nothing to do.
+(the int8/float16 consts, scales, row-scale tables; also the ranges of a
+``Dequantize`` from an older version of this rule), so a second round finds
+nothing to do.
 """
 from __future__ import annotations
 
@@ -40,6 +55,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tensorflow.core.framework import node_def_pb2, tensor_pb2, types_pb2
 
+from graphxform.errors import RuleError
 from graphxform.graph import Graph
 from graphxform.rule import Match, Param, Replacement, Rule, register
 
@@ -57,6 +73,13 @@ _MATMUL = frozenset({"MatMul", "_FusedMatMul"})
 _BATCH_MATMUL = frozenset({"BatchMatMul", "BatchMatMulV2", "BatchMatMulV3"})
 _INT8_SOURCES = (types_pb2.DT_INT8, types_pb2.DT_QINT8)
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
+#: Grappler folds a node whose output is larger than its inputs only below 100 KiB of output
+#: (``kMaxConstantSize`` in tensorflow/core/grappler/optimizers/constant_folding.cc: ``IsFoldableUncached``
+#: refuses more, ``CreateNodeDef`` refuses ``>=``). Widening each stored chunk of at most this many elements to
+#: float32 (96 KiB) stays below it, so Grappler folds the whole dequantization into one float32 ``Const`` when a
+#: session (or ``tf.function``) is created, before the oneDNN layout pass decides whether a filter is constant
+#: (``is_filter_const``: filter reordered once and cached, not on every call).
+FOLD_CHUNK_ELEMENTS = 24 * 1024
 _DEPTHWISE = "depthwise"  # axis preference: axes 2 and 3 of [h, w, in, mult] together
 
 
@@ -149,14 +172,24 @@ def _gather_reason(graph: Graph, node: node_def_pb2.NodeDef) -> str | None:
     return None
 
 
+def _from_int8(graph: Graph, node: node_def_pb2.NodeDef, depth: int = 0) -> bool:
+    """True when ``node`` is a ``Cast`` from int8, or a ``Reshape``/``ConcatV2`` of such casts (this rule's forms)."""
+    if node.op == "Cast":
+        return "SrcT" in node.attr and node.attr["SrcT"].type in _INT8_SOURCES
+    if depth > 1 or node.op not in ("Reshape", "ConcatV2"):
+        return False
+    data = graph.data_inputs(node.name)
+    parts = data[:1] if node.op == "Reshape" else data[:-1]
+    return bool(parts) and all(_from_int8(graph, graph.producer(p), depth + 1) for p in parts)
+
+
 def _scales_int8(graph: Graph, mul: node_def_pb2.NodeDef, skip: str) -> bool:
-    """True when ``mul`` multiplies a ``Cast`` from int8 (the row form this rule emits) by tensor ``skip``."""
+    """True when ``mul`` multiplies int8 values widened to float (the forms this rule emits) by tensor ``skip``."""
     if mul.op != "Mul":
         return False
     for inp in graph.data_inputs(mul.name):
         src = graph.producer(inp)
-        if src.name != skip and src.op == "Cast" and "SrcT" in src.attr \
-                and src.attr["SrcT"].type in _INT8_SOURCES:
+        if src.name != skip and _from_int8(graph, src):
             return True
     return False
 
@@ -216,8 +249,8 @@ class _DType:
     enum: int
 
 
-_F32, _F16, _I8, _QI8, _I32 = (_DType(t) for t in (types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_INT8,
-                                                   types_pb2.DT_QINT8, types_pb2.DT_INT32))
+_F32, _F16, _I8, _I32 = (_DType(t) for t in (types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_INT8,
+                                             types_pb2.DT_INT32))
 
 
 def _tensor(array: np.ndarray, dtype: int) -> tensor_pb2.TensorProto:
@@ -282,7 +315,11 @@ class _Names:
 
 @register
 class QuantizeWeights(Rule):
-    """Replaces a float32 ``Const`` weight ``w`` by ``Dequantize(int8 Const, min, max)`` (per output channel).
+    """Replaces a float32 ``Const`` weight ``w`` by ``Mul(Cast(int8 Const), scale)`` (per output channel).
+
+    Weights over ``chunk_size`` elements are stored in int8 chunks:
+    ``Mul(Reshape(ConcatV2(Cast(part_0), ..., Cast(part_k), 0), shape), scale)``,
+    a form Grappler folds back into one float32 ``Const`` when the model is loaded.
 
     Embedding tables read only by ``GatherV2(w, ids)`` become
     ``Cast(GatherV2(w_int8, ids)) * GatherV2(row_scales, ids)``.
@@ -292,13 +329,21 @@ class QuantizeWeights(Rule):
 
     name = "quantize_weights"
     anchors = frozenset({"Const"})
-    #: Runs after the other rules reached their fixpoint: constant folding would fold the Dequantize back.
+    #: Runs after the other rules reached their fixpoint: constant folding would fold the weights back.
     final = True
     params = {
         "dtype": Param(str, "int8", "storage type of the weights", choices=("int8", "float16")),
         "per_tensor": Param(bool, False, "int8: one scale per tensor instead of one per output channel"),
         "minimum_size": Param(int, 1024, "consts with fewer elements are left as they are"),
+        "chunk_size": Param(int, FOLD_CHUNK_ELEMENTS, "elements per stored int8/float16 chunk (0: one chunk); "
+                            "small enough chunks let Grappler fold the float weight back at load time"),
     }
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        if self.args["chunk_size"] < 0:
+            raise RuleError(f"quantize_weights: chunk_size must be >= 0 (0: one chunk), "
+                            f"not {self.args['chunk_size']}")
 
     # ------------------------------------------------------------------ check
     def check(self, match: Match) -> str | None:
@@ -393,44 +438,69 @@ class QuantizeWeights(Rule):
         return self._rewrite_plain(graph, node, plan)
 
     def _rewrite_plain(self, graph: Graph, node: node_def_pb2.NodeDef, plan: _Plan) -> Replacement:
-        """``w`` keeps its name and becomes ``Dequantize(...)`` (or ``Cast``/``Reshape``) over the stored weight."""
+        """``w`` keeps its name and becomes ``Mul(Cast(int8), scale)`` (or ``Cast`` of float16) over stored chunks."""
         name, device = node.name, node.device
         ctrl = graph.control_inputs(name)
         names = _Names(graph)
         value = graph.const_value(name)
         rep = Replacement()
         keep_attrs = {k: v for k, v in node.attr.items() if k.startswith("_")}
+        chunk = self.args["chunk_size"]
         if self.args["dtype"] == "float16":
-            half = _const(names(f"{name}_float16"), value.astype(np.float16), _F16, device, ctrl)
-            new = _make_node(name, "Cast", [half.name, *("^" + c for c in ctrl)], device,
-                             SrcT=_F16, DstT=_F32, Truncate=False)
-            rep.add.append(half)
+            stored, dtype, scale = value.astype(np.float16), _F16, None
         else:
-            axis = plan.axis
-            shape = value.shape
-            if axis == _DEPTHWISE:
-                value = value.reshape(shape[0], shape[1], shape[2] * shape[3])
-                axis = 2
-            q, max_abs = symmetric_int8(value, axis)  # type: ignore[arg-type]
-            qc = _const(names(f"{name}_quantized_const"), q, _QI8, device, ctrl)
-            lo = _const(names(f"{name}_quantized_min"), -max_abs, _F32, device, ctrl)
-            hi = _const(names(f"{name}_quantized_max"), max_abs, _F32, device, ctrl)
-            rep.add += [qc, lo, hi]
-            deq_name = name if plan.axis != _DEPTHWISE else names(f"{name}_dequantize")
-            deq = _make_node(deq_name, "Dequantize", [qc.name, lo.name, hi.name], device, T=_QI8,
-                             mode="SCALED", narrow_range=True, axis=-1 if axis is None else int(axis), dtype=_F32)
-            if plan.axis == _DEPTHWISE:
-                shp = _const(names(f"{name}_shape"), np.array(shape, np.int32), _I32, device, ctrl)
-                rep.add += [deq, shp]
-                new = _make_node(name, "Reshape", [deq.name, shp.name, *("^" + c for c in ctrl)], device,
-                                 T=_F32, Tshape=_I32)
+            axis, shape = plan.axis, value.shape
+            if axis == _DEPTHWISE:  # one channel per (in, multiplier) pair: quantize [h, w, in*mult] on axis 2
+                q, max_abs = symmetric_int8(value.reshape(shape[0], shape[1], shape[2] * shape[3]), 2)
+                q, bshape = q.reshape(shape), (1, 1, shape[2], shape[3])
             else:
-                deq.input.extend("^" + c for c in ctrl)
-                new = deq
+                q, max_abs = symmetric_int8(value, axis)  # type: ignore[arg-type]
+                bshape = () if axis is None else tuple(shape[axis] if i == axis else 1 for i in range(value.ndim))
+            stored, dtype = q, _I8
+            scale = (max_abs / np.float32(127.0)).astype(np.float32).reshape(bshape)
+        if scale is None:  # float16: the widening node itself is the weight
+            new = self._widen(names, name, stored, dtype, device, ctrl, chunk, rep, last=name)
+            new.input.extend("^" + c for c in ctrl)
+        else:
+            widened = self._widen(names, name, stored, dtype, device, ctrl, chunk, rep, last=None)
+            sc = _const(names(f"{name}_quantized_scale"), scale, _F32, device, ctrl)
+            rep.add += [widened, sc]
+            new = _make_node(name, "Mul", [widened.name, sc.name, *("^" + c for c in ctrl)], device, T=_F32)
         for k, v in keep_attrs.items():
             new.attr[k].CopyFrom(v)
         rep.update.append(new)
         return rep
+
+    @staticmethod
+    def _widen(names: _Names, name: str, stored: np.ndarray, dtype: _DType, device: str, ctrl: list[str],
+               chunk: int, rep: Replacement, last: str | None) -> node_def_pb2.NodeDef:
+        """The node computing ``float32(stored)`` from int8/float16 consts of at most ``chunk`` elements each.
+
+        One chunk: ``Cast(const)``. More: ``Reshape(ConcatV2(Cast(part_0), ..., 0), shape)`` over the
+        flattened value. The nodes before it go to ``rep.add``; the returned node, named ``last`` (a fresh
+        name if ``None``), is the caller's to place.
+        """
+        suffix = "quantized_const" if dtype is _I8 else "float16"
+        n_parts = -(-stored.size // chunk) if chunk > 0 else 1
+        if n_parts <= 1:
+            src = _const(names(f"{name}_{suffix}"), stored, dtype, device, ctrl)
+            rep.add.append(src)
+            return _make_node(last or names(f"{name}_float"), "Cast", [src.name], device,
+                              SrcT=dtype, DstT=_F32, Truncate=False)
+        casts = []
+        for i, part in enumerate(np.array_split(stored.reshape(-1), n_parts)):
+            src = _const(names(f"{name}_{suffix}_part{i}"), part, dtype, device, ctrl)
+            cast = _make_node(names(f"{name}_float_part{i}"), "Cast", [src.name], device,
+                              SrcT=dtype, DstT=_F32, Truncate=False)
+            rep.add += [src, cast]
+            casts.append(cast.name)
+        axis = _const(names(f"{name}_concat_axis"), np.array(0, np.int32), _I32, device, ctrl)
+        concat = _make_node(names(f"{name}_float_flat"), "ConcatV2", [*casts, axis.name], device,
+                            N=len(casts), T=_F32, Tidx=_I32)
+        shp = _const(names(f"{name}_shape"), np.array(stored.shape, np.int32), _I32, device, ctrl)
+        rep.add += [axis, concat, shp]
+        return _make_node(last or names(f"{name}_float"), "Reshape", [concat.name, shp.name], device,
+                          T=_F32, Tshape=_I32)
 
     def _rewrite_rows(self, graph: Graph, node: node_def_pb2.NodeDef, plan: _Plan) -> Replacement:
         """Each gather of ``w`` reads int8 (or float16) rows and dequantizes only those."""
@@ -499,4 +569,5 @@ class QuantizeWeights(Rule):
         return rep
 
 
-__all__ = ["ELEMENTWISE_OPS", "GATHER_OPS", "PASS_THROUGH_OPS", "QuantizeWeights", "symmetric_int8"]
+__all__ = ["ELEMENTWISE_OPS", "FOLD_CHUNK_ELEMENTS", "GATHER_OPS", "PASS_THROUGH_OPS", "QuantizeWeights",
+           "symmetric_int8"]
