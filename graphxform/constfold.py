@@ -81,8 +81,34 @@ def is_random(op: str) -> bool:
             or op.endswith("CandidateSampler"))
 
 
-def own_reason(graph: Graph, node: node_def_pb2.NodeDef, feed_nodes: set[str]) -> str | None:
-    """Why ``node`` itself can never be folded (its inputs aside), or ``None``."""
+def _op_reason(op: str, functions: frozenset[str] | set[str]) -> str | None:
+    """Why no node of op type ``op`` can be folded (``{name}`` stands for the node), or ``None``."""
+    if op in FEED_OPS:
+        return f"{{name}} is a {op} (a feed point)"
+    if op in CONTROL_OPS:
+        return f"{{name}} is control-flow op {op}"
+    if op in EXTERNAL_OPS:
+        return f"{{name}} is {op}; its value is not in the graph"
+    if op in HOST_OPS:
+        return f"{{name}} is {op}, which touches files or runs code; it is never evaluated while folding"
+    if op in functions:
+        return f"{{name}} calls graph function {op}"
+    if is_random(op):
+        return f"{{name}} is random op {op}; folding would freeze one sample"
+    if not is_known_op(op):
+        return f"{{name}} is op {op}, unknown to TensorFlow (treated as stateful)"
+    if is_stateful(op):
+        return f"{{name}} is stateful op {op}"
+    return None
+
+
+def own_reason(graph: Graph, node: node_def_pb2.NodeDef, feed_nodes: set[str],
+               op_reasons: dict[str, str | None] | None = None) -> str | None:
+    """Why ``node`` itself can never be folded (its inputs aside), or ``None``.
+
+    ``op_reasons`` caches the part that depends on the op type alone (one
+    dict for a whole pass over a graph).
+    """
     name, op = node.name, node.op
     if op == "Const":
         return None
@@ -90,22 +116,14 @@ def own_reason(graph: Graph, node: node_def_pb2.NodeDef, feed_nodes: set[str]) -
         return f"{name!r} is protected (init op, table initializer, asset or listed by the user)"
     if name in feed_nodes:
         return f"{name!r} is a signature input (a feed point)"
-    if op in FEED_OPS:
-        return f"{name!r} is a {op} (a feed point)"
-    if op in CONTROL_OPS:
-        return f"{name!r} is control-flow op {op}"
-    if op in EXTERNAL_OPS:
-        return f"{name!r} is {op}; its value is not in the graph"
-    if op in HOST_OPS:
-        return f"{name!r} is {op}, which touches files or runs code; it is never evaluated while folding"
-    if any(f.signature.name == op for f in graph.library.function):
-        return f"{name!r} calls graph function {op}"
-    if is_random(op):
-        return f"{name!r} is random op {op}; folding would freeze one sample"
-    if not is_known_op(op):
-        return f"{name!r} is op {op}, unknown to TensorFlow (treated as stateful)"
-    if is_stateful(op):
-        return f"{name!r} is stateful op {op}"
+    if op_reasons is not None and op in op_reasons:
+        template = op_reasons[op]
+    else:
+        template = _op_reason(op, {f.signature.name for f in graph.library.function})
+        if op_reasons is not None:
+            op_reasons[op] = template
+    if template is not None:
+        return template.replace("{name}", repr(name))
     dtypes = output_dtypes(node)
     if dtypes is None:
         return f"the output types of {op} {name!r} cannot be read from its attrs"
@@ -152,6 +170,7 @@ class ConstantAnalysis:
             indeg[node.name] = count
         queue = deque(n for n, d in indeg.items() if d == 0)
         self.constant, self.order, self._root, self._root_reason = set(), [], {}, {}
+        self._op_reasons: dict[str, str | None] = {}
         while queue:
             name = queue.popleft()
             self.order.append(name)
@@ -169,7 +188,7 @@ class ConstantAnalysis:
 
     def _classify(self, node: node_def_pb2.NodeDef, feed_nodes: set[str]) -> None:
         name = node.name
-        reason = self.excluded.get(name) or own_reason(self.graph, node, feed_nodes)
+        reason = self.excluded.get(name) or own_reason(self.graph, node, feed_nodes, self._op_reasons)
         if reason:
             self._root[name] = name
             self._root_reason[name] = reason

@@ -558,14 +558,18 @@ class Graph:
                 self.nx.add_edge(new_node, dst, src_port=new_port, dst_port=dst_port, control=False)
                 count += 1
             self._nodes[dst] = node
+        renames: dict[str, str] = {}
         for old_node, ports in by_node.items():
             if old_node in self.nx and self.nx.nodes[old_node].get("op") is None and self.nx.degree(old_node) == 0:
                 self.nx.remove_node(old_node)
             for old_port, (new_node, new_port, _) in ports.items():
-                self._rewrite_signatures(f"{old_node}:{old_port}", f"{new_node}:{new_port}")
+                renames[f"{old_node}:{old_port}"] = f"{new_node}:{new_port}"
                 if old_node in self.protected and old_port == 0:
                     self.protected.discard(old_node)
                     self.protected.add(new_node)
+        for sig in self.signatures.values():
+            for spec in (*sig.inputs.values(), *sig.outputs.values()):
+                spec.rename_tensors(renames)
         return count
 
     def _rewrite_signatures(self, old: str, new: str) -> None:

@@ -39,16 +39,20 @@ class TensorSpec:
         return [self.name] if self.name else []
 
     def rename_tensor(self, old: str, new: str) -> None:
+        self.rename_tensors({old: new})
+
+    def rename_tensors(self, renames: dict[str, str]) -> None:
+        """Point this spec at ``renames[t]`` wherever it names tensor ``t`` (keys in ``"node:port"`` form)."""
         def canon(t: str) -> str:
             n, p, _ = parse_input(t)
             return f"{n}:{p}"
 
-        if self.name and canon(self.name) == old:
-            self.name = new
+        if self.name and canon(self.name) in renames:
+            self.name = renames[canon(self.name)]
         if self.components:
             for k, v in self.components.items():
-                if canon(v) == old:
-                    self.components[k] = new
+                if canon(v) in renames:
+                    self.components[k] = renames[canon(v)]
 
     @property
     def dtype_name(self) -> str:

@@ -211,29 +211,44 @@ class _Scan:
         self.uses: dict[str, tuple[set[int], bool]] = {}  # node -> (data ports read, has control consumers)
         indeg: dict[str, int] = {}
         children: dict[str, list[str]] = {}
-        for node in graph:
+        nodes = list(graph)
+        names = {node.name for node in nodes}
+        # TF1 loop back edges (NextIteration -> Merge) and inputs naming no node: not ordered by.
+        skip = {node.name for node in nodes if node.op in _BACK_EDGE_OPS}
+        uses = self.uses
+        for node in nodes:
             data: list[tuple[str, int]] = []
             ctrl: list[str] = []
             count = 0
+            name = node.name
             for inp in node.input:
-                src, port, control = parse_input(inp)
-                if control:
+                if inp[:1] == "^":
+                    src = inp[1:]
                     ctrl.append(src)
+                    use = uses.get(src)
+                    uses[src] = (use[0] if use else set(), True)
                 else:
-                    data.append((src, port))
-                ports, has_ctrl = self.uses.get(src) or (set(), False)
-                if control:
-                    has_ctrl = True
+                    src, sep, port = inp.rpartition(":")
+                    if sep and port.isdigit():
+                        p = int(port)
+                    else:
+                        src, p = inp, 0
+                    data.append((src, p))
+                    use = uses.get(src)
+                    if use is None:
+                        uses[src] = ({p}, False)
+                    else:
+                        use[0].add(p)
+                if src in skip or src not in names:
+                    continue
+                kids = children.get(src)
+                if kids is None:
+                    children[src] = [name]
                 else:
-                    ports.add(port)
-                self.uses[src] = (ports, has_ctrl)
-                src_node = graph.get(src)
-                if src_node is None or src_node.op in _BACK_EDGE_OPS:
-                    continue  # TF1 loop back edge (NextIteration -> Merge): ordered later
-                children.setdefault(src, []).append(node.name)
+                    kids.append(name)
                 count += 1
-            self.inputs[node.name] = (data, ctrl)
-            indeg[node.name] = count
+            self.inputs[name] = (data, ctrl)
+            indeg[name] = count
         ready = deque(n for n, d in indeg.items() if d == 0)
         self.order: list[str] = []
         while ready:
