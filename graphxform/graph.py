@@ -484,39 +484,7 @@ class Graph:
         Signature inputs/outputs naming ``old`` are rewritten to ``new``.
         Returns the number of inputs rewritten.
         """
-        old_node, old_port, c1 = parse_input(old)
-        new_node, new_port, c2 = parse_input(new)
-        if c1 or c2:
-            raise GraphError("replace_all_uses takes tensors; use replace_control_uses for control edges")
-        if new_node not in self._nodes:
-            raise GraphError(f"cannot replace {old!r} by {new!r}: no node named {new_node!r}")
-        if old_node == new_node and old_port == new_port:
-            return 0
-        count = 0
-        new_inp = input_string(new_node, new_port)
-        # Edit the consumers' inputs and edges in place of a generic update_node (no re-validation, one
-        # copy): a data edge's dst_port is the index of the input it stands for.
-        hits: dict[str, list[tuple[int, int]]] = {}
-        for dst, edges in self.nx._succ.get(old_node, {}).items():  # noqa: SLF001 - read only
-            found = [(k, d["dst_port"]) for k, d in edges.items() if not d["control"] and d["src_port"] == old_port]
-            if found:
-                hits[dst] = found
-        for dst, found in hits.items():
-            node = node_def_pb2.NodeDef()
-            node.CopyFrom(self._nodes[dst])
-            for key, dst_port in found:
-                node.input[dst_port] = new_inp
-                self.nx.remove_edge(old_node, dst, key)
-                self.nx.add_edge(new_node, dst, src_port=new_port, dst_port=dst_port, control=False)
-                count += 1
-            self._nodes[dst] = node
-        if hits and self.nx.nodes[old_node].get("op") is None and self.nx.degree(old_node) == 0:
-            self.nx.remove_node(old_node)
-        self._rewrite_signatures(f"{old_node}:{old_port}", f"{new_node}:{new_port}")
-        if old_node in self.protected and old_port == 0:
-            self.protected.discard(old_node)
-            self.protected.add(new_node)
-        return count
+        return self.replace_uses({old: new})
 
     def replace_uses(self, mapping: dict[str, str]) -> int:
         """:meth:`replace_all_uses` for many ``{old: new}`` tensors at once (each consumer copied once).
@@ -530,16 +498,19 @@ class Graph:
             old_node, old_port, c1 = parse_input(old)
             new_node, new_port, c2 = parse_input(new)
             if c1 or c2:
-                raise GraphError("replace_uses takes tensors; use replace_control_uses for control edges")
+                raise GraphError("replace_all_uses takes tensors; use replace_control_uses for control edges")
             if new_node not in self._nodes:
                 raise GraphError(f"cannot replace {old!r} by {new!r}: no node named {new_node!r}")
             if old_node == new_node and old_port == new_port:
                 continue
             by_node.setdefault(old_node, {})[old_port] = (new_node, new_port, input_string(new_node, new_port))
-        for ports in by_node.values():
-            for new_node, new_port, _ in ports.values():
-                if new_port in by_node.get(new_node, ()):
-                    return sum(self.replace_all_uses(old, new) for old, new in mapping.items())
+        if len(mapping) > 1:
+            for ports in by_node.values():
+                for new_node, new_port, _ in ports.values():
+                    if new_port in by_node.get(new_node, ()):
+                        return sum(self.replace_uses({old: new}) for old, new in mapping.items())
+        # Edit the consumers' inputs and edges in place of a generic update_node (no re-validation, one
+        # copy per consumer): a data edge's dst_port is the index of the input it stands for.
         succ = self.nx._succ  # noqa: SLF001 - read here, edited through networkx below
         edits: dict[str, list[tuple[str, int, int, str, int, str]]] = {}
         for old_node, ports in by_node.items():

@@ -193,6 +193,37 @@ print(json.dumps({'import_mb': base, 'warm_mb': warm, 'peak_mb': status()['VmHWM
 """
 
 
+_CLI_RSS_CODE = """
+import json, os, sys
+os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'
+def hwm():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM'):
+            return int(line.split()[1]) / 1024
+import tensorflow as tf
+import graphxform.cli, graphxform.exporter, graphxform.loader, graphxform.pipeline, graphxform.runner, transforms  # noqa
+base = hwm()
+try:
+    graphxform.cli.main(sys.argv[1:])
+    code = 0
+except SystemExit as exc:  # (the entry point exits with its code)
+    code = exc.code
+print('RSS ' + json.dumps({'import_mb': base, 'peak_mb': hwm(), 'exit': code}))
+"""
+
+
+def cli_peak_rss_mb(pb_path: Path, inputs, outputs, transforms) -> dict:
+    """Peak RSS of ``graphxform transform in.pb out.pb`` (load, rules, streamed export) in a fresh process."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    with tempfile.TemporaryDirectory() as tmp:
+        args = ["transform", str(pb_path), str(Path(tmp) / "out.pb"), "--json", "-t", " ".join(transforms),
+                "--inputs", ",".join(i.split(":")[0] for i in inputs),
+                "--outputs", ",".join(o.split(":")[0] for o in outputs)]
+        res = subprocess.run([sys.executable, "-c", _CLI_RSS_CODE, *args], capture_output=True, text=True,
+                             check=True, env=env)
+    return json.loads(next(line[4:] for line in res.stdout.splitlines() if line.startswith("RSS ")))
+
+
 def peak_rss_mb(pb_path: Path, inputs, outputs, transforms) -> dict:
     """Peak RSS (VmHWM) of read + transform in a fresh process, and its RSS right after importing TensorFlow."""
     args = {"pb": str(pb_path), "inputs": [i.split(":")[0] for i in inputs],
@@ -275,6 +306,8 @@ def bench_model(name: str, repeat: int, runs: int) -> dict:
         pb.write_bytes(gd.SerializeToString())
         row["file_mb"] = pb.stat().st_size / 2**20
         rss = peak_rss_mb(pb, m.inputs, m.outputs, DEFAULT_TRANSFORMS)
+        cli = cli_peak_rss_mb(pb, m.inputs, m.outputs, DEFAULT_TRANSFORMS)
+    row["rss_ratio_cli"] = (cli["peak_mb"] - cli["import_mb"]) / row["file_mb"]
     row["rss_import_mb"] = rss["import_mb"]
     row["rss_peak_mb"] = rss["peak_mb"]
     row["rss_warm_mb"] = rss["warm_mb"]
@@ -448,7 +481,7 @@ def markdown(results: dict) -> str:
         lines += [
             "| model | nodes in | graphxform | Grappler | nodes ratio | OFI | graphxform s | Grappler s | time ratio | "
             "MB in | MB out | MB int8 | max rel diff | int8 rel diff | int8 top-1 (all / confident half) | "
-            "peak RSS − import / file (− warm TF) | measured (load avg) |",
+            "peak RSS − import / file: API (− warm TF) / CLI .pb→.pb | measured (load avg) |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in models:
@@ -459,7 +492,8 @@ def markdown(results: dict) -> str:
                 f"{r['bytes_in'] / 2**20:.1f} | {r['bytes_graphxform'] / 2**20:.1f} | {r['bytes_int8'] / 2**20:.1f} | "
                 f"{r['max_rel_diff']:.1e} | {r['max_rel_diff_int8']:.1e} | "
                 f"{_f(r.get('top1_agreement_int8'), '.2f')} / {_f(r.get('top1_agreement_int8_confident'), '.2f')} | "
-                f"{r['rss_ratio']:.2f} ({_f(r.get('rss_ratio_warm'), '.2f')}) | {r.get('measured', '?')} "
+                f"{r['rss_ratio']:.2f} ({_f(r.get('rss_ratio_warm'), '.2f')}) / {_f(r.get('rss_ratio_cli'), '.2f')} | "
+                f"{r.get('measured', '?')} "
                 f"({r.get('load_avg_start', '?')}) |"
             )
         lines += ["", "Latency (ms, median of alternating runs, warm TF1 session with Grappler on as in serving) and "
