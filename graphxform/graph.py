@@ -520,15 +520,28 @@ class Graph:
                         new_node, new_port, new_inp = ports[d["src_port"]]
                         edits.setdefault(dst, []).append((old_node, key, d["dst_port"], new_node, new_port, new_inp))
         count = 0
+        pred = self.nx._pred  # noqa: SLF001 - edges moved in the dicts networkx keeps (as in _build_view)
         for dst, items in edits.items():
             node = node_def_pb2.NodeDef()
             node.CopyFrom(self._nodes[dst])
+            preds = pred[dst]
             for old_node, key, dst_port, new_node, new_port, new_inp in items:
                 node.input[dst_port] = new_inp
-                self.nx.remove_edge(old_node, dst, key)
-                self.nx.add_edge(new_node, dst, src_port=new_port, dst_port=dst_port, control=False)
+                keys = succ[old_node][dst]  # the key dict is shared by _succ[old][dst] and _pred[dst][old]
+                del keys[key]
+                if not keys:
+                    del succ[old_node][dst]
+                    del preds[old_node]
+                keys = preds.get(new_node)
+                if keys is None:
+                    keys = preds[new_node] = succ[new_node][dst] = {}
+                k = len(keys)
+                while k in keys:
+                    k += 1
+                keys[k] = {"src_port": new_port, "dst_port": dst_port, "control": False}
                 count += 1
             self._nodes[dst] = node
+        nx._clear_cache(self.nx)  # noqa: SLF001
         renames: dict[str, str] = {}
         for old_node, ports in by_node.items():
             if old_node in self.nx and self.nx.nodes[old_node].get("op") is None and self.nx.degree(old_node) == 0:

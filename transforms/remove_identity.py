@@ -101,7 +101,7 @@ class RemoveIdentity(Rule):
             src = graph.producer(inp)
             if src.op in CONTROL_FLOW_OPS:
                 return f"input {inp!r} of {name!r} comes from control-flow op {src.op}"
-        ports, control_users = self._uses(graph, name)
+        ports, control_users = match.extra["uses"] = self._uses(graph, name)
         for dst in graph.nx.adj[name]:
             if graph.node(dst).op in CONTROL_FLOW_OPS:
                 return f"{name!r} feeds control-flow op {dst!r} ({graph.node(dst).op})"
@@ -141,7 +141,7 @@ class RemoveIdentity(Rule):
         name = node.name
         ctrl = graph.control_inputs(name)
         rep = Replacement()
-        used, control_users = self._uses(graph, name)
+        used, control_users = match.extra.get("uses") or self._uses(graph, name)  # (check just read them)
         ports = used | {p for _, _, p in self._signature_outputs(graph, name)}
         for port in sorted(ports):
             rep.replace[f"{name}:{port}"] = self._source(graph, name, port)
