@@ -381,6 +381,16 @@ def _field(number: int, length: int) -> bytes:
     return _varint(number << 3 | 2) + _varint(length)
 
 
+def _output_shapes_size(node: node_def_pb2.NodeDef) -> int:
+    """Bytes the ``_output_shapes`` entry takes in ``node``'s serialization (0 without one), computed, not copied."""
+    if "_output_shapes" not in node.attr:
+        return 0
+    key = b"_output_shapes"
+    value = node.attr["_output_shapes"].ByteSize()
+    entry = len(_field(1, len(key))) + len(key) + len(_field(2, value)) + value  # map entry {1: key, 2: value}
+    return len(_field(5, entry)) + entry  # NodeDef.attr is field 5
+
+
 def _without_output_shapes(node: node_def_pb2.NodeDef) -> node_def_pb2.NodeDef:
     if "_output_shapes" not in node.attr:
         return node
@@ -418,8 +428,8 @@ class GraphWriter:
     def ByteSize(self) -> int:  # noqa: N802 - what check_proto_size asks of a message
         size = 0
         for node in self.nodes.values():
-            n = _without_output_shapes(node).ByteSize()
-            size += 1 + len(_varint(n)) + n
+            n = node.ByteSize() - _output_shapes_size(node)
+            size += len(_field(1, n)) + n
         for message, number in self._messages():
             size += len(_field(number, message.ByteSize())) + message.ByteSize()
         return size

@@ -83,6 +83,19 @@ def tensor_proto_to_array(tensor: Any) -> np.ndarray:
     return tf.make_ndarray(tensor)
 
 
+def _link(succ: dict, pred: dict, src: str, dst: str, data: dict) -> None:
+    """Add edge ``src -> dst`` with ``data`` to networkx ``MultiDiGraph`` adjacency dicts, as ``add_edge`` does
+    (one key dict shared by ``succ[src][dst]`` and ``pred[dst][src]``, the lowest free key) minus its per-call
+    cost; the caller clears networkx's cache once after a batch."""
+    keys = pred[dst].get(src)
+    if keys is None:
+        keys = pred[dst][src] = succ[src][dst] = {}
+    key = len(keys)
+    while key in keys:
+        key += 1
+    keys[key] = data
+
+
 class Graph:
     """A mutable TensorFlow graph: ``NodeDef`` s by name plus a networkx view.
 
@@ -189,27 +202,14 @@ class Graph:
             succ[name] = {}
             pred[name] = {}
         for name, node in self._nodes.items():
-            mine = pred[name]
             for dst_port, inp in enumerate(node.input):
-                if inp[:1] == "^":
-                    src, data = inp[1:], {"src_port": -1, "dst_port": -1, "control": True}
-                else:
-                    src, sep, port = inp.rpartition(":")
-                    if sep and port.isdigit():
-                        data = {"src_port": int(port), "dst_port": dst_port, "control": False}
-                    else:
-                        src, data = inp, {"src_port": 0, "dst_port": dst_port, "control": False}
+                src, src_port, control = parse_input(inp)
                 if src not in node_attr:  # dangling; lint reports it
                     node_attr[src] = {"op": None}
                     succ[src] = {}
                     pred[src] = {}
-                keys = mine.get(src)
-                if keys is None:
-                    keys = mine[src] = succ[src][name] = {}
-                key = len(keys)
-                while key in keys:
-                    key += 1
-                keys[key] = data
+                _link(succ, pred, src, name, {"src_port": src_port, "dst_port": -1 if control else dst_port,
+                                              "control": control})
         nx._clear_cache(g)  # noqa: SLF001 - (networkx caches views of the adjacency)
 
     def _add_edges(self, node: node_def_pb2.NodeDef, *, strict: bool) -> None:
@@ -257,8 +257,7 @@ class Graph:
             key = next(k for k, d in adj[src][name].items()
                        if d["src_port"] == src_port and d["dst_port"] == dst_port and d["control"] == control)
             self.nx.remove_edge(src, name, key)
-            if self.nx.nodes[src].get("op") is None and self.nx.degree(src) == 0:
-                self.nx.remove_node(src)
+            self._drop_dangling([src])
         for inp, dst_port in came:
             src, src_port, control = parse_input(inp)
             self.nx.add_edge(src, name, src_port=src_port, dst_port=dst_port, control=control)
@@ -266,8 +265,12 @@ class Graph:
     def _remove_in_edges(self, name: str) -> None:
         edges = list(self.nx.in_edges(name, keys=True))
         self.nx.remove_edges_from(edges)
-        for src, _, _ in edges:
-            if self.nx.nodes[src].get("op") is None and self.nx.degree(src) == 0:
+        self._drop_dangling(src for src, _, _ in edges)
+
+    def _drop_dangling(self, names: Iterable[str]) -> None:
+        """Remove from the view the names that only stood for missing inputs and have no edge left."""
+        for src in names:
+            if src in self.nx and self.nx.nodes[src].get("op") is None and self.nx.degree(src) == 0:
                 self.nx.remove_node(src)
 
     def producer(self, tensor: str) -> node_def_pb2.NodeDef:
@@ -316,19 +319,20 @@ class Graph:
                 out.update(spec.tensor_names())
         return out
 
-    def protected_nodes(self) -> set[str]:
-        """Nodes that may not be removed: :attr:`protected` plus signature tensors' producers."""
-        return self.protected | {parse_input(t)[0] for t in self.signature_tensors()}
-
-    def is_protected(self, name: str) -> bool:
-        if name in self.protected:
-            return True
+    def _signature_nodes(self) -> Iterator[str]:
+        """The producer of every signature tensor (repeats included)."""
         for sig in self.signatures.values():
             for spec in (*sig.inputs.values(), *sig.outputs.values()):
                 for t in spec.tensor_names():
-                    if t.startswith(name) and parse_input(t)[0] == name:
-                        return True
-        return False
+                    yield parse_input(t)[0]
+
+    def protected_nodes(self) -> set[str]:
+        """Nodes that may not be removed: :attr:`protected` plus signature tensors' producers."""
+        return self.protected | set(self._signature_nodes())
+
+    def is_protected(self, name: str) -> bool:
+        """``name in protected_nodes()``, without building the set (asked once per removed node)."""
+        return name in self.protected or any(n == name for n in self._signature_nodes())
 
     # -------------------------------------------------------------- mutation
     def unique_name(self, base: str) -> str:
@@ -454,12 +458,9 @@ class Graph:
             self._remove_in_edges(name)
             self.nx.nodes[name]["op"] = None
         else:
-            nx_nodes = self.nx.nodes
             sources = list(self.nx._pred[name])  # noqa: SLF001
             self.nx.remove_node(name)  # and its in-edges
-            for src in sources:  # an input that only dangled for this node goes too
-                if nx_nodes[src].get("op") is None and self.nx.degree(src) == 0:
-                    self.nx.remove_node(src)
+            self._drop_dangling(sources)
         self.protected.discard(name)
 
     def remove_nodes(self, names: Iterable[str]) -> None:
@@ -532,20 +533,13 @@ class Graph:
                 if not keys:
                     del succ[old_node][dst]
                     del preds[old_node]
-                keys = preds.get(new_node)
-                if keys is None:
-                    keys = preds[new_node] = succ[new_node][dst] = {}
-                k = len(keys)
-                while k in keys:
-                    k += 1
-                keys[k] = {"src_port": new_port, "dst_port": dst_port, "control": False}
+                _link(succ, pred, new_node, dst, {"src_port": new_port, "dst_port": dst_port, "control": False})
                 count += 1
             self._nodes[dst] = node
         nx._clear_cache(self.nx)  # noqa: SLF001
         renames: dict[str, str] = {}
+        self._drop_dangling(by_node)
         for old_node, ports in by_node.items():
-            if old_node in self.nx and self.nx.nodes[old_node].get("op") is None and self.nx.degree(old_node) == 0:
-                self.nx.remove_node(old_node)
             for old_port, (new_node, new_port, _) in ports.items():
                 renames[f"{old_node}:{old_port}"] = f"{new_node}:{new_port}"
                 if old_node in self.protected and old_port == 0:
@@ -587,8 +581,7 @@ class Graph:
             del node.input[:]
             node.input.extend([i for i in current.input if i != old_input] + extra)
             self._nodes[dst] = node
-        if old_node in self.nx and self.nx.nodes[old_node].get("op") is None and self.nx.degree(old_node) == 0:
-            self.nx.remove_node(old_node)
+        self._drop_dangling([old_node])
 
     def rename(self, old: str, new: str) -> None:
         """Rename node ``old`` to ``new``, rewriting consumers and signatures."""

@@ -204,11 +204,8 @@ def apply_replacement(graph: Graph, rep: Replacement) -> list[str]:
         graph.add_nodes(rep.add, adopt=True)
     for node in rep.update:
         graph.update_node(node, adopt=True)
-    if len(rep.replace) > 1:
+    if rep.replace:
         graph.replace_uses(rep.replace)
-    else:
-        for old, new in rep.replace.items():
-            graph.replace_all_uses(old, new)
     for old, new_nodes in rep.replace_control.items():
         graph.replace_control_uses(old, new_nodes)
     removed: list[str] = []

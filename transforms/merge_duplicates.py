@@ -222,23 +222,17 @@ class _Scan:
             count = 0
             name = node.name
             for inp in node.input:
-                if inp[:1] == "^":
-                    src = inp[1:]
+                src, port, control = parse_input(inp)
+                use = uses.get(src)
+                if control:
                     ctrl.append(src)
-                    use = uses.get(src)
                     uses[src] = (use[0] if use else set(), True)
                 else:
-                    src, sep, port = inp.rpartition(":")
-                    if sep and port.isdigit():
-                        p = int(port)
-                    else:
-                        src, p = inp, 0
-                    data.append((src, p))
-                    use = uses.get(src)
+                    data.append((src, port))
                     if use is None:
-                        uses[src] = ({p}, False)
+                        uses[src] = ({port}, False)
                     else:
-                        use[0].add(p)
+                        use[0].add(port)
                 if src in skip or src not in names:
                     continue
                 kids = children.get(src)
