@@ -601,8 +601,7 @@ def _write_bytes(path: Path, data: bytes | Iterable[bytes]) -> None:
         if isinstance(data, (bytes, bytearray)):
             f.write(data)
         else:
-            for chunk in data:
-                f.write(chunk)
+            f.writelines(data)
         f.flush()
         os.fsync(f.fileno())
 
