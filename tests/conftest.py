@@ -52,6 +52,40 @@ def run(graph_def, feeds, fetches):
     return run_graph_def(graph_def, feeds, fetches)
 
 
+def run_nchw(graph_def, feeds, fetches):
+    """:func:`run` for graphs with NCHW convolutions.
+
+    TensorFlow's own CPU kernels take NHWC only; NCHW runs through oneDNN,
+    which TensorFlow turns on by default on some CPUs only. Where it is off in
+    this process, the graph runs in a child process with
+    ``TF_ENABLE_ONEDNN_OPTS=1``.
+    """
+    import pickle
+    import subprocess
+    import sys
+
+    from tensorflow.python.util import _pywrap_util_port
+
+    if hasattr(graph_def, "to_graph_def"):
+        graph_def = graph_def.to_graph_def()
+    if _pywrap_util_port.IsMklEnabled():
+        return run(graph_def, feeds, fetches)
+    code = (
+        "import pickle, sys\n"
+        "from tensorflow.core.framework import graph_pb2\n"
+        "from graphxform.tfrun import run_graph_def\n"
+        "gd, feeds, fetches = pickle.load(sys.stdin.buffer)\n"
+        "out = run_graph_def(graph_pb2.GraphDef.FromString(gd), feeds, fetches)\n"
+        "pickle.dump([__import__('numpy').asarray(o) for o in out], sys.stdout.buffer)\n"
+    )
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    data = pickle.dumps((graph_def.SerializeToString(), dict(feeds), list(fetches)))
+    proc = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, env=env, cwd=ROOT,
+                          check=False, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    return pickle.loads(proc.stdout)  # noqa: S301 - our own child's output
+
+
 def assert_close(a, b, rtol=1e-6, atol=1e-6):
     for x, y in zip(a, b, strict=True):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import fixture_path, load_samples
+from conftest import fixture_path, load_samples
 
 FIXTURES = ["estimator_dnn", "estimator_linear", "keras_bn", "tf2_lookup"]
 

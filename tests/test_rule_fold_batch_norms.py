@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import FIXTURES, SAMPLES, assert_close, graph_def_of, run
+from conftest import FIXTURES, SAMPLES, assert_close, graph_def_of, run, run_nchw
 from tensorflow.core.framework import graph_pb2, types_pb2
 
 from graphxform.graph import Graph
@@ -249,7 +249,7 @@ def test_nchw_conv_with_nchw_batch_norm_and_channel_mul():
     bias = g.nodes_by_op("BiasAdd")
     assert len(bias) == 1 and bias[0].attr["data_format"].s == b"NCHW"
     feeds = {"x:0": _f32(1, 3, 6, 5)}
-    assert_close(run(g, feeds, ["out:0"]), run(gd, feeds, ["out:0"]), rtol=1e-5, atol=1e-5)
+    assert_close(run_nchw(g, feeds, ["out:0"]), run_nchw(gd, feeds, ["out:0"]), rtol=1e-5, atol=1e-5)
 
 
 def _refusal(build, anchor="op"):

@@ -29,14 +29,20 @@ def test_beyond_tolerance_counts_mismatches():
     b = np.array([1.0, 2.001, 3.0])
     c = compare_arrays("s", "y", a, b)
     assert not c.within_tolerance and c.mismatches == 1
-    assert c.max_abs_diff == pytest.approx(1e-3) and c.max_rel_diff == pytest.approx(5e-4, rel=1e-3)
+    assert c.max_abs_diff == pytest.approx(1e-3) and c.max_rel_diff == pytest.approx(1e-3 / 3, rel=1e-3)
     assert compare_arrays("s", "y", a, b, rtol=1e-3).within_tolerance
+    assert not compare_arrays("s", "y", a, b, rtol=3e-4, atol=0).within_tolerance
 
 
-def test_relative_diff_has_an_atol_floor_near_zero():
-    # |a - b| / (|b| + atol): finite where the reference is 0
+def test_relative_diff_is_relative_to_the_output_scale():
+    # max|a - b| / (max|b| + atol): an element near zero is judged by the output's magnitude
     c = compare_arrays("s", "y", np.array([0.0, 1.0]), np.array([1e-9, 1.0]))
-    assert c.within_tolerance and c.max_rel_diff == pytest.approx(1e-9 / 1e-6)
+    assert c.within_tolerance and c.max_rel_diff == pytest.approx(1e-9 / (1 + 1e-6))
+    ref = np.array([1e-3, 10.0], np.float32)
+    c = compare_arrays("s", "y", ref, ref + np.array([2e-6, 0], np.float32))  # 2e-6 <= 1e-6 + 1e-5 * 10
+    assert c.within_tolerance and c.mismatches == 0
+    c = compare_arrays("s", "y", ref, ref + np.array([2e-4, 0], np.float32))  # 2e-4 > 1e-6 + 1e-5 * 10
+    assert not c.within_tolerance and c.mismatches == 1
 
 
 def test_shape_dtype_and_nan_are_broken_even_when_lossy():
