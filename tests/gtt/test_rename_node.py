@@ -1,0 +1,39 @@
+"""Ports of ``tensorflow/tools/graph_transforms/rename_node_test.cc`` (``RenameNodeTest``).
+
+GTT's ``rename_node(old_node_name=, new_node_name=)`` renames one node and every
+input naming it (ports and ``^`` kept); a name already taken is an error.
+graphxform does not know the name ``rename_node`` (not in its list of GTT
+transforms: "unknown rule").
+"""
+from __future__ import annotations
+
+import pytest
+
+from graphxform.errors import GraphxformError
+
+from .conftest import graph_def, node, node_map, not_implemented, transform, unknown
+
+
+def _splitter():
+    return graph_def(
+        node("input", "Placeholder"),
+        node("splitter", "Split"),
+        node("adder", "Add", ["splitter", "splitter:1"]),
+    )
+
+
+@pytest.mark.xfail(strict=True, raises=not_implemented, reason=unknown("rename_node"))
+def test_rename():
+    """RenameNodeTest.Rename: ``rename_node(old_node_name=splitter, new_node_name=demux)`` renames the node and every
+    input naming it, ports kept."""
+    out = node_map(transform(_splitter(), [], ["adder"], "rename_node(old_node_name=splitter, new_node_name=demux)"))
+    assert "demux" in out and "adder" in out and "splitter" not in out
+    assert list(out["adder"].input) == ["demux", "demux:1"]
+
+
+@pytest.mark.xfail(strict=True, raises=not_implemented, reason=unknown("rename_node"))
+def test_fail_when_name_already_exists():
+    """RenameNodeTest.FailWhenNameAlreadyExists: renaming ``splitter`` to the existing ``adder`` is an error."""
+    transform(_splitter(), [], ["adder"], "rename_node(old_node_name=splitter, new_node_name=demux)")  # it exists
+    with pytest.raises(GraphxformError, match="adder"):
+        transform(_splitter(), [], ["adder"], "rename_node(old_node_name=splitter, new_node_name=adder)")
