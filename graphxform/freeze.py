@@ -95,6 +95,8 @@ class _Values:
     consts: dict[str, np.ndarray] = field(default_factory=dict)  # variable -> value
     aliases: dict[str, str] = field(default_factory=dict)  # variable -> tensor holding its value
     missing: list[str] = field(default_factory=list)  # variables without any value
+    tables: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # table -> (keys, values)
+    table_sources: dict[str, str] = field(default_factory=dict)  # table -> where its contents came from
 
 
 def _var_dtype(node: node_def_pb2.NodeDef) -> int:
@@ -125,6 +127,12 @@ def _read_values(model: Model, variables: list[node_def_pb2.NodeDef]) -> _Values
         saver_def.ParseFromString(store.saver_def)
     out = _Values()
     names = [v.name for v in variables]
+    binding = model.objects
+    # Variables and tables bound through the SavedObjectGraph take their checkpoint value by object path, as
+    # tf.saved_model.load gives it to the functions that capture them, whatever the saver's restore op fills.
+    from_objects = {n: k for n in names if binding is not None and (k := binding.variable_key(n))}
+    tables = _checkpointed_tables(model)
+    saver_tables = [t for t, src in tables.items() if src is None]
 
     tfg = tf.Graph()
     with tfg.as_default():
@@ -142,6 +150,7 @@ def _read_values(model: Model, variables: list[node_def_pb2.NodeDef]) -> _Values
                 else:
                     reads[v.name] = tf.identity(t)
                     inited[v.name] = tf.raw_ops.IsVariableInitialized(ref=t)
+            exports = {t: _export_table(tfg, graph.node(t)) for t in saver_tables}
     config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=2, intra_op_parallelism_threads=2)
     with tf.compat.v1.Session(graph=tfg, config=config) as sess:
         if saver_def.restore_op_name:
@@ -158,9 +167,20 @@ def _read_values(model: Model, variables: list[node_def_pb2.NodeDef]) -> _Values
                     "check that variables/ belongs to this saved_model.pb"
                 ) from None
             flags = dict(zip(names, sess.run([inited[n] for n in names])))
+            for t, (keys, values) in zip(exports, sess.run(list(exports.values()))):
+                out.tables[t] = (np.asarray(keys), np.asarray(values))
+                out.table_sources[t] = f"restored by the saver ({parse_input(saver_def.restore_op_name)[0]})"
         else:
             out.consts.update(_read_with_checkpoint_reader(prefix, variables))
             flags = {n: False for n in names}
+        if from_objects or any(tables.values()):
+            assert binding is not None
+            objs = _read_bound_values(prefix, graph, from_objects, {t: k for t, k in tables.items() if k})
+            for n, value in objs.consts.items():
+                out.consts[n] = value
+                flags[n] = False  # (the checkpoint value, not what the saver's restore op may have filled)
+            out.tables.update(objs.tables)
+            out.table_sources.update(objs.table_sources)
         pending = [n for n in names if not flags[n] and n not in out.consts]
         run_init = []
         init_ancestors = graph.ancestors([model.init_op]) if model.init_op else set()
@@ -190,6 +210,77 @@ def _read_values(model: Model, variables: list[node_def_pb2.NodeDef]) -> _Values
     if out.missing:
         log.info("variables with no value in %s (dropped unless a signature needs them): %s",
                  prefix, ", ".join(out.missing[:10]))
+    return out
+
+
+def _checkpointed_tables(model: Model) -> dict[str, tuple[str, str] | None]:
+    """Mutable tables whose contents live in the checkpoint: {table: (keys key, values key)} when the object
+    graph binds them to checkpoint values, {table: None} when only the saver's restore op fills them."""
+    from graphxform.objects import MUTABLE_TABLE_OPS
+
+    g = model.graph
+    binding = model.objects
+    out: dict[str, tuple[str, str] | None] = {}
+    for t in g.nodes_by_op(*MUTABLE_TABLE_OPS):
+        keys = binding.table_keys(t.name) if binding is not None else None
+        if keys is not None:
+            out[t.name] = keys
+        elif _restore_imports(g, t.name):
+            out[t.name] = None
+    return out
+
+
+def _restore_imports(g: Graph, table: str) -> list[str]:
+    """The table-import nodes of ``table`` that the saver feeds (their values come from a ``RestoreV2``)."""
+    found = []
+    for dst, idx in g.consumers(f"{table}:0"):
+        node = g.node(dst)
+        if idx == 0 and node.op in ("LookupTableImportV2", "LookupTableImport", "LookupTableInsertV2"):
+            if any(g.node(a).op in SAVER_OPS for a in g.ancestors([dst])):
+                found.append(dst)
+    return found
+
+
+def _export_table(tfg: object, node: node_def_pb2.NodeDef) -> tuple[object, object]:
+    """``LookupTableExportV2`` of table ``node`` in the ``tf.Graph`` ``tfg`` (keys and values tensors)."""
+    import tensorflow as tf
+
+    handle = tfg.get_tensor_by_name(f"{node.name}:0")  # type: ignore[attr-defined]
+    keys, values = tf.raw_ops.LookupTableExportV2(table_handle=handle, Tkeys=node.attr["key_dtype"].type,
+                                                  Tvalues=node.attr["value_dtype"].type)
+    return keys, values
+
+
+def _read_bound_values(prefix: str, graph: Graph, variables: Mapping[str, str],
+                       tables: Mapping[str, tuple[str, str]]) -> _Values:
+    """Values of variables and contents of tables read from the checkpoint by key (object paths of a TF2
+    SavedModel); a value whose dtype or shape differs from its graph node's is refused."""
+    import tensorflow as tf
+
+    out = _Values()
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except (ValueError, tf.errors.OpError) as exc:
+        raise ModelLoadError(f"{prefix}: cannot read the checkpoint ({str(exc).splitlines()[0]})") from None
+    dtypes = reader.get_variable_to_dtype_map()
+    for name, key in variables.items():
+        node = graph.node(name)
+        want = tf.as_dtype(_var_dtype(node)).base_dtype
+        if key not in dtypes or dtypes[key].base_dtype != want:
+            raise ModelLoadError(f"{prefix}: checkpoint value {key!r} of variable {name!r} is "
+                                 f"{dtypes[key].name if key in dtypes else 'missing'}, the graph wants {want.name}; "
+                                 "check that variables/ belongs to this saved_model.pb")
+        value = np.asarray(reader.get_tensor(key))
+        if "shape" in node.attr and not node.attr["shape"].shape.unknown_rank:
+            dims = [d.size for d in node.attr["shape"].shape.dim]
+            if len(dims) != value.ndim or any(d >= 0 and d != v for d, v in zip(dims, value.shape)):
+                raise ModelLoadError(f"{prefix}: checkpoint value {key!r} of variable {name!r} has shape "
+                                     f"{list(value.shape)}, the graph wants {dims}; check that variables/ belongs to "
+                                     "this saved_model.pb")
+        out.consts[name] = value
+    for name, (kkey, vkey) in tables.items():
+        out.tables[name] = (np.asarray(reader.get_tensor(kkey)), np.asarray(reader.get_tensor(vkey)))
+        out.table_sources[name] = f"checkpoint {kkey.rsplit('-', 1)[0]}"
     return out
 
 
@@ -430,6 +521,51 @@ def _value_node(var: node_def_pb2.NodeDef, value: np.ndarray) -> node_def_pb2.No
     return node
 
 
+def _table_init_nodes(g: Graph, table: node_def_pb2.NodeDef, keys: np.ndarray, values: np.ndarray
+                      ) -> list[node_def_pb2.NodeDef]:
+    """``Const`` keys, ``Const`` values and the op that fills ``table`` with them when the init op runs.
+
+    ``MutableHashTable`` (of tensors): ``LookupTableImportV2``, what the saver's
+    restore runs. ``MutableDenseHashTable``: its checkpoint holds the bucket
+    arrays; the empty and deleted buckets are dropped and the entries are put
+    back with ``LookupTableInsertV2`` (same lookups, constants no larger than
+    the entries).
+    """
+    import tensorflow as tf
+
+    key_dtype, value_dtype = int(table.attr["key_dtype"].type), int(table.attr["value_dtype"].type)
+    op = "LookupTableImportV2"
+    if table.op == "MutableDenseHashTableV2":
+        empty, deleted = (_const_input(g, table, i) for i in (0, 1))
+        key_shape = empty.shape
+        keys = keys.reshape((-1, *key_shape))
+        value_shape = [d.size for d in table.attr["value_shape"].shape.dim] if "value_shape" in table.attr else []
+        values = values.reshape((keys.shape[0], *value_shape))
+        flat = keys.reshape(keys.shape[0], -1)
+        real = ~(np.all(flat == empty.reshape(1, -1), axis=1) | np.all(flat == deleted.reshape(1, -1), axis=1))
+        keys, values = keys[real], values[real]
+        op = "LookupTableInsertV2"
+    base = f"{table.name}/frozen_contents"
+    nodes = []
+    for what, arr, dtype in (("keys", keys, key_dtype), ("values", values, value_dtype)):
+        c = node_def_pb2.NodeDef(name=g.unique_name(f"{base}/{what}"), op="Const", device=table.device)
+        c.attr["dtype"].type = dtype
+        c.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(arr, dtype=dtype, shape=arr.shape))
+        nodes.append(c)
+    fill = node_def_pb2.NodeDef(name=g.unique_name(f"{base}/{op}"), op=op, device=table.device)
+    fill.input.extend([table.name, nodes[0].name, nodes[1].name])
+    fill.attr["Tin"].type = key_dtype
+    fill.attr["Tout"].type = value_dtype
+    return [*nodes, fill]
+
+
+def _const_input(g: Graph, node: node_def_pb2.NodeDef, index: int) -> np.ndarray:
+    src = parse_input(node.input[index])[0]
+    if g.node(src).op != "Const":
+        raise GraphError(f"cannot freeze table {node.name!r}: its input {node.input[index]!r} is not a constant")
+    return np.asarray(g.const_value(src))
+
+
 class _Freezer:
     def __init__(self, model: Model) -> None:
         self.model = model
@@ -499,6 +635,11 @@ class _Freezer:
         for name, tensor in values.aliases.items():
             self.rewrite_consumers(f"{name}:0", tensor, _var_dtype(by_name[name]))
             self.removed.add(name)
+        for table in values.tables:
+            # The saver's import of the checkpointed contents goes with the saver; constants replace it below.
+            for imp in _restore_imports(g, table):
+                g.protected.discard(imp)
+                self.model.table_initializers = [t for t in self.model.table_initializers if parse_input(t)[0] != imp]
         self.removed.update(values.missing)
         self.removed.update(n.name for n in g if n.op in SAVER_OPS or n.op in _MUTATING_OPS)
         store = self.model.variables
@@ -514,6 +655,15 @@ class _Freezer:
                     g.protected.discard(parse_input(t)[0])
         self.propagate()
         self.remove()
+        for table, (keys, vals) in values.tables.items():
+            if table in g and g.consumer_nodes(table):
+                init = _table_init_nodes(g, g.node(table), keys, vals)
+                g.add_nodes(init)
+                self.model.table_initializers.append(init[-1].name)
+                g.protected.add(init[-1].name)
+                dims = init[0].attr["value"].tensor.tensor_shape.dim
+                log.info("table %r: %d entries (%s) filled by %r at load", table, dims[0].size if dims else 1,
+                         values.table_sources.get(table, "checkpoint"), init[-1].name)
 
     def propagate(self) -> None:
         """Grow the removed set: data consumers of removed nodes, nodes only removed nodes consume,
@@ -637,7 +787,7 @@ def freeze_model(model: Model) -> Model:
                 "checkpoint; load the SavedModel directory instead of a bare GraphDef"
             )
         return model
-    values = _read_values(model, variables) if variables else _Values()
+    values = _read_values(model, variables) if variables or _checkpointed_tables(model) else _Values()
     freezer = _Freezer(model)
     freezer.run(values, variables)
     gd_lib = g.to_graph_def()

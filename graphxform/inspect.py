@@ -383,6 +383,9 @@ def tables_summary(model: Model) -> list[dict[str, Any]]:
                     "shared_name": n.attr["shared_name"].s.decode(errors="replace"),
                     "initializers": [],
                 }
+                obj = model.objects.object_of(n.name) if model.objects is not None and where == "graph" else None
+                if obj is not None:
+                    tables[n.name]["object"] = obj.path
         unlinked = []
         assigns = [n for n in nodes.values() if n.op == "AssignVariableOp"]
         for n in nodes.values():
@@ -529,15 +532,47 @@ def scan_warnings(model: Model) -> list[dict[str, Any]]:
     return out
 
 
+def objects_summary(model: Model) -> list[dict[str, Any]]:
+    """TF2: where each variable and table of the graph comes from — its object path in the SavedObjectGraph and
+    its checkpoint key — as ``tf.saved_model.load`` binds them; whether the saver's restore op fills it too.
+
+    One record per bound variable or resource node of the top-level graph
+    (``node``, ``op``, ``object``, ``kind``, ``checkpoint_key`` — a list
+    ``[keys, values]`` for a table whose contents the checkpoint holds —,
+    ``restored_by_saver``, ``functions``). Empty for TF1 graphs and frozen
+    GraphDefs.
+    """
+    binding = model.objects
+    if binding is None:
+        return []
+    g = model.graph
+    out = []
+    for node in sorted(binding.by_node):
+        info = binding.describe(node)
+        if info is None or info["kind"] not in ("variable", "resource") or node not in g:
+            continue
+        out.append({"node": node, "op": g.node(node).op, **info})
+    return out
+
+
+def unservable_nodes(model: Model) -> list[str] | None:
+    """TF2: variables/tables the signatures read that the saver does not restore (TF Serving and the TF1 loader
+    fail on the SavedModel as it is: "Could not find variable"); ``None`` when there is no object graph."""
+    binding = model.objects
+    if binding is None:
+        return None
+    return [n for n in binding.unservable_nodes() if n in model.graph]
+
+
 def summarize(model: Model, *, top: int = 10) -> dict[str, Any]:
     """Everything ``graphxform inspect MODEL --json`` prints, as one JSON-ready dict.
 
     Keys: ``source``, ``format``, ``saved_model_version``, ``tags``,
     ``tag_sets``, ``frozen``, ``signatures``, ``node_count``,
     ``op_histogram``, ``function_op_histogram``, ``parameters``,
-    ``largest``, ``functions``, ``tables``, ``assets``, ``init_op``,
+    ``largest``, ``functions``, ``tables``, ``objects`` (TF2 object paths), ``assets``, ``init_op``,
     ``table_initializers``, ``candidate_inputs``, ``candidate_outputs``,
-    ``warnings``.
+    ``warnings``, ``bound_only_by_object_graph`` (see :func:`unservable_nodes`).
     """
     g = model.graph
     sm = read_saved_model_proto(model.source) if model.format == "saved_model" else None
@@ -562,12 +597,14 @@ def summarize(model: Model, *, top: int = 10) -> dict[str, Any]:
         "largest": largest,
         "functions": functions_summary(g),
         "tables": tables_summary(model),
+        "objects": objects_summary(model),
         "assets": assets_summary(model),
         "init_op": model.init_op,
         "table_initializers": list(model.table_initializers),
         "candidate_inputs": candidate_inputs(g),
         "candidate_outputs": candidate_outputs(g),
         "warnings": scan_warnings(model),
+        "bound_only_by_object_graph": unservable_nodes(model),
     }
 
 
@@ -747,5 +784,6 @@ __all__ = [
     "NodeNotFoundError", "array_stats", "assets_summary", "attr_value", "candidate_inputs", "candidate_outputs",
     "dtype_name", "find_node", "functions_summary", "human_bytes", "load_for_inspect", "node_info",
     "parameters_summary", "read_saved_model_proto", "scan_warnings", "shape_str", "signatures_summary",
-    "suggest_names", "summarize", "tables_summary", "tag_sets",
+    "suggest_names", "summarize", "tables_summary", "tag_sets", "objects_summary",
+    "unservable_nodes",
 ]

@@ -32,6 +32,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2, saver_pb2
 from graphxform.errors import GraphError, ModelLoadError
 from graphxform.graph import Graph, parse_input, tensor_proto_to_array
 from graphxform.model import METHOD_PREDICT, Asset, Model, Signature, TensorSpec, VariableStore
+from graphxform.oplibs import ensure_ops
 from graphxform.tf2_flatten import CALL_OPS, has_function_calls, inline_function_calls
 
 log = logging.getLogger(__name__)
@@ -255,6 +256,7 @@ def _graph_def_signature(
 
 # --------------------------------------------------------------------------- GraphDef files
 def _load_graph_def(path: Path, graph_def: graph_pb2.GraphDef, inputs: list[str], outputs: list[str]) -> Model:
+    ensure_ops(graph_def, path)
     flat = None
     if has_function_calls(graph_def):
         try:
@@ -432,11 +434,19 @@ def _load_saved_model(
     sm = proto if proto is not None else _read_saved_model(pb_path)
     mg = _choose_meta_graph(sm, tags, pb_path)
     graph_def = mg.graph_def
+    ensure_ops(graph_def, pb_path)
     signatures = _signatures_from_meta_graph(mg, pb_path)
     init_op = _find_init_op(mg)
     assets = _find_assets(mg, export_dir)
     saver_def = mg.saver_def if mg.HasField("saver_def") else None
     version = 2 if mg.HasField("object_graph_def") and len(mg.object_graph_def.nodes) > 0 else 1
+
+    objects = None
+    if version == 2:
+        from graphxform.objects import bind_object_graph
+
+        index = export_dir / "variables" / "variables.index"
+        objects = bind_object_graph(mg, index.with_suffix("") if index.is_file() else None, pb_path)
 
     collections = {k: v.SerializeToString() for k, v in mg.collection_def.items()}
     flattened = has_function_calls(graph_def)
@@ -491,7 +501,10 @@ def _load_saved_model(
     table_inits = [n for n in dict.fromkeys(table_inits) if n in graph]
 
     variables = None
-    if graph.nodes_by_op(*VARIABLE_OPS):
+    from graphxform.objects import MUTABLE_TABLE_OPS
+
+    # Mutable tables are state too: with a saver, their contents are in the checkpoint.
+    if graph.nodes_by_op(*VARIABLE_OPS) or (saver_def is not None and graph.nodes_by_op(*MUTABLE_TABLE_OPS)):
         prefix = _check_variables(export_dir)
         variables = VariableStore(prefix, saver_def.SerializeToString() if saver_def is not None else None)
 
@@ -511,7 +524,7 @@ def _load_saved_model(
     model = Model(
         graph=graph, signatures=signatures, source=export_dir, format="saved_model", tags=list(tags),
         assets=assets, init_op=init_op, table_initializers=table_inits, variables=variables,
-        saved_model_version=version, meta_info=meta_info,
+        saved_model_version=version, meta_info=meta_info, objects=objects,
     )
     log.info("loaded %s: %d nodes, signatures %s", export_dir, len(graph), sorted(signatures))
     return model

@@ -113,6 +113,9 @@ class Model:
     variables: VariableStore | None = None
     saved_model_version: int | None = None  # 1: TF1/Estimator graph, 2: TF2 object-based
     meta_info: dict[str, Any] = field(default_factory=dict)
+    #: TF2: the graph's variables and tables bound to their objects and checkpoint keys
+    #: (:class:`graphxform.objects.ObjectGraphBinding`), as ``tf.saved_model.load`` binds them.
+    objects: Any = None
 
     def __post_init__(self) -> None:
         # The graph rewrites the very same Signature objects when tensors move.
@@ -156,7 +159,8 @@ class Model:
         return Model(graph=graph, signatures=graph.signatures, source=self.source, format=self.format,
                      tags=list(self.tags), assets=_copy.deepcopy(self.assets), init_op=self.init_op,
                      table_initializers=list(self.table_initializers), variables=_copy.deepcopy(self.variables),
-                     saved_model_version=self.saved_model_version, meta_info=dict(self.meta_info))
+                     saved_model_version=self.saved_model_version, meta_info=dict(self.meta_info),
+                     objects=self.objects)
 
     def protected_tensors(self) -> set[str]:
         return self.graph.signature_tensors()

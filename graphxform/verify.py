@@ -368,6 +368,87 @@ class SavedModelRunner(_Runner):
 
 
 
+class TF2SavedModelRunner(_Runner):
+    """A TF2 SavedModel loaded by ``tf.saved_model.load`` (variables bound through the object graph), each
+    signature called as a concrete function: the reference for TF2 SavedModels the TF1 loader cannot run."""
+
+    def __init__(self, path: str | os.PathLike[str], tags: list[str] | None = None) -> None:
+        import tensorflow as tf
+        from tensorflow.python.saved_model import loader_impl
+
+        self.label = str(path)
+        tags = list(tags) if tags else saved_model_tags(path)
+        try:
+            self.loaded = tf.saved_model.load(str(path), tags=tags)
+            sm = loader_impl.parse_saved_model(str(path))
+        except (RuntimeError, ValueError, OSError, tf.errors.OpError) as exc:
+            raise ModelLoadError(f"{path}: tf.saved_model.load failed: {str(exc).splitlines()[0]}") from exc
+        mg = next(m for m in sm.meta_graphs if set(m.meta_info_def.tags) == set(tags))
+        self.signatures = {}
+        self.dtypes: dict[str, dict[str, Any]] = {}
+        for key, sd in mg.signature_def.items():
+            if key == INIT_OP_SIGNATURE_KEY or key not in self.loaded.signatures:
+                continue
+            self.signatures[key] = _SigInfo(
+                sd.method_name, {k: v.name for k, v in sd.inputs.items() if v.name},
+                _outputs_from_tensor_info(sd.outputs), {k: v.dtype for k, v in sd.inputs.items()})
+            self.dtypes[key] = {k: tf.as_dtype(v.dtype) for k, v in sd.inputs.items()}
+
+    def run(self, key: str, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        import tensorflow as tf
+
+        sig = self.signatures[key]
+        missing = set(sig.inputs) - set(inputs)
+        if missing:
+            raise SignatureError(f"{self.label}: signature {key!r} needs inputs {sorted(missing)}; give them in "
+                                 "the --inputs file or leave --inputs out to synthesize them")
+        args = {k: tf.constant(inputs[k], dtype=self.dtypes[key][k]) for k in sig.inputs}
+        try:
+            out = self.loaded.signatures[key](**args)
+        except (tf.errors.OpError, ValueError, TypeError) as exc:
+            raise GraphxformError(f"{self.label}: running signature {key!r} failed: "
+                                  f"{str(exc).splitlines()[0]}") from exc
+        values: dict[str, np.ndarray] = {}
+        for out_key, comps in sorted(sig.outputs.items()):
+            if out_key in out and len(comps) == 1:
+                values[comps[0][0]] = np.asarray(out[out_key])
+        return values
+
+    def close(self) -> None:
+        self.loaded = None
+
+
+def _load_op_libraries(path: Path, tags: list[str] | None) -> None:
+    """Import the op libraries (TensorFlow Text …) the SavedModel's graph needs, before TensorFlow loads it."""
+    from graphxform.oplibs import ensure_ops
+    from tensorflow.python.saved_model import loader_impl
+
+    tags = list(tags) if tags else saved_model_tags(path)
+    for mg in loader_impl.parse_saved_model(str(path)).meta_graphs:
+        if set(mg.meta_info_def.tags) == set(tags):
+            ensure_ops(mg.graph_def, path)
+
+
+def needs_object_graph(path: str | os.PathLike[str], tags: list[str] | None = None) -> bool:
+    """True for a TF2 SavedModel whose signatures read variables or tables the saver does not restore: the TF1
+    and C++ loaders (TF Serving) cannot run it, ``tf.saved_model.load`` can (it binds them by object path)."""
+    from graphxform.loader import SAVED_MODEL_FILES
+    from graphxform.objects import bind_object_graph
+    from tensorflow.python.saved_model import loader_impl
+
+    p = Path(path)
+    if not any((p / f).is_file() for f in SAVED_MODEL_FILES):
+        return False
+    tags = list(tags) if tags else saved_model_tags(p)
+    sm = loader_impl.parse_saved_model(str(p))
+    mg = next((m for m in sm.meta_graphs if set(m.meta_info_def.tags) == set(tags)), None)
+    index = p / "variables" / "variables.index"
+    if mg is None or not index.is_file():
+        return False
+    binding = bind_object_graph(mg, index.with_suffix(""), p)
+    return binding is not None and bool(binding.unservable_nodes())
+
+
 class ModelRunner(_Runner):
     """A :class:`Model` run with :mod:`graphxform.tfrun` (a frozen copy when it keeps variables)."""
 
@@ -431,6 +512,9 @@ def open_runner(model: Model | str | os.PathLike[str], tags: list[str] | None = 
     if not path.exists():
         raise ModelLoadError(f"{path}: no such file or directory")
     if _is_saved_model_dir(path):
+        _load_op_libraries(path, tags)
+        if needs_object_graph(path, tags):
+            return TF2SavedModelRunner(path, tags)
         return SavedModelRunner(path, tags)
     from graphxform import load
 

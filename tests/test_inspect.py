@@ -133,8 +133,9 @@ def test_json_structure_estimator_dnn():
     expected_keys = {"source", "format", "saved_model_version", "tags", "tag_sets", "frozen", "signatures",
                      "node_count", "op_histogram", "function_op_histogram", "parameters", "largest", "functions",
                      "tables", "assets", "init_op", "table_initializers", "candidate_inputs", "candidate_outputs",
-                     "warnings"}
+                     "warnings", "objects", "bound_only_by_object_graph"}
     assert set(data) == expected_keys
+    assert data["objects"] == [] and data["bound_only_by_object_graph"] is None  # a TF1 graph
     assert data["format"] == "saved_model" and data["tags"] == ["serve"] and data["frozen"] is False
 
     # node count and op histogram agree with the GraphDef in the file

@@ -56,14 +56,18 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="graphxform")
 @click.option("--debug", is_flag=True, help="Show tracebacks and lint the graph after every rule.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug logs).")
+@click.option("--load-ops", "load_ops", multiple=True, metavar="MODULE",
+              help="Import this Python module (or load this op library .so) first, for models with custom ops; "
+                   "repeatable. Known libraries such as tensorflow_text are loaded when a graph needs them.")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
+def cli(ctx: click.Context, debug: bool, verbose: int, load_ops: tuple[str, ...]) -> None:
     """graphxform: SavedModel -> graph transforms -> servable SavedModel.
 
     \b
     Examples:
       graphxform inspect fixtures/estimator_dnn
       graphxform optimize fixtures/estimator_dnn /tmp/dnn_opt
+      graphxform --load-ops tensorflow_text inspect text_model/
       graphxform transform in.pb out.pb --inputs x --outputs y \\
           --transforms "remove_nodes(op=Identity) fold_constants(ignore_errors=true)"
     """
@@ -77,6 +81,10 @@ def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
         logging.getLogger("absl").setLevel(logging.ERROR)
+    if load_ops:
+        from graphxform.oplibs import load_op_modules
+
+        load_op_modules(load_ops)
 
 
 def _quiet_tensorflow_import() -> None:

@@ -169,11 +169,36 @@ def print_summary(s: dict[str, Any], top: int) -> None:
                     or i.get("filename_from") or (f"{i['size']} keys" if i.get("size") is not None else "")
                 inits.append(f"{i['op']} {src}".strip() + (f" (table {i['table']})" if i.get("table") else ""))
             name = t["name"] or "[dim](created elsewhere)[/dim]"
+            if t.get("object"):
+                name += f" [dim](object {t['object']})[/dim]"
             if t["where"] != "graph":
                 name += f" [dim]in {t['where']}[/dim]"
             kv = f"{t['key_dtype']} → {t['value_dtype']}" if t["key_dtype"] else ""
             table.add_row(name, t["op"] or "", kv, "\n".join(inits) or "[yellow]no initializer found[/yellow]")
         console.print(table)
+
+    if s.get("objects"):
+        table = _table("Variables and tables by object path (TF2 object graph, as tf.saved_model.load binds them)")
+        table.add_column("graph node", overflow="fold")
+        table.add_column("op")
+        table.add_column("object path", overflow="fold")
+        table.add_column("in the checkpoint", overflow="fold")
+        table.add_column("saver")
+        for o in s["objects"]:
+            key = o["checkpoint_key"]
+            if isinstance(key, list):  # a table: keys and values
+                key = "contents" if key[0].startswith(o["object"] + "/.ATTRIBUTES/") else "\n".join(key)
+            elif key:
+                key = "value" if key == o["object"] + "/.ATTRIBUTES/VARIABLE_VALUE" else key
+            table.add_row(o["node"], o["op"], o["object"], key or "[dim]-[/dim]",
+                          "restores" if o["restored_by_saver"] else "[yellow]does not[/yellow]" if key else "-")
+        console.print(table)
+    bad = s.get("bound_only_by_object_graph")
+    if bad:
+        console.print(f"[bold yellow]Not servable as it is[/bold yellow]: the signatures read {len(bad)} variables/"
+                      f"tables the saver does not restore ({', '.join(bad[:3])}{', …' if len(bad) > 3 else ''}); "
+                      "TF Serving's loader and the TF1 loader fail on it ('Could not find variable'). "
+                      "`graphxform optimize` writes a servable copy.", highlight=False)
 
     if s["assets"]:
         table = _table("Assets")

@@ -157,12 +157,20 @@ def keras_application(name: str, size: int = 224, classes: int = 1000, *, logits
     ``logits``: no softmax on the classifier (outputs are the logits).
     Inputs come from :func:`image_batch` (seeded by the batch size).
     """
+    model = keras_application_model(name, size, classes, logits=logits, calibrate=calibrate,
+                                    residual_scale=residual_scale, seed=seed)
+    return freeze_keras(model, (size, size, 3), name, make_inputs=lambda b: image_batch(b, size, seed=b))
+
+
+def keras_application_model(name: str, size: int = 224, classes: int = 1000, *, logits: bool = False,
+                            calibrate: bool = True, residual_scale: float = 0.25, seed: int = 0, **kwargs):
+    """The Keras model :func:`keras_application` freezes (``kwargs`` go to the constructor, e.g. ``alpha``)."""
     import keras
 
     keras.utils.set_random_seed(seed)  # the kernels' initialisers
     ctor = getattr(keras.applications, name)
     model = ctor(weights=None, input_shape=(size, size, 3), classes=classes,
-                 classifier_activation=None if logits else "softmax")
+                 classifier_activation=None if logits else "softmax", **kwargs)
     _randomize(model, seed)
     if residual_scale != 1.0:
         scale_residual_branches(model, residual_scale)
@@ -170,10 +178,16 @@ def keras_application(name: str, size: int = 224, classes: int = 1000, *, logits
         calib = image_batch(64, size, seed=10_000 + seed)
         calibrate_batch_norms(model, calib)
         center_classifier(model, calib)
-    return freeze_keras(model, (size, size, 3), name, make_inputs=lambda b: image_batch(b, size, seed=b))
+    return model
 
 
 def transformer_encoder(seq: int = 64, dim: int = 128, heads: int = 4, layers: int = 2, vocab: int = 8000) -> BenchModel:
+    model = transformer_encoder_model(seq, dim, heads, layers, vocab)
+    return freeze_keras(model, (seq,), "TransformerEncoder", dtype="int32")
+
+
+def transformer_encoder_model(seq: int = 64, dim: int = 128, heads: int = 4, layers: int = 2, vocab: int = 8000):
+    """The Keras model :func:`transformer_encoder` freezes."""
     import keras
     from keras import layers as L
 
@@ -188,7 +202,7 @@ def transformer_encoder(seq: int = 64, dim: int = 128, heads: int = 4, layers: i
     out = L.Dense(2, activation="softmax")(L.GlobalAveragePooling1D()(x))
     model = keras.Model(inp, out)
     _randomize(model)
-    return freeze_keras(model, (seq,), "TransformerEncoder", dtype="int32")
+    return model
 
 
 def embedding_model(rows: int = 100_000, dim: int = 64) -> BenchModel:
