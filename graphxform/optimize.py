@@ -14,11 +14,17 @@ Steps (each reported to ``progress``):
    ``quantize_weights(dtype=…)`` unless ``quantize="none"`` — or the rules
    given in ``transforms`` (GTT syntax accepted), which replace the default
    list entirely (quantization included);
-5. **export** to ``out`` atomically (:func:`graphxform.exporter.export`);
-6. **verify**: the input and the output are loaded by TensorFlow's own
-   SavedModel loader and run on the same inputs. A float pipeline must stay
-   within ``rtol``/``atol``; a quantized one is only checked for clearly broken
-   outputs, and its differences and class agreement are reported.
+5. **export** to ``out`` atomically (:func:`graphxform.exporter.export`), every
+   node checked against its ``OpDef`` first (a SavedModel without signatures
+   is refused unless ``allow_no_signatures``);
+6. **verify**: the input runs in TensorFlow's TF1 SavedModel loader, the
+   output is loaded by each of TensorFlow's loaders (TF Serving's C++
+   ``LoadSavedModel``, ``tf.saved_model.load``, the TF1 loader; see
+   :mod:`graphxform.consumers`), and every signature runs through each on the
+   same inputs. A loader refusing the output fails the verification. A float
+   pipeline must stay within ``rtol``/``atol``; a quantized one is only checked
+   for clearly broken outputs, and its differences and class agreement are
+   reported.
 
 A failed verification does not delete the output: the report says
 ``ok=False`` (the CLI prints it and exits 1), so the numbers can be inspected.
