@@ -118,7 +118,8 @@ class CppSavedModelRunner(_Runner):
 
         self.label = str(path)
         self.session = CSavedModelSession(path, tags)
-        self.listed = sorted(self.session.meta_graph.signature_def)
+        # (A __saved_model_init_op entry is how TF2 writes its init op; TF Serving runs it, it serves nothing.)
+        self.listed = sorted(k for k in self.session.meta_graph.signature_def if k != INIT_OP_SIGNATURE_KEY)
         self.signatures = signature_infos(self.session.meta_graph.signature_def)
         self._dtypes = {name: info.input_dtypes[k] for info in self.signatures.values()
                         for k, name in info.inputs.items() if k in info.input_dtypes}
@@ -381,7 +382,8 @@ def open_loaders(path: str | os.PathLike[str], tags: Sequence[str] | None = None
 
 def _tf1(path: Path, tags: list[str]) -> _Runner:
     runner = SavedModelRunner(path, tags)
-    runner.listed = sorted(_meta_graph(path, tags).signature_def)  # type: ignore[attr-defined]
+    runner.listed = sorted(k for k in _meta_graph(path, tags).signature_def  # type: ignore[attr-defined]
+                           if k != INIT_OP_SIGNATURE_KEY)
     return runner
 
 

@@ -372,3 +372,12 @@ def test_graph_def_output_runs_through_the_graph_def_loaders(tmp_path, capsys):
     by_key = {r.key: r for r in report.loaders}
     assert not report.ok and "transpose_b" in by_key["c++"].error and by_key["tf1"].error is None
     assert (tmp_path / "dnn.pb.signatures.json").is_file()
+
+
+def test_a_tf2_savedmodel_verifies_against_itself_in_every_loader():
+    """A TF2 export keeps its init op as a __saved_model_init_op signature_def entry: TF Serving runs it and
+    tf.saved_model.load does not list it, so it is no extra signature."""
+    path = FIXTURES / "tf2_lookup"
+    report = verify(path, path, inputs=SAMPLES / "tf2_lookup.npz")
+    assert report.ok and not report.extra and report.max_abs_diff == 0
+    assert all(sorted(r.signatures) == ["score", "serving_default"] for r in report.loaders)
