@@ -91,6 +91,14 @@ def _lib() -> ctypes.CDLL:
         "TF_StringGetDataPointer": (_vp, [_vp]),
         "TF_StringGetSize": (ctypes.c_size_t, [_vp]),
         "TF_StringDealloc": (None, [_vp]),
+        # The GraphDef session (tensorflow::Session::Create/Extend with a GraphDef, as C++ programs run a frozen graph)
+        "TF_NewDeprecatedSession": (_vp, [_vp, _vp]),
+        "TF_ExtendGraph": (None, [_vp, ctypes.c_char_p, ctypes.c_size_t, _vp]),
+        "TF_Run": (None, [_vp, _vp, ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(_vp), ctypes.c_int,
+                          ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(_vp), ctypes.c_int,
+                          ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, _vp, _vp]),
+        "TF_CloseDeprecatedSession": (None, [_vp, _vp]),
+        "TF_DeleteDeprecatedSession": (None, [_vp, _vp]),
     }
     for name, (restype, argtypes) in sigs.items():
         fn = getattr(lib, name)
@@ -144,7 +152,9 @@ def _to_tensor(value: Any, dtype_enum: int) -> int:
             lib.TF_StringInit(dst)
             lib.TF_StringCopy(dst, data, len(data))
         return t
-    arr = np.ascontiguousarray(value, dtype=_numpy_dtype(dtype_enum))
+    arr = np.asarray(value, dtype=_numpy_dtype(dtype_enum))  # (not ascontiguousarray: it makes a scalar 1-D)
+    if not arr.flags.c_contiguous:
+        arr = arr.copy(order="C")
     dims = (ctypes.c_int64 * max(arr.ndim, 1))(*arr.shape)
     t = lib.TF_AllocateTensor(dtype_enum, dims, arr.ndim, arr.nbytes)
     if arr.nbytes:
@@ -299,4 +309,111 @@ class CSavedModelSession:
             pass
 
 
-__all__ = ["CLoaderError", "CSavedModelSession"]
+def _feed_dtype(value: Any) -> tuple[Any, int]:
+    """``(value, dtype enum)`` from a ``(value, dtype)`` pair or an array (its numpy dtype)."""
+    import tensorflow as tf
+
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], int):
+        return value
+    arr = np.asarray(value)
+    return value, _DT_STRING if arr.dtype.kind in "OSU" else int(tf.as_dtype(arr.dtype).as_datatype_enum)
+
+
+def _session_options(status: _Status, intra: int, inter: int) -> int:
+    from tensorflow.core.protobuf import config_pb2
+
+    lib = _lib()
+    options = lib.TF_NewSessionOptions()
+    config = config_pb2.ConfigProto(intra_op_parallelism_threads=intra,
+                                    inter_op_parallelism_threads=inter).SerializeToString()
+    buf = ctypes.create_string_buffer(config, len(config))
+    lib.TF_SetConfig(options, buf, len(config), status.ptr)
+    return options
+
+
+class CGraphDefSession:
+    """A frozen ``GraphDef`` in TensorFlow's C++ session: ``tensorflow::Session::Create(graph_def)``, as a C++
+    program runs a frozen graph (``TF_NewDeprecatedSession`` + ``TF_ExtendGraph`` of the C API).
+
+    Creating the session validates every ``NodeDef`` against its ``OpDef`` the way the SavedModel loader does
+    (Python's ``import_graph_def`` is more lenient); :class:`CLoaderError` carries TensorFlow's message.
+    """
+
+    def __init__(self, graph_def: bytes, label: str = "GraphDef", *, intra_op_threads: int = 2,
+                 inter_op_threads: int = 2) -> None:
+        self.lib = lib = _lib()
+        self.label = label
+        self.session: int | None = None
+        status = _Status()
+        options = _session_options(status, intra_op_threads, inter_op_threads)
+        try:
+            session = lib.TF_NewDeprecatedSession(options, status.ptr)
+            if status.code != 0:
+                raise CLoaderError(f"{label}: TensorFlow's C++ session could not be created: "
+                                   f"{first_line(status.message)}")
+            lib.TF_ExtendGraph(session, graph_def, len(graph_def), status.ptr)
+            if status.code != 0:
+                message = first_line(status.message)
+                lib.TF_CloseDeprecatedSession(session, status.ptr)
+                lib.TF_DeleteDeprecatedSession(session, status.ptr)
+                raise CLoaderError(f"{label}: TensorFlow's C++ session (Session::Create) refused the graph: "
+                                   f"{message}")
+            self.session = session
+        finally:
+            lib.TF_DeleteSessionOptions(options)
+
+    def run(self, feeds: Mapping[str, tuple[Any, int] | Any], fetches: Sequence[str],
+            targets: Sequence[str] = ()) -> list[np.ndarray]:
+        """Run: ``feeds`` maps tensor names to ``(value, dtype enum)`` or arrays; ``fetches`` are tensor names,
+        ``targets`` operation names run for their effect. Returns numpy copies of the fetches."""
+        if self.session is None:
+            raise CLoaderError(f"{self.label}: the session is closed")
+        lib = self.lib
+        names = list(feeds)
+        in_names = (ctypes.c_char_p * max(len(names), 1))(*[n.encode() for n in names])
+        out_names = (ctypes.c_char_p * max(len(fetches), 1))(*[f.encode() for f in fetches])
+        tgt_names = (ctypes.c_char_p * max(len(targets), 1))(*[t.encode() for t in targets])
+        in_values = (_vp * max(len(names), 1))()
+        out_values = (_vp * max(len(fetches), 1))()
+        dtypes: list[int] = []
+        status = _Status()
+        try:
+            for i, name in enumerate(names):
+                value, dtype_enum = _feed_dtype(feeds[name])
+                dtypes.append(dtype_enum)
+                in_values[i] = _to_tensor(value, dtype_enum)
+            lib.TF_Run(self.session, None, in_names, in_values, len(names), out_names, out_values, len(fetches),
+                       tgt_names, len(targets), None, status.ptr)
+            if status.code != 0:
+                raise CLoaderError(f"{self.label}: running the graph in TensorFlow's C++ session failed: "
+                                   f"{first_line(status.message)}")
+            return [_from_tensor(out_values[i]) for i in range(len(fetches))]
+        finally:
+            for i, dtype_enum in enumerate(dtypes):
+                if in_values[i]:
+                    _delete_tensor(in_values[i], dtype_enum)
+            for i in range(len(fetches)):
+                if out_values[i]:
+                    _delete_tensor(out_values[i])
+
+    def close(self) -> None:
+        if self.session is not None:
+            status = _Status()  # (kept in a variable: a temporary's status would be freed before the call)
+            self.lib.TF_CloseDeprecatedSession(self.session, status.ptr)
+            self.lib.TF_DeleteDeprecatedSession(self.session, status.ptr)
+            self.session = None
+
+    def __enter__(self) -> CGraphDefSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+__all__ = ["CGraphDefSession", "CLoaderError", "CSavedModelSession"]

@@ -444,7 +444,7 @@ class _Evaluator:
         for name, ports in frontier.items():
             node = self.graph.node(name)
             src = _pass_through_source(self.graph, node)
-            if src is not None:
+            if src is not None and "value" in src.attr:
                 reason = duplicate_reason(self.graph, node)
                 if reason:
                     self.kept[name] = reason

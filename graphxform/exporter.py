@@ -11,9 +11,10 @@ The SavedModel proto is written here, field by field (one ``MetaGraphDef``):
 - ``signature_def``: every signature with its method name and input/output
   ``TensorInfo`` (name, dtype, shape; ``coo_sparse`` for sparse tensors),
   pointing at the tensors that survived the transforms;
-- the init op, written both ways TensorFlow reads it: the
-  ``__saved_model_init_op`` signature (what TF2 writes and reads first) and
-  the ``saved_model_main_op`` collection (TF1 loaders, TF Serving);
+- the init op as the ``saved_model_main_op`` collection, as TF1's
+  ``SavedModelBuilder`` writes its ``main_op``: TF Serving's C++ loader, the
+  TF1 loader and ``tf.saved_model.load`` all run it after restoring, and no
+  ``__saved_model_init_op`` signature shows up beside the model's own;
 - ``asset_file_def`` for every asset path tensor (a ``Placeholder`` path
   becomes a ``Const`` holding the file name, as TF1 writes it); the files
   are copied to ``assets/`` (``assets.extra/`` of the source is copied too);
@@ -38,7 +39,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,20 +82,61 @@ _COO_FIELDS = {
 
 
 # --------------------------------------------------------------------------- public API
-def export(model: Model, out: str | os.PathLike[str], *, force: bool = False) -> Path:
+def export(model: Model, out: str | os.PathLike[str], *, force: bool = False,
+           history: Sequence[Any] | None = None, allow_no_signatures: bool = True) -> Path:
     """Write ``model`` to ``out`` and return the path written.
 
     ``out`` ending in ``.pb`` / ``.pbtxt`` gives a frozen ``GraphDef`` (binary
     or text) with a sidecar ``<out>.signatures.json``; anything else gives a
     SavedModel directory. An existing ``out`` is refused (:class:`ExportError`)
     unless ``force``. ``out`` may not be the model's source nor lie inside it.
+
+    Before anything is written every node of the graph and of its functions is
+    checked against its ``OpDef`` (:mod:`graphxform.validate`); a node
+    TensorFlow's C++ loader would refuse raises :class:`ExportError` naming it
+    and, from ``history`` (the ``applied`` rewrites of a
+    :class:`~graphxform.runner.RunReport`), the rule that made it.
+    ``allow_no_signatures=False`` refuses a SavedModel without signatures (a
+    servable nothing can call).
     """
     out_path = Path(out).expanduser()
     check_target(model, out_path, force)
+    if not allow_no_signatures and out_path.suffix not in GRAPH_DEF_SUFFIXES and not user_signatures(model):
+        raise ExportError(no_signature_message(model, out_path))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if out_path.suffix in GRAPH_DEF_SUFFIXES:
-        return _export_graph_def_file(model, out_path)
-    return _export_saved_model_dir(model, out_path)
+        return _export_graph_def_file(model, out_path, history)
+    return _export_saved_model_dir(model, out_path, history)
+
+
+def user_signatures(model: Model) -> list[str]:
+    """The model's signature keys, without the init op's."""
+    return [k for k in model.signatures if k != INIT_OP_SIGNATURE_KEY]
+
+
+def no_signature_message(model: Model, out: Path) -> str:
+    """Why a SavedModel without signatures is refused, with the candidate inputs/outputs ``inspect`` finds."""
+    from graphxform.inspect import candidate_inputs, candidate_outputs
+
+    ins = [c["name"] for c in candidate_inputs(model.graph)][:6]
+    outs = [c["name"] for c in candidate_outputs(model.graph)][:6]
+    hint = (f"; candidate inputs: {', '.join(ins) or 'none found'}; candidate outputs: "
+            f"{', '.join(outs) or 'none found'}")
+    return (f"{out}: the SavedModel would have no signatures, so no server could call it (the input "
+            f"{model.source or 'model'} names no inputs/outputs); name them with --input-names/--output-names "
+            f"(graphxform.load(path, inputs=..., outputs=...)), or pass --allow-no-signatures to write it anyway"
+            + hint)
+
+
+def check_nodes(writer: GraphWriter, where: Path, history: Sequence[Any] | None = None) -> None:
+    """Raise :class:`ExportError` when a node to be written breaks its ``OpDef`` (see :mod:`graphxform.validate`)."""
+    from graphxform.validate import describe, validate_nodes
+
+    violations = validate_nodes(writer.nodes.values(), writer.library)
+    if violations:
+        raise ExportError(
+            f"{where}: not written: {len(violations)} node{'s' if len(violations) > 1 else ''} TensorFlow's C++ "
+            f"loader (TF Serving's) would refuse: {describe(violations, history)}")
 
 
 def build_saved_model(model: Model) -> saved_model_pb2.SavedModel:
@@ -311,8 +353,9 @@ class _SavedModelBuilder:
             mg.graph_def.CopyFrom(self.graph.to_graph_def())
         _fill_meta_info(mg.meta_info_def, self.graph.op_names(), model.tags or ["serve"])
         if init:
-            init_sig = mg.signature_def[INIT_OP_SIGNATURE_KEY]
-            init_sig.outputs[INIT_OP_SIGNATURE_KEY].name = init
+            # As TF1's SavedModelBuilder writes its main_op: a collection, which TF Serving's C++ loader, the TF1
+            # loader and tf.saved_model.load all run (loader_impl.get_init_op, loader.cc GetInitOp). Not the
+            # __saved_model_init_op signature as well: tf.saved_model.load would list it among .signatures.
             mg.collection_def[MAIN_OP_COLLECTION].node_list.value.append(init)
         tables = [parse_input(t)[0] for t in model.table_initializers]
         tables = [t for t in dict.fromkeys(tables) if t in self.node_names]
@@ -595,6 +638,20 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process's umask (read without changing it where the kernel tells it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _write_bytes(path: Path, data: bytes | Iterable[bytes]) -> None:
     """Write ``data`` (bytes, or chunks of them) to ``path`` and fsync it."""
     with open(path, "wb") as f:
@@ -626,9 +683,10 @@ def _checkpoint_files(prefix: Path) -> list[Path]:
     return [index, *data]
 
 
-def _write_saved_model_into(model: Model, tmp: Path) -> None:
+def _write_saved_model_into(model: Model, tmp: Path, out: Path, history: Sequence[Any] | None = None) -> None:
     builder = _SavedModelBuilder(model)
     sm, assets = builder.build(with_graph=False)
+    check_nodes(builder.graph, out, history)
     (tmp / "variables").mkdir()
     if model.variables is not None:
         prefix = Path(model.variables.checkpoint_prefix)
@@ -683,10 +741,11 @@ def _write_fingerprint(export_dir: Path) -> None:
     _write_bytes(export_dir / "fingerprint.pb", data)
 
 
-def _export_saved_model_dir(model: Model, out: Path) -> Path:
+def _export_saved_model_dir(model: Model, out: Path, history: Sequence[Any] | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(out, "tmp"), dir=out.parent))
     try:
-        _write_saved_model_into(model, tmp)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700: the output is for servers running as others
+        _write_saved_model_into(model, tmp, out, history)
         _move_into_place(tmp, out)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -756,14 +815,18 @@ def signatures_json(model: Model) -> dict[str, Any]:
         "signatures": sigs,
         "init_op": model.init_op,
         "table_initializers": list(model.table_initializers),
-        "assets": [{"filename": a.filename, "tensor": a.tensor_name} for a in model.assets],
+        # "source": the file the model read the asset from (a GraphDef file has no assets/ directory); runners of
+        # the .pb feed it to the asset's path tensor before running the init op.
+        "assets": [{"filename": a.filename, "tensor": a.tensor_name, "source": str(Path(a.source_path).resolve())}
+                   for a in model.assets],
     }
 
 
-def _export_graph_def_file(model: Model, out: Path) -> Path:
+def _export_graph_def_file(model: Model, out: Path, history: Sequence[Any] | None = None) -> Path:
     from google.protobuf import text_format
 
     graph = GraphWriter(model.graph)
+    check_nodes(graph, out, history)
     check_proto_size(graph, out, "GraphDef")
     data: bytes | Iterator[bytes]
     if out.suffix == ".pbtxt":
@@ -782,6 +845,7 @@ def _export_graph_def_file(model: Model, out: Path) -> Path:
         fd, tmp_name = tempfile.mkstemp(prefix=_tmp_prefix(out, "tmp"), dir=out.parent)
         os.close(fd)
         tmp_files.append(Path(tmp_name))
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes it 0600
         _write_bytes(Path(tmp_name), data)
         side_tmp = None
         if model.signatures:
@@ -789,6 +853,7 @@ def _export_graph_def_file(model: Model, out: Path) -> Path:
             os.close(fd)
             side_tmp = Path(side_name)
             tmp_files.append(side_tmp)
+            os.chmod(side_tmp, 0o666 & ~_umask())
             _write_bytes(side_tmp, (json.dumps(signatures_json(model), indent=2) + "\n").encode())
         os.replace(tmp_name, out)
         tmp_files.remove(Path(tmp_name))

@@ -39,7 +39,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saver_pb2
 from graphxform.errors import GraphError, GraphxformError, ModelLoadError
 from graphxform.graph import Graph, input_string, parse_input
 from graphxform.model import Model
-from graphxform.opdefs import op_def
+from graphxform.opdefs import attr_int, attr_type, op_def
 from graphxform.tf2_flatten import prune_library
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class _Values:
 
 
 def _var_dtype(node: node_def_pb2.NodeDef) -> int:
-    return int(node.attr["dtype"].type)
+    return attr_type(node, "dtype")
 
 
 def _assigns(graph: Graph, var: str) -> list[node_def_pb2.NodeDef]:
@@ -340,13 +340,37 @@ class _Library:
             arg.type = dtype
             arg.ClearField("handle_data")
             handles[arg.name] = dtype
-            if idx in f.arg_attr:
-                for k in [k for k in f.arg_attr[idx].attr if k.startswith(("_handle", "_output_shapes"))]:
-                    del f.arg_attr[idx].attr[k]
+        _drop_handle_annotations(f, args)
         _devar_body(f, handles, self, passthrough_ok=passthrough_ok)
         self.funcs[name] = f
         self.library.function.append(f)
         return name
+
+
+def _drop_handle_annotations(f: function_pb2.FunctionDef, args: Iterable[int]) -> None:
+    """Forget what ``f`` says about arguments ``args`` as resource handles: they carry values now.
+
+    A handle is a scalar; the value it stood for is not. ``tf.saved_model.load``
+    builds each function's placeholders from its ``_input_shapes`` attr and
+    the arguments' ``_output_shapes``, so a stale scalar shape fails shape
+    inference in the body ("Shape must be rank 2 but is rank 0"). The entries
+    become unknown shapes; ``_handle_dtypes``/``_handle_shapes`` and the
+    resource-aliasing ids (``resource_arg_unique_id``) go.
+    """
+    args = list(args)
+    if "_input_shapes" in f.attr:
+        shapes = f.attr["_input_shapes"].list.shape
+        for idx in args:
+            if idx < len(shapes):
+                shapes[idx].Clear()
+                shapes[idx].unknown_rank = True
+    for idx in args:
+        if idx in f.arg_attr:
+            attrs = f.arg_attr[idx].attr
+            for k in [k for k in attrs if k.startswith(("_handle", "_output_shapes", "_read_only"))]:
+                del attrs[k]
+        if idx in f.resource_arg_unique_id:
+            del f.resource_arg_unique_id[idx]
 
 
 def _devar_body(f: function_pb2.FunctionDef, handles: dict[str, int], lib: _Library, *, passthrough_ok: bool) -> None:
@@ -379,7 +403,7 @@ def _devar_body(f: function_pb2.FunctionDef, handles: dict[str, int], lib: _Libr
                 del node.attr["dtype"]
                 node.attr["T"].type = dtype
                 renamed[f"{node.name}:value:0"] = f"{node.name}:output:0"
-            elif op == "Identity" and node.attr["T"].type == types_pb2.DT_RESOURCE:
+            elif op == "Identity" and attr_type(node, "T") == types_pb2.DT_RESOURCE:
                 node.attr["T"].type = dtype
                 if "_output_shapes" in node.attr:
                     del node.attr["_output_shapes"]
@@ -442,7 +466,7 @@ def _gather_to_value(
         del node.attr["dtype"]
         node.attr["Tparams"].type = dtype
         return None
-    batch_dims = int(node.attr["batch_dims"].i) if "batch_dims" in node.attr else 0
+    batch_dims = attr_int(node, "batch_dims")
     node.op = "GatherV2"
     for a in ("dtype", "validate_indices"):
         if a in node.attr:
@@ -499,6 +523,12 @@ def _specialise_call(node: node_def_pb2.NodeDef, input_idxs: list[int], dtype: i
                     if i < len(shapes):
                         shapes[i].Clear()
                         shapes[i].unknown_rank = True
+    if "_input_shapes" in node.attr:  # (per input, as on the function: the handles' scalar shapes are stale)
+        shapes = node.attr["_input_shapes"].list.shape
+        for i in input_idxs:
+            if i < len(shapes):
+                shapes[i].Clear()
+                shapes[i].unknown_rank = True
     if "_read_only_resource_inputs" in node.attr:
         ro = [i for i in node.attr["_read_only_resource_inputs"].list.i if i not in input_idxs]
         node.attr["_read_only_resource_inputs"].list.ClearField("i")
@@ -596,7 +626,7 @@ class _Freezer:
                 node.op = "Identity"
                 del node.attr["dtype"]
                 node.attr["T"].type = dtype
-            elif op == "Identity" and node.attr["T"].type == types_pb2.DT_RESOURCE:
+            elif op == "Identity" and attr_type(node, "T") == types_pb2.DT_RESOURCE:
                 node.attr["T"].type = dtype
                 if "_output_shapes" in node.attr:
                     del node.attr["_output_shapes"]
@@ -604,7 +634,7 @@ class _Freezer:
             elif op in ("ResourceGather", "ResourceGatherNd") and idx == 0:
                 axis = _gather_to_value(node, dtype, lambda base: g.unique_name(base), None)
                 if axis:
-                    g.add_node(_axis_const(axis, int(node.attr["batch_dims"].i)))
+                    g.add_node(_axis_const(axis, attr_int(node, "batch_dims")))
             elif op == "VariableShape":
                 node.op = "Shape"
                 del node.attr["dtype"]
@@ -627,7 +657,7 @@ class _Freezer:
             var = by_name[name]
             g.update_node(_value_node(var, value))
             if var.op in RESOURCE_VARIABLE_OPS:
-                self.rewrite_consumers(f"{name}:0", f"{name}:0", int(g.node(name).attr["dtype"].type))
+                self.rewrite_consumers(f"{name}:0", f"{name}:0", attr_type(g.node(name), "dtype"))
             else:
                 for dst, idx in g.consumers(f"{name}:0"):
                     if is_mutating_op(g.node(dst).op):

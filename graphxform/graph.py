@@ -613,6 +613,8 @@ class Graph:
         node = self.node(name)
         if node.op != "Const":
             raise GraphError(f"node {name!r} is a {node.op}, not a Const")
+        if "value" not in node.attr:  # (indexing a proto map would insert the key)
+            raise GraphError(f"Const {name!r} has no value attr; the graph is corrupt")
         return tensor_proto_to_array(node.attr["value"].tensor)
 
     def is_const(self, tensor_or_node: str) -> bool:

@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tensorflow.core.framework import attr_value_pb2, node_def_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import attr_value_pb2, node_def_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
 from graphxform.errors import GraphError, ModelLoadError
 from graphxform.graph import Graph, parse_input
 from graphxform.model import Model, TensorSpec
+from graphxform.opdefs import attr_str, attr_type
+from graphxform.opdefs import attr_value as node_attr_value
 
 log = logging.getLogger(__name__)
 
@@ -241,8 +243,9 @@ def signatures_summary(model: Model, file_meta_graph: Any | None = None) -> list
 
 
 def _const_record(node: node_def_pb2.NodeDef) -> dict[str, Any]:
-    tensor = node.attr["value"].tensor
-    dtype = node.attr["dtype"].type if "dtype" in node.attr else tensor.dtype
+    value = node_attr_value(node, "value")
+    tensor = value.tensor if value is not None else tensor_pb2.TensorProto()
+    dtype = attr_type(node, "dtype", tensor.dtype)
     shape = shape_list(tensor.tensor_shape) or []
     count = _count(shape)
     size = _itemsize(dtype)
@@ -258,11 +261,11 @@ def _variable_records(graph: Graph) -> list[dict[str, Any]]:
     seen: set[tuple[str, str]] = set()
     out = []
     for node in graph.nodes_by_op(*VARIABLE_OPS):
-        key = (node.attr["container"].s.decode(), node.attr["shared_name"].s.decode() or node.name)
+        key = (attr_str(node, "container"), attr_str(node, "shared_name") or node.name)
         if key in seen:  # several handles to one variable
             continue
         seen.add(key)
-        dtype = node.attr["dtype"].type
+        dtype = attr_type(node, "dtype")
         shape = shape_list(node.attr["shape"].shape) if "shape" in node.attr else None
         count = _count(shape)
         size = _itemsize(dtype)
@@ -378,9 +381,9 @@ def tables_summary(model: Model) -> list[dict[str, Any]]:
             if n.op in TABLE_OPS:
                 tables[n.name] = {
                     "name": n.name, "op": n.op, "where": where,
-                    "key_dtype": dtype_name(n.attr["key_dtype"].type),
-                    "value_dtype": dtype_name(n.attr["value_dtype"].type),
-                    "shared_name": n.attr["shared_name"].s.decode(errors="replace"),
+                    "key_dtype": dtype_name(attr_type(n, "key_dtype")),
+                    "value_dtype": dtype_name(attr_type(n, "value_dtype")),
+                    "shared_name": attr_str(n, "shared_name"),
                     "initializers": [],
                 }
                 obj = model.objects.object_of(n.name) if model.objects is not None and where == "graph" else None
@@ -403,7 +406,7 @@ def tables_summary(model: Model) -> list[dict[str, Any]]:
                             break
                 if src is not None and src.name in asset_by_node:
                     init["asset"] = asset_by_node[src.name]
-                if src is not None and src.op == "Const":
+                if src is not None and src.op == "Const" and "value" in src.attr:
                     vals = src.attr["value"].tensor.string_val
                     if vals:
                         init["filename"] = _decode(vals[0], 200)
@@ -414,7 +417,7 @@ def tables_summary(model: Model) -> list[dict[str, Any]]:
                         init[a] = int(n.attr[a].i)
             elif n.op.startswith("LookupTableImport") or n.op.startswith("InitializeTable"):
                 keys = _trace(nodes, n.input[1]) if len(n.input) > 1 else None
-                if keys is not None and keys.op == "Const":
+                if keys is not None and keys.op == "Const" and "value" in keys.attr:
                     shape = shape_list(keys.attr["value"].tensor.tensor_shape) or []
                     init["size"] = _count(shape)
             table = _trace(nodes, n.input[0])
@@ -446,7 +449,7 @@ def candidate_inputs(graph: Graph) -> list[dict[str, Any]]:
     out = []
     for n in graph.nodes_by_op("Placeholder", "PlaceholderWithDefault"):
         shape = shape_list(n.attr["shape"].shape) if "shape" in n.attr else None
-        d = {"name": n.name, "op": n.op, "dtype": dtype_name(n.attr["dtype"].type), "shape": shape,
+        d = {"name": n.name, "op": n.op, "dtype": dtype_name(attr_type(n, "dtype")), "shape": shape,
              "shape_str": shape_str(shape)}
         out.append(d)
     return sorted(out, key=lambda d: d["name"])

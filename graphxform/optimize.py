@@ -14,11 +14,17 @@ Steps (each reported to ``progress``):
    ``quantize_weights(dtype=…)`` unless ``quantize="none"`` — or the rules
    given in ``transforms`` (GTT syntax accepted), which replace the default
    list entirely (quantization included);
-5. **export** to ``out`` atomically (:func:`graphxform.exporter.export`);
-6. **verify**: the input and the output are loaded by TensorFlow's own
-   SavedModel loader and run on the same inputs. A float pipeline must stay
-   within ``rtol``/``atol``; a quantized one is only checked for clearly broken
-   outputs, and its differences and class agreement are reported.
+5. **export** to ``out`` atomically (:func:`graphxform.exporter.export`), every
+   node checked against its ``OpDef`` first (a SavedModel without signatures
+   is refused unless ``allow_no_signatures``);
+6. **verify**: the input runs in TensorFlow's TF1 SavedModel loader, the
+   output is loaded by each of TensorFlow's loaders (TF Serving's C++
+   ``LoadSavedModel``, ``tf.saved_model.load``, the TF1 loader; see
+   :mod:`graphxform.consumers`), and every signature runs through each on the
+   same inputs. A loader refusing the output fails the verification. A float
+   pipeline must stay within ``rtol``/``atol``; a quantized one is only checked
+   for clearly broken outputs, and its differences and class agreement are
+   reported.
 
 A failed verification does not delete the output: the report says
 ``ok=False`` (the CLI prints it and exits 1), so the numbers can be inspected.
@@ -34,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from graphxform.errors import GraphxformError, RuleError, VerificationError
+from graphxform.errors import ExportError, GraphxformError, RuleError, VerificationError
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphxform.model import Model
@@ -150,8 +156,10 @@ def build_rules(transforms: str | list[str] | None, quantize: str = "int8") -> l
     return build_pipeline(transforms)
 
 
-def _run_rules(model: Model, rules: list[Rule], progress: ProgressFn) -> tuple[dict[str, RuleStats], int]:
-    """Run ``rules`` with the engine (fixpoint; quantization in a final stage); per-rule stats and rounds."""
+def _run_rules(model: Model, rules: list[Rule], progress: ProgressFn) -> tuple[dict[str, RuleStats], int, Any]:
+    """Run ``rules`` with the engine (fixpoint; quantization in a final stage); per-rule stats, rounds and the
+    engine's :class:`~graphxform.runner.RunReport` (every applied rewrite: the exporter names the rule that made
+    a node TensorFlow would refuse)."""
     from graphxform.runner import run_pipeline
 
     def on_rule(name: str, status: str, info: dict[str, Any]) -> None:
@@ -164,7 +172,7 @@ def _run_rules(model: Model, rules: list[Rule], progress: ProgressFn) -> tuple[d
         stats[name] = RuleStats(count=rep.counts.get(name, 0), seconds=rep.seconds.get(name, 0.0),
                                 added=st.added if st else 0, removed=st.removed if st else 0)
         progress(f"rule:{name}", "summary", {"count": stats[name].count, "seconds": stats[name].seconds})
-    return stats, rep.rounds
+    return stats, rep.rounds, rep
 
 
 # --------------------------------------------------------------------------- the job
@@ -187,19 +195,24 @@ def optimize(
     progress: ProgressFn | None = None,
     graph_inputs: list[str] | str | None = None,
     graph_outputs: list[str] | str | None = None,
+    allow_no_signatures: bool = False,
+    loaders: list[str] | None = None,
 ) -> OptimizeReport:
     """Optimize the model at ``in_path`` into a servable at ``out_path``; see the module docstring.
 
     ``graph_inputs``/``graph_outputs`` name the input and output tensors of a
-    frozen ``.pb``/``.pbtxt`` input (its ``serving_default`` signature); a
-    model without signatures is transformed and written but not verified.
+    frozen ``.pb``/``.pbtxt`` input (its ``serving_default`` signature). A
+    SavedModel output without signatures is refused (:class:`ExportError`,
+    naming the candidate inputs/outputs) unless ``allow_no_signatures``; then
+    it is written but not verified. ``loaders`` picks which of TensorFlow's
+    loaders verify the output (default: all, see :mod:`graphxform.consumers`).
 
     Raises :class:`~graphxform.errors.GraphxformError` on load/transform/export
     failures (nothing is written then). A failed verification is reported in
     the returned report (``report.ok`` is False), not raised.
     """
     from graphxform import load
-    from graphxform.exporter import check_target, dir_size, export
+    from graphxform.exporter import GRAPH_DEF_SUFFIXES, check_target, dir_size, export, no_signature_message
 
     prog = progress or _quiet_progress
     tag_list = [t for t in tags.split(",") if t] if isinstance(tags, str) else (list(tags) if tags else None)
@@ -224,6 +237,8 @@ def optimize(
         timer.info.update(nodes=report.nodes_loaded, signatures=report.signatures)
     # Refuse a bad OUT before spending time on transforms (export checks again when it writes).
     check_target(model, Path(out_path), force)
+    if not report.signatures and not allow_no_signatures and Path(out_path).suffix not in GRAPH_DEF_SUFFIXES:
+        raise ExportError(no_signature_message(model, Path(out_path)))
     report.size_before = dir_size(in_path)
 
     feeds: dict[str, dict[str, Any]] | None = None
@@ -246,7 +261,7 @@ def optimize(
     report.ops_before = dict(Counter(n.op for n in model.graph))
 
     with timer("transform"):
-        report.rules, report.rounds = _run_rules(model, rules, prog)
+        report.rules, report.rounds, run = _run_rules(model, rules, prog)
         problems = model.graph.lint()
         if problems:
             raise RuleError("the transformed graph is invalid: " + "; ".join(problems[:5]))
@@ -255,22 +270,20 @@ def optimize(
     report.ops_after = dict(Counter(n.op for n in model.graph))
 
     with timer("export"):
-        export(model, out_path, force=force)
+        export(model, out_path, force=force, history=run.applied)
         report.size_after = dir_size(out_path)
         timer.info.update(bytes=report.size_after)
 
     if verify:
-        from graphxform.exporter import GRAPH_DEF_SUFFIXES
         from graphxform.verify import verify as _verify
 
-        # A GraphDef file keeps no signatures: check the transformed model itself then; likewise a GraphDef
+        # OUT is loaded by each of TensorFlow's loaders (a GraphDef file with its signatures sidecar); a GraphDef
         # input is run as loaded with its names (TensorFlow's SavedModel loader runs SavedModel directories).
-        candidate: Any = model if Path(out_path).suffix in GRAPH_DEF_SUFFIXES else out_path
         reference: Any = in_path if model.format == "saved_model" else load_input()
         with timer("verify"):
             try:
-                report.verification = _verify(reference, candidate, inputs=feeds, rtol=rtol, atol=atol,
-                                              lossy=report.lossy, tags=tag_list)
+                report.verification = _verify(reference, out_path, inputs=feeds, rtol=rtol, atol=atol,
+                                              lossy=report.lossy, tags=tag_list, loaders=loaders)
             except GraphxformError as exc:
                 if isinstance(exc, VerificationError):
                     raise

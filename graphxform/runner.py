@@ -569,6 +569,13 @@ class _Engine:
                     f"rule {rule.name!r}{f' at node {anchor!r}' if anchor else ''} left the graph broken: "
                     + "; ".join(problems[:5])
                 )
+            from graphxform.validate import validate_nodes
+
+            bad = validate_nodes(n for n in (get(x) for x in (*changed, *(matched or ()))) if n is not None)
+            if bad:
+                raise RuleError(
+                    f"rule {rule.name!r}{f' at node {anchor!r}' if anchor else ''} left nodes TensorFlow's C++ "
+                    "loader would refuse: " + "; ".join(map(str, bad[:5])))
         if self.max_steps is not None and self.steps > self.max_steps:
             raise FixpointError(self._step_limit_message())
         self._check_window()
@@ -711,8 +718,9 @@ def run_pipeline(
     """Run ``rules`` on ``graph`` (in place) to a fixpoint; see the module docstring.
 
     ``max_steps``: rewrites allowed before :class:`FixpointError` (default
-    ``10 * len(graph) + 1000``). ``debug``: lint after every rewrite and run a
-    confirmation full pass at the end. ``trace``: write every applied rewrite
+    ``10 * len(graph) + 1000``). ``debug``: lint after every rewrite, check the
+    nodes it changed or matched against their ``OpDef`` (:mod:`graphxform.validate`),
+    and run a confirmation full pass at the end. ``trace``: write every applied rewrite
     as JSON lines there (also when the run fails). ``progress(rule, status,
     info)`` is called before and after each rule's turn. ``confirm``: end with
     a full pass of every rule (default: ``debug``). ``max_rounds`` is accepted

@@ -31,6 +31,7 @@ import numpy as np
 from tensorflow.core.framework import types_pb2
 
 from graphxform.graph import parse_input
+from graphxform.opdefs import attr_int, attr_list, attr_str
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphxform.graph import Graph
@@ -149,13 +150,13 @@ def parse_features(graph: Graph, node: Any) -> tuple[list[FeatureSpec], dict[str
         ragged_keys = _strings(_const(graph, data[4]))
         ragged_types = _list_types(node, "ragged_value_types")
     elif node.op == "ParseExample":
-        ns, nd = int(node.attr["Nsparse"].i), int(node.attr["Ndense"].i)
+        ns, nd = attr_int(node, "Nsparse"), attr_int(node, "Ndense")
         sparse_keys = [s for t in data[2:2 + ns] for s in _strings(_const(graph, t))]
         dense_keys = [s for t in data[2 + ns:2 + ns + nd] for s in _strings(_const(graph, t))]
         ragged_keys, ragged_types = [], []
     else:  # ParseSingleExample
-        sparse_keys = [s.decode() for s in node.attr["sparse_keys"].list.s]
-        dense_keys = [s.decode() for s in node.attr["dense_keys"].list.s]
+        sparse_keys = [s.decode() for s in getattr(attr_list(node, "sparse_keys"), "s", [])]
+        dense_keys = [s.decode() for s in getattr(attr_list(node, "dense_keys"), "s", [])]
         ragged_keys, ragged_types = [], []
     ns, nd = len(sparse_keys), len(dense_keys)
     for i, key in enumerate(sparse_keys):
@@ -225,8 +226,7 @@ def table_keys(model: Model, table_node: str) -> list[Any]:
             if path is None:
                 continue
             keys.extend(_read_vocab_file(
-                path, int(node.attr["key_index"].i), node.attr["delimiter"].s.decode() if "delimiter" in node.attr
-                else "\t", int(node.attr["vocab_size"].i) if "vocab_size" in node.attr else -1))
+                path, attr_int(node, "key_index"), attr_str(node, "delimiter", "\t"), attr_int(node, "vocab_size", -1)))
         else:
             value = _const(graph, data[1])
             if value is not None:

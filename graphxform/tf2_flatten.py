@@ -29,7 +29,7 @@ from tensorflow.core.framework import attr_value_pb2, function_pb2, graph_pb2, n
 
 from graphxform.errors import GraphError
 from graphxform.graph import input_string, parse_input
-from graphxform.opdefs import op_def
+from graphxform.opdefs import attr_int, attr_list, op_def
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +87,10 @@ def _output_offsets(node: node_def_pb2.NodeDef, lib: Mapping[str, function_pb2.F
     for arg in d.output_arg:
         offsets[arg.name] = pos
         if arg.number_attr:
-            pos += int(node.attr[arg.number_attr].i)
+            pos += attr_int(node, arg.number_attr)
         elif arg.type_list_attr:
-            pos += len(node.attr[arg.type_list_attr].list.type)
+            types = attr_list(node, arg.type_list_attr)
+            pos += len(types.type) if types is not None else 0
         else:
             pos += 1
     return offsets
@@ -100,10 +101,10 @@ def _arg_lengths(fdef: function_pb2.FunctionDef, call: node_def_pb2.NodeDef) -> 
     for arg in fdef.signature.input_arg:
         if arg.number_attr:
             lengths.append(int(fdef.attr[arg.number_attr].i) if arg.number_attr in fdef.attr
-                           else int(call.attr[arg.number_attr].i))
+                           else attr_int(call, arg.number_attr))
         elif arg.type_list_attr:
             src = fdef.attr if arg.type_list_attr in fdef.attr else call.attr
-            lengths.append(len(src[arg.type_list_attr].list.type))
+            lengths.append(len(src[arg.type_list_attr].list.type) if arg.type_list_attr in src else 0)
         else:
             lengths.append(1)
     return lengths
@@ -112,7 +113,7 @@ def _arg_lengths(fdef: function_pb2.FunctionDef, call: node_def_pb2.NodeDef) -> 
 def function_name(node: node_def_pb2.NodeDef, lib: Mapping[str, function_pb2.FunctionDef]) -> str | None:
     """Name of the function a call node calls (``f`` attr of call ops, or the op itself)."""
     if node.op in CALL_OPS:
-        return node.attr["f"].func.name
+        return node.attr["f"].func.name if "f" in node.attr else None
     if node.op in lib:
         return node.op
     return None

@@ -51,3 +51,30 @@ def test_c_loader_refuses_a_node_whose_attr_has_no_value(tmp_path):
     (out / "saved_model.pb").write_bytes(sm.SerializeToString())
     with pytest.raises(CLoaderError, match=rf"transpose_b.*{node.name}"):
         CSavedModelSession(out)
+
+
+def test_graph_def_session_runs_a_frozen_graph_with_scalars_strings_and_init_targets():
+    """TensorFlow's C++ session over a GraphDef (Session::Create): feeds keep their rank (a scalar stays one)."""
+    import tensorflow as tf
+
+    from graphxform.capi import CGraphDefSession, CLoaderError
+    from graphxform.tfrun import run_graph_def
+
+    g = tf.Graph()
+    with g.as_default():
+        flag = tf.compat.v1.placeholder(tf.bool, None, name="flag")
+        words = tf.compat.v1.placeholder(tf.string, [None], name="words")
+        table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(["a", "b"], [1, 2]), -1)
+        tf.identity(tf.shape(flag), name="flag_shape")
+        tf.identity(table.lookup(words), name="ids")
+        tf.compat.v1.tables_initializer(name="init_all_tables")
+    gd = g.as_graph_def()
+    feeds = {"flag:0": np.array(True), "words:0": np.array([b"b", b"zz", b"a"], dtype=object)}
+    with CGraphDefSession(gd.SerializeToString()) as s:
+        s.run({}, [], ["init_all_tables"])
+        shape, ids = s.run(feeds, ["flag_shape:0", "ids:0"])
+    want = run_graph_def(gd, feeds, ["flag_shape:0", "ids:0"], init_ops=["init_all_tables"])
+    assert shape.tolist() == [] == want[0].tolist()
+    np.testing.assert_array_equal(ids, want[1])
+    with CGraphDefSession(gd.SerializeToString()) as s, pytest.raises(CLoaderError, match="nope"):
+        s.run(feeds, ["nope:0"])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -157,16 +158,15 @@ def test_frozen_export_layout_and_proto(frozen_export):
     assert list(mg.meta_info_def.tags) == ["serve"]
     assert not mg.HasField("saver_def")
     assert {op.name for op in mg.meta_info_def.stripped_op_list.op} >= {"MatMul", "HashTableV2", "Const"}
-    assert set(mg.signature_def) == {"serving_default", "classify", "__saved_model_init_op"}
+    assert set(mg.signature_def) == {"serving_default", "classify"}  # the init op is no signature
     sd = mg.signature_def["serving_default"]
     assert sd.method_name == METHOD_PREDICT
     assert mg.signature_def["classify"].method_name == METHOD_CLASSIFY
     assert sd.inputs["word"].dtype == types_pb2.DT_STRING and sd.inputs["word"].name == "word:0"
     assert [d.size for d in sd.inputs["x"].tensor_shape.dim] == [-1, 3]
     assert sd.outputs["ids"].dtype == types_pb2.DT_INT64
-    # One init op, written both ways, running the table initializer.
-    init = mg.signature_def["__saved_model_init_op"].outputs["__saved_model_init_op"].name
-    assert list(mg.collection_def["saved_model_main_op"].node_list.value) == [init]
+    # One init op, in the main-op collection (as TF1's builder writes main_op), running the table initializer.
+    (init,) = mg.collection_def["saved_model_main_op"].node_list.value
     nodes_by_name = {n.name: n for n in mg.graph_def.node}
     assert nodes_by_name[init].op == "NoOp"
     assert init == "init_all_tables"  # already a NoOp grouping the table initializers: reused, not wrapped
@@ -205,6 +205,45 @@ def test_frozen_export_runs_in_tf2_and_tf1_loaders(frozen_export):
     np.testing.assert_allclose(got1["y"], want["y"], rtol=1e-6)
     np.testing.assert_array_equal(got1["ids"], want["ids"])
     np.testing.assert_allclose(tf1_run(out, "classify", FEEDS)["scores"], want["y"], rtol=1e-6)
+
+
+def test_init_op_runs_in_every_loader_and_is_no_signature(frozen_export):
+    """The table initializer (fed from the asset) runs in TF Serving's C++ loader, tf.saved_model.load and the
+    TF1 loader, and no loader lists ``__saved_model_init_op`` beside the model's own signatures."""
+    import tensorflow as tf
+
+    from graphxform.capi import CSavedModelSession
+
+    _, out, _, _ = frozen_export
+    want = expected_outputs()["ids"]  # a wrong or missing table init gives other ids
+    assert sorted(tf.saved_model.load(str(out)).signatures.keys()) == ["classify", "serving_default"]
+    with CSavedModelSession(out) as s:
+        assert sorted(s.meta_graph.signature_def) == ["classify", "serving_default"]
+        sd = s.meta_graph.signature_def["serving_default"]
+        (ids,) = s.run({sd.inputs[k].name: (v, sd.inputs[k].dtype) for k, v in FEEDS.items()}, [sd.outputs["ids"].name])
+    np.testing.assert_array_equal(ids, want)
+    np.testing.assert_array_equal(tf2_run(out, "serving_default", FEEDS)["ids"], want)
+    np.testing.assert_array_equal(tf1_run(out, "serving_default", FEEDS)["ids"], want)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["022", "027"])
+def test_outputs_follow_the_umask(tmp_path, umask):
+    """Files 0666 & ~umask, directories 0777 & ~umask — what any tool writes (not mkdtemp's 0700/mkstemp's 0600)."""
+    import stat
+
+    model = make_model(tmp_path / "src")
+    old = os.umask(umask)
+    try:
+        out = exporter.export(model, tmp_path / "sm")
+        pb = exporter.export(model, tmp_path / "g.pb")
+        exporter.export(model, tmp_path / "sm", force=True)  # a replaced output too
+    finally:
+        os.umask(old)
+    paths = [out, *out.rglob("*"), pb, tmp_path / "g.pb.signatures.json"]
+    for p in paths:
+        want = (0o777 if p.is_dir() else 0o666) & ~umask
+        assert stat.S_IMODE(p.stat().st_mode) == want, (p, oct(p.stat().st_mode), oct(want))
+    assert {stat.S_IMODE(p.stat().st_mode) for p in paths} == {0o777 & ~umask, 0o666 & ~umask}
 
 
 def test_saved_model_cli_runs_export(frozen_export, tmp_path):
@@ -248,7 +287,7 @@ def test_init_noop_groups_table_initializers_when_no_init_op(tmp_path):
     nodes = len(model.graph)
     out = exporter.export(model, tmp_path / "out")
     mg = read_proto(out).meta_graphs[0]
-    init = mg.signature_def["__saved_model_init_op"].outputs["__saved_model_init_op"].name
+    (init,) = mg.collection_def["saved_model_main_op"].node_list.value
     node = {n.name: n for n in mg.graph_def.node}[init]
     assert init == exporter.INIT_NOOP_NAME and node.op == "NoOp"
     assert sorted(node.input) == sorted("^" + t for t in model.table_initializers)

@@ -216,6 +216,20 @@ def test_cli_exit_1_when_float_pipeline_is_beyond_tolerance(tmp_path, capsys):
     assert "was written" in stderr and (out / "saved_model.pb").is_file()
 
 
+def test_cli_refuses_a_servable_without_signatures_unless_asked(tmp_path, capsys):
+    pb = FIXTURES / "tf1_frozen_bn.pb"
+    code, _, err = _main(["optimize", str(pb), str(tmp_path / "none")], capsys)
+    assert code == 2 and not (tmp_path / "none").exists()
+    assert "would have no signatures" in err and "candidate inputs: input; candidate outputs: output" in err
+    code, out, err = _main(["optimize", str(pb), str(tmp_path / "bare"), "--allow-no-signatures", "--json"], capsys)
+    assert code == 0 and json.loads(out)["notes"] == ["the input has no signatures"]
+    assert (tmp_path / "bare" / "saved_model.pb").is_file()
+    code, _, err = _main(["transform", str(pb), str(tmp_path / "t"), "-t", "remove_identity"], capsys)
+    assert code == 2 and "--inputs/--outputs" in err and not (tmp_path / "t").exists()
+    code, _, _ = _main(["transform", str(pb), str(tmp_path / "t.pb"), "-t", "remove_identity"], capsys)
+    assert code == 0  # a GraphDef file holds no signatures anyway
+
+
 def test_cli_optimize_subprocess(tmp_path):
     out = tmp_path / "dnn_opt"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -246,5 +260,11 @@ def test_frozen_graph_def_input_with_names(tmp_path):
     gd = graph_pb2.GraphDef()
     gd.ParseFromString(pb.read_bytes())
     np.testing.assert_allclose(got, run(gd, {"input:0": x}, ["output:0"])[0], rtol=1e-4, atol=1e-5)
-    bare = optimize(pb, tmp_path / "bare", quantize="none")
+    # Without names: no signature, so no SavedModel (nothing could call it) unless asked for explicitly.
+    with pytest.raises(ExportError, match=r"no signatures.*--allow-no-signatures.*candidate inputs: input; "
+                                          r"candidate outputs: output"):
+        optimize(pb, tmp_path / "refused", quantize="none")
+    assert not (tmp_path / "refused").exists()
+    bare = optimize(pb, tmp_path / "bare", quantize="none", allow_no_signatures=True)
     assert bare.verification is None and bare.notes == ["the input has no signatures"]
+    assert (tmp_path / "bare" / "saved_model.pb").is_file()

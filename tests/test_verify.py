@@ -266,3 +266,118 @@ def test_verify_refuses_a_reference_without_signatures():
     model = graphxform.load(pb, inputs=["input"], outputs=["output"])
     report = verify(model, model, inputs=SAMPLES / "tf1_frozen_bn.npz")  # tensor-name keys ("input:0")
     assert report.ok and report.batch == {"serving_default": 8} and report.max_abs_diff == 0
+
+
+# --------------------------------------------------------------------------- every loader of TensorFlow
+def _patched_copy(src, dst, patch):
+    """A copy of SavedModel ``src`` whose ``saved_model.pb`` went through ``patch(meta_graph)``."""
+    import shutil
+
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    shutil.copytree(src, dst)
+    sm = saved_model_pb2.SavedModel.FromString((dst / "saved_model.pb").read_bytes())
+    patch(sm.meta_graphs[0])
+    (dst / "saved_model.pb").write_bytes(sm.SerializeToString())
+    return dst
+
+
+def test_verify_runs_every_signature_through_every_loader(dnn_copy):
+    report = verify(FIXTURES / "estimator_dnn", dnn_copy, inputs=SAMPLES / "estimator_dnn.npz")
+    assert report.ok
+    assert [(r.key, r.loaded, r.error) for r in report.loaders] == [("c++", True, None), ("tf2", True, None),
+                                                                  ("tf1", True, None)]
+    per_loader = {k: {(c.signature, c.output) for c in report.outputs if c.loader == k} for k in ("c++", "tf2", "tf1")}
+    assert per_loader["c++"] == per_loader["tf2"] == per_loader["tf1"]
+    assert len(per_loader["c++"]) == 10 and len(report.outputs) == 30
+    rows = report.loader_summary()
+    assert [r["outputs_ok"] for r in rows] == [10, 10, 10] and all(r["max_abs_diff"] == 0 for r in rows)
+    only = verify(FIXTURES / "estimator_dnn", dnn_copy, inputs=SAMPLES / "estimator_dnn.npz", loaders=["c++"])
+    assert [r.key for r in only.loaders] == ["c++"] and {c.loader for c in only.outputs} == {"c++"}
+
+
+def test_a_model_the_cpp_loader_refuses_fails_verification_with_tfs_message(dnn_copy, tmp_path, capsys):
+    """Python's loaders run a MatMul whose transpose_b AttrValue is empty; TF Serving's loader refuses it."""
+    def clear(mg):
+        node = next(n for n in mg.graph_def.node if n.op == "MatMul")
+        node.attr["transpose_b"].Clear()
+
+    broken = _patched_copy(dnn_copy, tmp_path / "broken", clear)
+    report = verify(FIXTURES / "estimator_dnn", broken, inputs=SAMPLES / "estimator_dnn.npz")
+    assert not report.ok
+    by_key = {r.key: r for r in report.loaders}
+    assert not by_key["c++"].loaded and by_key["tf2"].loaded and by_key["tf1"].loaded
+    assert "AttrValue missing value with expected type 'bool' for attr 'transpose_b'" in by_key["c++"].error
+    assert "{{node dnn/" in by_key["c++"].error  # the offending node
+    assert "LoadSavedModel (C++, TF Serving) failed" in report.failure_message()
+    assert {c.loader for c in report.outputs} == {"tf2", "tf1"} and not report.failures
+    code, out, err = _main(["verify", str(FIXTURES / "estimator_dnn"), str(broken), "--json"], capsys)
+    assert code == 1 and "transpose_b" in err
+    data = json.loads(out)
+    assert [(r["loader"], r["loaded"]) for r in data["loaders"]] == [("c++", False), ("tf2", True), ("tf1", True)]
+
+
+def test_an_init_op_signature_is_an_extra_signature(dnn_copy, tmp_path):
+    """tf.saved_model.load lists a __saved_model_init_op signature (and calling it can fail): not the input's."""
+    def add_init_signature(mg):
+        (init,) = mg.collection_def["saved_model_main_op"].node_list.value
+        mg.signature_def["__saved_model_init_op"].outputs["__saved_model_init_op"].name = init
+
+    extra = _patched_copy(dnn_copy, tmp_path / "extra", add_init_signature)
+    report = verify(FIXTURES / "estimator_dnn", extra, signatures="predict", loaders=["tf2"])
+    assert not report.ok and not report.failures
+    assert report.extra == [f"tf.saved_model.load lists signature '__saved_model_init_op', which "
+                            f"{FIXTURES / 'estimator_dnn'} does not have"]
+
+
+def test_stale_function_annotations_fail_in_tf_saved_model_load_only(tmp_path):
+    """A frozen loop body still declaring its former handle a scalar: only tf.saved_model.load catches it."""
+    model = graphxform.load(FIXTURES / "tf2_control_flow")
+    model.freeze()
+    good = exporter.export(model, tmp_path / "good")
+
+    def stale(mg):
+        for f in mg.graph_def.library.function:
+            if f.signature.name.startswith("while_body") and "_input_shapes" in f.attr:
+                for s in f.attr["_input_shapes"].list.shape:
+                    if s.unknown_rank:
+                        s.Clear()  # scalar, as the resource handle was
+
+    bad = _patched_copy(good, tmp_path / "bad", stale)
+    report = verify(FIXTURES / "tf2_control_flow", bad, inputs=SAMPLES / "tf2_control_flow.npz")
+    by_key = {r.key: r for r in report.loaders}
+    assert not report.ok and by_key["tf2"].error and "Shape must be rank 2 but is rank 0" in by_key["tf2"].error
+    assert by_key["c++"].error is None and by_key["tf1"].error is None
+    assert verify(FIXTURES / "tf2_control_flow", good, inputs=SAMPLES / "tf2_control_flow.npz").ok
+
+
+def test_graph_def_output_runs_through_the_graph_def_loaders(tmp_path, capsys):
+    """A .pb is no SavedModel: its GraphDef runs in the C++ session, wrap_function and import_graph_def, with
+    the signatures, init op and assets its sidecar names."""
+    model = graphxform.load(FIXTURES / "estimator_dnn")
+    model.freeze()
+    pb = exporter.export(model, tmp_path / "dnn.pb")
+    report = verify(FIXTURES / "estimator_dnn", pb, inputs=SAMPLES / "estimator_dnn.npz")
+    assert report.ok, report.failure_message()
+    assert [(r.key, r.description) for r in report.loaders] == [
+        ("c++", "Session::Create (C++)"), ("tf2", "wrap_function(import_graph_def)"),
+        ("tf1", "import_graph_def + Session")]
+    assert len(report.outputs) == 30 and report.max_abs_diff == 0  # the vocabulary table was initialized
+    from tensorflow.core.framework import graph_pb2
+
+    gd = graph_pb2.GraphDef.FromString(pb.read_bytes())
+    next(n for n in gd.node if n.op == "MatMul").attr["transpose_b"].Clear()
+    pb.write_bytes(gd.SerializeToString())
+    report = verify(FIXTURES / "estimator_dnn", pb, signatures="predict")
+    by_key = {r.key: r for r in report.loaders}
+    assert not report.ok and "transpose_b" in by_key["c++"].error and by_key["tf1"].error is None
+    assert (tmp_path / "dnn.pb.signatures.json").is_file()
+
+
+def test_a_tf2_savedmodel_verifies_against_itself_in_every_loader():
+    """A TF2 export keeps its init op as a __saved_model_init_op signature_def entry: TF Serving runs it and
+    tf.saved_model.load does not list it, so it is no extra signature."""
+    path = FIXTURES / "tf2_lookup"
+    report = verify(path, path, inputs=SAMPLES / "tf2_lookup.npz")
+    assert report.ok and not report.extra and report.max_abs_diff == 0
+    assert all(sorted(r.signatures) == ["score", "serving_default"] for r in report.loaders)

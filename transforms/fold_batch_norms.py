@@ -17,7 +17,7 @@ from tensorflow.core.framework import node_def_pb2, tensor_pb2, types_pb2
 
 from graphxform.constfold import FEED_OPS
 from graphxform.graph import Graph, parse_input
-from graphxform.opdefs import is_stateful
+from graphxform.opdefs import attr_bool, attr_float, attr_str, attr_type, is_stateful
 from graphxform.rule import Match, Replacement, Rule, register
 
 log = logging.getLogger(__name__)
@@ -129,18 +129,18 @@ def _bn_step(graph: Graph, node: node_def_pb2.NodeDef, layout: _Layout) -> _Step
         if layout.fmt != "NHWC":
             return f"{name!r} is BatchNormWithGlobalNormalization (channels last) after a {layout.fmt} op"
         names = {"mean": 1, "variance": 2, "beta": 3, "gamma": 4}
-        eps = node.attr["variance_epsilon"].f
-        scale_after = node.attr["scale_after_normalization"].b
+        eps = attr_float(node, "variance_epsilon")
+        scale_after = attr_bool(node, "scale_after_normalization")
     else:
-        if node.attr["is_training"].b:
+        if attr_bool(node, "is_training", True):
             return f"{node.op} {name!r} is in training mode (is_training=true): it normalises with batch statistics"
-        fmt = node.attr["data_format"].s.decode() if "data_format" in node.attr else "NHWC"
+        fmt = attr_str(node, "data_format", "NHWC")
         if fmt not in ("NHWC", "NCHW"):
             return f"{node.op} {name!r} has data_format {fmt}, unsupported (NHWC or NCHW)"
         if fmt != layout.fmt:
             return f"{node.op} {name!r} is {fmt} but the op before it is {layout.fmt}"
         names = {"gamma": 1, "beta": 2, "mean": 3, "variance": 4}
-        eps = node.attr["epsilon"].f
+        eps = attr_float(node, "epsilon", 1e-4)
         scale_after = True
     vec: dict[str, np.ndarray] = {}
     vec_layout = _Layout("NHWC", 1, layout.channels)  # the parameters are plain [C] vectors
@@ -178,7 +178,7 @@ def _affine_step(graph: Graph, node: node_def_pb2.NodeDef, x_index: int, layout:
     if op in BIAS_OPS:
         if x_index != 0:
             return f"the chain tensor is the bias of {name!r}"
-        fmt = node.attr["data_format"].s.decode() if "data_format" in node.attr else "NHWC"
+        fmt = attr_str(node, "data_format", "NHWC")
         if layout.rank == 4 and fmt != layout.fmt:
             return f"BiasAdd {name!r} is {fmt} but the op before it is {layout.fmt}"
         v = _const_vector(graph, other, _Layout("NHWC", 1, layout.channels), f"bias of {name!r}:", consts)
@@ -205,8 +205,8 @@ def _layout(graph: Graph, op: node_def_pb2.NodeDef, weights: np.ndarray) -> _Lay
     if op.op == "MatMul":
         if weights.ndim != 2:
             return f"weights of {op.name!r} have rank {weights.ndim}, not 2"
-        return _Layout("NHWC", 2, int(weights.shape[0] if op.attr["transpose_b"].b else weights.shape[1]))
-    fmt = op.attr["data_format"].s.decode() if "data_format" in op.attr else "NHWC"
+        return _Layout("NHWC", 2, int(weights.shape[0] if attr_bool(op, "transpose_b") else weights.shape[1]))
+    fmt = attr_str(op, "data_format", "NHWC")
     if fmt not in ("NHWC", "NCHW"):
         return f"{op.op} {op.name!r} has data_format {fmt}, unsupported (NHWC or NCHW)"
     if weights.ndim != 4:
@@ -223,8 +223,8 @@ def plan_fold(graph: Graph, op: node_def_pb2.NodeDef) -> _Plan | str:
     """The chain of affine nodes after weighted ``op`` that can be folded into it, or why there is none."""
     if op.op not in WEIGHTED_OPS:
         return f"{op.name!r} is {op.op}, not one of {', '.join(sorted(WEIGHTED_OPS))}"
-    if op.attr["T"].type not in _FLOAT_TYPES:
-        return f"{op.name!r} computes in {types_pb2.DataType.Name(op.attr['T'].type)}, not a float type"
+    if attr_type(op, "T") not in _FLOAT_TYPES:
+        return f"{op.name!r} computes in {types_pb2.DataType.Name(attr_type(op, 'T'))}, not a float type"
     data = graph.data_inputs(op.name)
     if len(data) < 2:
         return f"{op.name!r} has {len(data)} inputs"
@@ -392,7 +392,7 @@ class FoldBatchNorms(Rule):
         graph = match.graph
         plan: _Plan = match.extra["plan"]
         op, end = plan.op, plan.steps[-1].node
-        dtype = op.attr["T"].type
+        dtype = attr_type(op, "T")
         scale, shift = _compose(plan.steps, plan.layout.channels)
         rep = Replacement()
         going = {s.node.name for s in plan.steps} | {n for s in plan.steps for n in s.consts} | set(plan.weights_path)
@@ -405,12 +405,12 @@ class FoldBatchNorms(Rule):
             w = graph.const_value(plan.weights.name)
             if op.op == "DepthwiseConv2dNative":
                 scaled = _scaled(w.reshape(-1, w.shape[2] * w.shape[3]), scale.reshape(1, -1), w.dtype)
-            elif op.op == "MatMul" and op.attr["transpose_b"].b:
+            elif op.op == "MatMul" and attr_bool(op, "transpose_b"):
                 scaled = _scaled(w, scale[:, None], w.dtype)
             else:  # Conv2D (HWIO) and MatMul: the output channel is the last axis
                 scaled = _scaled(w.reshape(-1, w.shape[-1]), scale.reshape(1, -1), w.dtype)
             del w
-            value = tensor_pb2.TensorProto(dtype=plan.weights.attr["dtype"].type,
+            value = tensor_pb2.TensorProto(dtype=attr_type(plan.weights, "dtype"),
                                            tensor_shape=plan.weights.attr["value"].tensor.tensor_shape)
             value.tensor_content = scaled.tobytes()
             del scaled
@@ -431,7 +431,7 @@ class FoldBatchNorms(Rule):
             else:
                 name = graph.unique_name(f"{plan.weights.name}/bn_folded")
                 node = node_def_pb2.NodeDef(name=name, op="Const", device=plan.weights.device)
-                node.attr["dtype"].type = plan.weights.attr["dtype"].type
+                node.attr["dtype"].type = attr_type(plan.weights, "dtype")
                 node.attr["value"].tensor.CopyFrom(value)
                 rep.add.append(node)
                 new_op.input[1] = name

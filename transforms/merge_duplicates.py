@@ -1,7 +1,8 @@
 """``merge_duplicates``: common-subexpression elimination over whole nodes.
 
 GTT name: ``merge_duplicate_nodes``. Two nodes are duplicates when they have
-the same op, device, attributes (``Const`` values compared byte for byte),
+the same op, device, attributes (``Const`` values compared byte for byte;
+``_output_shapes`` hints ignored),
 the same data inputs in the same order and the same control inputs (as a
 set). The later one's consumers move to the first. One pass in topological
 order with inputs mapped to their survivors collapses whole chains of
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 NEVER_MERGE = frozenset({"Placeholder", "PlaceholderV2", "PlaceholderWithDefault"}) | CONTROL_FLOW_OPS
 _BACK_EDGE_OPS = frozenset({"NextIteration", "RefNextIteration"})
 _OPAQUE_DTYPES = frozenset({types_pb2.DT_STRING, types_pb2.DT_RESOURCE, types_pb2.DT_VARIANT})
+#: Shape hints, not semantics: two nodes that differ only here compute the same thing (the exporter drops them
+#: anyway, so ignoring them makes a second run find nothing the first one left).
+HINT_ATTRS = frozenset({"_output_shapes"})
 #: dtype -> (TensorProto field, numpy dtype) for reading scalar constants quickly.
 _SCALAR_FIELDS = {
     types_pb2.DT_FLOAT: ("float_val", np.float32), types_pb2.DT_DOUBLE: ("double_val", np.float64),
@@ -72,7 +76,7 @@ def _attr_key(node: node_def_pb2.NodeDef, key: str, value: attr_value_pb2.AttrVa
 
 def _attr_digest(node: node_def_pb2.NodeDef) -> int:
     """A hash of ``node``'s attributes: a bucket key only; equality is decided by :func:`node_difference`."""
-    return hash(tuple((k, _attr_key(node, k, node.attr[k])) for k in sorted(node.attr)))
+    return hash(tuple((k, _attr_key(node, k, node.attr[k])) for k in sorted(node.attr) if k not in HINT_ATTRS))
 
 
 _EXACT_LIMIT = 64  # elements: a Const at most this large is keyed by its value itself
@@ -85,6 +89,8 @@ def _exact_attrs(node: node_def_pb2.NodeDef) -> Hashable | None:
     parts: list[tuple] = []
     attr = node.attr
     for key in sorted(attr):
+        if key in HINT_ATTRS:
+            continue
         value = attr[key]
         if key == "value" and node.op == "Const" and value.HasField("tensor"):
             t = value.tensor
@@ -112,9 +118,10 @@ def _cheap_key(node: node_def_pb2.NodeDef) -> Hashable:
 
 def attr_difference(a: node_def_pb2.NodeDef, b: node_def_pb2.NodeDef) -> str | None:
     """``None`` when ``a`` and ``b`` have equal attributes (exact), else which attribute differs."""
-    if set(a.attr) != set(b.attr):
-        return f"attributes differ: {sorted(set(a.attr) ^ set(b.attr))}"
-    for key in sorted(a.attr):
+    keys_a, keys_b = set(a.attr) - HINT_ATTRS, set(b.attr) - HINT_ATTRS
+    if keys_a != keys_b:
+        return f"attributes differ: {sorted(keys_a ^ keys_b)}"
+    for key in sorted(keys_a):
         va, vb = a.attr[key], b.attr[key]
         if a.op == "Const" and key == "value" and va.HasField("tensor") and vb.HasField("tensor"):
             ta, tb = va.tensor, vb.tensor

@@ -57,6 +57,7 @@ from tensorflow.core.framework import node_def_pb2, tensor_pb2, types_pb2
 
 from graphxform.errors import RuleError
 from graphxform.graph import Graph
+from graphxform.opdefs import attr_bool, attr_int, attr_type
 from graphxform.rule import Match, Param, Replacement, Rule, register
 
 log = logging.getLogger(__name__)
@@ -109,11 +110,11 @@ def _dims(node: node_def_pb2.NodeDef) -> list[int]:
 
 
 def _attr_bool(node: node_def_pb2.NodeDef, key: str) -> bool:
-    return bool(node.attr[key].b) if key in node.attr else False
+    return attr_bool(node, key)
 
 
 def _attr_int(node: node_def_pb2.NodeDef, key: str) -> int:
-    return int(node.attr[key].i) if key in node.attr else 0
+    return attr_int(node, key)
 
 
 def _classify(graph: Graph, node: node_def_pb2.NodeDef, index: int, shape: list[int]) -> _Use | str:
@@ -532,7 +533,7 @@ class QuantizeWeights(Rule):
                                         op=g.op, input=[table.name, *ids], device=g.device)
             for k, v in attrs.items():
                 rows.attr[k].CopyFrom(v)
-            rows.attr["Tparams"].type = table.attr["dtype"].type
+            rows.attr["Tparams"].type = attr_type(table, "dtype")
             src = _I8 if scales is not None else _F16
             if scales is None:
                 new = _make_node(g.name, "Cast", [rows.name, *ctrl], g.device, SrcT=src, DstT=_F32, Truncate=False)

@@ -65,7 +65,7 @@ class _Progress:
 def print_report(report: Any) -> None:
     from rich.table import Table
 
-    from graphxform.cli.verify_cmd import comparison_table
+    from graphxform.cli.verify_cmd import comparison_table, loader_table, print_loader_problems
 
     summary = Table(title=f"{report.input} → {report.output}", show_header=False)
     summary.add_column("what")
@@ -95,6 +95,9 @@ def print_report(report: Any) -> None:
     console.print(comparison_table(v, title=f"verification (inputs: {v.inputs_source}; "
                                             + ("lossy: differences reported" if v.lossy else
                                                f"rtol={v.rtol:g}, atol={v.atol:g}") + ")"))
+    if v.loaders:
+        console.print(loader_table(v, title=f"{report.output} in TensorFlow's loaders"))
+    print_loader_problems(v)
     for m in v.missing:
         console.print(f"[red]missing:[/red] {m}")
     verdict = "[green]PASS[/green]" if v.ok else "[red]FAIL[/red]"
@@ -117,22 +120,31 @@ def print_report(report: Any) -> None:
 @click.option("--input-names", default=None,
               help="Frozen .pb/.pbtxt input: its input tensors, comma separated (makes a serving_default signature).")
 @click.option("--output-names", default=None, help="Frozen .pb/.pbtxt input: its output tensors, comma separated.")
+@click.option("--allow-no-signatures", is_flag=True,
+              help="Write a SavedModel even when the input names no inputs/outputs (no signature: nothing can call "
+                   "it; refused otherwise, exit 2).")
+@click.option("--loaders", "loaders", default="c++,tf2,tf1", show_default=True,
+              help="TensorFlow loaders that must load OUT and run every signature: c++ (TF Serving's "
+                   "LoadSavedModel), tf2 (tf.saved_model.load), tf1 (TF1 loader).")
 @click.option("--rtol", type=float, default=1e-5, show_default=True, help="Relative tolerance (float pipeline).")
 @click.option("--atol", type=float, default=1e-6, show_default=True, help="Absolute tolerance (float pipeline).")
 @click.option("--bisect", "do_bisect", is_flag=True,
               help="When verification fails, replay the pipeline to name the first rewrite that changed the outputs.")
 @json_option
 def optimize_cmd(in_path: str, out_path: str, quantize: str, transforms: str | None, tags: str | None, force: bool,
-                 no_verify: bool, inputs: str | None, input_names: str | None, output_names: str | None, rtol: float,
-                 atol: float, do_bisect: bool, as_json: bool) -> None:
+                 no_verify: bool, inputs: str | None, input_names: str | None, output_names: str | None,
+                 allow_no_signatures: bool, loaders: str, rtol: float, atol: float, do_bisect: bool,
+                 as_json: bool) -> None:
     """Optimize the model IN into a servable SavedModel OUT and check it against IN.
 
     Loads IN (SavedModel or frozen .pb/.pbtxt), freezes it, runs remove_identity, merge_duplicates,
     strip_unused, fold_constants, fold_batch_norms and quantize_weights (unless --quantize none),
-    writes OUT atomically (OUT ending in .pb/.pbtxt gives a frozen GraphDef), then runs IN and OUT on
-    the same inputs. Exit code 0 on success; 1 when a float pipeline (--quantize none) is beyond
-    tolerance or a quantized one gives broken outputs — OUT is kept for inspection; 2 on errors
-    (nothing written).
+    writes OUT atomically (OUT ending in .pb/.pbtxt gives a frozen GraphDef), then loads OUT with each
+    of TensorFlow's loaders (TF Serving's C++ LoadSavedModel, tf.saved_model.load, the TF1 loader) and
+    runs every signature through each on the same inputs as IN. Exit code 0 on success; 1 when a loader
+    refuses OUT, a float pipeline (--quantize none) is beyond tolerance or a quantized one gives broken
+    outputs — OUT is kept for inspection; 2 on errors (nothing written), including a SavedModel OUT
+    without signatures (see --allow-no-signatures).
 
     \b
     Examples:
@@ -148,7 +160,9 @@ def optimize_cmd(in_path: str, out_path: str, quantize: str, transforms: str | N
     try:
         report = optimize(in_path, out_path, quantize=quantize, transforms=transforms, tags=tags, force=force,
                           verify=not no_verify, inputs=inputs, rtol=rtol, atol=atol, progress=progress,
-                          graph_inputs=input_names, graph_outputs=output_names)
+                          graph_inputs=input_names, graph_outputs=output_names,
+                          allow_no_signatures=allow_no_signatures,
+                          loaders=[x.strip() for x in loaders.split(",") if x.strip()])
     finally:
         progress.stop()
     if as_json:

@@ -114,12 +114,14 @@ def _print_explain(rule: str, rows: list[dict[str, Any]]) -> None:
 @click.option("--no-freeze", is_flag=True, help="Run the rules on the graph with its variables (most rules "
                                                   "then find little: weights are not constants).")
 @click.option("--max-steps", type=int, default=None, help="Rewrite limit (default 10 × nodes + 1000).")
+@click.option("--allow-no-signatures", is_flag=True,
+              help="Write a SavedModel OUT even when the model has no signatures (refused otherwise, exit 2).")
 @json_option
 @click.pass_context
 def transform_cmd(ctx: click.Context, in_path: str, out_path: str | None, transforms: str | None,
                   inputs: str | None, outputs: str | None, tags: str | None, rules_files: tuple[str, ...],
                   explain_spec: str | None, trace: str | None, force: bool, no_freeze: bool, max_steps: int | None,
-                  as_json: bool) -> None:
+                  allow_no_signatures: bool, as_json: bool) -> None:
     """Run rewrite rules on the model IN and write it to OUT.
 
     IN is a SavedModel directory or a frozen .pb/.pbtxt; OUT a SavedModel directory, or a frozen GraphDef when
@@ -138,7 +140,13 @@ def transform_cmd(ctx: click.Context, in_path: str, out_path: str | None, transf
       graphxform transform model/ -t "fold_constants" --explain fold_batch_norms
     """
     from graphxform.errors import GraphxformError
-    from graphxform.exporter import check_target, export
+    from graphxform.exporter import (
+        GRAPH_DEF_SUFFIXES,
+        check_target,
+        export,
+        no_signature_message,
+        user_signatures,
+    )
     from graphxform.graph import parse_input
     from graphxform.loader import load
     from graphxform.pipeline import build_pipeline, describe_pipeline
@@ -166,6 +174,10 @@ def transform_cmd(ctx: click.Context, in_path: str, out_path: str | None, transf
             model.graph.protected.add(node)
         if out_path is not None:
             check_target(model, Path(out_path), force)
+            if not allow_no_signatures and Path(out_path).suffix not in GRAPH_DEF_SUFFIXES \
+                    and not user_signatures(model):
+                raise GraphxformError(no_signature_message(model, Path(out_path)).replace(
+                    "--input-names/--output-names", "--inputs/--outputs"))
         frozen_now = False
         if not model.frozen and not no_freeze:
             status.update("freezing variables…")
@@ -181,7 +193,8 @@ def transform_cmd(ctx: click.Context, in_path: str, out_path: str | None, transf
         written = None
         if out_path is not None:
             status.update(f"exporting {out_path}…")
-            written = str(export(model, out_path, force=force))
+            written = str(export(model, out_path, force=force, history=report.applied,
+                                 allow_no_signatures=allow_no_signatures))
         seconds = time.perf_counter() - t0
     finally:
         status.stop()
