@@ -46,8 +46,6 @@ HEADER = ["export idiom", "fixture", "loads", "freezes", "optimize float / int8"
           "max rel diff float / int8"]
 #: Columns compared with the measurement (the last one, float rounding, differs between CPUs).
 COMPARED = HEADER[:-1]
-FOOTNOTE = ("¹ after filling the empty `AttrValue`s the exporter still leaves in some nodes (the C++ loader "
-            "refuses them, the Python loaders fill the default; tracked separately).")
 
 
 def _mark(ok: bool | None) -> str:
@@ -60,12 +58,11 @@ def _kb(n: int) -> str:
 
 def row(idiom: str, m: Measurement) -> list[str]:
     c = m.cells
-    cpp_out = _mark(c.get("C++ loader")) + ("¹" if m.cpp_workaround else "")
     worst = {k: max((v for key, v in m.max_rel.items() if key.startswith(k)), default=0.0) for k in ("float", "int8")}
     return [
         idiom, f"`{m.fixture}`", _mark(c.get("loads")), _mark(c.get("freezes")),
         f"{_mark(c.get('optimize float'))} / {_mark(c.get('optimize int8'))}",
-        f"{_mark(m.input_cpp)} → {cpp_out}", _mark(c.get("tf.saved_model.load")), _mark(c.get("TF1 loader")),
+        f"{_mark(m.input_cpp)} → {_mark(c.get('C++ loader'))}", _mark(c.get("tf.saved_model.load")), _mark(c.get("TF1 loader")),
         _mark(c.get("within tolerance")),
         f"{m.nodes.get('loaded', '-')} / {m.nodes.get('frozen', '-')} → {m.nodes.get('float', '-')} / "
         f"{m.nodes.get('int8', '-')}",
@@ -109,7 +106,7 @@ def _update_readme(fixture: str, cells: list[str]) -> None:
         order = [fx for _, fx in IDIOMS]
         lines = [_line(HEADER), "|" + "---|" * len(HEADER)]
         lines += [_line(rows[fx]) for fx in order if fx in rows]
-        new = f"{head}{BEGIN}\n{chr(10).join(lines)}\n\n{FOOTNOTE}\n{END}{tail}"
+        new = f"{head}{BEGIN}\n{chr(10).join(lines)}\n{END}{tail}"
         f.seek(0)
         f.write(new)
         f.truncate()
@@ -135,14 +132,13 @@ def test_readme_table_lists_exactly_the_idioms():
     assert list(readme_rows()) == [fx for _, fx in IDIOMS]
     text = README.read_text()
     assert text.index(BEGIN) < text.index(END)
-    assert FOOTNOTE in text
 
 
 @pytest.mark.parametrize("fixture", ["keras3_saved_model", "module_keras", "keras3_text"])
 def test_input_fails_in_tf_serving_output_serves(fixture, tmp_path):
     """The README's claim: these inputs are refused by TF Serving's loader (their signatures read variables the
     saver never fills); graphxform's output loads and runs there with the inputs' outputs."""
-    from tf2_idioms import c_loadable, compare, run_cpp, run_runner
+    from tf2_idioms import compare, run_cpp, run_runner
 
     from graphxform.capi import CLoaderError
     from graphxform.optimize import optimize
@@ -156,7 +152,7 @@ def test_input_fails_in_tf_serving_output_serves(fixture, tmp_path):
                       inputs={f"{k}/{i}": v for k, d in samples.items() for i, v in d.items()})
     assert report.ok, report.verification.failure_message()
     ref = run_runner(TF2SavedModelRunner(path), samples)
-    ok, worst, why = compare(ref, run_cpp(c_loadable(tmp_path / "out", tmp_path)[0], samples))
+    ok, worst, why = compare(ref, run_cpp(tmp_path / "out", samples))
     assert ok, why
     assert worst <= 1e-5
 

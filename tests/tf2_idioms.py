@@ -32,50 +32,9 @@ class Measurement:
     sizes: dict[str, int] = field(default_factory=dict)
     max_rel: dict[str, float] = field(default_factory=dict)
     input_cpp: bool | None = None  # the input itself in the C++ loader (TF Serving)
-    cpp_workaround: bool = False  # the output needed empty AttrValues filled to pass the C++ loader
 
     def failures(self) -> list[str]:
         return [f"{k}: {self.notes.get(k, 'failed')}" for k, ok in self.cells.items() if not ok]
-
-
-def c_loadable(path: Path, tmp: Path) -> tuple[Path, bool]:
-    """``path`` itself, or a copy with every empty ``AttrValue`` set to its OpDef default, and whether that was needed.
-
-    The exporter can leave ``AttrValue`` s without a value (an attr read
-    through protobuf's map creates one); TensorFlow's C++ loader refuses
-    them, the Python loaders fill the default. That bug is tracked on its
-    own; until it is fixed, the C++-loader check runs on the repaired copy
-    and the table marks the cell.
-    """
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    from graphxform.opdefs import op_def
-
-    sm = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
-    fixed = 0
-
-    def repair(nodes: Any) -> None:
-        nonlocal fixed
-        for n in nodes:
-            d = op_def(n.op)
-            if d is None:
-                continue
-            defaults = {a.name: a.default_value for a in d.attr if a.HasField("default_value")}
-            for k, v in n.attr.items():
-                if v.WhichOneof("value") is None and k in defaults:
-                    v.CopyFrom(defaults[k])
-                    fixed += 1
-
-    for mg in sm.meta_graphs:
-        repair(mg.graph_def.node)
-        for f in mg.graph_def.library.function:
-            repair(f.node_def)
-    if not fixed:
-        return path, False
-    out = tmp / (path.name + "_attrs_filled")
-    shutil.copytree(path, out)
-    (out / "saved_model.pb").write_bytes(sm.SerializeToString())
-    return out, True
 
 
 def run_cpp(path: Path, feeds: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, np.ndarray]]:
@@ -176,11 +135,8 @@ def measure(fixture_dir: Path, samples: dict[str, dict[str, np.ndarray]], work: 
             m.nodes[key] = report.nodes_after
             m.sizes[key] = dir_size(out)
             lossy = mode != "none"
-            cpath, repaired = c_loadable(out, work)
-            if not lossy:
-                m.cpp_workaround = repaired
             loaders = {
-                "C++ loader": lambda cpath=cpath: run_cpp(cpath, samples),
+                "C++ loader": lambda out=out: run_cpp(out, samples),
                 "tf.saved_model.load": lambda out=out: run_runner(TF2SavedModelRunner(out), samples),
                 "TF1 loader": lambda out=out: run_runner(SavedModelRunner(out), samples),
             }
