@@ -10,10 +10,10 @@ import os as _os
 
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from graphxform.errors import GraphxformError  # noqa: E402
+from graphxform.core.errors import GraphxformError  # noqa: E402
 
-_LAZY = {"Graph": "graphxform.graph", "Model": "graphxform.model", "Signature": "graphxform.model",
-         "TensorSpec": "graphxform.model"}
+_LAZY = {"Graph": "graphxform.core.graph", "Model": "graphxform.model.model", "Signature": "graphxform.model.model",
+         "TensorSpec": "graphxform.model.model"}
 
 
 def __getattr__(name: str):  # type: ignore[no-untyped-def]
@@ -31,13 +31,13 @@ __all__ = ["Graph", "GraphxformError", "Model", "Signature", "TensorSpec", "load
 
 def load(path: str | _os.PathLike[str], tags: list[str] | str | None = None, **kwargs):  # type: ignore[no-untyped-def]
     """Load a SavedModel directory (TF1/Estimator or TF2) or a frozen ``.pb``/``.pbtxt`` into a :class:`Model`."""
-    from graphxform.loader import load as _load
+    from graphxform.model.loader import load as _load
 
     return _load(path, tags=tags, **kwargs)
 
 
 def TransformGraph(graph_def, inputs, outputs, transforms):  # type: ignore[no-untyped-def]  # noqa: N802
     """Drop-in for ``tensorflow.tools.graph_transforms.TransformGraph``: returns a new ``GraphDef``."""
-    from graphxform.gtt import TransformGraph as _tg
+    from graphxform.jobs.gtt import TransformGraph as _tg
 
     return _tg(graph_def, inputs, outputs, transforms)

@@ -15,11 +15,11 @@ from conftest import FIXTURES, load_samples
 from tensorflow.core.framework import graph_pb2, node_def_pb2, types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
-from graphxform import exporter
-from graphxform.errors import ExportError
-from graphxform.graph import Graph
-from graphxform.model import METHOD_CLASSIFY, METHOD_PREDICT, Asset, Model, Signature, TensorSpec, VariableStore
-from graphxform.tfrun import run_signature
+from graphxform.savedmodel import write as exporter
+from graphxform.core.errors import ExportError
+from graphxform.core.graph import Graph
+from graphxform.model.model import METHOD_CLASSIFY, METHOD_PREDICT, Asset, Model, Signature, TensorSpec, VariableStore
+from graphxform.tf.session import run_signature
 
 VOCAB = ["apple", "banana", "cherry", "date"]
 W = np.arange(6, dtype=np.float32).reshape(3, 2) / 4.0
@@ -212,7 +212,7 @@ def test_init_op_runs_in_every_loader_and_is_no_signature(frozen_export):
     TF1 loader, and no loader lists ``__saved_model_init_op`` beside the model's own signatures."""
     import tensorflow as tf
 
-    from graphxform.capi import CSavedModelSession
+    from graphxform.tf.capi import CSavedModelSession
 
     _, out, _, _ = frozen_export
     want = expected_outputs()["ids"]  # a wrong or missing table init gives other ids
@@ -375,7 +375,7 @@ def test_export_graph_def_pb_and_pbtxt(tmp_path, caplog):
     from google.protobuf import text_format
 
     model = make_model(tmp_path / "src")
-    with caplog.at_level("WARNING", logger="graphxform.exporter"):
+    with caplog.at_level("WARNING", logger="graphxform.savedmodel.write"):
         pb = exporter.export(model, tmp_path / "frozen.pb")
     assert "keeps no signatures" in caplog.text
     gd = graph_pb2.GraphDef()

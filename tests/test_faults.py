@@ -64,7 +64,7 @@ def model_copy(tmp_path) -> Path:
 @pytest.mark.parametrize("existing", [False, True])
 def test_no_space_left_writes_nothing(model_copy, tmp_path, monkeypatch, where, existing):
     """A write that fails leaves no OUT (or the old OUT untouched), no temp files, and says so in one line."""
-    from graphxform import exporter
+    from graphxform.savedmodel import write as exporter
 
     before = tree_hash(model_copy)
     out = tmp_path / ("out.pb" if where == "graph_def_file" else "out")
@@ -124,7 +124,7 @@ def test_no_space_left_writes_nothing(model_copy, tmp_path, monkeypatch, where, 
 
 def test_graph_over_2gib_is_refused_before_writing(model_copy, tmp_path, monkeypatch):
     """The exporter checks ByteSize() before serializing: a > 2 GiB graph is refused, nothing is written."""
-    from graphxform import exporter
+    from graphxform.savedmodel import write as exporter
 
     monkeypatch.setattr(exporter, "_proto_size", lambda message: 2 * 1024**3 + 4096)
     for out in (tmp_path / "big_out", tmp_path / "big_out.pb"):
@@ -139,7 +139,7 @@ def test_graph_over_2gib_is_refused_before_writing(model_copy, tmp_path, monkeyp
 DRIVER = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    import graphxform.exporter as ex
+    import graphxform.savedmodel.write as ex
     from graphxform.cli import main
 
     mode, sig = sys.argv[1], getattr(signal, sys.argv[2])

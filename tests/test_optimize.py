@@ -13,9 +13,9 @@ from conftest import FIXTURES, ROOT, SAMPLES, load_samples
 from tensorflow.core.protobuf import saved_model_pb2
 from test_exporter import tf1_run, tf1_run_all, tf2_run_all, tree_hash
 
-from graphxform import exporter
-from graphxform.errors import ExportError
-from graphxform.optimize import optimize
+from graphxform.savedmodel import write as exporter
+from graphxform.core.errors import ExportError
+from graphxform.jobs.optimize import optimize
 
 MODELS = ["estimator_dnn", "estimator_linear", "keras_bn", "tf2_lookup"]
 MODES = ["none", "int8"]

@@ -7,12 +7,12 @@ import tensorflow as tf
 from conftest import FIXTURES, SAMPLES, assert_close, graph_def_of, run, run_nchw
 from tensorflow.core.framework import graph_pb2, types_pb2
 
-from graphxform.graph import Graph
-from graphxform.model import Model, Signature, TensorSpec
-from graphxform.rule import Match, get_rule
-from graphxform.runner import run_pipeline
-from transforms.fold_batch_norms import FoldBatchNorms
-from transforms.fold_constants import FoldConstants
+from graphxform.core.graph import Graph
+from graphxform.model.model import Model, Signature, TensorSpec
+from graphxform.engine.rule import Match, get_rule
+from graphxform.engine.runner import run_pipeline
+from graphxform.transforms.fold_batch_norms import FoldBatchNorms
+from graphxform.transforms.fold_constants import FoldConstants
 
 RNG = np.random.default_rng(42)
 EPS = 1e-3

@@ -11,13 +11,13 @@ import tensorflow as tf
 from conftest import assert_close, control_flow_v1, graph_def_of, run
 from tensorflow.core.framework import types_pb2
 
-import graphxform.tfrun as tfrun
-from graphxform.errors import RuleError
-from graphxform.graph import Graph
-from graphxform.model import Model, Signature, TensorSpec
-from graphxform.rule import Match, get_rule
-from graphxform.runner import apply_replacement, run_pipeline
-from transforms.fold_constants import FoldConstants
+import graphxform.tf.session as tfrun
+from graphxform.core.errors import RuleError
+from graphxform.core.graph import Graph
+from graphxform.model.model import Model, Signature, TensorSpec
+from graphxform.engine.rule import Match, get_rule
+from graphxform.engine.runner import apply_replacement, run_pipeline
+from graphxform.transforms.fold_constants import FoldConstants
 
 X = np.linspace(-1.0, 1.0, 6, dtype=np.float32).reshape(2, 3)
 
@@ -433,7 +433,7 @@ def test_node_by_node_rewrite_folds_only_the_anchor():
 
 
 def test_explain_gives_a_reason_per_node_without_evaluating(monkeypatch):
-    from graphxform.runner import explain
+    from graphxform.engine.runner import explain
 
     def build():
         x = _ph()

@@ -10,12 +10,12 @@ import tensorflow as tf
 from conftest import FIXTURES, assert_close, assert_same_outputs, graph_def_of, run, signature_outputs
 from tensorflow.core.framework import graph_pb2, node_def_pb2, types_pb2
 
-import transforms.merge_duplicates as md
-from graphxform.graph import Graph
-from graphxform.model import Model, Signature, TensorSpec
-from graphxform.rule import Match, get_rule
-from graphxform.runner import explain, run_pipeline, run_rule_once
-from transforms.merge_duplicates import MergeDuplicates
+import graphxform.transforms.merge_duplicates as md
+from graphxform.core.graph import Graph
+from graphxform.model.model import Model, Signature, TensorSpec
+from graphxform.engine.rule import Match, get_rule
+from graphxform.engine.runner import explain, run_pipeline, run_rule_once
+from graphxform.transforms.merge_duplicates import MergeDuplicates
 
 X = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
 

@@ -8,11 +8,11 @@ import tensorflow as tf
 from conftest import graph_def_of, run
 from tensorflow.core.framework import types_pb2
 
-from graphxform.errors import RuleError
-from graphxform.graph import Graph, parse_input
-from graphxform.rule import Match, get_rule
-from graphxform.runner import run_pipeline
-from transforms.quantize_weights import (
+from graphxform.core.errors import RuleError
+from graphxform.core.graph import Graph, parse_input
+from graphxform.engine.rule import Match, get_rule
+from graphxform.engine.runner import run_pipeline
+from graphxform.transforms.quantize_weights import (
     FOLD_CHUNK_ELEMENTS,
     QuantizeWeights,
     symmetric_int8,

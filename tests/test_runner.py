@@ -9,12 +9,12 @@ import tensorflow as tf
 from conftest import assert_close, graph_def_of, run
 from tensorflow.core.framework import attr_value_pb2, graph_pb2, node_def_pb2, types_pb2
 
-from graphxform.errors import FixpointError, RuleError
-from graphxform.graph import Graph
-from graphxform.model import Signature, TensorSpec
-from graphxform.pattern import Any, Op
-from graphxform.rule import Match, Replacement, Rule
-from graphxform.runner import (
+from graphxform.core.errors import FixpointError, RuleError
+from graphxform.core.graph import Graph
+from graphxform.model.model import Signature, TensorSpec
+from graphxform.engine.pattern import Any, Op
+from graphxform.engine.rule import Match, Replacement, Rule
+from graphxform.engine.runner import (
     RunReport,
     apply_replacement,
     explain,

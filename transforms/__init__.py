@@ -1,7 +1,7 @@
 """Built-in rewrite rules, one module per rule.
 
 Each module is written exactly as a user writes a custom rule: subclass
-:class:`graphxform.rule.Rule`, decorate with :func:`graphxform.rule.register`.
+:class:`graphxform.engine.rule.Rule`, decorate with :func:`graphxform.engine.rule.register`.
 Importing this package imports (and so registers) every module in it.
 """
 from __future__ import annotations

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from tensorflow.core.framework import node_def_pb2, tensor_pb2, types_pb2
 
-from graphxform.constfold import FEED_OPS
-from graphxform.graph import Graph, parse_input
-from graphxform.opdefs import attr_bool, attr_float, attr_str, attr_type, is_stateful
-from graphxform.rule import Match, Replacement, Rule, register
+from graphxform.tf.constfold import FEED_OPS
+from graphxform.core.graph import Graph, parse_input
+from graphxform.core.opdefs import attr_bool, attr_float, attr_str, attr_type, is_stateful
+from graphxform.engine.rule import Match, Replacement, Rule, register
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 GTT name: ``fold_constants`` (same parameters: ``ignore_errors``,
 ``clear_output_shapes``; ``max_constant_size_in_bytes`` is ours).
-The evaluation engine lives in :mod:`graphxform.constfold`.
+The evaluation engine lives in :mod:`graphxform.tf.constfold`.
 """
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import weakref
 
 from tensorflow.core.framework import node_def_pb2
 
-from graphxform.constfold import ConstantAnalysis, FoldResult, const_node, evaluate_frontier, static_analysis
-from graphxform.graph import Graph
-from graphxform.rule import Match, Param, Replacement, Rule, register
+from graphxform.tf.constfold import ConstantAnalysis, FoldResult, const_node, evaluate_frontier, static_analysis
+from graphxform.core.graph import Graph
+from graphxform.engine.rule import Match, Param, Replacement, Rule, register
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from collections.abc import Callable, Hashable, Iterator
 import numpy as np
 from tensorflow.core.framework import attr_value_pb2, node_def_pb2, tensor_pb2, types_pb2
 
-from graphxform.graph import CONTROL_FLOW_OPS, Graph, parse_input
-from graphxform.opdefs import is_stateful
-from graphxform.rule import Match, Replacement, Rule, register
+from graphxform.core.graph import CONTROL_FLOW_OPS, Graph, parse_input
+from graphxform.core.opdefs import is_stateful
+from graphxform.engine.rule import Match, Replacement, Rule, register
 
 log = logging.getLogger(__name__)
 

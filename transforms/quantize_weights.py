@@ -55,10 +55,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from tensorflow.core.framework import node_def_pb2, tensor_pb2, types_pb2
 
-from graphxform.errors import RuleError
-from graphxform.graph import Graph
-from graphxform.opdefs import attr_bool, attr_int, attr_type
-from graphxform.rule import Match, Param, Replacement, Rule, register
+from graphxform.core.errors import RuleError
+from graphxform.core.graph import Graph
+from graphxform.core.opdefs import attr_bool, attr_int, attr_type
+from graphxform.engine.rule import Match, Param, Replacement, Rule, register
 
 log = logging.getLogger(__name__)
 

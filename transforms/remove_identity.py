@@ -9,10 +9,10 @@ import weakref
 
 from tensorflow.core.framework import node_def_pb2, types_pb2
 
-from graphxform.errors import RuleError
-from graphxform.frames import FrameFacts, frame_facts
-from graphxform.graph import CONTROL_FLOW_OPS, Graph, parse_input
-from graphxform.rule import Match, Param, Replacement, Rule, register
+from graphxform.core.errors import RuleError
+from graphxform.core.frames import FrameFacts, frame_facts
+from graphxform.core.graph import CONTROL_FLOW_OPS, Graph, parse_input
+from graphxform.engine.rule import Match, Param, Replacement, Rule, register
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import weakref
 import networkx as nx
 from tensorflow.core.framework import node_def_pb2, tensor_shape_pb2
 
-from graphxform.errors import RuleError
-from graphxform.graph import Graph, parse_input
-from graphxform.rule import Match, Param, Replacement, Rule, register
+from graphxform.core.errors import RuleError
+from graphxform.core.graph import Graph, parse_input
+from graphxform.engine.rule import Match, Param, Replacement, Rule, register
 
 log = logging.getLogger(__name__)
 

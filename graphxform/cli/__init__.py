@@ -2,7 +2,7 @@
 
 Subcommands live in their own modules and are imported only when run, so
 ``graphxform --help`` answers without importing TensorFlow. Errors raised as
-:class:`~graphxform.errors.GraphxformError` print one line and exit 2 (1 for
+:class:`~graphxform.core.errors.GraphxformError` print one line and exit 2 (1 for
 a failed verification); ``--debug`` shows the traceback.
 """
 from __future__ import annotations
@@ -82,7 +82,7 @@ def cli(ctx: click.Context, debug: bool, verbose: int, load_ops: tuple[str, ...]
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
         logging.getLogger("absl").setLevel(logging.ERROR)
     if load_ops:
-        from graphxform.oplibs import load_op_modules
+        from graphxform.core.oplibs import load_op_modules
 
         load_op_modules(load_ops)
 
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001
-        from graphxform.errors import GraphxformError
+        from graphxform.core.errors import GraphxformError
 
         if debug:
             raise

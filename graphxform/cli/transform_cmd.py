@@ -45,8 +45,8 @@ def _names(value: str | None) -> list[str]:
 
 
 def _explain_rule(spec: str) -> Any:
-    from graphxform.errors import RuleError
-    from graphxform.pipeline import build_pipeline
+    from graphxform.core.errors import RuleError
+    from graphxform.engine.pipeline import build_pipeline
 
     rules = build_pipeline(spec)
     if len(rules) != 1:
@@ -139,18 +139,18 @@ def transform_cmd(ctx: click.Context, in_path: str, out_path: str | None, transf
       graphxform transform model/ out/ --rules my_rules.py -t "drop_double_neg strip_unused"
       graphxform transform model/ -t "fold_constants" --explain fold_batch_norms
     """
-    from graphxform.errors import GraphxformError
-    from graphxform.exporter import (
+    from graphxform.core.errors import GraphxformError
+    from graphxform.savedmodel.write import (
         GRAPH_DEF_SUFFIXES,
         check_target,
         export,
         no_signature_message,
         user_signatures,
     )
-    from graphxform.graph import parse_input
-    from graphxform.loader import load
-    from graphxform.pipeline import build_pipeline, describe_pipeline
-    from graphxform.runner import explain, run_pipeline
+    from graphxform.core.graph import parse_input
+    from graphxform.model.loader import load
+    from graphxform.engine.pipeline import build_pipeline, describe_pipeline
+    from graphxform.engine.runner import explain, run_pipeline
 
     debug = bool((ctx.obj or {}).get("debug"))
     if out_path is None and explain_spec is None:

@@ -87,7 +87,7 @@ def alternate(fns: dict[str, object], repeat: int) -> dict[str, tuple[float, flo
 
 
 def graphxform_transform(gd, inputs, outputs, transforms):
-    from graphxform.gtt import TransformGraph
+    from graphxform.jobs.gtt import TransformGraph
 
     return TransformGraph(gd, [i.split(":")[0] for i in inputs], [o.split(":")[0] for o in outputs], transforms)
 
@@ -144,7 +144,7 @@ def servable_load_time(gd, inputs, outputs) -> float:
     import tensorflow as tf
 
     import graphxform
-    from graphxform.exporter import export
+    from graphxform.savedmodel.write import export
 
     with tempfile.TemporaryDirectory() as tmp:
         pb = Path(tmp) / "g.pb"
@@ -174,7 +174,7 @@ def status():
             out[key] = int(rest.split()[0]) / 1024
     return out
 import tensorflow as tf
-import graphxform.gtt, graphxform.pipeline, graphxform.runner, transforms  # noqa
+import graphxform.jobs.gtt, graphxform.engine.pipeline, graphxform.engine.runner, transforms  # noqa
 from tensorflow.core.framework import graph_pb2
 base = status()['VmRSS']
 g = tf.Graph()  # TF runtime start-up (a first session: thread pools, kernels), not the graph's memory
@@ -187,7 +187,7 @@ args = json.loads(sys.argv[1])
 t0 = time.perf_counter()
 gd = graph_pb2.GraphDef()
 gd.ParseFromString(open(args['pb'], 'rb').read())
-out = graphxform.gtt.TransformGraph(gd, args['inputs'], args['outputs'], args['transforms'])
+out = graphxform.jobs.gtt.TransformGraph(gd, args['inputs'], args['outputs'], args['transforms'])
 print(json.dumps({'import_mb': base, 'warm_mb': warm, 'peak_mb': status()['VmHWM'], 'seconds': time.perf_counter() - t0,
                   'nodes_out': len(out.node)}))
 """
@@ -201,7 +201,7 @@ def hwm():
         if line.startswith('VmHWM'):
             return int(line.split()[1]) / 1024
 import tensorflow as tf
-import graphxform.cli, graphxform.exporter, graphxform.loader, graphxform.pipeline, graphxform.runner, transforms  # noqa
+import graphxform.cli, graphxform.savedmodel.write, graphxform.model.loader, graphxform.engine.pipeline, graphxform.engine.runner, transforms  # noqa
 base = hwm()
 try:
     graphxform.cli.main(sys.argv[1:])
@@ -246,7 +246,7 @@ def top1(o: np.ndarray, q: np.ndarray) -> dict:
 
 
 def bench_model(name: str, repeat: int, runs: int) -> dict:
-    from graphxform.tfrun import GraphSession
+    from graphxform.tf.session import GraphSession
     from tests.bench import models
 
     print(f"== {name}", flush=True)
@@ -350,9 +350,9 @@ def build_estimator_servable(cache: Path) -> tuple[Path, Path] | str:
 
 def bench_estimator(cache: Path, repeat: int, runs: int) -> dict:
     import graphxform
-    from graphxform.exporter import dir_size, export
-    from graphxform.pipeline import build_pipeline
-    from graphxform.runner import run_pipeline
+    from graphxform.savedmodel.write import dir_size, export
+    from graphxform.engine.pipeline import build_pipeline
+    from graphxform.engine.runner import run_pipeline
 
     print("== Estimator DNNClassifier, 100k x 64 hashed embedding", flush=True)
     built = build_estimator_servable(cache)
@@ -434,10 +434,10 @@ def bench_estimator(cache: Path, repeat: int, runs: int) -> dict:
 
 # ----------------------------------------------------------------------------- scaling
 def bench_scaling(sizes: list[int], shapes: tuple[str, ...] = ("chain", "fan")) -> list[dict]:
-    from graphxform.graph import Graph
-    from graphxform.model import Model, Signature, TensorSpec
-    from graphxform.pipeline import build_pipeline
-    from graphxform.runner import run_pipeline
+    from graphxform.core.graph import Graph
+    from graphxform.model.model import Model, Signature, TensorSpec
+    from graphxform.engine.pipeline import build_pipeline
+    from graphxform.engine.runner import run_pipeline
     from tests.bench.models import synthetic_graph
 
     rows = []

@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 
 import graphxform
-from graphxform import rule as rule_mod
-from graphxform.errors import RuleError
-from graphxform.gtt import parse_transforms
+from graphxform.engine import rule as rule_mod
+from graphxform.core.errors import RuleError
+from graphxform.jobs.gtt import parse_transforms
 
 from .conftest import (
     check_expect_suffixes,
@@ -71,7 +71,7 @@ def clean_registry():
 
 
 EMPTY_RULE = textwrap.dedent('''
-    from graphxform.rule import Replacement, Rule, register
+    from graphxform.engine.rule import Replacement, Rule, register
 
 
     @register
