@@ -20,8 +20,7 @@ BROKEN_RULES = textwrap.dedent('''
     import numpy as np
     from tensorflow.core.framework import node_def_pb2
 
-    from graphxform.engine.pattern import Any, Const, Op
-    from graphxform.engine.rule import Replacement, Rule, register
+    from graphxform import Any, Const, Op, Replacement, Rule, register
 
 
     @register
@@ -156,7 +155,7 @@ def test_verify_bisect_cli_names_relu_rule(rules_file, tmp_path):
 @pytest.mark.timeout(120)
 def test_optimize_bisect_names_the_rule(rules_file, tmp_path):
     """`optimize --bisect` with a broken rule in --transforms: exit 1, OUT kept, the error line names the rule."""
-    from graphxform.engine.rule import load_rules_file
+    from graphxform.engine.registry import load_rules_file
 
     load_rules_file(str(rules_file))  # in-process: the registry now knows the broken rules
     out = tmp_path / "opt"

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import fixture_path, load_samples
 
 FIXTURES = ["estimator_dnn", "estimator_linear", "keras_bn", "tf2_lookup"]
@@ -12,7 +11,7 @@ FIXTURES = ["estimator_dnn", "estimator_linear", "keras_bn", "tf2_lookup"]
 @pytest.mark.parametrize("name", FIXTURES)
 def test_c_loader_runs_every_signature_like_the_tf1_loader(name):
     from graphxform.tf.capi import CSavedModelSession
-    from graphxform.jobs.verify import SavedModelRunner
+    from graphxform.tf.runners import SavedModelRunner
 
     path = fixture_path(name)
     samples = load_samples(name)

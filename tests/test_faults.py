@@ -64,7 +64,7 @@ def model_copy(tmp_path) -> Path:
 @pytest.mark.parametrize("existing", [False, True])
 def test_no_space_left_writes_nothing(model_copy, tmp_path, monkeypatch, where, existing):
     """A write that fails leaves no OUT (or the old OUT untouched), no temp files, and says so in one line."""
-    from graphxform.savedmodel import write as exporter
+    from graphxform.savedmodel import atomic
 
     before = tree_hash(model_copy)
     out = tmp_path / ("out.pb" if where == "graph_def_file" else "out")
@@ -75,25 +75,25 @@ def test_no_space_left_writes_nothing(model_copy, tmp_path, monkeypatch, where, 
             out.mkdir()
             (out / "marker").write_text("old output")
     if where == "asset":
-        real_copy = exporter._copy_file
+        real_copy = atomic.copy_file
 
         def failing_copy(src, dst):  # type: ignore[no-untyped-def]
             if Path(dst).parent.name == "assets":
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
             return real_copy(src, dst)
-        monkeypatch.setattr(exporter, "_copy_file", failing_copy)
+        monkeypatch.setattr(atomic, "copy_file", failing_copy)
     elif where in ("saved_model.pb", "graph_def_file"):
-        real_write = exporter._write_bytes
+        real_write = atomic.write_bytes
 
         def failing_write(path, data):  # type: ignore[no-untyped-def]
             data = data if isinstance(data, bytes) else b"".join(data)  # (large files come in chunks)
             with open(path, "wb") as f:
                 f.write(data[: len(data) // 3])  # a partial file, then the disk is full
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        monkeypatch.setattr(exporter, "_write_bytes", failing_write)
+        monkeypatch.setattr(atomic, "write_bytes", failing_write)
         del real_write
     elif where == "fsync":
-        monkeypatch.setattr(exporter, "_fsync_file", lambda p: (_ for _ in ()).throw(
+        monkeypatch.setattr(atomic, "fsync_file", lambda p: (_ for _ in ()).throw(
             OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
     elif where == "rename":
         real_rename = os.rename
@@ -102,7 +102,7 @@ def test_no_space_left_writes_nothing(model_copy, tmp_path, monkeypatch, where, 
             if Path(dst) == out and ".tmp-" in Path(src).name:  # the new OUT renamed in (not the old put back)
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
             return real_rename(src, dst)
-        monkeypatch.setattr(exporter.os, "rename", failing_rename)
+        monkeypatch.setattr(atomic.os, "rename", failing_rename)
     extra = ["--no-verify"] + (["--force"] if existing else [])
     res = run_cli(["optimize", str(model_copy), str(out), "--quantize", "none", *extra])
     assert res.code == 2, res.stderr
@@ -124,9 +124,9 @@ def test_no_space_left_writes_nothing(model_copy, tmp_path, monkeypatch, where, 
 
 def test_graph_over_2gib_is_refused_before_writing(model_copy, tmp_path, monkeypatch):
     """The exporter checks ByteSize() before serializing: a > 2 GiB graph is refused, nothing is written."""
-    from graphxform.savedmodel import write as exporter
+    from graphxform.savedmodel import wire
 
-    monkeypatch.setattr(exporter, "_proto_size", lambda message: 2 * 1024**3 + 4096)
+    monkeypatch.setattr(wire, "proto_size", lambda message: 2 * 1024**3 + 4096)
     for out in (tmp_path / "big_out", tmp_path / "big_out.pb"):
         res = run_cli(["optimize", str(model_copy), str(out), "--quantize", "none", "--no-verify"])
         assert res.code == 2, res.stderr
@@ -139,18 +139,18 @@ def test_graph_over_2gib_is_refused_before_writing(model_copy, tmp_path, monkeyp
 DRIVER = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    import graphxform.savedmodel.write as ex
+    import graphxform.savedmodel.atomic as ex
     from graphxform.cli import main
 
     mode, sig = sys.argv[1], getattr(signal, sys.argv[2])
     argv = sys.argv[3:]
     if mode == "mid_write":           # die while the temp dir holds variables and assets but no saved_model.pb
-        real = ex._write_bytes
+        real = ex.write_bytes
         def hook(path, data):
             if Path(path).name == "saved_model.pb":
                 os.kill(os.getpid(), sig)
             return real(path, data)
-        ex._write_bytes = hook
+        ex.write_bytes = hook
     elif mode == "between_renames":   # --force: OUT moved aside, the new one not yet renamed in
         real_rename = os.rename
         def rename(src, dst):

@@ -24,7 +24,8 @@ from test_loader import (
 )
 
 from graphxform.core.errors import GraphError
-from graphxform.model.freeze import LEFTOVER_OPS, SAVER_OPS, freeze_model
+from graphxform.core.opdefs import CHECKPOINT_OPS as SAVER_OPS
+from graphxform.model.freeze import LEFTOVER_OPS, freeze_model
 from graphxform.model.loader import load
 from graphxform.model.model import Model
 from graphxform.tf.session import run_signature

@@ -11,7 +11,7 @@ from tensorflow.core.framework import graph_pb2
 
 import graphxform
 from graphxform.core.errors import GraphError, RuleError
-from graphxform.jobs.gtt import TransformGraph, format_transform, parse_transforms
+from graphxform.engine.gtt_syntax import format_transform, parse_transforms
 from graphxform.engine.pipeline import (
     DEFAULT_PIPELINE,
     FLOAT_PIPELINE,
@@ -20,6 +20,7 @@ from graphxform.engine.pipeline import (
     describe_pipeline,
     supported_names,
 )
+from graphxform.jobs.gtt import TransformGraph
 
 RECIPE = ("remove_nodes(op=Identity) merge_duplicate_nodes strip_unused_nodes fold_constants(ignore_errors=true) "
           "fold_batch_norms fold_old_batch_norms quantize_weights")

@@ -171,7 +171,8 @@ def test_count_of_broken_inputs(corpus, capsys):
 # --------------------------------------------------------------------------- no code execution, no host access
 def _model_of(gd, outputs: dict[str, str], tmp_path: Path):  # type: ignore[no-untyped-def]
     from graphxform.core.graph import Graph
-    from graphxform.model.model import Model, Signature, TensorSpec
+    from graphxform.core.signature import TensorSpec
+    from graphxform.model.model import Model, Signature
 
     graph = Graph(gd)
     sig = Signature("serving_default", "tensorflow/serving/predict")
@@ -310,7 +311,7 @@ def test_no_pickle_anywhere_in_the_library():
 def test_npz_inputs_with_pickled_objects_are_refused(tmp_path):
     """A verification inputs file holding a pickled object array is refused, not unpickled."""
     from graphxform.core.errors import GraphxformError
-    from graphxform.jobs.verify import load_npz
+    from graphxform.jobs.inputs import load_npz
 
     class Boom:
         def __reduce__(self):

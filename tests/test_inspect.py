@@ -14,17 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import FIXTURES, fixture_path
 from tensorflow.core.framework import attr_value_pb2, function_pb2, graph_pb2, node_def_pb2, types_pb2
 
-from conftest import FIXTURES, fixture_path
 from graphxform.cli import cli, main
 from graphxform.core.errors import ModelLoadError
 from graphxform.core.graph import Graph
-from graphxform.inspect.summary import (
-    NodeNotFoundError, array_stats, attr_value, node_info, parameters_summary, scan_warnings, summarize,
-    tables_summary,
-)
-from graphxform.model.model import Model, Signature, TensorSpec
+from graphxform.core.signature import TensorSpec
+from graphxform.inspect.node import NodeNotFoundError, array_stats, attr_value, node_info
+from graphxform.inspect.scan import scan_warnings
+from graphxform.inspect.summary import parameters_summary, summarize, tables_summary
+from graphxform.model.model import Model, Signature
 
 SAVED_MODELS = ["estimator_dnn", "estimator_linear", "keras_bn", "tf2_lookup"]
 SAVED_MODEL_CLI = Path(sys.executable).parent / "saved_model_cli"

@@ -22,8 +22,9 @@ from tensorflow.core.framework import graph_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
 from graphxform.core.errors import SignatureError
-from graphxform.model.loader import INIT_OP_SIGNATURE_KEY, TABLE_INIT_OPS, load
-from graphxform.model.tf2_flatten import CALL_OPS
+from graphxform.core.opdefs import CALL_OPS, TABLE_INIT_OPS
+from graphxform.model.loader import load
+from graphxform.savedmodel.read import INIT_OP_SIGNATURE_KEY
 from graphxform.tf.session import run_graph_def, run_signature
 
 SAVED_MODEL_FIXTURES = ["estimator_dnn", "estimator_linear", "keras_bn", "tf2_lookup"]

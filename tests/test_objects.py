@@ -65,7 +65,7 @@ def test_freeze_reads_each_variable_at_its_object_path():
 def test_frozen_outputs_match_tf_saved_model_load():
     from conftest import signature_outputs
 
-    from graphxform.jobs.verify import TF2SavedModelRunner
+    from graphxform.tf.runners import TF2SavedModelRunner
 
     path = fixture_path("module_keras")
     samples = load_samples("module_keras")
@@ -167,7 +167,7 @@ def test_tf1_mutable_table_restored_by_the_saver(tmp_path):
     report = optimize(export, tmp_path / "out", quantize="none",
                       inputs={"keys": np.array([b"a", b"c", b"zz", b""], dtype=object)})
     assert report.ok, report.verification.failure_message()
-    from graphxform.jobs.verify import SavedModelRunner
+    from graphxform.tf.runners import SavedModelRunner
 
     r = SavedModelRunner(tmp_path / "out")
     assert r.run("serving_default", {"keys": np.array([b"b", b"q"], dtype=object)})["out"].tolist() == [20, -70]
@@ -206,7 +206,8 @@ def test_inspect_cli_prints_object_paths():
 
 
 def test_verify_runs_object_graph_inputs_through_tf_saved_model_load():
-    from graphxform.jobs.verify import SavedModelRunner, TF2SavedModelRunner, open_runner
+    from graphxform.jobs.verify import open_runner
+    from graphxform.tf.runners import SavedModelRunner, TF2SavedModelRunner
 
     r = open_runner(fixture_path("keras3_saved_model"))
     assert isinstance(r, TF2SavedModelRunner)

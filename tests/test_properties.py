@@ -124,7 +124,8 @@ def _graph(gd):  # type: ignore[no-untyped-def]
     from tensorflow.core.framework import types_pb2
 
     from graphxform.core.graph import Graph
-    from graphxform.model.model import Signature, TensorSpec
+    from graphxform.core.signature import TensorSpec
+    from graphxform.model.model import Signature
 
     f32 = types_pb2.DT_FLOAT
     sig = Signature("serving_default", "tensorflow/serving/predict", {"x": TensorSpec("x:0", f32, list(IMG_SHAPE))},

@@ -8,12 +8,12 @@ import subprocess
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import FIXTURES, graph_def_of
 from tensorflow.core.framework import graph_pb2
 
-from conftest import FIXTURES, graph_def_of
 from graphxform.cli import cli, main
 from graphxform.core.graph import Graph
-from graphxform.inspect.summary import NodeNotFoundError
+from graphxform.inspect.node import NodeNotFoundError
 from graphxform.inspect.render import RenderError, neighbourhood, render, select_nodes, to_dot, write_picture
 
 HAVE_DOT = shutil.which("dot") is not None

@@ -12,17 +12,19 @@ from conftest import FIXTURES, graph_def_of, run
 from tensorflow.core.framework import attr_value_pb2, function_pb2, graph_pb2, node_def_pb2, types_pb2
 
 from graphxform import load
-from graphxform.savedmodel import write as exporter
-from graphxform.tf.capi import CGraphDefSession, CLoaderError
 from graphxform.core.errors import ExportError, RuleError
 from graphxform.core.graph import Graph
-from graphxform.model.model import Model, Signature, TensorSpec
 from graphxform.core.opdefs import attr_bool, attr_float, attr_int, attr_str, attr_type, attr_value
+from graphxform.core.signature import TensorSpec
+from graphxform.core.validate import describe, node_violations, validate_graph
+from graphxform.engine.explain import explain
 from graphxform.engine.pattern import Op
 from graphxform.engine.pipeline import build_pipeline
 from graphxform.engine.rule import Match, Replacement, Rule
-from graphxform.engine.runner import explain, run_pipeline
-from graphxform.core.validate import describe, node_violations, validate_graph
+from graphxform.engine.runner import run_pipeline
+from graphxform.model import export as exporter
+from graphxform.model.model import Model, Signature
+from graphxform.tf.capi import CGraphDefSession, CLoaderError
 
 X = np.arange(6, dtype=np.float32).reshape(2, 3)
 

@@ -9,10 +9,11 @@ from conftest import FIXTURES, SAMPLES, load_samples
 from tensorflow.core.framework import node_def_pb2
 
 import graphxform
-from graphxform.savedmodel import write as exporter
-from graphxform.tf import synth
 from graphxform.core.errors import VerificationError
-from graphxform.jobs.verify import compare_arrays, verify
+from graphxform.jobs.compare import compare_arrays
+from graphxform.jobs.verify import verify
+from graphxform.model import export as exporter
+from graphxform.tf import synth
 
 # --------------------------------------------------------------------------- compare_arrays
 

@@ -61,7 +61,7 @@ def run_runner(runner: Any, feeds: dict[str, dict[str, np.ndarray]]) -> dict[str
 
 def compare(ref: dict, got: dict, *, lossy: bool = False, rtol: float = RTOL) -> tuple[bool, float, str]:
     """(all within tolerance, max relative difference, first failure) over every signature output."""
-    from graphxform.jobs.verify import compare_arrays
+    from graphxform.jobs.compare import compare_arrays
 
     worst, first = 0.0, ""
     ok = set(ref) == set(got)
@@ -87,9 +87,9 @@ def measure(fixture_dir: Path, samples: dict[str, dict[str, np.ndarray]], work: 
     ``rtol`` is the float tolerance (relative to each output's scale), for optimize's verification and for
     every loader's outputs."""
     import graphxform
-    from graphxform.savedmodel.write import dir_size
     from graphxform.jobs.optimize import optimize
-    from graphxform.jobs.verify import SavedModelRunner, TF2SavedModelRunner
+    from graphxform.model.export import dir_size
+    from graphxform.tf.runners import SavedModelRunner, TF2SavedModelRunner
 
     m = Measurement(fixture_dir.name)
     own_tmp = work is None

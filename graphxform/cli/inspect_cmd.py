@@ -32,7 +32,7 @@ def _fmt_value(v: Any) -> str:
 
 
 def _shape(shape: list[int] | None) -> str:
-    from graphxform.inspect.summary import shape_str
+    from graphxform.core.signature import shape_str
 
     return shape_str(shape)
 
@@ -303,7 +303,8 @@ def inspect_cmd(model_path: Path, tags: str | None, as_json: bool, top: int, nod
       graphxform inspect fixtures/tf1_frozen_bn.pb --json | jq .candidate_inputs
       graphxform inspect fixtures/tf1_frozen_bn.pb --node conv1/kernel
     """
-    from graphxform.inspect.summary import load_for_inspect, node_info, summarize
+    from graphxform.inspect.node import node_info
+    from graphxform.inspect.summary import load_for_inspect, summarize
 
     model = load_for_inspect(model_path, tags)
     if node_name is not None:

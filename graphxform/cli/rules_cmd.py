@@ -35,7 +35,7 @@ def rules_cmd(names: tuple[str, ...], rules_files: tuple[str, ...], as_json: boo
       graphxform rules --rules my_rules.py --json
     """
     from graphxform.engine.pipeline import DEFAULT_PIPELINE, NOOP_TRANSFORMS, UNSUPPORTED_GTT
-    from graphxform.engine.rule import get_rule, load_rules_file, registry
+    from graphxform.engine.registry import get_rule, load_rules_file, registry
 
     for path in rules_files:
         load_rules_file(path)

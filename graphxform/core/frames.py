@@ -7,13 +7,12 @@ is a colocation target.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from graphxform.core.graph import Graph
-
-_LOOP_OPENERS, _LOOP_CLOSERS = frozenset({"Enter", "RefEnter"}), frozenset({"Exit", "RefExit"})
-_COND_OPENERS = frozenset({"Switch", "RefSwitch"})
-_COND_CLOSERS = frozenset({"Merge", "RefMerge", "Exit", "RefExit"})
+from graphxform.core.nodes import colocation
+from graphxform.core.opdefs import COND_MERGE_OPS, COND_SWITCH_OPS, LOOP_ENTER_OPS, LOOP_EXIT_OPS
 
 
 @dataclass
@@ -30,18 +29,22 @@ def frame_facts(graph: Graph) -> FrameFacts:
     facts = FrameFacts(known=set(graph.node_names))
     loop_starts, cond_starts = [], []
     for node in graph:
-        if node.op in _LOOP_OPENERS:
+        if node.op in LOOP_ENTER_OPS:
             loop_starts.append(node.name)
-        elif node.op in _COND_OPENERS:
+        elif node.op in COND_SWITCH_OPS:
             cond_starts.append(node.name)
-        if "_class" in node.attr:
-            for loc in node.attr["_class"].list.s:
-                if loc.startswith(b"loc:@"):
-                    facts.colocated_with.setdefault(loc[5:].decode(errors="replace"), []).append(node.name)
+        for target in colocation(node):
+            facts.colocated_with.setdefault(target, []).append(node.name)
     # Everything forward of an Enter up to its Exits; then of a Switch (not already in a loop) up to its Merges.
-    _flood(graph, loop_starts, _LOOP_CLOSERS, facts.in_frame)
-    _flood(graph, [n for n in cond_starts if n not in facts.in_frame], _COND_CLOSERS, facts.in_frame)
+    _flood(graph, loop_starts, LOOP_EXIT_OPS, facts.in_frame)
+    _flood(graph, [n for n in cond_starts if n not in facts.in_frame], COND_MERGE_OPS, facts.in_frame)
     return facts
+
+
+def colocation_targets(graph: Graph, ignore: Iterable[str] = ()) -> set[str]:
+    """The nodes that a node outside ``ignore`` names in its ``_class`` colocation attr."""
+    skip = set(ignore)
+    return {t for node in graph if node.name not in skip for t in colocation(node)}
 
 
 def _flood(graph: Graph, starts: list[str], closers: frozenset[str], seen: set[str]) -> None:
@@ -52,8 +55,9 @@ def _flood(graph: Graph, starts: list[str], closers: frozenset[str], seen: set[s
         if name in seen:
             continue
         seen.add(name)
-        if graph.nx.nodes[name].get("op") not in closers:
-            stack.extend(graph.nx.successors(name))
+        node = graph.get(name)
+        if node is None or node.op not in closers:
+            stack.extend(graph.consumer_nodes(name))
 
 
-__all__ = ["FrameFacts", "frame_facts"]
+__all__ = ["FrameFacts", "colocation_targets", "frame_facts"]

@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import tensorflow as tf
+
 from graphxform.core.errors import ModelLoadError
 from graphxform.core.opdefs import op_def
 
@@ -79,8 +81,6 @@ def library_for(op: str) -> OpLibrary | None:
 
 
 def _tf_minor() -> str:
-    import tensorflow as tf
-
     return ".".join(tf.__version__.split(".")[:2])
 
 
@@ -96,8 +96,6 @@ def load_op_modules(modules: Iterable[str]) -> list[str]:
         if not spec:
             continue
         if spec.endswith(".so") or os.path.sep in spec:
-            import tensorflow as tf
-
             if not os.path.isfile(spec):
                 raise ModelLoadError(f"--load-ops {spec}: no such op library file")
             try:

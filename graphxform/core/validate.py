@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from tensorflow.core.framework import node_def_pb2, types_pb2
+from tensorflow.core.framework import graph_pb2, node_def_pb2, types_pb2
 
 from graphxform.core.opdefs import op_def
 
@@ -249,8 +249,6 @@ def validate_nodes(nodes: Iterable[node_def_pb2.NodeDef], library: Any = None) -
 
 def validate_graph(graph: Any) -> list[Violation]:
     """Violations of every node of ``graph`` (a :class:`~graphxform.core.graph.Graph` or ``GraphDef``) and its library."""
-    from tensorflow.core.framework import graph_pb2
-
     nodes = graph.node if isinstance(graph, graph_pb2.GraphDef) else graph
     return validate_nodes(nodes, graph.library)
 

@@ -26,9 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any as _Any
 
-from tensorflow.core.framework import node_def_pb2
+import tensorflow as tf
+from tensorflow.core.framework import node_def_pb2, types_pb2
 
-from graphxform.core.graph import Graph, parse_input
+from graphxform.core.graph import Graph
+from graphxform.core.names import parse_input
 
 Bindings = dict[str, node_def_pb2.NodeDef]
 Where = Callable[[node_def_pb2.NodeDef], "str | None"]
@@ -200,8 +202,6 @@ class Const(Pattern):
     def __post_init__(self) -> None:
         self._dtype_enum: int | None = None
         if self.dtype is not None:
-            import tensorflow as tf
-
             try:
                 self._dtype_enum = tf.as_dtype(self.dtype).as_datatype_enum
             except TypeError:
@@ -218,8 +218,6 @@ class Const(Pattern):
             return f"{node.name!r} is a Const without a value"
         t = node.attr["value"].tensor
         if self._dtype_enum is not None and t.dtype != self._dtype_enum:
-            from tensorflow.core.framework import types_pb2
-
             have = types_pb2.DataType.Name(t.dtype) if t.dtype in types_pb2.DataType.values() else str(t.dtype)
             return f"{node.name!r} is {have}, not {types_pb2.DataType.Name(self._dtype_enum)}"
         if self.rank is not None or self.shape is not None:

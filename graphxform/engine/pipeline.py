@@ -1,7 +1,7 @@
-"""Building the list of rules a run uses, from names, a transform string (GTT syntax) or Rule objects.
+"""Building the list of rules a run uses, from names, a transform string (GTT syntax) or rule objects.
 
 >>> rules = build_pipeline("remove_nodes(op=Identity) fold_constants(ignore_errors=true)")  # doctest: +SKIP
->>> run_pipeline(model.graph, rules)                                                        # doctest: +SKIP
+>>> run_pipeline(model.graph, rules)  # graphxform.engine.runner                             # doctest: +SKIP
 
 * :data:`DEFAULT_PIPELINE`: ``remove_identity, merge_duplicates, strip_unused,
   fold_constants, fold_batch_norms, hoist_unary_through_concat`` then
@@ -17,7 +17,8 @@
 * The same rule with the same parameters given twice (``fold_batch_norms
   fold_old_batch_norms``) runs once.
 * ``quantize_weights`` (and any rule with ``final = True``) runs after the
-  others reached their fixpoint, in a stage of its own.
+  others reached their fixpoint, in a stage of its own. GTT names and
+  ``final`` are declared on the rules themselves.
 """
 from __future__ import annotations
 
@@ -26,10 +27,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from graphxform.core.errors import GraphxformError, RuleError
-from graphxform.jobs.gtt import format_transform, parse_transforms
-from graphxform.engine.rule import Rule, aliases, get_rule, load_rules_file, registry
-from graphxform.engine.runner import RunReport, explain, run_pipeline
+from graphxform.core.errors import RuleError
+from graphxform.engine.gtt_syntax import format_transform, parse_transforms
+from graphxform.engine.registry import aliases, get_rule, load_rules_file, registry
+from graphxform.engine.rule import BaseRule, Param
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +38,6 @@ log = logging.getLogger(__name__)
 FLOAT_PIPELINE: tuple[str, ...] = ("remove_identity", "merge_duplicates", "strip_unused", "fold_constants",
                                    "fold_batch_norms", "hoist_unary_through_concat")
 DEFAULT_PIPELINE: tuple[str, ...] = (*FLOAT_PIPELINE, "quantize_weights")
-#: Rules that run in a stage of their own after the others (their output would be undone by folding).
-FINAL_RULES = frozenset({"quantize_weights"})
-
-#: GTT names of our rules, used when a rule module does not declare the alias itself.
-GTT_ALIASES = {
-    "remove_nodes": "remove_identity",
-    "merge_duplicate_nodes": "merge_duplicates",
-    "strip_unused_nodes": "strip_unused",
-    "fold_old_batch_norms": "fold_batch_norms",
-}
 #: GTT transforms accepted as no-ops, with the reason.
 NOOP_TRANSFORMS = {
     "sort_by_execution_order": "TensorFlow imports nodes in any order; the output keeps the input's order",
@@ -60,24 +51,18 @@ UNSUPPORTED_GTT = frozenset({
     "rename_op", "round_weights", "set_device", "sparsify_gather",
 })
 
-Spec = str | Rule | type[Rule] | tuple[str, dict[str, Any]]
+Spec = str | BaseRule | type[BaseRule] | tuple[str, dict[str, Any]]
 
 
 def supported_names() -> list[str]:
     """Every name a transform string may use: rule names, aliases and the accepted no-ops."""
-    reg = registry()
-    names = set(reg) | set(aliases()) | set(NOOP_TRANSFORMS)
-    names |= {k for k, v in GTT_ALIASES.items() if v in reg}
-    return sorted(names)
+    return sorted(set(registry()) | set(aliases()) | set(NOOP_TRANSFORMS))
 
 
-def _rule_class(name: str) -> type[Rule]:
+def _rule_class(name: str) -> type[BaseRule]:
     try:
         return get_rule(name)
     except RuleError:
-        target = GTT_ALIASES.get(name)
-        if target is not None and target in registry():
-            return registry()[target]
         if name in UNSUPPORTED_GTT:
             raise RuleError(
                 f"GTT transform {name!r} is not implemented by graphxform. Supported: "
@@ -86,7 +71,7 @@ def _rule_class(name: str) -> type[Rule]:
         raise
 
 
-def build_rule(name: str, params: dict[str, Any] | None = None) -> Rule | None:
+def build_rule(name: str, params: dict[str, Any] | None = None) -> BaseRule | None:
     """One rule instance for ``name(**params)`` (``None`` for an accepted no-op GTT transform)."""
     params = dict(params or {})
     if name in NOOP_TRANSFORMS:
@@ -96,18 +81,14 @@ def build_rule(name: str, params: dict[str, Any] | None = None) -> Rule | None:
     cls = _rule_class(name)
     ignore = None
     if "ignore_errors" in params and "ignore_errors" not in cls.params:
-        from graphxform.engine.rule import Param
-
         ignore = Param(bool, False).convert(cls.name, "ignore_errors", params.pop("ignore_errors"))
     rule = cls(**params)
     if ignore is not None:
         rule.ignore_errors = ignore  # type: ignore[attr-defined]  # the runner skips failing nodes
-    if cls.name in FINAL_RULES and not getattr(rule, "final", False):
-        rule.final = True  # type: ignore[misc]
     return rule
 
 
-def _same(a: Rule, b: Rule) -> bool:
+def _same(a: BaseRule, b: BaseRule) -> bool:
     return (type(a) is type(b) and a.args == b.args
             and getattr(a, "ignore_errors", None) == getattr(b, "ignore_errors", None))
 
@@ -117,7 +98,7 @@ def build_pipeline(
     *,
     quantize: bool | str = True,
     rules_files: Iterable[str | Path] = (),
-) -> list[Rule]:
+) -> list[BaseRule]:
     """Rule instances for ``spec``.
 
     ``spec``: ``None`` (the default pipeline; ``quantize=False`` or ``"none"``
@@ -138,12 +119,12 @@ def build_pipeline(
         items = [spec]
     else:
         items = list(spec)
-    rules: list[Rule] = []
+    rules: list[BaseRule] = []
     for item in items:
-        built: list[Rule | None]
-        if isinstance(item, Rule):
+        built: list[BaseRule | None]
+        if isinstance(item, BaseRule):
             built = [item]
-        elif isinstance(item, type) and issubclass(item, Rule):
+        elif isinstance(item, type) and issubclass(item, BaseRule):
             built = [item()]
         elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
             built = [build_rule(item[0], item[1])]
@@ -161,17 +142,12 @@ def build_pipeline(
     return rules
 
 
-def build_rules(transforms: str | Sequence[Spec] | None = None) -> list[Rule]:
-    """Alias of :func:`build_pipeline` with its defaults."""
-    return build_pipeline(transforms)
-
-
-def default_pipeline(quantize: bool | str = True) -> list[Rule]:
+def default_pipeline(quantize: bool | str = True) -> list[BaseRule]:
     """The default rules (see :data:`DEFAULT_PIPELINE`)."""
     return build_pipeline(None, quantize=quantize)
 
 
-def describe_pipeline(rules: Sequence[Rule]) -> str:
+def describe_pipeline(rules: Sequence[BaseRule]) -> str:
     """The transform string that rebuilds ``rules`` (non-default parameters only)."""
     parts = []
     for r in rules:
@@ -181,22 +157,5 @@ def describe_pipeline(rules: Sequence[Rule]) -> str:
     return " ".join(parts)
 
 
-__all__ = [
-    "DEFAULT_PIPELINE",
-    "FINAL_RULES",
-    "FLOAT_PIPELINE",
-    "GTT_ALIASES",
-    "NOOP_TRANSFORMS",
-    "UNSUPPORTED_GTT",
-    "GraphxformError",
-    "RunReport",
-    "build_pipeline",
-    "build_rule",
-    "build_rules",
-    "default_pipeline",
-    "describe_pipeline",
-    "explain",
-    "parse_transforms",
-    "run_pipeline",
-    "supported_names",
-]
+__all__ = ["DEFAULT_PIPELINE", "FLOAT_PIPELINE", "NOOP_TRANSFORMS", "UNSUPPORTED_GTT", "build_pipeline", "build_rule",
+           "default_pipeline", "describe_pipeline", "supported_names"]

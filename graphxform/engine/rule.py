@@ -1,39 +1,40 @@
-"""Rewrite rules: the ``Rule`` base class, its ``Match`` and ``Replacement``, and the registry.
+"""Rules: local rewrites, each a pattern (or a ``match``), a ``check`` and a ``rewrite``.
 
-A rule is a pattern (or a ``match`` method), a ``check`` that returns
-``None`` or the reason it does not apply, and a ``rewrite`` that returns a
-:class:`Replacement`. Rules never mutate the graph: the runner applies the
-replacement through :class:`~graphxform.core.graph.Graph` methods.
+A rule is a pattern (or a ``match`` method) finding a candidate from an anchor node, a ``check`` that returns
+``None`` or the reason it does not apply, and a ``rewrite`` that returns a :class:`Replacement`, built with the
+public node builder (:mod:`graphxform.core.nodes`). Rules never mutate the graph: the runner applies the
+replacement through :class:`~graphxform.core.graph.Graph` methods. Whole-graph work (strip what is unused,
+merge duplicates, fold constants) is a :class:`~graphxform.engine.passes.Pass`. A user rule, in a file loaded
+with ``--rules my_rules.py``::
 
-A user rule, in a file loaded with ``--rules my_rules.py``::
-
-    from graphxform.engine.rule import Rule, Replacement, register
-    from graphxform.engine.pattern import Op, Const
+    from graphxform import Any, Match, Op, Replacement, Rule, register
 
     @register
     class DropDoubleNeg(Rule):
         \"\"\"Replaces ``Neg(Neg(x))`` by ``x``.\"\"\"
         name = "drop_double_neg"
-        pattern = Op("Neg", Op("Neg", bind="inner"), bind="outer")
+        pattern = Op("Neg", Op("Neg", Any(bind="x"), bind="inner"), bind="outer")
 
-        def rewrite(self, match):
-            x = match.graph.data_inputs(match["inner"].name)[0]
-            return Replacement(replace={f"{match['outer'].name}:0": x})
+        def rewrite(self, m: Match) -> Replacement:
+            return Replacement(replace={m.tensor("outer"): m.tensor("x")}, remove=[m["outer"].name, m["inner"].name])
 """
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable
+import inspect
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from tensorflow.core.framework import node_def_pb2
 
-from graphxform.core.errors import GraphxformError, RuleError
+from graphxform.core.errors import RuleError
 from graphxform.core.graph import Graph
+from graphxform.core.names import tensor_name
+from graphxform.engine.context import Context
+from graphxform.engine.pattern import Pattern, anchors_of, depth_of
 
-log = logging.getLogger(__name__)
-
+#: How far (edges, both ways) from a change the runner looks for anchors of a rule with its own ``match``.
+DEFAULT_REACH = 3
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -93,7 +94,7 @@ class Param:
 
 @dataclass
 class Match:
-    """Where a rule matched: the anchor node, named bindings, the graph, the rule's params."""
+    """Where a rule matched: the anchor node, named bindings, the graph, the rule's params, the run's context."""
 
     graph: Graph
     anchor: node_def_pb2.NodeDef
@@ -101,6 +102,8 @@ class Match:
     params: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     tensors: dict[str, str] = field(default_factory=dict)
+    #: The rule's caches for this run (:class:`~graphxform.engine.context.Context`); the runner sets it.
+    ctx: Context = field(default_factory=Context)
 
     def __getitem__(self, key: str) -> node_def_pb2.NodeDef:
         return self.nodes[key]
@@ -116,8 +119,6 @@ class Match:
 
     def input(self, key: str, index: int) -> str:
         """Data input ``index`` of the node bound to ``key``, as ``"node:port"``."""
-        from graphxform.core.graph import tensor_name
-
         return tensor_name(self.graph.data_inputs(self.nodes[key].name)[index])
 
 
@@ -152,45 +153,21 @@ class Replacement:
         return not (self.add or self.update or self.replace or self.replace_control or self.remove)
 
 
-class Rule:
-    """Base class of every rule (built-in and user).
+class BaseRule:
+    """What rules and passes share: a registry name, aliases, typed parameters, a docstring.
 
-    Class attributes:
-      ``name``: registry name; ``aliases``: other names (GTT names);
-      ``anchors``: op types a match can start from (``None``: every node);
-      ``pattern``: a :mod:`graphxform.engine.pattern` pattern, or override :meth:`match`;
-      ``params``: ``{name: Param}``;
-      ``global_rule``: when True the runner calls :meth:`run_global` once per
-      round instead of matching node by node (e.g. ``strip_unused``).
-    The docstring's first line is ``before -> after``.
+    Class attributes: ``name`` (registry name), ``aliases`` (other names: GTT names), ``params``
+    (``{name: Param}``), ``final`` (run in a stage of its own after the other rules reached their fixpoint,
+    e.g. quantization, whose output constant folding would undo). The docstring's first line is
+    ``before -> after``.
     """
 
     name: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
-    anchors: ClassVar[frozenset[str] | None] = None
-    pattern: ClassVar[Any] = None
     params: ClassVar[dict[str, Param]] = {}
-    global_rule: ClassVar[bool] = False
-    #: For a ``global_rule``: one :meth:`run_global` reaches the rule's own fixpoint (running it again
-    #: right after finds nothing), so the runner re-runs it only when another rule changed the graph.
-    idempotent: ClassVar[bool] = False
-    #: How many edges above its anchor a match looks; the runner revisits the consumers of a change up
-    #: to this distance. ``None``: the pattern's depth, or 2 for a rule with its own ``match``.
-    reach: ClassVar[int | None] = None
-    #: Run in a stage of its own after the other rules reached their fixpoint (e.g. quantization,
-    #: whose output other rules such as constant folding would undo).
     final: ClassVar[bool] = False
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        from graphxform.engine.pattern import Pattern, anchors_of, depth_of
-
-        pattern = cls.__dict__.get("pattern")
-        if isinstance(pattern, Pattern):
-            if "anchors" not in cls.__dict__:
-                cls.anchors = anchors_of(pattern)
-            if "reach" not in cls.__dict__:
-                cls.reach = depth_of(pattern)
+    #: True for passes (whole-graph work), False for rules (local rewrites).
+    whole_graph: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         self.args: dict[str, Any] = {}
@@ -205,6 +182,62 @@ class Rule:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.args.items() if v != self.params[k].default)
         return f"{self.name}({args})"
+
+    @classmethod
+    def doc(cls) -> str:
+        return inspect.cleandoc(cls.__doc__ or "")
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the docstring (``before -> after``)."""
+        doc = cls.doc()
+        return doc.splitlines()[0] if doc else ""
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """Name, aliases, parameters (type, default, help, choices) and docstring, JSON-friendly."""
+        anchors = getattr(cls, "anchors", None)
+        return {
+            "name": cls.name,
+            "aliases": [a for a in cls.aliases if a != cls.name],
+            "global": cls.whole_graph,
+            "final": cls.final,
+            "anchors": sorted(anchors) if anchors is not None else None,
+            "params": {
+                key: {"type": p.type.__name__, "default": p.default, "help": p.help,
+                      "choices": list(p.choices) if p.choices is not None else None}
+                for key, p in cls.params.items()
+            },
+            "summary": cls.summary(),
+            "doc": cls.doc(),
+            "module": cls.__module__,
+        }
+
+
+class Rule(BaseRule):
+    """A local rewrite: a pattern (or :meth:`match`), a :meth:`check` and a :meth:`rewrite`.
+
+    Class attributes (besides :class:`BaseRule` 's): ``pattern``, a pattern of
+    :mod:`graphxform.engine.pattern` (or override :meth:`match`); ``anchors``, the op types a match can start
+    from (derived from the pattern; ``None``: every node); ``reach``, how many edges above its anchor a match
+    looks (derived from the pattern; the runner revisits the consumers of a change up to this distance).
+    """
+
+    anchors: ClassVar[frozenset[str] | None] = None
+    pattern: ClassVar[Any] = None
+    reach: ClassVar[int | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("global_rule") or "run_global" in cls.__dict__:
+            raise RuleError(f"rule class {cls.__name__}: whole-graph rules are passes now — subclass "
+                            "graphxform.Pass and define run(graph, ctx) -> [Replacement] instead of run_global")
+        pattern = cls.__dict__.get("pattern")
+        if isinstance(pattern, Pattern):
+            if "anchors" not in cls.__dict__:
+                cls.anchors = anchors_of(pattern)
+            if "reach" not in cls.__dict__:
+                cls.reach = depth_of(pattern)
 
     # ---- what a rule defines
     def match(self, graph: Graph, node: node_def_pb2.NodeDef) -> Match | str:
@@ -223,157 +256,25 @@ class Rule:
     def rewrite(self, match: Match) -> Replacement:
         raise NotImplementedError(f"rule {self.name!r} defines no rewrite")
 
-    def run_global(self, graph: Graph) -> list[Replacement]:
-        """For ``global_rule`` s: the replacements for the whole graph this round."""
-        raise NotImplementedError
-
-    # ---- helpers for the runner
+    # ---- what the runner asks
     def candidates(self, graph: Graph, names: Iterable[str] | None = None) -> list[node_def_pb2.NodeDef]:
+        """The anchor nodes to visit: every one (``names`` is ``None``), or those a change to ``names`` may
+        have made match (by default: those of ``names`` that are anchors)."""
         nodes = graph if names is None else (graph.get(n) for n in names)
         return [n for n in nodes if n is not None and (self.anchors is None or n.op in self.anchors)]
 
-    @classmethod
-    def doc(cls) -> str:
-        import inspect
+    def neighbourhood(self) -> tuple[int, int]:
+        """``(below, above)``: how many edges below and above a change an anchor that may now match can be.
 
-        return inspect.cleandoc(cls.__doc__ or "")
-
-    @classmethod
-    def summary(cls) -> str:
-        """The first line of the docstring (``before -> after``)."""
-        doc = cls.doc()
-        return doc.splitlines()[0] if doc else ""
-
-    @classmethod
-    def describe(cls) -> dict[str, Any]:
-        """Name, aliases, parameters (type, default, help, choices) and docstring, JSON-friendly."""
-        return {
-            "name": cls.name,
-            "aliases": [a for a in cls.aliases if a != cls.name],
-            "global": cls.global_rule,
-            "final": cls.final,
-            "anchors": sorted(cls.anchors) if cls.anchors is not None else None,
-            "params": {
-                key: {"type": p.type.__name__, "default": p.default, "help": p.help,
-                      "choices": list(p.choices) if p.choices is not None else None}
-                for key, p in cls.params.items()
-            },
-            "summary": cls.summary(),
-            "doc": cls.doc(),
-            "module": cls.__module__,
-        }
+        A pattern looks upwards from its anchor, so only nodes below a change (its consumers, to the
+        pattern's depth) can start a new match. A rule with its own ``match`` may look either way
+        (``fold_batch_norms`` walks down from the convolution): both directions, ``reach`` or
+        :data:`DEFAULT_REACH` edges far.
+        """
+        if self.pattern is not None and type(self).match is Rule.match:
+            return (depth_of(self.pattern) if self.reach is None else int(self.reach)), 0
+        reach = DEFAULT_REACH if self.reach is None else int(self.reach)
+        return reach, reach
 
 
-_REGISTRY: dict[str, type[Rule]] = {}
-_ALIASES: dict[str, str] = {}
-_recording: list[str] | None = None  # names registered while a rules file / plugin is imported
-
-
-def register(cls: type[Rule]) -> type[Rule]:
-    """Class decorator: add ``cls`` to the registry under its name and aliases."""
-    if not cls.name:
-        raise RuleError(f"rule class {cls.__name__} has no name")
-    for key in (cls.name, *cls.aliases):
-        owner = _REGISTRY.get(key) or (_REGISTRY.get(_ALIASES[key]) if key in _ALIASES else None)
-        if owner is not None and owner.__qualname__ != cls.__qualname__:
-            raise RuleError(f"rule name {key!r} of {cls.__qualname__} is taken by {owner.__qualname__}")
-    _REGISTRY[cls.name] = cls
-    for alias in cls.aliases:
-        _ALIASES[alias] = cls.name
-    if _recording is not None:
-        _recording.append(cls.name)
-    return cls
-
-
-def _load_builtins() -> None:
-    import graphxform.transforms  # noqa: F401  (importing registers the built-in rules)
-
-
-def _load_entry_points() -> None:
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group="graphxform.rules"):
-        try:
-            obj = ep.load()
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the built-ins
-            log.warning("could not load rule plugin %s (%s): %s: %s", ep.name, ep.value, type(exc).__name__, exc)
-            continue
-        # An entry point may name a module (importing it registers its rules) or a Rule class.
-        if isinstance(obj, type) and issubclass(obj, Rule) and _REGISTRY.get(obj.name) is not obj:
-            try:
-                register(obj)
-            except RuleError as exc:
-                log.warning("could not register rule plugin %s: %s", ep.name, exc)
-
-
-def reload_plugins() -> None:
-    """Load the ``graphxform.rules`` entry points again (after installing a plugin in a running session)."""
-    registry()
-    _load_entry_points()
-
-
-_loaded = False
-
-
-def registry() -> dict[str, type[Rule]]:
-    """Every registered rule by name (built-ins and entry points loaded on first use)."""
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        _load_builtins()
-        _load_entry_points()
-    return dict(_REGISTRY)
-
-
-def aliases() -> dict[str, str]:
-    registry()
-    return dict(_ALIASES)
-
-
-def get_rule(name: str) -> type[Rule]:
-    """The rule class registered as ``name`` (or alias)."""
-    reg = registry()
-    key = _ALIASES.get(name, name)
-    if key not in reg:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(reg) + list(_ALIASES), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise RuleError(f"unknown rule {name!r}.{hint} `graphxform rules` lists them all.")
-    return reg[key]
-
-
-def load_rules_file(path: str) -> list[str]:
-    """Import a Python file of user rules; returns the names it registered."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    global _recording
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise RuleError(f"rules file {path} does not exist (pass the path of a .py file that defines rules)")
-    registry()
-    mod_name = f"graphxform_user_rules_{abs(hash(str(p.resolve())))}_{p.stem}"
-    spec = importlib.util.spec_from_file_location(mod_name, p)
-    if spec is None or spec.loader is None:
-        raise RuleError(f"rules file {path} is not a Python file (it should end in .py)")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module  # dataclasses and pickling look modules up by name
-    _recording = []
-    try:
-        spec.loader.exec_module(module)
-    except GraphxformError as exc:
-        sys.modules.pop(mod_name, None)
-        raise RuleError(f"rules file {path}: {exc}") from exc
-    except Exception as exc:
-        sys.modules.pop(mod_name, None)
-        raise RuleError(f"rules file {path} failed to import: {type(exc).__name__}: {exc}") from exc
-    finally:
-        names, _recording = _recording, None
-    if not names:
-        log.warning("rules file %s registered no rule (decorate Rule subclasses with @register)", path)
-    return sorted(set(names))
-
-
-RuleFactory = Callable[..., Rule]
+__all__ = ["DEFAULT_REACH", "BaseRule", "Match", "Param", "Replacement", "Rule"]

@@ -21,7 +21,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from graphxform.core.errors import GraphxformError
-from graphxform.core.graph import Graph, parse_input
+from graphxform.core.graph import Graph
+from graphxform.core.names import parse_input
+from graphxform.inspect.node import find_node
 from graphxform.model.model import Model
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,6 @@ def neighbourhood(graph: Graph, center: str, depth: int) -> set[str]:
     Hops follow data and control edges of the networkx view, each direction
     on its own: siblings (other consumers of a producer) are not included.
     """
-    from graphxform.inspect.summary import find_node
-
     name = find_node(graph, center).name
     if depth < 0:
         raise RenderError(f"--depth must be >= 0, not {depth}")
@@ -203,8 +203,6 @@ def render(model: Model | Graph, out: str | os.PathLike[str], *, around: str | N
         dot_program()  # fail before the work when Graphviz is missing
     center = None
     if around is not None:
-        from graphxform.inspect.summary import find_node
-
         center = find_node(graph, around, model.source if isinstance(model, Model) else None).name
     nodes = select_nodes(graph, around=center, depth=depth, max_nodes=max_nodes)
     title = None

@@ -7,7 +7,7 @@ pipeline is replayed on the input to find the culprit:
    before anything changes, and the model is frozen — this frozen, untouched
    graph gives the *reference* outputs;
 2. the pipeline runs once in full, recording every applied rewrite
-   (:attr:`graphxform.engine.runner.RunReport.applied`): ``N`` rewrites;
+   (:attr:`graphxform.engine.report.RunReport.applied`): ``N`` rewrites;
 3. a binary search over ``k`` in ``[0, N]``: a fresh copy of the frozen model is
    rewritten with the run capped at ``k`` rewrites (the runner's step limit),
    its signatures are run in TensorFlow on the same inputs, and compared with
@@ -31,14 +31,18 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from graphxform.core.errors import FixpointError, GraphxformError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from graphxform.model.model import Model
-    from graphxform.engine.rule import Rule
-    from graphxform.engine.runner import AppliedRewrite
+from graphxform.engine.pipeline import build_pipeline, describe_pipeline
+from graphxform.engine.report import AppliedRewrite
+from graphxform.engine.rule import BaseRule
+from graphxform.engine.runner import run_pipeline
+from graphxform.jobs.compare import compare_arrays
+from graphxform.jobs.inputs import verification_inputs
+from graphxform.model.loader import load
+from graphxform.model.model import Model
+from graphxform.tf.runners import ModelRunner
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +112,7 @@ def _names(names: list[str], limit: int = 6) -> str:
 class _Replayer:
     """Runs the first ``k`` rewrites of the pipeline on a copy of the frozen model and compares its outputs."""
 
-    def __init__(self, frozen: Model, rules: list[Rule], feeds: Mapping[str, Mapping[str, Any]], *, rtol: float,
+    def __init__(self, frozen: Model, rules: list[BaseRule], feeds: Mapping[str, Mapping[str, Any]], *, rtol: float,
                  atol: float, lossy: bool) -> None:
         self.frozen = frozen
         self.rules = rules
@@ -119,8 +123,6 @@ class _Replayer:
         self.cache: dict[int, Evaluation] = {}
 
     def _outputs(self, model: Model, what: str) -> dict[tuple[str, str], Any]:
-        from graphxform.jobs.verify import ModelRunner
-
         runner = ModelRunner(model, label=what)
         try:
             out: dict[tuple[str, str], Any] = {}
@@ -134,8 +136,6 @@ class _Replayer:
 
     def rewrite(self, k: int | None) -> tuple[Model, list[AppliedRewrite]]:
         """A copy of the frozen model after the first ``k`` rewrites (all of them for ``None``)."""
-        from graphxform.engine.runner import run_pipeline
-
         model = self.frozen.copy()
         if k == 0:
             return model, []
@@ -152,8 +152,6 @@ class _Replayer:
     def evaluate(self, k: int) -> Evaluation:
         if k in self.cache:
             return self.cache[k]
-        from graphxform.jobs.verify import compare_arrays
-
         model, applied = self.rewrite(k)
         expected = self.trace[:k]
         same = len(applied) == len(expected) and all(
@@ -208,18 +206,12 @@ def bisect(
     verification inputs (``.npz`` path or ``{signature: {input: array}}``); by default they are synthesized from the
     model. Raises :class:`GraphxformError` when the model has no signatures or cannot be run.
     """
-    from graphxform.model.model import Model as _Model
-    from graphxform.jobs.optimize import _verification_inputs
-    from graphxform.engine.pipeline import build_pipeline, describe_pipeline
-
     t0 = time.perf_counter()
     rules = (build_pipeline(transforms, rules_files=[str(p) for p in rules_files]) if transforms is not None
              else build_pipeline(None, quantize=quantize, rules_files=[str(p) for p in rules_files]))
-    if isinstance(source, _Model):
+    if isinstance(source, Model):
         model = source.copy()
     else:
-        from graphxform.model.loader import load
-
         names: dict[str, Any] = {}
         if graph_inputs or graph_outputs:
             names = {"inputs": graph_inputs, "outputs": graph_outputs}
@@ -228,7 +220,7 @@ def bisect(
     if not [k for k in model.signatures if not k.startswith("__")]:
         raise GraphxformError(f"{label}: has no signatures, so there are no outputs to compare; name the inputs "
                               "and outputs of a frozen graph (--input-names/--output-names)")
-    feeds = _verification_inputs(model, inputs)
+    feeds = verification_inputs(model, inputs)
     if not model.frozen:
         model.freeze()
     result = BisectResult(label, describe_pipeline(rules), 0)

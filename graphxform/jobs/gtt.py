@@ -1,24 +1,11 @@
-"""Compatibility with TensorFlow's old Graph Transform Tool (``transform_graph``).
+"""``TransformGraph``: a drop-in for ``tensorflow.tools.graph_transforms.TransformGraph``.
 
-* :func:`parse_transforms` reads a ``--transforms`` string exactly as
-  ``ParseTransformParameters`` in ``tensorflow/tools/graph_transforms/
-  transform_graph.cc`` did: transforms separated by whitespace (newlines
-  included), each ``name`` or ``name(param=value, param2="a,b", param=v2)``;
-  unquoted values are letters, digits and ``-._/``; quoted values run to the
-  next unescaped ``"`` (the backslashes stay in the value, as in GTT); a
-  repeated parameter accumulates its values into a list. Two leniencies:
-  whitespace is allowed before ``)`` and around ``=``, and a missing ``)``
-  is an error instead of silently dropping the transform.
-* :func:`TransformGraph` is a drop-in for
-  ``tensorflow.tools.graph_transforms.TransformGraph(graph_def, inputs,
-  outputs, transforms)``: it returns a new ``GraphDef``.
-
-GTT names are aliases of our rules (``remove_nodes`` → ``remove_identity``,
-``merge_duplicate_nodes`` → ``merge_duplicates``, ``strip_unused_nodes`` →
-``strip_unused``, ``fold_old_batch_norms`` → ``fold_batch_norms``); see
-:mod:`graphxform.engine.pipeline` for the no-op and unsupported GTT transforms.
-Unlike GTT, which ran each transform once in order, all rules run together
-to a fixpoint (quantization last), so their order does not matter.
+GTT names are aliases of our rules (``remove_nodes`` → ``remove_identity``, ``merge_duplicate_nodes`` →
+``merge_duplicates``, ``strip_unused_nodes`` → ``strip_unused``, ``fold_old_batch_norms`` →
+``fold_batch_norms``), declared on the rules; the transform strings are read by
+:mod:`graphxform.engine.gtt_syntax`, and :mod:`graphxform.engine.pipeline` lists the GTT transforms accepted
+as no-ops and those refused. Unlike GTT, which ran each transform once in order, all rules run together to a
+fixpoint (quantization last), so their order does not matter.
 """
 from __future__ import annotations
 
@@ -26,109 +13,18 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from graphxform.core.errors import GraphError, RuleError
+import tensorflow as tf
+from tensorflow.core.framework import graph_pb2
+
+from graphxform.core.errors import GraphError
+from graphxform.core.graph import Graph
+from graphxform.core.names import parse_input
+from graphxform.core.nodes import make_node
+from graphxform.core.signature import METHOD_PREDICT, Signature, TensorSpec
+from graphxform.engine.pipeline import build_pipeline
+from graphxform.engine.runner import run_pipeline
 
 log = logging.getLogger(__name__)
-
-#: Characters of a transform or parameter name (Scanner::LETTER_DIGIT_UNDERSCORE).
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
-#: Characters of an unquoted value (Scanner::LETTER_DIGIT_DASH_DOT_SLASH_UNDERSCORE).
-_VALUE_CHARS = _NAME_CHARS | frozenset("-./")
-
-ParsedTransform = tuple[str, dict[str, Any]]
-
-
-def _context(text: str, i: int) -> str:
-    rest = text[i:i + 30]
-    return repr(rest + ("…" if len(text) > i + 30 else "")) if rest else "the end of the string"
-
-
-def parse_transforms(text: str) -> list[ParsedTransform]:
-    """``"a b(x=1, y=\\"p,q\\", x=2)"`` → ``[("a", {}), ("b", {"x": ["1", "2"], "y": "p,q"})]``.
-
-    A parameter given once maps to its string; given several times, to the
-    list of its strings. Raises :class:`RuleError` naming the position.
-    """
-    out: list[ParsedTransform] = []
-    n = len(text)
-    i = 0
-
-    def skip_space(j: int) -> int:
-        while j < n and text[j].isspace():
-            j += 1
-        return j
-
-    def scan(j: int, chars: frozenset[str]) -> int:
-        while j < n and text[j] in chars:
-            j += 1
-        return j
-
-    def fail(what: str, j: int) -> RuleError:
-        return RuleError(f"cannot parse transforms {text!r}: looking for {what} at position {j}, found {_context(text, j)}")
-
-    while True:
-        i = skip_space(i)
-        if i >= n:
-            return out
-        end = scan(i, _NAME_CHARS)
-        if end == i:
-            raise fail("a transform name", i)
-        name = text[i:end]
-        i = end
-        values: dict[str, list[str]] = {}
-        if i < n and text[i] == "(":
-            i += 1
-            while True:
-                i = skip_space(i)
-                if i >= n:
-                    raise RuleError(f"cannot parse transforms {text!r}: {name}( is missing its closing ')'")
-                if text[i] == ")":
-                    i += 1
-                    break
-                if text[i] == ",":
-                    i = skip_space(i + 1)
-                end = scan(i, _NAME_CHARS)
-                if end == i:
-                    raise fail(f"a parameter name of {name}", i)
-                param = text[i:end]
-                i = skip_space(end)
-                if i >= n or text[i] != "=":
-                    raise fail(f"'=' after {name}({param}", i)
-                i = skip_space(i + 1)
-                if i < n and text[i] == '"':
-                    j = i + 1
-                    while j < n and text[j] != '"':
-                        j += 2 if text[j] == "\\" else 1
-                    if j >= n:
-                        raise RuleError(f"cannot parse transforms {text!r}: the quoted value of {name}({param}=...) "
-                                        "has no closing '\"'")
-                    value = text[i + 1:j]
-                    i = j + 1
-                else:
-                    end = scan(i, _VALUE_CHARS)
-                    if end == i:
-                        raise fail(f"a value for {name}({param}=...)", i)
-                    value = text[i:end]
-                    i = end
-                values.setdefault(param, []).append(value)
-                # GTT eats a stray trailing quote of either kind.
-                if i < n and text[i] == '"':
-                    i += 1
-                if i < n and text[i] == "'":
-                    i += 1
-        out.append((name, {k: v[0] if len(v) == 1 else v for k, v in values.items()}))
-
-
-def format_transform(name: str, params: dict[str, Any]) -> str:
-    """The GTT string for one transform (values quoted when needed)."""
-    if not params:
-        return name
-    parts = []
-    for key, value in params.items():
-        for v in value if isinstance(value, list) else [value]:
-            v = str(v).lower() if isinstance(v, bool) else str(v)
-            parts.append(f"{key}={v}" if v and set(v) <= _VALUE_CHARS else f'{key}="{v}"')
-    return f"{name}({', '.join(parts)})"
 
 
 def TransformGraph(
@@ -145,13 +41,6 @@ def TransformGraph(
     (each may hold several, with parameters) as the original took. The input
     ``graph_def`` is not modified.
     """
-    from tensorflow.core.framework import graph_pb2
-
-    from graphxform.core.graph import Graph, parse_input
-    from graphxform.model.model import METHOD_PREDICT, Signature, TensorSpec
-    from graphxform.engine.pipeline import build_pipeline
-    from graphxform.engine.runner import run_pipeline
-
     if isinstance(graph_def, (bytes, bytearray)):
         gd = graph_pb2.GraphDef()
         gd.ParseFromString(bytes(graph_def))
@@ -195,12 +84,8 @@ def TransformGraph(
     return graph.take_graph_def()
 
 
-def _keep_output_names(graph: Any, out_names: list[str]) -> None:
+def _keep_output_names(graph: Graph, out_names: list[str]) -> None:
     """A rule may have moved an output to another tensor (e.g. folded it): give it its name back."""
-    from tensorflow.core.framework import node_def_pb2
-
-    from graphxform.core.graph import parse_input
-
     sig = graph.signatures.get("serving_default")
     if sig is None:
         return
@@ -208,12 +93,9 @@ def _keep_output_names(graph: Any, out_names: list[str]) -> None:
         tensor = sig.outputs[name].name
         if parse_input(tensor)[0] == name or name in graph:
             continue
-        node = node_def_pb2.NodeDef(name=name, op="Identity", input=[tensor])
         dtype = graph.output_dtype(tensor)
-        if dtype:
-            node.attr["T"].type = dtype
-        graph.add_node(node)
+        graph.add_node(make_node("Identity", name, [tensor], attrs={"T": tf.as_dtype(dtype)} if dtype else None))
         log.info("TransformGraph: output %r was rewritten to %s; kept its name with an Identity", name, tensor)
 
 
-__all__ = ["TransformGraph", "format_transform", "parse_transforms"]
+__all__ = ["TransformGraph"]

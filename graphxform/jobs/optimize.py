@@ -14,7 +14,7 @@ Steps (each reported to ``progress``):
    ``quantize_weights(dtype=…)`` unless ``quantize="none"`` — or the rules
    given in ``transforms`` (GTT syntax accepted), which replace the default
    list entirely (quantization included);
-5. **export** to ``out`` atomically (:func:`graphxform.savedmodel.write.export`), every
+5. **export** to ``out`` atomically (:func:`graphxform.model.export.export`), every
    node checked against its ``OpDef`` first (a SavedModel without signatures
    is refused unless ``allow_no_signatures``);
 6. **verify**: the input runs in TensorFlow's TF1 SavedModel loader, the
@@ -38,14 +38,19 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from graphxform.core.errors import ExportError, GraphxformError, RuleError, VerificationError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from graphxform.model.model import Model
-    from graphxform.engine.rule import Rule
-    from graphxform.jobs.verify import VerifyReport
+from graphxform.engine.pipeline import FLOAT_PIPELINE, build_pipeline, describe_pipeline
+from graphxform.engine.rule import BaseRule
+from graphxform.engine.runner import run_pipeline
+from graphxform.jobs.inputs import verification_inputs
+from graphxform.jobs.verify import VerifyReport
+from graphxform.jobs.verify import verify as verify_models
+from graphxform.model.export import check_target, dir_size, export, no_signature_message
+from graphxform.model.loader import load
+from graphxform.model.model import Model
+from graphxform.savedmodel.read import GRAPH_DEF_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -137,18 +142,14 @@ def default_transforms(quantize: str = "int8") -> list[str]:
     """The default pipeline as transform strings for ``quantize`` (``int8``, ``float16`` or ``none``)."""
     if quantize not in QUANTIZE_CHOICES:
         raise RuleError(f"quantize={quantize!r}: choose one of {', '.join(QUANTIZE_CHOICES)}")
-    from graphxform.engine.pipeline import FLOAT_PIPELINE
-
     steps = list(FLOAT_PIPELINE)
     if quantize != "none":
         steps.append(f"quantize_weights(dtype={quantize})")
     return steps
 
 
-def build_rules(transforms: str | list[str] | None, quantize: str = "int8") -> list[Rule]:
+def build_rules(transforms: str | list[str] | None, quantize: str = "int8") -> list[BaseRule]:
     """The rules to run: the default pipeline for ``quantize``, or exactly those of ``transforms``."""
-    from graphxform.engine.pipeline import build_pipeline
-
     if quantize not in QUANTIZE_CHOICES:
         raise RuleError(f"quantize={quantize!r}: choose one of {', '.join(QUANTIZE_CHOICES)}")
     if transforms is None:
@@ -156,12 +157,10 @@ def build_rules(transforms: str | list[str] | None, quantize: str = "int8") -> l
     return build_pipeline(transforms)
 
 
-def _run_rules(model: Model, rules: list[Rule], progress: ProgressFn) -> tuple[dict[str, RuleStats], int, Any]:
+def _run_rules(model: Model, rules: list[BaseRule], progress: ProgressFn) -> tuple[dict[str, RuleStats], int, Any]:
     """Run ``rules`` with the engine (fixpoint; quantization in a final stage); per-rule stats, rounds and the
     engine's :class:`~graphxform.engine.runner.RunReport` (every applied rewrite: the exporter names the rule that made
     a node TensorFlow would refuse)."""
-    from graphxform.engine.runner import run_pipeline
-
     def on_rule(name: str, status: str, info: dict[str, Any]) -> None:
         progress(f"rule:{name}", status, info)
 
@@ -211,14 +210,9 @@ def optimize(
     failures (nothing is written then). A failed verification is reported in
     the returned report (``report.ok`` is False), not raised.
     """
-    from graphxform import load
-    from graphxform.savedmodel.write import GRAPH_DEF_SUFFIXES, check_target, dir_size, export, no_signature_message
-
     prog = progress or _quiet_progress
     tag_list = [t for t in tags.split(",") if t] if isinstance(tags, str) else (list(tags) if tags else None)
     rules = build_rules(transforms, quantize)  # fail fast on a bad transform string, before loading
-    from graphxform.engine.pipeline import describe_pipeline
-
     report = OptimizeReport(str(in_path), str(out_path), quantize if transforms is None else "custom",
                             [describe_pipeline([r]) for r in rules])
     timer = _Timer(report, prog)
@@ -250,7 +244,7 @@ def optimize(
         verify = False
     if verify:
         with timer("inputs"):
-            feeds = _verification_inputs(model, inputs)
+            feeds = verification_inputs(model, inputs)
             timer.info.update(source="npz" if inputs is not None else "synthesized")
 
     if not model.frozen:
@@ -275,14 +269,12 @@ def optimize(
         timer.info.update(bytes=report.size_after)
 
     if verify:
-        from graphxform.jobs.verify import verify as _verify
-
         # OUT is loaded by each of TensorFlow's loaders (a GraphDef file with its signatures sidecar); a GraphDef
         # input is run as loaded with its names (TensorFlow's SavedModel loader runs SavedModel directories).
         reference: Any = in_path if model.format == "saved_model" else load_input()
         with timer("verify"):
             try:
-                report.verification = _verify(reference, out_path, inputs=feeds, rtol=rtol, atol=atol,
+                report.verification = verify_models(reference, out_path, inputs=feeds, rtol=rtol, atol=atol,
                                               lossy=report.lossy, tags=tag_list, loaders=loaders)
             except GraphxformError as exc:
                 if isinstance(exc, VerificationError):
@@ -296,16 +288,6 @@ def optimize(
                                                  "given" if isinstance(inputs, Mapping) else "npz")
             timer.info.update(ok=report.verification.ok)
     return report
-
-
-def _verification_inputs(model: Model, inputs: str | os.PathLike[str] | Mapping[str, Any] | None
-                         ) -> dict[str, dict[str, Any]]:
-    """Inputs for every signature: from ``inputs`` (npz path or arrays), the rest synthesized from ``model``."""
-    from graphxform.jobs.verify import model_signature_infos, prepare_inputs
-
-    infos = model_signature_infos(model)
-    feeds, _ = prepare_inputs(infos, list(infos), model=model, inputs=inputs)
-    return feeds
 
 
 class _Timer:

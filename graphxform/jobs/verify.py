@@ -1,87 +1,39 @@
 """``verify``: run two models on the same inputs and compare every signature output.
 
-Each model runs in TensorFlow: a SavedModel directory through the TF1
-SavedModel loader in a session (variables restored, init op run, assets
-fed — exactly what serving does), a :class:`~graphxform.model.model.Model` or a
-``.pb``/``.pbtxt`` through :mod:`graphxform.tf.session` (frozen first if it keeps
-variables).
-
-Inputs come from an ``.npz`` file (keys ``"<signature>/<input>"``, or a plain
-``"<input>"`` applied to every signature that has that input), from a
-TFRecord file of serialized ``tf.Example`` s (fed to every input that the
-graph parses as examples), or are synthesized (:mod:`graphxform.tf.synth`).
-
-Per signature and output the report gives the max absolute difference, the
-max relative difference ``max|a - b| / (max|b| + atol)`` (``b`` the reference:
-relative to the output's scale, as float rounding errors are), and,
-for classifier outputs (``classes``, ``class_ids``, ``probabilities``,
-``scores``, ``logits``, ``logistic``, or any float output that looks like
-probabilities), the rate at which both models pick the same class.
-
-Two modes:
-
-- exact (default): an output passes when ``|a - b| <= atol + rtol * max|b|``
-  everywhere. The tolerance scales with the output's largest magnitude, not
-  each element's: folding a batch norm into conv weights changes the order of
-  float32 rounding, so an element near zero in an output of magnitude 10
-  carries an error of about 10 ulp(10), far above ``rtol * |b|`` for that
-  element. Strings and integers must be equal.
-- lossy (quantized models): numeric differences are reported, not failed.
-  Only clearly broken outputs fail: shape or dtype changed, NaN/Inf that the
-  reference does not have, relative L2 error ``‖a - b‖ / ‖b‖`` above
-  :data:`BROKEN_REL_L2`, or class/row agreement below :data:`BROKEN_AGREEMENT`.
+The reference runs once (:mod:`graphxform.tf.runners`): a SavedModel directory through TensorFlow's TF1 loader
+in a session (variables restored, init op run, assets fed — what serving does; ``tf.saved_model.load`` for a
+TF2 model the TF1 loader cannot run), a :class:`~graphxform.model.model.Model` or a ``.pb``/``.pbtxt`` in one
+session (frozen first if it keeps variables). A candidate path is loaded by each of TensorFlow's loaders
+(:mod:`graphxform.tf.loaders`), and every signature runs through each on the same inputs
+(:mod:`graphxform.jobs.inputs`); each output is compared as :mod:`graphxform.jobs.compare` says.
 """
 from __future__ import annotations
 
 import logging
-import math
 import os
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import Any
 
 from graphxform.core.errors import GraphxformError, ModelLoadError, SignatureError, VerificationError
-from graphxform.core.graph import parse_input
-
-if TYPE_CHECKING:  # pragma: no cover
-    from graphxform.model.model import Model
+from graphxform.jobs.compare import DEFAULT_ATOL, DEFAULT_RTOL, OutputComparison, compare_arrays
+from graphxform.jobs.inputs import batch_of, prepare_inputs
+from graphxform.model.loader import load
+from graphxform.model.model import Model
+from graphxform.savedmodel.read import is_saved_model_dir
+from graphxform.tf.loaders import LOADER_KEYS, LoaderResult, open_loaders
+from graphxform.tf.runners import (
+    ModelRunner,
+    Runner,
+    SavedModelRunner,
+    TF2SavedModelRunner,
+    load_op_libraries,
+    needs_object_graph,
+)
 
 log = logging.getLogger(__name__)
-
-DEFAULT_RTOL = 1e-5
-DEFAULT_ATOL = 1e-6
-BROKEN_REL_L2 = 0.5
-BROKEN_AGREEMENT = 0.5
-CLASS_OUTPUT_NAMES = frozenset({"classes", "class_ids", "probabilities", "scores", "logits", "logistic",
-                                "all_class_ids", "all_classes", "predictions", "class"})
-INIT_OP_SIGNATURE_KEY = "__saved_model_init_op"
-
-
-# --------------------------------------------------------------------------- report
-@dataclass
-class OutputComparison:
-    """How one output of one signature compares between the reference and the candidate."""
-
-    signature: str
-    output: str
-    dtype: str
-    shape: list[int]
-    max_abs_diff: float | None = None
-    max_rel_diff: float | None = None
-    rel_l2: float | None = None
-    mismatches: int = 0
-    size: int = 0
-    class_agreement: float | None = None
-    within_tolerance: bool = True
-    broken: bool = False
-    note: str = ""
-    loader: str = ""  # which of TensorFlow's loaders ran the candidate (graphxform.tf.loaders.LOADER_KEYS)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -199,491 +151,28 @@ class VerifyReport:
         }
 
 
-# --------------------------------------------------------------------------- comparing arrays
-def _is_class_output(name: str, ref: np.ndarray) -> bool:
-    if name.lower() in CLASS_OUTPUT_NAMES:
-        return True
-    if ref.dtype.kind == "f" and ref.ndim == 2 and ref.shape[1] >= 2 and ref.size:
-        finite = np.isfinite(ref).all()
-        if finite and ref.min() >= 0 and ref.max() <= 1 and np.allclose(ref.sum(axis=1), 1.0, atol=1e-3):
-            return True  # looks like softmax probabilities
-    return False
-
-
-def _class_agreement(name: str, ref: np.ndarray, got: np.ndarray) -> float | None:
-    if ref.size == 0:
-        return None
-    if ref.dtype.kind == "f":
-        if ref.ndim >= 2 and ref.shape[-1] >= 2:
-            return float(np.mean(np.argmax(ref, axis=-1) == np.argmax(got, axis=-1)))
-        threshold = 0.0 if "logit" in name.lower() else 0.5
-        return float(np.mean((ref > threshold) == (got > threshold)))
-    rows_ref = ref.reshape(ref.shape[0], -1) if ref.ndim >= 1 else ref.reshape(1, -1)
-    rows_got = got.reshape(rows_ref.shape)
-    return float(np.mean(np.all(rows_ref == rows_got, axis=1)))
-
-
-def _row_agreement(ref: np.ndarray, got: np.ndarray) -> float:
-    if ref.size == 0:
-        return 1.0
-    r = ref.reshape(ref.shape[0], -1) if ref.ndim >= 1 else ref.reshape(1, -1)
-    g = got.reshape(r.shape)
-    return float(np.mean(np.all(r == g, axis=1)))
-
-
-def compare_arrays(signature: str, output: str, ref: Any, got: Any, *, rtol: float = DEFAULT_RTOL,
-                   atol: float = DEFAULT_ATOL, lossy: bool = False) -> OutputComparison:
-    """Compare one output; ``ref`` is the reference model's value."""
-    ref, got = np.asarray(ref), np.asarray(got)
-    c = OutputComparison(signature, output, str(ref.dtype), list(ref.shape), size=int(ref.size))
-    if ref.shape != got.shape:
-        c.within_tolerance, c.broken = False, True
-        c.note = f"shape {list(got.shape)} != reference {list(ref.shape)}"
-        return c
-    kinds = (ref.dtype.kind, got.dtype.kind)
-    numeric = all(k in "biufc" for k in kinds)
-    if not numeric:
-        if any(k in "biufc" for k in kinds):
-            c.within_tolerance, c.broken = False, True
-            c.note = f"dtype {got.dtype} != reference {ref.dtype}"
-            return c
-        eq = np.asarray(ref == got) if ref.dtype == got.dtype else np.asarray(
-            np.vectorize(lambda a, b: a == b, otypes=[bool])(ref, got) if ref.size else np.ones(0, bool))
-        c.mismatches = int(ref.size - int(np.count_nonzero(eq)))
-        c.within_tolerance = c.mismatches == 0
-        agreement = _row_agreement(ref, got)
-        if _is_class_output(output, ref):
-            c.class_agreement = agreement
-        if lossy and agreement < BROKEN_AGREEMENT:
-            c.broken, c.note = True, f"only {100 * agreement:.0f}% of rows agree"
-        return c
-    if ref.dtype.kind != got.dtype.kind and not lossy:
-        c.note = f"dtype {got.dtype} != reference {ref.dtype}"
-        c.within_tolerance = False
-    a = ref.astype(np.complex128 if "c" in kinds else np.float64)
-    b = got.astype(a.dtype)
-    both_nan = np.isnan(a) & np.isnan(b) if a.size else np.zeros(0, bool)
-    diff = np.abs(b - a)
-    diff = np.where(both_nan | (np.isinf(a) & (a == b)), 0.0, diff)
-    bad_new = (~np.isfinite(b)) & np.isfinite(a)
-    if a.size:
-        finite = np.isfinite(diff)
-        c.max_abs_diff = float(diff[finite].max()) if finite.any() else 0.0
-        finite_ref = np.abs(a[np.isfinite(a)])
-        scale = float(finite_ref.max()) if finite_ref.size else 0.0
-        c.max_rel_diff = c.max_abs_diff / (scale + atol)
-        norm = float(np.linalg.norm(np.where(np.isfinite(a), a, 0).ravel()))
-        err = float(np.linalg.norm(np.where(finite, diff, 0).ravel()))
-        c.rel_l2 = err / norm if norm > 0 else (0.0 if err == 0 else math.inf)
-        close = diff <= atol + rtol * scale  # (NaN where only one side is NaN: not close)
-        c.mismatches = int(a.size - int(np.count_nonzero(close)))
-        c.within_tolerance = c.within_tolerance and c.mismatches == 0
-    if bad_new.any():
-        c.broken, c.within_tolerance = True, False
-        c.note = f"{int(bad_new.sum())} NaN/Inf values the reference does not have"
-    if _is_class_output(output, ref):
-        c.class_agreement = _class_agreement(output, ref, got)
-    if lossy and not c.broken:
-        if ref.dtype.kind in "iub":
-            agreement = _row_agreement(ref, got)
-            if agreement < BROKEN_AGREEMENT:
-                c.broken, c.note = True, f"only {100 * agreement:.0f}% of rows agree"
-        elif c.rel_l2 is not None and c.rel_l2 > BROKEN_REL_L2:
-            c.broken, c.note = True, f"relative L2 error {c.rel_l2:.2f} > {BROKEN_REL_L2}"
-        if not c.broken and c.class_agreement is not None and c.class_agreement < BROKEN_AGREEMENT:
-            c.broken, c.note = True, f"class agreement {100 * c.class_agreement:.0f}% < {100 * BROKEN_AGREEMENT:.0f}%"
-    return c
-
-
-# --------------------------------------------------------------------------- running models
-@dataclass
-class _SigInfo:
-    method_name: str
-    inputs: dict[str, str]  # input key -> tensor name
-    outputs: dict[str, list[tuple[str, str]]]  # output key -> [(reported name, tensor name)]
-    input_dtypes: dict[str, int] = field(default_factory=dict)
-
-
-class _Runner:
-    """Runs the signatures of one model."""
-
-    label: str
-    signatures: dict[str, _SigInfo]
-    model: Model | None = None
-
-    def run(self, key: str, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        sig = self.signatures[key]
-        missing = set(sig.inputs) - set(inputs)
-        if missing:
-            raise SignatureError(f"{self.label}: signature {key!r} needs inputs {sorted(missing)}; give them in "
-                                 "the --inputs file or leave --inputs out to synthesize them")
-        fetch_names: list[str] = []
-        keys: list[str] = []
-        for _, comps in sorted(sig.outputs.items()):
-            for reported, tensor in comps:
-                keys.append(reported)
-                fetch_names.append(tensor)
-        values = self._run({sig.inputs[k]: inputs[k] for k in sig.inputs}, fetch_names)
-        return dict(zip(keys, values))
-
-    def _run(self, feeds: dict[str, Any], fetches: list[str]) -> list[np.ndarray]:  # pragma: no cover
-        raise NotImplementedError
-
-    def close(self) -> None:  # pragma: no cover
-        pass
-
-
-def _outputs_from_tensor_info(outputs: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
-    out: dict[str, list[tuple[str, str]]] = {}
-    for key, info in outputs.items():
-        if info.WhichOneof("encoding") == "coo_sparse":
-            cs = info.coo_sparse
-            out[key] = [(f"{key}/indices", cs.indices_tensor_name), (f"{key}/values", cs.values_tensor_name),
-                        (f"{key}/dense_shape", cs.dense_shape_tensor_name)]
-        elif info.name:
-            out[key] = [(key, info.name)]
-    return out
-
-
-def saved_model_tags(path: str | os.PathLike[str]) -> list[str]:
-    """Tags of the first MetaGraph of a SavedModel directory ("serve" when it has that one)."""
-    from tensorflow.python.saved_model import loader_impl
-
-    try:
-        sm = loader_impl.parse_saved_model(str(path))
-    except OSError as exc:
-        raise ModelLoadError(f"{path}: not a SavedModel directory ({exc})") from exc
-    tag_sets = [list(mg.meta_info_def.tags) for mg in sm.meta_graphs]
-    for tags in tag_sets:
-        if tags == ["serve"]:
-            return tags
-    if not tag_sets:
-        raise ModelLoadError(f"{path}: the SavedModel holds no MetaGraph")
-    return tag_sets[0]
-
-
-class SavedModelRunner(_Runner):
-    """A SavedModel directory loaded by TensorFlow's TF1 loader into a session (what serving does)."""
-
-    def __init__(self, path: str | os.PathLike[str], tags: list[str] | None = None) -> None:
-        import tensorflow as tf
-
-        self.label = str(path)
-        tags = list(tags) if tags else saved_model_tags(path)
-        self.graph = tf.Graph()
-        config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=2, intra_op_parallelism_threads=2)
-        self.session = tf.compat.v1.Session(graph=self.graph, config=config)
-        try:
-            with self.graph.as_default():
-                mg = tf.compat.v1.saved_model.loader.load(self.session, tags, str(path))
-        except (RuntimeError, ValueError, OSError, tf.errors.OpError) as exc:
-            self.session.close()
-            raise ModelLoadError(f"{path}: TensorFlow's SavedModel loader failed: {exc}") from exc
-        self.signatures = {}
-        for key, sd in mg.signature_def.items():
-            if key == INIT_OP_SIGNATURE_KEY:
-                continue
-            self.signatures[key] = _SigInfo(
-                sd.method_name, {k: v.name for k, v in sd.inputs.items() if v.name},
-                _outputs_from_tensor_info(sd.outputs), {k: v.dtype for k, v in sd.inputs.items()})
-
-    def _run(self, feeds: dict[str, Any], fetches: list[str]) -> list[np.ndarray]:
-        import tensorflow as tf
-
-        try:
-            return self.session.run([self.graph.get_tensor_by_name(f) for f in fetches],
-                                    {self.graph.get_tensor_by_name(k): v for k, v in feeds.items()})
-        except tf.errors.OpError as exc:
-            raise GraphxformError(f"{self.label}: running the model failed: {exc.message}") from exc
-
-    def close(self) -> None:
-        self.session.close()
-
-
-
-
-class TF2SavedModelRunner(_Runner):
-    """A TF2 SavedModel loaded by ``tf.saved_model.load`` (variables bound through the object graph), each
-    signature called as a concrete function: the reference for TF2 SavedModels the TF1 loader cannot run."""
-
-    def __init__(self, path: str | os.PathLike[str], tags: list[str] | None = None) -> None:
-        import tensorflow as tf
-        from tensorflow.python.saved_model import loader_impl
-
-        self.label = str(path)
-        tags = list(tags) if tags else saved_model_tags(path)
-        try:
-            self.loaded = tf.saved_model.load(str(path), tags=tags)
-            sm = loader_impl.parse_saved_model(str(path))
-        except (RuntimeError, ValueError, OSError, tf.errors.OpError) as exc:
-            raise ModelLoadError(f"{path}: tf.saved_model.load failed: {str(exc).splitlines()[0]}") from exc
-        mg = next(m for m in sm.meta_graphs if set(m.meta_info_def.tags) == set(tags))
-        self.signatures = {}
-        self.dtypes: dict[str, dict[str, Any]] = {}
-        for key, sd in mg.signature_def.items():
-            if key == INIT_OP_SIGNATURE_KEY or key not in self.loaded.signatures:
-                continue
-            self.signatures[key] = _SigInfo(
-                sd.method_name, {k: v.name for k, v in sd.inputs.items() if v.name},
-                _outputs_from_tensor_info(sd.outputs), {k: v.dtype for k, v in sd.inputs.items()})
-            self.dtypes[key] = {k: tf.as_dtype(v.dtype) for k, v in sd.inputs.items()}
-
-    def run(self, key: str, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        import tensorflow as tf
-
-        sig = self.signatures[key]
-        missing = set(sig.inputs) - set(inputs)
-        if missing:
-            raise SignatureError(f"{self.label}: signature {key!r} needs inputs {sorted(missing)}; give them in "
-                                 "the --inputs file or leave --inputs out to synthesize them")
-        args = {k: tf.constant(inputs[k], dtype=self.dtypes[key][k]) for k in sig.inputs}
-        try:
-            out = self.loaded.signatures[key](**args)
-        except (tf.errors.OpError, ValueError, TypeError) as exc:
-            raise GraphxformError(f"{self.label}: running signature {key!r} failed: "
-                                  f"{str(exc).splitlines()[0]}") from exc
-        values: dict[str, np.ndarray] = {}
-        for out_key, comps in sorted(sig.outputs.items()):
-            if out_key in out and len(comps) == 1:
-                values[comps[0][0]] = np.asarray(out[out_key])
-        return values
-
-    def close(self) -> None:
-        self.loaded = None
-
-
-def _load_op_libraries(path: Path, tags: list[str] | None) -> None:
-    """Import the op libraries (TensorFlow Text …) the SavedModel's graph needs, before TensorFlow loads it."""
-    from graphxform.core.oplibs import ensure_ops
-    from tensorflow.python.saved_model import loader_impl
-
-    tags = list(tags) if tags else saved_model_tags(path)
-    for mg in loader_impl.parse_saved_model(str(path)).meta_graphs:
-        if set(mg.meta_info_def.tags) == set(tags):
-            ensure_ops(mg.graph_def, path)
-
-
-def needs_object_graph(path: str | os.PathLike[str], tags: list[str] | None = None) -> bool:
-    """True for a TF2 SavedModel whose signatures read variables or tables the saver does not restore: the TF1
-    and C++ loaders (TF Serving) cannot run it, ``tf.saved_model.load`` can (it binds them by object path)."""
-    from graphxform.model.loader import SAVED_MODEL_FILES
-    from graphxform.savedmodel.objects import bind_object_graph
-    from tensorflow.python.saved_model import loader_impl
-
-    p = Path(path)
-    if not any((p / f).is_file() for f in SAVED_MODEL_FILES):
-        return False
-    tags = list(tags) if tags else saved_model_tags(p)
-    sm = loader_impl.parse_saved_model(str(p))
-    mg = next((m for m in sm.meta_graphs if set(m.meta_info_def.tags) == set(tags)), None)
-    index = p / "variables" / "variables.index"
-    if mg is None or not index.is_file():
-        return False
-    binding = bind_object_graph(mg, index.with_suffix(""), p)
-    return binding is not None and bool(binding.unservable_nodes())
-
-
-class ModelRunner(_Runner):
-    """A :class:`Model` run with :mod:`graphxform.tf.session` (a frozen copy when it keeps variables)."""
-
-    def __init__(self, model: Model, label: str | None = None) -> None:
-        from graphxform.tf.session import model_session
-
-        self.label = label or str(model.source)
-        if not model.frozen:
-            model = model.copy()
-            model.freeze()
-        self.model = model
-        try:
-            self.session = model_session(model)
-        except GraphxformError as exc:
-            raise GraphxformError(f"{self.label}: cannot run the model: {exc}") from exc
-        self.signatures = model_signature_infos(model)
-
-    def _run(self, feeds: dict[str, Any], fetches: list[str]) -> list[np.ndarray]:
-        import tensorflow as tf
-
-        from graphxform.tf.session import asset_feeds
-
-        assert self.model is not None
-        try:
-            return self.session.run({**asset_feeds(self.model), **feeds}, fetches)
-        except tf.errors.OpError as exc:
-            raise GraphxformError(f"{self.label}: running the model failed: {exc.message}") from exc
-
-    def close(self) -> None:
-        self.session.close()
-
-
-def model_signature_infos(model: Model) -> dict[str, _SigInfo]:
-    """Signature inputs/outputs of a :class:`Model` in the form the runners use."""
-    infos: dict[str, _SigInfo] = {}
-    for key, sig in model.signatures.items():
-        if key == INIT_OP_SIGNATURE_KEY:
-            continue
-        outs: dict[str, list[tuple[str, str]]] = {}
-        for k, spec in sig.outputs.items():
-            if spec.components:
-                outs[k] = [(f"{k}/{c}", t) for c, t in spec.components.items()]
-            elif spec.name:
-                outs[k] = [(k, spec.name)]
-        infos[key] = _SigInfo(sig.method_name, {k: s.name for k, s in sig.inputs.items() if s.name}, outs,
-                              {k: s.dtype for k, s in sig.inputs.items()})
-    return infos
-
-
-def _is_saved_model_dir(path: Path) -> bool:
-    return path.is_dir() and ((path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file())
-
-
-def open_runner(model: Model | str | os.PathLike[str], tags: list[str] | None = None) -> _Runner:
+def open_runner(model: Model | str | os.PathLike[str], tags: list[str] | None = None) -> Runner:
     """A runner for a Model object, a SavedModel directory or a ``.pb``/``.pbtxt`` file."""
-    from graphxform.model.model import Model as _Model
-
-    if isinstance(model, _Model):
+    if isinstance(model, Model):
         return ModelRunner(model)
     path = Path(model)
     if not path.exists():
         raise ModelLoadError(f"{path}: no such file or directory")
-    if _is_saved_model_dir(path):
-        _load_op_libraries(path, tags)
+    if is_saved_model_dir(path):
+        load_op_libraries(path, tags)
         if needs_object_graph(path, tags):
             return TF2SavedModelRunner(path, tags)
         return SavedModelRunner(path, tags)
-    from graphxform import load
-
     return ModelRunner(load(path, tags=tags), label=str(path))
 
 
-# --------------------------------------------------------------------------- inputs
-def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Arrays of an ``.npz`` file by key (no pickles)."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise GraphxformError(f"{path}: not a readable .npz file ({exc}); save inputs with numpy.savez") from exc
 
-
-def read_tfrecord(path: str | os.PathLike[str]) -> np.ndarray:
-    """The records of a TFRecord file as a numpy object array of bytes."""
-    import tensorflow as tf
-
-    try:
-        records = [bytes(r) for r in tf.compat.v1.io.tf_record_iterator(str(path))]
-    except (tf.errors.OpError, OSError) as exc:
-        raise GraphxformError(f"{path}: not a readable TFRecord file ({exc})") from exc
-    if not records:
-        raise GraphxformError(f"{path}: the TFRecord file holds no records")
-    arr = np.empty(len(records), dtype=object)
-    arr[:] = records
-    return arr
-
-
-def inputs_from_arrays(arrays: Mapping[str, Any], signatures: Mapping[str, _SigInfo]) -> dict[str, dict[str, Any]]:
-    """Group ``{"sig/input": a}`` / ``{"input": a}`` / ``{sig: {input: a}}`` by signature and input key.
-
-    A plain key may also be the input's tensor name (``"input:0"``); it applies to every signature with that input.
-    """
-    out: dict[str, dict[str, Any]] = {}
-    for key, value in arrays.items():
-        if isinstance(value, Mapping):
-            out.setdefault(key, {}).update(value)
-            continue
-        sig, sep, inp = key.partition("/")
-        if sep and sig in signatures:
-            out.setdefault(sig, {})[inp] = value
-    for key, value in arrays.items():
-        if isinstance(value, Mapping) or ("/" in key and key.partition("/")[0] in signatures):
-            continue
-        for skey, info in signatures.items():
-            for ik, tensor in info.inputs.items():
-                node, port, _ = parse_input(tensor)
-                if key in (ik, tensor, f"{node}:{port}") or (port == 0 and key == node):
-                    out.setdefault(skey, {}).setdefault(ik, value)
-    return out
-
-
-def _batch_of(values: Mapping[str, Any]) -> int | None:
-    for v in values.values():
-        arr = np.asarray(v)
-        if arr.ndim >= 1:
-            return int(arr.shape[0])
-    return None
-
-
-def prepare_inputs(
-    signatures: Mapping[str, _SigInfo],
-    keys: Iterable[str],
-    *,
-    model: Model | Callable[[], Model | None] | None,
-    inputs: str | os.PathLike[str] | Mapping[str, Any] | None = None,
-    examples: str | os.PathLike[str] | None = None,
-    batch: int = 4,
-    seed: int = 0,
-) -> tuple[dict[str, dict[str, Any]], str]:
-    """``{signature: {input: array}}`` for ``keys`` and a word saying where they came from.
-
-    ``model`` (or a function returning it, called only when needed) is read to synthesize missing inputs and
-    to find which string inputs take serialized examples.
-    """
-    from graphxform.tf import synth
-
-    get_model = model if callable(model) else (lambda: model)
-
-    given: dict[str, dict[str, Any]] = {}
-    source = "synthesized"
-    if inputs is not None:
-        arrays = inputs if isinstance(inputs, Mapping) else load_npz(inputs)
-        given = inputs_from_arrays(arrays, signatures)
-        source = "npz" if not isinstance(inputs, Mapping) else "given"
-        if not any(given.get(k) for k in keys):
-            names = ", ".join(sorted(arrays)[:6])
-            raise GraphxformError(
-                f"{inputs if not isinstance(inputs, Mapping) else 'inputs'}: no key matches a signature input "
-                f"(keys: {names}); use '<signature_key>/<input_key>' or '<input_key>'")
-    records = read_tfrecord(examples) if examples is not None else None
-    if records is not None:
-        source = "tfrecord" if inputs is None else source + "+tfrecord"
-    out: dict[str, dict[str, Any]] = {}
-    for key in keys:
-        info = signatures[key]
-        values = dict(given.get(key, {}))
-        m = get_model() if records is not None or any(ik not in values for ik in info.inputs) else None
-        if records is not None and m is not None and key in m.signatures:
-            for ik, spec in m.signatures[key].inputs.items():
-                if ik not in values and spec.name and synth.is_example_input(m, spec.name):
-                    values[ik] = records
-        elif records is not None:
-            for ik, dtype in info.input_dtypes.items():
-                if ik not in values and dtype == 7:  # DT_STRING: assume serialized examples
-                    values[ik] = records
-        missing = [ik for ik in info.inputs if ik not in values]
-        if missing:
-            if m is None or key not in m.signatures:
-                raise GraphxformError(f"signature {key!r}: no values for inputs {missing} and no model to "
-                                      "synthesize them from; pass them with --inputs")
-            n = _batch_of(values) or batch
-            sig = m.signatures[key]
-            for ik in missing:
-                values[ik] = synth.synthesize_input(m, key, ik, sig.inputs[ik], batch=n, seed=seed)
-            if given or records is not None:
-                source += f" (+synthesized {key}:{','.join(missing)})" if len(source) < 200 else ""
-        out[key] = values
-    return out, source
-
-
-# --------------------------------------------------------------------------- verify
-def _reference_model(reference: Model | str | os.PathLike[str], runner: _Runner,
+def _reference_model(reference: Model | str | os.PathLike[str], runner: Runner,
                      tags: list[str] | None) -> Model | None:
-    from graphxform.model.model import Model as _Model
-
-    if isinstance(reference, _Model):
+    if isinstance(reference, Model):
         return reference
     if runner.model is not None:
         return runner.model
-    from graphxform import load
-
     try:
         return load(reference, tags=tags)
     except (GraphxformError, ImportError) as exc:
@@ -723,20 +212,15 @@ def verify(
     (default: the reference). Returns a :class:`VerifyReport`; call
     ``raise_for_failure()`` to turn a failed comparison into :class:`VerificationError`.
     """
-    import time
-
-    from graphxform.tf.loaders import LOADER_KEYS, LoaderResult, open_loaders
-    from graphxform.model.model import Model as _Model
-
     t0 = time.perf_counter()
     wanted_loaders = list(loaders) if loaders is not None else list(LOADER_KEYS)
     unknown_loaders = [k for k in wanted_loaders if k not in LOADER_KEYS]
     if unknown_loaders:
         raise GraphxformError(f"unknown loader {', '.join(unknown_loaders)}; choose from {', '.join(LOADER_KEYS)}")
     ref_runner = open_runner(reference, tags)
-    cands: list[tuple[Any, _Runner | None]] = []
+    cands: list[tuple[Any, Runner | None]] = []
     try:
-        if isinstance(candidate, _Model):
+        if isinstance(candidate, Model):
             runner = ModelRunner(candidate)
             cands = [(LoaderResult("graphxform", "graphxform.tf.session (import_graph_def + Session)", True,
                                    signatures=sorted(runner.signatures)), runner)]
@@ -749,7 +233,7 @@ def verify(
         raise
     try:
         label_a = ref_runner.label
-        label_b = str(candidate) if not isinstance(candidate, _Model) else (cands[0][1].label if cands[0][1] else "")
+        label_b = str(candidate) if not isinstance(candidate, Model) else (cands[0][1].label if cands[0][1] else "")
         keys = list(ref_runner.signatures)
         if signatures is not None:
             wanted = [signatures] if isinstance(signatures, str) else list(signatures)
@@ -788,7 +272,7 @@ def verify(
                                                      examples=examples, batch=batch, seed=seed)
         for key in present:
             values = feeds[key]
-            report.batch[key] = _batch_of(values) or 1
+            report.batch[key] = batch_of(values) or 1
             ref_out = ref_runner.run(key, values)
             lacking_out: dict[str, list[str]] = {}
             for result, runner in loaded:
@@ -827,4 +311,4 @@ def verify(
                 runner.close()
 
 
-__all__ = ["OutputComparison", "VerifyReport", "compare_arrays", "prepare_inputs", "verify"]
+__all__ = ["VerifyReport", "open_runner", "verify"]

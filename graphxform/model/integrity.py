@@ -17,14 +17,14 @@ nodes (no tensor is decoded, nothing is allocated beyond the graph itself):
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
+import networkx as nx
+import tensorflow as tf
 from tensorflow.core.framework import node_def_pb2, types_pb2
 
-from graphxform.core.graph import CONTROL_FLOW_OPS, parse_input
-
-if TYPE_CHECKING:  # pragma: no cover
-    from graphxform.core.graph import Graph
+from graphxform.core.graph import Graph
+from graphxform.core.names import parse_input
+from graphxform.core.opdefs import CONTROL_FLOW_OPS, output_count
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,6 @@ _VARIABLE_SIZE = {types_pb2.DT_STRING, types_pb2.DT_RESOURCE, types_pb2.DT_VARIA
 
 
 def _itemsize(dtype: int) -> int | None:
-    import tensorflow as tf
-
     try:
         d = tf.as_dtype(dtype)
     except TypeError:
@@ -52,28 +50,6 @@ def _dtype_known(dtype: int) -> bool:
     except ValueError:
         return False
     return dtype != types_pb2.DT_INVALID
-
-
-def output_count(node: node_def_pb2.NodeDef) -> int | None:
-    """How many outputs ``node`` has, when its op is registered and its attrs say it for sure."""
-    from graphxform.core.opdefs import op_def
-
-    d = op_def(node.op)
-    if d is None:
-        return None
-    count = 0
-    for arg in d.output_arg:
-        if arg.number_attr:
-            if arg.number_attr not in node.attr:
-                return None
-            count += int(node.attr[arg.number_attr].i)
-        elif arg.type_list_attr:
-            if arg.type_list_attr not in node.attr:
-                return None
-            count += len(node.attr[arg.type_list_attr].list.type)
-        else:
-            count += 1
-    return count
 
 
 def const_problem(node: node_def_pb2.NodeDef) -> str | None:
@@ -106,8 +82,6 @@ def const_problem(node: node_def_pb2.NodeDef) -> str | None:
 
 def problems(graph: Graph, limit: int = MAX_LISTED) -> list[str]:
     """Up to ``limit`` integrity problems of ``graph`` (empty when it is sound)."""
-    import networkx as nx
-
     found: list[str] = []
     counts: dict[str, int | None] = {}
     for node in graph:
@@ -143,4 +117,4 @@ def problems(graph: Graph, limit: int = MAX_LISTED) -> list[str]:
     return found[:limit]
 
 
-__all__ = ["MAX_CONST_BYTES", "const_problem", "output_count", "problems"]
+__all__ = ["MAX_CONST_BYTES", "const_problem", "problems"]

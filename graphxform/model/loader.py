@@ -21,39 +21,40 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 
-from google.protobuf import message, text_format
 from tensorflow.core.framework import graph_pb2
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2, saver_pb2
+from tensorflow.core.protobuf import saved_model_pb2, saver_pb2
 
 from graphxform.core.errors import GraphError, ModelLoadError
-from graphxform.core.graph import Graph, parse_input, tensor_proto_to_array
-from graphxform.model.model import METHOD_PREDICT, Asset, Model, Signature, TensorSpec, VariableStore
+from graphxform.core.graph import Graph
+from graphxform.core.names import parse_input
+from graphxform.core.opdefs import FEED_OPS, MUTABLE_TABLE_OPS, TABLE_INIT_OPS, VARIABLE_OPS
 from graphxform.core.oplibs import ensure_ops
-from graphxform.model.tf2_flatten import CALL_OPS, has_function_calls, inline_function_calls
+from graphxform.core.signature import METHOD_PREDICT, Signature, TensorSpec, VariableStore
+from graphxform.model.integrity import problems
+from graphxform.model.model import Model
+from graphxform.model.tf2_flatten import has_function_calls, inline_function_calls
+from graphxform.savedmodel.objects import bind_object_graph
+from graphxform.savedmodel.read import (
+    HINT,
+    SAVED_MODEL_FILES,
+    TABLE_INITIALIZER_COLLECTION,
+    TEXT_SUFFIXES,
+    check_variables,
+    choose_meta_graph,
+    find_assets,
+    find_init_op,
+    node_list,
+    read_model_file,
+    read_saved_model,
+    shape_of,
+    signature_prefixes,
+    signatures_from_meta_graph,
+)
 
 log = logging.getLogger(__name__)
-
-#: Ops that hold variables (resource and reference forms).
-VARIABLE_OPS = frozenset({"VarHandleOp", "VariableV2", "Variable"})
-#: Ops that fill a lookup table.
-TABLE_INIT_OPS = frozenset({
-    "InitializeTable", "InitializeTableV2", "InitializeTableFromTextFile", "InitializeTableFromTextFileV2",
-    "LookupTableImport", "LookupTableImportV2", "InitializeTableFromDataset",
-})
-#: The SignatureDef key TF2 uses for its init op (not a user signature).
-INIT_OP_SIGNATURE_KEY = "__saved_model_init_op"
-#: Collections that may name the init/main op, most specific first.
-MAIN_OP_COLLECTIONS = ("saved_model_main_op", "legacy_init_op", "main_op")
-SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
-TEXT_SUFFIXES = (".pbtxt", ".txt", ".prototxt", ".textproto")
-
-_HINT = "pass a SavedModel directory (the one holding saved_model.pb) or a frozen GraphDef .pb/.pbtxt"
-#: Protobuf cannot parse a message of 2 GiB or more: such a file is refused by its size, before it is read.
-MAX_PROTO_BYTES = 2 * 1024**3 - 1
 
 
 # --------------------------------------------------------------------------- entry point
@@ -75,13 +76,13 @@ def load(
     tag_list = _parse_tags(tags)
     ins, outs = _name_list(inputs), _name_list(outputs)
     if not p.exists():
-        raise ModelLoadError(f"{p}: no such file or directory; {_HINT}")
+        raise ModelLoadError(f"{p}: no such file or directory; {HINT}")
     if p.is_dir():
         for fname in SAVED_MODEL_FILES:
             if (p / fname).is_file():
                 return _load_saved_model(p, p / fname, tag_list, ins, outs)
-        raise ModelLoadError(f"{p}: directory holds no saved_model.pb or saved_model.pbtxt; {_HINT}")
-    kind, proto = _read_model_file(p)
+        raise ModelLoadError(f"{p}: directory holds no saved_model.pb or saved_model.pbtxt; {HINT}")
+    kind, proto = read_model_file(p)
     if kind == "saved_model":
         assert isinstance(proto, saved_model_pb2.SavedModel)
         return _load_saved_model(p.parent, p, tag_list, ins, outs, proto)
@@ -105,119 +106,7 @@ def _name_list(names: list[str] | str | None) -> list[str]:
     return [str(n) for n in names]
 
 
-# --------------------------------------------------------------------------- reading protos
-def _is_text(path: Path, data: bytes) -> bool:
-    if path.suffix.lower() in TEXT_SUFFIXES:
-        return True
-    if path.suffix.lower() == ".pb":
-        return False
-    head = data[:4096]
-    if b"\x00" in head:
-        return False
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return bool(re.match(rb"\s*(#|node\s*\{|saved_model_schema_version|meta_graphs|versions|library)", head))
-
-
-def _valid_graph_def(gd: graph_pb2.GraphDef) -> bool:
-    return len(gd.node) > 0 and all(n.name and n.op for n in gd.node)
-
-
-def _valid_saved_model(sm: saved_model_pb2.SavedModel) -> bool:
-    return len(sm.meta_graphs) > 0 and all(len(mg.graph_def.node) > 0 for mg in sm.meta_graphs)
-
-
-def _read_model_file(path: Path) -> tuple[str, graph_pb2.GraphDef | saved_model_pb2.SavedModel]:
-    """Parse ``path`` as a ``GraphDef`` or a ``SavedModel`` proto (binary or text)."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_PROTO_BYTES:
-            raise ModelLoadError(
-                f"{path}: the file is {size / 1024**3:.2f} GiB, over protobuf's 2 GiB limit for one message; it "
-                "cannot be a valid GraphDef or SavedModel (keep large weights in variables/, do not freeze them)")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelLoadError(f"{path}: cannot read the file ({exc.strerror}); check its permissions") from None
-    if not data:
-        raise ModelLoadError(f"{path}: the file is empty; {_HINT}")
-    saved_model_first = path.name in SAVED_MODEL_FILES
-    text = _is_text(path, data)
-    errors: list[str] = []
-    kinds: list[tuple[str, type]] = [("graph_def", graph_pb2.GraphDef), ("saved_model", saved_model_pb2.SavedModel)]
-    if saved_model_first or (text and re.match(rb"\s*(saved_model_schema_version|meta_graphs)", data[:4096])):
-        kinds.reverse()
-    for kind, cls in kinds:
-        proto = cls()
-        label = "SavedModel" if kind == "saved_model" else "GraphDef"
-        try:
-            if text:
-                text_format.Parse(data.decode("utf-8", errors="strict"), proto, allow_unknown_extension=False)
-            else:
-                proto.ParseFromString(data)
-        except (text_format.ParseError, UnicodeDecodeError) as exc:
-            errors.append(f"text parse error ({str(exc).splitlines()[0][:100]})")
-            continue
-        except message.DecodeError as exc:
-            detail = str(exc).rpartition(": ")[2] or "parse error"
-            errors.append(f"truncated or corrupt protobuf ({detail})")
-            continue
-        except Exception as exc:  # noqa: BLE001 - protobuf backends raise assorted errors on garbage
-            errors.append(f"unreadable protobuf ({type(exc).__name__}: {str(exc)[:100]})")
-            continue
-        ok = _valid_graph_def(proto) if kind == "graph_def" else _valid_saved_model(proto)
-        if ok:
-            return kind, proto
-        errors.append(f"parses as an empty or invalid {label}")
-    what = "text" if text else "binary"
-    # The first kind tried is the likelier one: its error is the one worth showing.
-    expected = "SavedModel" if saved_model_first else "GraphDef or SavedModel"
-    raise ModelLoadError(f"{path}: not a {what} {expected}: {errors[0]}; {_HINT}")
-
-
-# --------------------------------------------------------------------------- signatures
-def _shape_of(tensor_shape: object) -> list[int | None] | None:
-    if getattr(tensor_shape, "unknown_rank", False):
-        return None
-    return [None if d.size < 0 else int(d.size) for d in tensor_shape.dim]  # type: ignore[attr-defined]
-
-
-def _spec_from_info(info: meta_graph_pb2.TensorInfo, where: str) -> TensorSpec:
-    enc = info.WhichOneof("encoding")
-    shape = _shape_of(info.tensor_shape)
-    if enc == "name":
-        return TensorSpec(info.name, int(info.dtype), shape)
-    if enc == "coo_sparse":
-        sp = info.coo_sparse
-        return TensorSpec("", int(info.dtype), shape, components={
-            "values": sp.values_tensor_name, "indices": sp.indices_tensor_name,
-            "dense_shape": sp.dense_shape_tensor_name,
-        })
-    if enc == "composite_tensor":
-        comps = {str(i): c.name for i, c in enumerate(info.composite_tensor.components) if c.name}
-        log.warning("%s is a composite tensor; it is kept as its %d component tensors", where, len(comps))
-        return TensorSpec("", int(info.dtype), shape, components=comps)
-    raise ModelLoadError(f"{where}: a TensorInfo without a tensor name; the SavedModel is corrupt, re-export it")
-
-
-def _signatures_from_meta_graph(mg: meta_graph_pb2.MetaGraphDef, source: Path) -> dict[str, Signature]:
-    sigs: dict[str, Signature] = {}
-    for key in sorted(mg.signature_def):
-        if key == INIT_OP_SIGNATURE_KEY:
-            continue
-        sd = mg.signature_def[key]
-        sig = Signature(key, sd.method_name)
-        for k in sorted(sd.inputs):
-            sig.inputs[k] = _spec_from_info(sd.inputs[k], f"{source}: signature {key!r} input {k!r}")
-        for k in sorted(sd.outputs):
-            sig.outputs[k] = _spec_from_info(sd.outputs[k], f"{source}: signature {key!r} output {k!r}")
-        for k, t in sd.defaults.items():
-            sig.defaults[k] = tensor_proto_to_array(t)
-        sigs[key] = sig
-    return sigs
-
-
+# --------------------------------------------------------------------------- GraphDef files
 def _graph_def_signature(
     graph: Graph, path: Path, inputs: list[str], outputs: list[str], remap: Callable[[str], str]
 ) -> Signature:
@@ -234,10 +123,10 @@ def _graph_def_signature(
         tensor = f"{node_name}:{port}"
         dtype = graph.output_dtype(tensor)
         shape: list[int | None] | None = None
-        if node.op in ("Placeholder", "PlaceholderWithDefault") and "shape" in node.attr:
-            shape = _shape_of(node.attr["shape"].shape)
+        if node.op in FEED_OPS and "shape" in node.attr:
+            shape = shape_of(node.attr["shape"].shape)
         elif "_output_shapes" in node.attr and port < len(node.attr["_output_shapes"].list.shape):
-            shape = _shape_of(node.attr["_output_shapes"].list.shape[port])
+            shape = shape_of(node.attr["_output_shapes"].list.shape[port])
         if dtype is None:
             raise ModelLoadError(f"{path}: cannot tell the dtype of {kind} {tensor!r} (op {node.op}); "
                                  "name a tensor of a registered op")
@@ -254,7 +143,6 @@ def _graph_def_signature(
     return sig
 
 
-# --------------------------------------------------------------------------- GraphDef files
 def _load_graph_def(path: Path, graph_def: graph_pb2.GraphDef, inputs: list[str], outputs: list[str]) -> Model:
     ensure_ops(graph_def, path)
     flat = None
@@ -289,135 +177,15 @@ def _load_graph_def(path: Path, graph_def: graph_pb2.GraphDef, inputs: list[str]
     )
 
 
-# --------------------------------------------------------------------------- SavedModels
-def _read_saved_model(pb_path: Path) -> saved_model_pb2.SavedModel:
-    kind, proto = _read_model_file(pb_path)
-    if kind != "saved_model":
-        raise ModelLoadError(
-            f"{pb_path}: holds a GraphDef, not a SavedModel; load the file itself as a frozen graph"
-        )
-    assert isinstance(proto, saved_model_pb2.SavedModel)
-    return proto
-
-
-def _choose_meta_graph(sm: saved_model_pb2.SavedModel, tags: list[str], pb_path: Path) -> meta_graph_pb2.MetaGraphDef:
-    wanted = set(tags)
-    for mg in sm.meta_graphs:
-        if set(mg.meta_info_def.tags) == wanted:
-            return mg
-    present = "; ".join("[" + ",".join(mg.meta_info_def.tags) + "]" for mg in sm.meta_graphs)
-    raise ModelLoadError(
-        f"{pb_path}: no MetaGraph with tags [{','.join(tags)}]; the SavedModel has tag sets: {present}; "
-        "pass one of them with --tags / tags="
-    )
-
-
-def _node_list(mg: meta_graph_pb2.MetaGraphDef, key: str) -> list[str]:
-    if key in mg.collection_def and mg.collection_def[key].WhichOneof("kind") == "node_list":
-        return list(mg.collection_def[key].node_list.value)
-    return []
-
-
-def _find_init_op(mg: meta_graph_pb2.MetaGraphDef) -> str | None:
-    sd = mg.signature_def.get(INIT_OP_SIGNATURE_KEY)
-    if sd is not None and sd.outputs:
-        info = next(iter(sd.outputs.values()))
-        return parse_input(info.name)[0]
-    for key in MAIN_OP_COLLECTIONS:
-        ops = _node_list(mg, key)
-        if ops:
-            if len(ops) > 1:
-                log.warning("collection %r names %d ops; using the first, %r", key, len(ops), ops[0])
-            return parse_input(ops[0])[0]
-    return None
-
-
-def _find_assets(mg: meta_graph_pb2.MetaGraphDef, export_dir: Path) -> list[Asset]:
-    defs: list[meta_graph_pb2.AssetFileDef] = list(mg.asset_file_def)
-    coll = mg.collection_def.get("saved_model_assets")
-    if coll is not None and coll.WhichOneof("kind") == "any_list":
-        for any_msg in coll.any_list.value:
-            d = meta_graph_pb2.AssetFileDef()
-            if any_msg.Unpack(d):
-                defs.append(d)
-    assets: dict[str, Asset] = {}
-    for d in defs:
-        name = d.tensor_info.name
-        if name in assets:
-            continue
-        src = export_dir / "assets" / d.filename
-        _check_asset_name(d.filename, src, export_dir)
-        if not src.is_file():
-            log.warning("%s: asset %r is missing (expected at %s)", export_dir, d.filename, src)
-        assets[name] = Asset(d.filename, src, name)
-    return list(assets.values())
-
-
-def _check_asset_name(filename: str, src: Path, export_dir: Path) -> None:
-    """Refuse an asset whose file name leads outside ``assets/`` (``../x``, ``/etc/x``, a symlink out)."""
-    assets_dir = (export_dir / "assets").resolve()
-    try:
-        escapes = not filename or Path(filename).is_absolute() or ".." in Path(filename).parts \
-            or assets_dir not in src.resolve().parents
-    except (OSError, RuntimeError):  # a symlink loop
-        escapes = True
-    if escapes:
-        raise ModelLoadError(
-            f"{export_dir}: asset file name {filename!r} points outside {export_dir / 'assets'}; refusing to read "
-            "files outside the model directory (the SavedModel is corrupt or hostile)")
-
-
 def _check_integrity(graph: Graph, path: Path) -> None:
     """Refuse a graph with dangling inputs, cycles or corrupt constants (see :mod:`graphxform.model.integrity`)."""
-    from graphxform.model.integrity import problems
-
     found = problems(graph)
     if found:
         raise ModelLoadError(f"{path}: the graph is corrupt: {'; '.join(found)}; re-export the model")
 
 
-def _check_variables(export_dir: Path) -> Path:
-    """The checkpoint prefix ``<dir>/variables/variables``; raises when its files are missing."""
-    prefix = export_dir / "variables" / "variables"
-    index = prefix.with_name("variables.index")
-    if not index.is_file():
-        raise ModelLoadError(
-            f"{export_dir}: the graph has variables but {index} is missing; copy the complete SavedModel "
-            "(saved_model.pb with its variables/ directory)"
-        )
-    shards = sorted(prefix.parent.glob("variables.data-*-of-*"))
-    if not shards:
-        raise ModelLoadError(
-            f"{export_dir}: the graph has variables but {prefix.parent}/variables.data-00000-of-00001 is missing; "
-            "copy the complete SavedModel (saved_model.pb with its variables/ directory)"
-        )
-    m = re.search(r"-of-(\d+)$", shards[0].name)
-    total = int(m.group(1)) if m else len(shards)
-    for i in range(total):
-        shard = prefix.parent / f"variables.data-{i:05d}-of-{total:05d}"
-        if not shard.is_file():
-            raise ModelLoadError(
-                f"{export_dir}: variables shard {shard} is missing; copy the complete SavedModel variables/ directory"
-            )
-    return prefix
 
-
-def _signature_prefixes(graph_def: graph_pb2.GraphDef, mg: meta_graph_pb2.MetaGraphDef) -> dict[str, str]:
-    """{call node: signature key} for call nodes that compute exactly one signature's outputs."""
-    owners: dict[str, set[str]] = {}
-    for key, sd in mg.signature_def.items():
-        if key == INIT_OP_SIGNATURE_KEY:
-            continue
-        for info in sd.outputs.values():
-            owners.setdefault(parse_input(info.name)[0], set()).add(key)
-    calls = {n.name for n in graph_def.node if n.op in CALL_OPS}
-    by_key: dict[str, list[str]] = {}
-    for node, keys in owners.items():
-        if node in calls and len(keys) == 1:
-            by_key.setdefault(next(iter(keys)), []).append(node)
-    return {nodes[0]: key for key, nodes in by_key.items() if len(nodes) == 1}
-
-
+# --------------------------------------------------------------------------- SavedModels
 def _load_saved_model(
     export_dir: Path,
     pb_path: Path,
@@ -431,20 +199,18 @@ def _load_saved_model(
             f"{export_dir}: inputs/outputs name the signature of a bare GraphDef; a SavedModel brings its own "
             "signatures — drop inputs/outputs"
         )
-    sm = proto if proto is not None else _read_saved_model(pb_path)
-    mg = _choose_meta_graph(sm, tags, pb_path)
+    sm = proto if proto is not None else read_saved_model(pb_path)
+    mg = choose_meta_graph(sm, tags, pb_path)
     graph_def = mg.graph_def
     ensure_ops(graph_def, pb_path)
-    signatures = _signatures_from_meta_graph(mg, pb_path)
-    init_op = _find_init_op(mg)
-    assets = _find_assets(mg, export_dir)
+    signatures = signatures_from_meta_graph(mg, pb_path)
+    init_op = find_init_op(mg)
+    assets = find_assets(mg, export_dir)
     saver_def = mg.saver_def if mg.HasField("saver_def") else None
     version = 2 if mg.HasField("object_graph_def") and len(mg.object_graph_def.nodes) > 0 else 1
 
     objects = None
     if version == 2:
-        from graphxform.savedmodel.objects import bind_object_graph
-
         index = export_dir / "variables" / "variables.index"
         objects = bind_object_graph(mg, index.with_suffix("") if index.is_file() else None, pb_path)
 
@@ -453,7 +219,7 @@ def _load_saved_model(
     if flattened:
         keep = [n for n in (init_op, saver_def.restore_op_name if saver_def else None) if n]
         try:
-            flat = inline_function_calls(graph_def, prefixes=_signature_prefixes(graph_def, mg),
+            flat = inline_function_calls(graph_def, prefixes=signature_prefixes(graph_def, mg),
                                          keep=[parse_input(k)[0] for k in keep])
         except GraphError as exc:
             raise ModelLoadError(f"{pb_path}: {exc}") from None
@@ -496,16 +262,14 @@ def _load_saved_model(
     if init_op and init_op not in graph:
         raise ModelLoadError(f"{pb_path}: the init op {init_op!r} is not in the graph; re-export the SavedModel")
 
-    table_inits = [parse_input(n)[0] for n in _node_list(mg, "table_initializer")]
+    table_inits = [parse_input(n)[0] for n in node_list(mg, TABLE_INITIALIZER_COLLECTION)]
     table_inits += [n.name for n in graph.nodes_by_op(*TABLE_INIT_OPS)]
     table_inits = [n for n in dict.fromkeys(table_inits) if n in graph]
 
     variables = None
-    from graphxform.savedmodel.objects import MUTABLE_TABLE_OPS
-
     # Mutable tables are state too: with a saver, their contents are in the checkpoint.
     if graph.nodes_by_op(*VARIABLE_OPS) or (saver_def is not None and graph.nodes_by_op(*MUTABLE_TABLE_OPS)):
-        prefix = _check_variables(export_dir)
+        prefix = check_variables(export_dir)
         variables = VariableStore(prefix, saver_def.SerializeToString() if saver_def is not None else None)
 
     extra = export_dir / "assets.extra"
@@ -530,4 +294,4 @@ def _load_saved_model(
     return model
 
 
-__all__ = ["load", "VARIABLE_OPS", "TABLE_INIT_OPS", "INIT_OP_SIGNATURE_KEY"]
+__all__ = ["load"]

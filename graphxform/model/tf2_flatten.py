@@ -28,13 +28,11 @@ from dataclasses import dataclass, field
 from tensorflow.core.framework import attr_value_pb2, function_pb2, graph_pb2, node_def_pb2
 
 from graphxform.core.errors import GraphError
-from graphxform.core.graph import input_string, parse_input
-from graphxform.core.opdefs import attr_int, attr_list, op_def
+from graphxform.core.names import canon, input_string, parse_input
+from graphxform.core.opdefs import CALL_OPS, attr_int, attr_list, op_def
 
 log = logging.getLogger(__name__)
 
-#: Ops that call a library function and are inlined by :func:`inline_function_calls`.
-CALL_OPS = frozenset({"StatefulPartitionedCall", "PartitionedCall"})
 
 _VALID_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/>]*$")
 #: Inlining stops with an error past this many nodes (a library whose calls fan out exponentially).
@@ -51,12 +49,7 @@ class FlattenResult:
 
     def resolve(self, tensor: str) -> str:
         """The flat-graph name of ``tensor`` (``"node:port"``); unchanged when it was not a call output."""
-        return _resolve(self.tensor_map, _canon(tensor))
-
-
-def _canon(t: str) -> str:
-    n, p, c = parse_input(t)
-    return f"^{n}" if c else f"{n}:{p}"
+        return _resolve(self.tensor_map, canon(tensor))
 
 
 def _resolve(tensor_map: Mapping[str, str], t: str) -> str:
@@ -154,8 +147,8 @@ class _Inliner:
             for i, inp in enumerate(node.input):
                 if inp.startswith("^"):
                     continue
-                t = _resolve(self.tensor_map, _canon(inp))
-                if t != _canon(inp):
+                t = _resolve(self.tensor_map, canon(inp))
+                if t != canon(inp):
                     n, p, _ = parse_input(t)
                     node.input[i] = input_string(n, p)
         # Drop the stand-in NoOps nobody depends on.
@@ -250,7 +243,7 @@ class _Inliner:
                 self.chain[node.name] = (*chain, fname)
         outs = []
         for k, arg in enumerate(fdef.signature.output_arg):
-            outs.append(_canon(ref(fdef.ret[arg.name])))
+            outs.append(canon(ref(fdef.ret[arg.name])))
             self.tensor_map[f"{name}:{k}"] = outs[-1]
         # A NoOp of the caller's name stands for "the call has run" (control deps, init/restore op).
         waits = [new_names[n] for n in fdef.control_ret.values() if n in new_names]

@@ -35,10 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tensorflow.core.protobuf import meta_graph_pb2
+import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2, trackable_object_graph_pb2
 
 from graphxform.core.errors import ModelLoadError
-from graphxform.core.graph import parse_input
+from graphxform.core.names import parse_input
+from graphxform.core.opdefs import CALL_OPS
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +48,6 @@ log = logging.getLogger(__name__)
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 #: The attribute name a variable's value has in the checkpoint's object graph.
 VARIABLE_VALUE = "VARIABLE_VALUE"
-#: Ops that create lookup tables whose contents a checkpoint may hold.
-MUTABLE_TABLE_OPS = frozenset({"MutableHashTableV2", "MutableHashTableOfTensorsV2", "MutableDenseHashTableV2"})
-#: Ops a captured tensor may pass through between the object's graph node and the call.
-_PASS_THROUGH = frozenset({"Identity"})
 
 
 @dataclass
@@ -172,9 +170,6 @@ def _match_checkpoint(og: Any, ckpt_graph: Any) -> dict[int, int]:
 
 def _read_checkpoint_graph(prefix: Path) -> tuple[Any, frozenset[str]] | None:
     """The checkpoint's ``TrackableObjectGraph`` and its tensor keys, or ``None`` when it has no object graph."""
-    import tensorflow as tf
-    from tensorflow.core.protobuf import trackable_object_graph_pb2
-
     try:
         reader = tf.train.load_checkpoint(str(prefix))
     except (ValueError, tf.errors.OpError) as exc:
@@ -196,7 +191,7 @@ def _source_node(nodes: dict[str, Any], tensor: str) -> str:
     """The node behind ``tensor``, through ``Identity`` s."""
     name = parse_input(tensor)[0]
     seen = set()
-    while name in nodes and nodes[name].op in _PASS_THROUGH and nodes[name].input and name not in seen:
+    while name in nodes and nodes[name].op == "Identity" and nodes[name].input and name not in seen:
         seen.add(name)
         name = parse_input(nodes[name].input[0])[0]
     return name
@@ -225,7 +220,7 @@ def _saver_restored(graph_def: Any, saver_def: Any, lib: dict[str, Any]) -> froz
             if src in nodes:
                 out.add(_source_node(nodes, inp))
                 if nodes[src].op in ("AssignVariableOp", "Assign", "LookupTableImportV2", "NoOp", "Identity") \
-                        or nodes[src].op in lib or nodes[src].op in ("StatefulPartitionedCall", "PartitionedCall"):
+                        or nodes[src].op in lib or nodes[src].op in CALL_OPS:
                     todo.append(src)
     return frozenset(out)
 
@@ -266,7 +261,7 @@ def bind_object_graph(mg: meta_graph_pb2.MetaGraphDef, checkpoint_prefix: Path |
     lib = {f.signature.name: f for f in gd.library.function}
     for node in gd.node:
         fname = None
-        if node.op in ("StatefulPartitionedCall", "PartitionedCall") and "f" in node.attr:
+        if node.op in CALL_OPS and "f" in node.attr:
             fname = node.attr["f"].func.name
         elif node.op in lib:
             fname = node.op
@@ -301,4 +296,4 @@ def bind_object_graph(mg: meta_graph_pb2.MetaGraphDef, checkpoint_prefix: Path |
     return binding
 
 
-__all__ = ["BoundObject", "ObjectGraphBinding", "bind_object_graph", "MUTABLE_TABLE_OPS", "OBJECT_GRAPH_KEY"]
+__all__ = ["BoundObject", "ObjectGraphBinding", "OBJECT_GRAPH_KEY", "bind_object_graph"]

@@ -25,6 +25,8 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
 
 from graphxform.core.errors import GraphxformError
 
@@ -50,8 +52,6 @@ class _Buffer(ctypes.Structure):
 @lru_cache(maxsize=1)
 def _lib() -> ctypes.CDLL:
     """The C API, with argument and result types declared once."""
-    import tensorflow as tf
-
     here = os.path.dirname(tf.__file__)
     # The framework library holds the tensor/status functions; loading it first and globally lets the
     # cc library's symbols resolve against the copy TensorFlow's Python module already has loaded.
@@ -133,8 +133,6 @@ def first_line(message: str) -> str:
 
 
 def _numpy_dtype(dtype_enum: int) -> np.dtype:
-    import tensorflow as tf
-
     return np.dtype(tf.as_dtype(dtype_enum).as_numpy_dtype)
 
 
@@ -203,8 +201,6 @@ class CSavedModelSession:
 
     def __init__(self, path: str | os.PathLike[str], tags: Sequence[str] = ("serve",), *,
                  intra_op_threads: int = 2, inter_op_threads: int = 2) -> None:
-        from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
-
         self.lib = lib = _lib()
         self.path = str(path)
         self.graph = lib.TF_NewGraph()
@@ -250,8 +246,6 @@ class CSavedModelSession:
     def run(self, feeds: Mapping[str, tuple[Any, int] | Any], fetches: Sequence[str]) -> list[np.ndarray]:
         """Run the session: ``feeds`` maps tensor names to ``(value, dtype enum)`` (or arrays, whose dtype is
         taken from numpy), ``fetches`` are tensor names. Returns numpy copies."""
-        import tensorflow as tf
-
         if self.session is None:
             raise CLoaderError(f"{self.path}: the session is closed")
         lib = self.lib
@@ -311,8 +305,6 @@ class CSavedModelSession:
 
 def _feed_dtype(value: Any) -> tuple[Any, int]:
     """``(value, dtype enum)`` from a ``(value, dtype)`` pair or an array (its numpy dtype)."""
-    import tensorflow as tf
-
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], int):
         return value
     arr = np.asarray(value)
@@ -320,8 +312,6 @@ def _feed_dtype(value: Any) -> tuple[Any, int]:
 
 
 def _session_options(status: _Status, intra: int, inter: int) -> int:
-    from tensorflow.core.protobuf import config_pb2
-
     lib = _lib()
     options = lib.TF_NewSessionOptions()
     config = config_pb2.ConfigProto(intra_op_parallelism_threads=intra,

@@ -1,6 +1,7 @@
 """Constant folding engine: which nodes are constant, and their values from ONE batched TensorFlow run.
 
-Used by the ``fold_constants`` rule (``transforms/fold_constants.py``).
+Used by the ``fold_constants`` pass (``transforms/fold_constants.py``); the analysis of which nodes are
+constant is :mod:`graphxform.tf.constant_analysis`.
 
 A node is *constant* when it is side-effect free (not stateful, not random,
 not a feed point, not control flow or a function call, produces no
@@ -31,233 +32,26 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tensorflow.core.framework import graph_pb2, node_def_pb2, tensor_pb2, types_pb2
+import tensorflow as tf
+from tensorflow.core.framework import graph_pb2, tensor_pb2
 
 from graphxform.core.errors import GraphxformError, RuleError
-from graphxform.core.graph import CONTROL_FLOW_OPS, Graph, parse_input
-from graphxform.core.opdefs import is_known_op, is_stateful, output_dtypes
+from graphxform.core.graph import Graph
+from graphxform.core.names import parse_input
+from graphxform.core.opdefs import output_dtypes
+from graphxform.tf.constant_analysis import ConstantAnalysis, duplicate_reason, pass_through_source
+from graphxform.tf.session import GraphSession
 
 log = logging.getLogger(__name__)
 
-#: Feed points: their value comes from the caller, whatever their default.
-FEED_OPS = frozenset({"Placeholder", "PlaceholderV2", "PlaceholderWithDefault"})
-#: TF1 frames and TF2 functional control flow / function calls.
-CONTROL_OPS = CONTROL_FLOW_OPS | frozenset(
-    {"ControlTrigger", "If", "StatelessIf", "While", "StatelessWhile", "Case", "StatelessCase", "For",
-     "PartitionedCall", "StatefulPartitionedCall", "SymbolicGradient", "RemoteCall"}
-)
-#: Sources whose value is not in the graph (memory-mapped files, function parameters).
-EXTERNAL_OPS = frozenset({"ImmutableConst", "FakeParam", "_Arg", "_Retval", "_Recv", "_HostRecv", "_Send"})
-#: Ops that read or write files, list directories, run Python or write debug dumps: never evaluated while
-#: folding, even when TensorFlow calls them stateless (``ReadFile``, ``MatchingFiles``, ``PyFuncStateless``,
-#: ``Debug*`` with ``debug_urls``), so transforming a model never touches the host or runs the model's code.
-HOST_OPS = frozenset({
-    "ReadFile", "WriteFile", "MatchingFiles", "ImmutableConst", "GenerateVocabRemapping", "LoadAndRemapMatrix",
-    "PyFunc", "PyFuncStateless", "EagerPyFunc", "Print", "PrintV2", "DebugIdentity", "DebugIdentityV2",
-    "DebugIdentityV3", "DebugNanCount", "DebugNumericSummary", "DebugNumericSummaryV2", "DecodeProtoV2",
-    "EncodeProto", "InitializeTableFromTextFile", "InitializeTableFromTextFileV2", "Save", "SaveV2", "SaveSlices",
-    "Restore", "RestoreV2", "RestoreSlice", "MergeV2Checkpoints",
-})
-#: Pass-through ops folded without TensorFlow: the new Const is a copy of the input Const.
-PASS_THROUGH_OPS = frozenset({"Identity", "Snapshot", "StopGradient", "PreventGradient"})
-
-_UNFOLDABLE_DTYPES = {types_pb2.DT_RESOURCE: "resource", types_pb2.DT_VARIANT: "variant"}
 _NODE_IN_MESSAGE = re.compile(r"\{\{node ([^}]+)\}\}")
 #: Outputs bigger than this (or than the budget, if larger) are never evaluated.
 EVAL_LIMIT_BYTES = 256 * 1024 * 1024
-
-
-def is_random(op: str) -> bool:
-    """Random ops other than the deterministic ``Stateless*`` ones."""
-    if op.startswith("Stateless"):
-        return False
-    return ("Random" in op or op in {"TruncatedNormal", "Multinomial", "ParameterizedTruncatedNormal"}
-            or op.endswith("CandidateSampler"))
-
-
-def _op_reason(op: str, functions: frozenset[str] | set[str]) -> str | None:
-    """Why no node of op type ``op`` can be folded (``{name}`` stands for the node), or ``None``."""
-    if op in FEED_OPS:
-        return f"{{name}} is a {op} (a feed point)"
-    if op in CONTROL_OPS:
-        return f"{{name}} is control-flow op {op}"
-    if op in EXTERNAL_OPS:
-        return f"{{name}} is {op}; its value is not in the graph"
-    if op in HOST_OPS:
-        return f"{{name}} is {op}, which touches files or runs code; it is never evaluated while folding"
-    if op in functions:
-        return f"{{name}} calls graph function {op}"
-    if is_random(op):
-        return f"{{name}} is random op {op}; folding would freeze one sample"
-    if not is_known_op(op):
-        return f"{{name}} is op {op}, unknown to TensorFlow (treated as stateful)"
-    if is_stateful(op):
-        return f"{{name}} is stateful op {op}"
-    return None
-
-
-def own_reason(graph: Graph, node: node_def_pb2.NodeDef, feed_nodes: set[str],
-               op_reasons: dict[str, str | None] | None = None) -> str | None:
-    """Why ``node`` itself can never be folded (its inputs aside), or ``None``.
-
-    ``op_reasons`` caches the part that depends on the op type alone (one
-    dict for a whole pass over a graph).
-    """
-    name, op = node.name, node.op
-    if op == "Const":
-        return None
-    if name in graph.protected:
-        return f"{name!r} is protected (init op, table initializer, asset or listed by the user)"
-    if name in feed_nodes:
-        return f"{name!r} is a signature input (a feed point)"
-    if op_reasons is not None and op in op_reasons:
-        template = op_reasons[op]
-    else:
-        template = _op_reason(op, {f.signature.name for f in graph.library.function})
-        if op_reasons is not None:
-            op_reasons[op] = template
-    if template is not None:
-        return template.replace("{name}", repr(name))
-    dtypes = output_dtypes(node)
-    if dtypes is None:
-        return f"the output types of {op} {name!r} cannot be read from its attrs"
-    for port, dt in enumerate(dtypes):
-        if dt in _UNFOLDABLE_DTYPES:
-            return f"{name!r} output {port} is a {_UNFOLDABLE_DTYPES[dt]} tensor"
-        if dt > 100:
-            return f"{name!r} output {port} is a ref tensor"
-    return None
-
-
-@dataclass
-class ConstantAnalysis:
-    """Which nodes of a graph are constant; for the others, the root cause.
-
-    ``excluded`` ({node: reason}): nodes treated as non-constant (evaluation
-    failed, too big to evaluate). ``kept`` ({node: reason}): constant nodes
-    that must not become a ``Const`` (over the size budget); their readers
-    count as non-constant consumers when the frontier is computed.
-    """
-
-    graph: Graph
-    excluded: Mapping[str, str] = field(default_factory=dict)
-    kept: Mapping[str, str] = field(default_factory=dict)
-    constant: set[str] = field(init=False)
-    order: list[str] = field(init=False)  # processed nodes, producers first
-    _root: dict[str, str] = field(init=False)  # non-constant node -> node that causes it
-    _root_reason: dict[str, str] = field(init=False)
-    _frontier: dict[str, list[int]] | None = field(init=False, default=None)
-
-    def __post_init__(self) -> None:
-        graph = self.graph
-        feed_nodes = {parse_input(t)[0] for sig in graph.signatures.values()
-                      for spec in sig.inputs.values() for t in spec.tensor_names()}
-        indeg: dict[str, int] = {}
-        succ: dict[str, list[str]] = defaultdict(list)
-        for node in graph:
-            count = 0
-            for inp in node.input:
-                src = parse_input(inp)[0]
-                if src in graph:
-                    succ[src].append(node.name)
-                    count += 1
-            indeg[node.name] = count
-        queue = deque(n for n, d in indeg.items() if d == 0)
-        self.constant, self.order, self._root, self._root_reason = set(), [], {}, {}
-        self._op_reasons: dict[str, str | None] = {}
-        while queue:
-            name = queue.popleft()
-            self.order.append(name)
-            self._classify(graph.node(name), feed_nodes)
-            for dst in succ.get(name, ()):
-                indeg[dst] -= 1
-                if indeg[dst] == 0:
-                    queue.append(dst)
-        if len(self.order) < len(indeg):  # the rest sits on (or after) a cycle: a TF1 while loop
-            for name in indeg:
-                if name not in self.constant and name not in self._root:
-                    self._root[name] = name
-                    self._root_reason[name] = (own_reason(graph, graph.node(name), feed_nodes)
-                                               or f"{name!r} is on or after a cycle (a TF1 while loop)")
-
-    def _classify(self, node: node_def_pb2.NodeDef, feed_nodes: set[str]) -> None:
-        name = node.name
-        reason = self.excluded.get(name) or own_reason(self.graph, node, feed_nodes, self._op_reasons)
-        if reason:
-            self._root[name] = name
-            self._root_reason[name] = reason
-            return
-        for inp in node.input:
-            src = parse_input(inp)[0]
-            if src not in self.graph:
-                self._root[name] = name
-                self._root_reason[name] = f"input {inp!r} of {name!r} names no node"
-                return
-            if src not in self.constant:
-                self._root[name] = self._root[src]
-                return
-        self.constant.add(name)
-
-    def reason(self, name: str) -> str | None:
-        """Why ``name`` is not folded (``None`` if it is constant and folds)."""
-        if name in self.kept:
-            return self.kept[name]
-        if name in self.constant:
-            return None
-        root = self._root.get(name)
-        if root is None:
-            return f"no node named {name!r}"
-        if root == name:
-            return self._root_reason[name]
-        return f"{name!r} depends on {root!r}, which is not constant: {self._root_reason[root]}"
-
-    def frontier(self) -> dict[str, list[int]]:
-        """{constant non-Const node: output ports read by non-constant or kept nodes, or by signatures}.
-
-        Sinks (no consumers at all) count with every output: they may be fetched by name.
-        """
-        if self._frontier is not None:
-            return dict(self._frontier)
-        graph = self.graph
-        sig_ports: dict[str, set[int]] = defaultdict(set)
-        for sig in graph.signatures.values():
-            for spec in sig.outputs.values():
-                for t in spec.tensor_names():
-                    n, p, _ = parse_input(t)
-                    sig_ports[n].add(p)
-        out: dict[str, list[int]] = {}
-        for name in self.order:
-            if name not in self.constant or name in self.kept or graph.node(name).op == "Const":
-                continue
-            ports = set(sig_ports.get(name, ()))
-            edges = graph.nx.out_edges(name, data=True)
-            for _, dst, d in edges:
-                if not d["control"] and (dst not in self.constant or dst in self.kept):
-                    ports.add(d["src_port"])
-            if not edges:  # a sink: a graph output that may be fetched by name
-                ports.update(range(len(output_dtypes(graph.node(name)) or ())))
-            if ports:
-                out[name] = sorted(ports)
-        self._frontier = out
-        return dict(out)
-
-    def constant_ancestors(self, names: Iterable[str]) -> set[str]:
-        """``names`` and the constant nodes they read (data or control)."""
-        seen: set[str] = set()
-        stack = list(names)
-        while stack:
-            n = stack.pop()
-            if n in seen or n not in self.constant:
-                continue
-            seen.add(n)
-            stack.extend(parse_input(i)[0] for i in self.graph.node(n).input)
-        return seen
 
 
 @dataclass
@@ -276,29 +70,6 @@ class FoldResult:
     excluded: dict[str, str]
     kept: dict[str, str]
     session_runs: int = 0
-
-
-def _pass_through_source(graph: Graph, node: node_def_pb2.NodeDef) -> node_def_pb2.NodeDef | None:
-    if node.op not in PASS_THROUGH_OPS:
-        return None
-    data = graph.data_inputs(node.name)
-    if len(data) != 1:
-        return None
-    src, port, _ = parse_input(data[0])
-    src_node = graph.get(src)
-    return src_node if src_node is not None and src_node.op == "Const" and port == 0 else None
-
-
-def duplicate_reason(graph: Graph, node: node_def_pb2.NodeDef) -> str | None:
-    """Why folding pass-through ``node`` (an ``Identity`` of a ``Const``) would copy the constant, or ``None``."""
-    src = _pass_through_source(graph, node)
-    if src is None:
-        return None
-    others = [u for u, _ in graph.consumers(src.name) if u != node.name]
-    if not others:
-        return None
-    return (f"{node.op} of Const {src.name!r}, which {others[0]!r} also reads: folding would duplicate the "
-            "constant (remove_identity handles it)")
 
 
 def _value_nbytes(value: np.ndarray) -> int:
@@ -333,14 +104,13 @@ def _short(exc: BaseException, limit: int = 300) -> str:
 
 class _Evaluator:
     def __init__(self, graph: Graph, *, max_bytes: int, ignore_errors: bool, excluded: Mapping[str, str] | None,
-                 kept: Mapping[str, str] | None, only: Iterable[str] | None) -> None:
+                 kept: Mapping[str, str] | None) -> None:
         self.graph = graph
         self.max_bytes = max_bytes
         self.eval_limit = max(max_bytes, EVAL_LIMIT_BYTES)
         self.ignore_errors = ignore_errors
         self.excluded: dict[str, str] = dict(excluded or {})
         self.kept: dict[str, str] = dict(kept or {})
-        self.only = set(only) if only is not None else None
         self.values: dict[str, tensor_pb2.TensorProto] = {}
         self.session: Any = None
         self.session_nodes: set[str] = set()
@@ -350,10 +120,7 @@ class _Evaluator:
     # ---------------------------------------------------------------- helpers
     def _analyse(self) -> tuple[ConstantAnalysis, dict[str, list[int]]]:
         analysis = ConstantAnalysis(self.graph, self.excluded, self.kept)
-        frontier = analysis.frontier()
-        if self.only is not None:
-            frontier = {n: p for n, p in frontier.items() if n in self.only}
-        return analysis, frontier
+        return analysis, analysis.frontier()
 
     def _fail(self, name: str, reason: str) -> None:
         """``name`` cannot be evaluated: raise, or (``ignore_errors``) treat it as non-constant."""
@@ -388,8 +155,6 @@ class _Evaluator:
 
     def _open_session(self, names: set[str]) -> bool:
         """Import ``names`` into one session; on refusal drop the culprit and return False."""
-        from graphxform.tf.session import GraphSession
-
         self.close()
         try:
             self.session = GraphSession(self._subgraph(names), optimize=False)
@@ -443,7 +208,7 @@ class _Evaluator:
         todo: dict[str, list[int]] = {}
         for name, ports in frontier.items():
             node = self.graph.node(name)
-            src = _pass_through_source(self.graph, node)
+            src = pass_through_source(self.graph, node)
             if src is not None and "value" in src.attr:
                 reason = duplicate_reason(self.graph, node)
                 if reason:
@@ -458,8 +223,6 @@ class _Evaluator:
 
     def _fetch(self, todo: Mapping[str, list[int]], needed: set[str]) -> bool:
         """One ``session.run`` for every tensor in ``todo``; False if something dropped out."""
-        import tensorflow as tf
-
         fetch_names = [f"{n}:{p}" for n, ports in todo.items() for p in ports]
         try:
             self.session_runs += 1
@@ -521,17 +284,15 @@ def evaluate_frontier(
     ignore_errors: bool = False,
     excluded: Mapping[str, str] | None = None,
     kept: Mapping[str, str] | None = None,
-    only: Iterable[str] | None = None,
 ) -> FoldResult:
-    """Values of every frontier tensor of ``graph`` (or of the frontier nodes in ``only``).
+    """Values of every frontier tensor of ``graph``.
 
     One ``session.run`` in the usual case; more only when a node fails or
     turns out to be over budget after evaluation. Raises :class:`RuleError`
     naming the node when evaluation fails and ``ignore_errors`` is false.
     ``excluded``/``kept`` carry what an earlier round found (not retried).
     """
-    return _Evaluator(graph, max_bytes=max_bytes, ignore_errors=ignore_errors, excluded=excluded, kept=kept,
-                      only=only).run()
+    return _Evaluator(graph, max_bytes=max_bytes, ignore_errors=ignore_errors, excluded=excluded, kept=kept).run()
 
 
 def static_analysis(
@@ -546,21 +307,9 @@ def static_analysis(
     Nodes TensorFlow refuses on import and outputs statically over budget
     get their reasons, as in :func:`evaluate_frontier`; used by ``--explain``.
     """
-    ev = _Evaluator(graph, max_bytes=max_bytes, ignore_errors=True, excluded=excluded, kept=kept, only=None)
+    ev = _Evaluator(graph, max_bytes=max_bytes, ignore_errors=True, excluded=excluded, kept=kept)
     ev.log_level = logging.DEBUG  # explaining is not folding: no warnings about what would be skipped
     return ev.run(fetch=False).analysis
 
 
-def const_node(name: str, value: tensor_pb2.TensorProto, *, device: str = "",
-               output_shapes: bool = False) -> node_def_pb2.NodeDef:
-    """A ``Const`` ``NodeDef`` holding ``value``."""
-    node = node_def_pb2.NodeDef(name=name, op="Const", device=device)
-    node.attr["dtype"].type = value.dtype
-    node.attr["value"].tensor.CopyFrom(value)
-    if output_shapes:
-        node.attr["_output_shapes"].list.shape.add().CopyFrom(value.tensor_shape)
-    return node
-
-
-__all__ = ["CONTROL_OPS", "EVAL_LIMIT_BYTES", "FEED_OPS", "PASS_THROUGH_OPS", "ConstantAnalysis", "FoldResult",
-           "const_node", "duplicate_reason", "evaluate_frontier", "is_random", "own_reason", "static_analysis"]
+__all__ = ["EVAL_LIMIT_BYTES", "FoldResult", "evaluate_frontier", "static_analysis"]

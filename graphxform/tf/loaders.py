@@ -42,21 +42,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 
 from graphxform.core.errors import GraphxformError, ModelLoadError
-from graphxform.core.graph import parse_input
-from graphxform.jobs.verify import (
+from graphxform.core.names import canon, parse_input
+from graphxform.savedmodel.read import (
+    GRAPH_DEF_SUFFIXES,
     INIT_OP_SIGNATURE_KEY,
-    SavedModelRunner,
-    _outputs_from_tensor_info,
-    _Runner,
-    _SigInfo,
+    find_meta_graph,
+    parse_saved_model,
+    read_graph_def,
     saved_model_tags,
 )
+from graphxform.tf.capi import CGraphDefSession, CSavedModelSession
+from graphxform.tf.runners import Runner, SavedModelRunner, SigInfo, first_line, signature_infos
+from graphxform.tf.session import GraphSession
 
 log = logging.getLogger(__name__)
 
-GRAPH_DEF_SUFFIXES = (".pb", ".pbtxt")
 LOADER_KEYS = ("c++", "tf2", "tf1")
 SAVED_MODEL_LOADERS = {
     "c++": "LoadSavedModel (C++, TF Serving)",
@@ -86,36 +90,18 @@ class LoaderResult:
                 "seconds": round(self.seconds, 3), "signatures": self.signatures}
 
 
-def signature_infos(signature_defs: Mapping[str, Any]) -> dict[str, _SigInfo]:
-    """Runner signature infos from a ``signature_def`` map (the init op's signature left out)."""
-    return {key: _SigInfo(sd.method_name, {k: v.name for k, v in sd.inputs.items() if v.name},
-                          _outputs_from_tensor_info(sd.outputs), {k: v.dtype for k, v in sd.inputs.items()})
-            for key, sd in signature_defs.items() if key != INIT_OP_SIGNATURE_KEY}
-
-
 def _meta_graph(path: str | os.PathLike[str], tags: Sequence[str]) -> Any:
-    from tensorflow.python.saved_model import loader_impl
-
-    sm = loader_impl.parse_saved_model(str(path))
-    for mg in sm.meta_graphs:
-        if sorted(mg.meta_info_def.tags) == sorted(tags):
-            return mg
-    raise ModelLoadError(f"{path}: no MetaGraph with tags {list(tags)}")
-
-
-def _first_line(exc: BaseException) -> str:
-    msg = getattr(exc, "message", None) or str(exc)
-    text = " ".join(line.strip() for line in str(msg).splitlines() if line.strip())
-    return text[:2000]
+    mg = find_meta_graph(parse_saved_model(path), tags)
+    if mg is None:
+        raise ModelLoadError(f"{path}: no MetaGraph with tags {list(tags)}")
+    return mg
 
 
 # --------------------------------------------------------------------------- SavedModel
-class CppSavedModelRunner(_Runner):
+class CppSavedModelRunner(Runner):
     """A SavedModel loaded by TensorFlow's C++ ``LoadSavedModel`` (TF Serving's loader)."""
 
     def __init__(self, path: str | os.PathLike[str], tags: Sequence[str]) -> None:
-        from graphxform.tf.capi import CSavedModelSession
-
         self.label = str(path)
         self.session = CSavedModelSession(path, tags)
         # (A __saved_model_init_op entry is how TF2 writes its init op; TF Serving runs it, it serves nothing.)
@@ -133,8 +119,6 @@ class CppSavedModelRunner(_Runner):
 
 
 def _tf_value(value: Any, dtype_enum: int | None) -> Any:
-    import tensorflow as tf
-
     if dtype_enum is None:
         return tf.constant(value)
     dtype = tf.as_dtype(dtype_enum)
@@ -144,8 +128,6 @@ def _tf_value(value: Any, dtype_enum: int | None) -> Any:
 
 
 def _tf2_outputs(out: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    import tensorflow as tf
-
     res: dict[str, np.ndarray] = {}
     for name, value in out.items():
         if isinstance(value, tf.SparseTensor):
@@ -157,12 +139,10 @@ def _tf2_outputs(out: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return res
 
 
-class TF2SavedModelRunner(_Runner):
+class TF2FunctionRunner(Runner):
     """A SavedModel loaded by ``tf.saved_model.load``; each signature runs as its concrete function."""
 
     def __init__(self, path: str | os.PathLike[str], tags: Sequence[str]) -> None:
-        import tensorflow as tf
-
         self.label = str(path)
         self.obj = tf.saved_model.load(str(path), tags=list(tags))
         self.listed = sorted(self.obj.signatures.keys())
@@ -170,30 +150,26 @@ class TF2SavedModelRunner(_Runner):
         self.signatures = {k: infos[k] for k in self.listed if k in infos}
 
     def run(self, key: str, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        import tensorflow as tf
-
         sig = self.signatures[key]
         try:
             out = self.obj.signatures[key](**{k: _tf_value(inputs[k], sig.input_dtypes.get(k)) for k in sig.inputs})
         except (tf.errors.OpError, TypeError, ValueError) as exc:
             raise GraphxformError(f"{self.label}: signature {key!r} failed in tf.saved_model.load's function: "
-                                  f"{_first_line(exc)}") from exc
+                                  f"{first_line(exc)}") from exc
         return _tf2_outputs(out)
 
 
 # --------------------------------------------------------------------------- GraphDef files
 @dataclass
 class Sidecar:
-    """What ``<file>.signatures.json`` says about a GraphDef file (see :func:`graphxform.savedmodel.write.signatures_json`)."""
+    """What ``<file>.signatures.json`` says about a GraphDef file (see :func:`graphxform.model.export.signatures_json`)."""
 
-    signatures: dict[str, _SigInfo]
+    signatures: dict[str, SigInfo]
     init_ops: list[str]
     asset_feeds: dict[str, str]
 
     @classmethod
     def read(cls, path: Path) -> Sidecar:
-        from tensorflow.core.framework import types_pb2
-
         side = path.with_name(path.name + ".signatures.json")
         if not side.is_file():
             return cls({}, [], {})
@@ -201,7 +177,7 @@ class Sidecar:
             data = json.loads(side.read_text())
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"{side}: not a readable signatures file ({exc})") from exc
-        sigs: dict[str, _SigInfo] = {}
+        sigs: dict[str, SigInfo] = {}
         for key, sig in (data.get("signatures") or {}).items():
             ins = {k: s["name"] for k, s in sig.get("inputs", {}).items() if s.get("name")}
             dtypes = {k: types_pb2.DataType.Value(s["dtype"]) for k, s in sig.get("inputs", {}).items()
@@ -212,7 +188,7 @@ class Sidecar:
                     outs[k] = [(f"{k}/{c}", t) for c, t in s["components"].items()]
                 elif s.get("name"):
                     outs[k] = [(k, s["name"])]
-            sigs[key] = _SigInfo(sig.get("method_name", ""), ins, outs, dtypes)
+            sigs[key] = SigInfo(sig.get("method_name", ""), ins, outs, dtypes)
         init = [data["init_op"]] if data.get("init_op") else []
         init += [t for t in data.get("table_initializers", []) if t not in init]
         feeds: dict[str, str] = {}
@@ -226,27 +202,10 @@ class Sidecar:
         return cls(sigs, [parse_input(t)[0] for t in init], feeds)
 
 
-def read_graph_def(path: Path) -> Any:
-    from google.protobuf import text_format
-    from tensorflow.core.framework import graph_pb2
-
-    gd = graph_pb2.GraphDef()
-    try:
-        if path.suffix == ".pbtxt":
-            text_format.Parse(path.read_text(), gd)
-        else:
-            gd.ParseFromString(path.read_bytes())
-    except (OSError, text_format.ParseError, ValueError) as exc:
-        raise ModelLoadError(f"{path}: not a readable GraphDef ({exc})") from exc
-    return gd
-
-
-class CppGraphDefRunner(_Runner):
+class CppGraphDefRunner(Runner):
     """A GraphDef file in TensorFlow's C++ session (``Session::Create``), init ops run first."""
 
     def __init__(self, path: Path, graph_def: Any, sidecar: Sidecar) -> None:
-        from graphxform.tf.capi import CGraphDefSession
-
         self.label = str(path)
         self.signatures = sidecar.signatures
         self.listed = sorted(self.signatures)
@@ -268,35 +227,29 @@ class CppGraphDefRunner(_Runner):
         self.session.close()
 
 
-class TF1GraphDefRunner(_Runner):
+class TF1GraphDefRunner(Runner):
     """A GraphDef file imported into a ``tf.Graph`` and run in a TF1 ``Session``, init ops run first."""
 
     def __init__(self, path: Path, graph_def: Any, sidecar: Sidecar) -> None:
-        from graphxform.tf.session import GraphSession
-
         self.label = str(path)
         self.signatures = sidecar.signatures
         self.listed = sorted(self.signatures)
         self.session = GraphSession(graph_def, init_ops=sidecar.init_ops, init_feeds=sidecar.asset_feeds)
 
     def _run(self, feeds: dict[str, Any], fetches: list[str]) -> list[np.ndarray]:
-        import tensorflow as tf
-
         try:
             return self.session.run(feeds, fetches)
         except tf.errors.OpError as exc:
-            raise GraphxformError(f"{self.label}: running the graph failed: {_first_line(exc)}") from exc
+            raise GraphxformError(f"{self.label}: running the graph failed: {first_line(exc)}") from exc
 
     def close(self) -> None:
         self.session.close()
 
 
-class TF2GraphDefRunner(_Runner):
+class TF2GraphDefRunner(Runner):
     """A GraphDef file wrapped as a TF2 function (``wrap_function`` + ``import_graph_def``), pruned per signature."""
 
     def __init__(self, path: Path, graph_def: Any, sidecar: Sidecar) -> None:
-        import tensorflow as tf
-
         self.label = str(path)
         self.signatures = sidecar.signatures
         self.listed = sorted(self.signatures)
@@ -307,13 +260,11 @@ class TF2GraphDefRunner(_Runner):
             with g.as_default():
                 anchor = tf.constant(0.0, name="graphxform_init_anchor")
             assets = sorted(sidecar.asset_feeds)
-            init_fn = self.wrapped.prune(feeds=[g.as_graph_element(_canon(t)) for t in assets],
+            init_fn = self.wrapped.prune(feeds=[g.as_graph_element(canon(t)) for t in assets],
                                          fetches=[anchor, *[g.get_operation_by_name(o) for o in sidecar.init_ops]])
             init_fn(*[tf.constant(sidecar.asset_feeds[t]) for t in assets])
 
     def run(self, key: str, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        import tensorflow as tf
-
         sig = self.signatures[key]
         keys = sorted(sig.inputs)
         fetch_keys = [(reported, tensor) for comps in sig.outputs.values() for reported, tensor in comps]
@@ -322,23 +273,18 @@ class TF2GraphDefRunner(_Runner):
         try:
             if fn is None:
                 fn = self._pruned[key] = self.wrapped.prune(
-                    feeds=[g.as_graph_element(_canon(sig.inputs[k])) for k in keys],
-                    fetches=[g.as_graph_element(_canon(t)) for _, t in fetch_keys])
+                    feeds=[g.as_graph_element(canon(sig.inputs[k])) for k in keys],
+                    fetches=[g.as_graph_element(canon(t)) for _, t in fetch_keys])
             values = fn(*[_tf_value(inputs[k], sig.input_dtypes.get(k)) for k in keys])
         except (tf.errors.OpError, TypeError, ValueError, KeyError) as exc:
             raise GraphxformError(f"{self.label}: signature {key!r} failed in the wrapped function: "
-                                  f"{_first_line(exc)}") from exc
+                                  f"{first_line(exc)}") from exc
         return {reported: np.asarray(v.numpy()) for (reported, _), v in zip(fetch_keys, values)}
-
-
-def _canon(t: str) -> str:
-    n, p, _ = parse_input(t)
-    return f"{n}:{p}"
 
 
 # --------------------------------------------------------------------------- opening
 def open_loaders(path: str | os.PathLike[str], tags: Sequence[str] | None = None,
-                 loaders: Sequence[str] = LOADER_KEYS) -> list[tuple[LoaderResult, _Runner | None]]:
+                 loaders: Sequence[str] = LOADER_KEYS) -> list[tuple[LoaderResult, Runner | None]]:
     """Load ``path`` (a SavedModel directory or a GraphDef file) with each of TensorFlow's loaders.
 
     Returns ``(result, runner)`` per loader; ``runner`` is ``None`` when the
@@ -346,11 +292,11 @@ def open_loaders(path: str | os.PathLike[str], tags: Sequence[str] | None = None
     Nothing is raised for a refusal: a model one loader refuses is a finding.
     """
     p = Path(path)
-    out: list[tuple[LoaderResult, _Runner | None]] = []
+    out: list[tuple[LoaderResult, Runner | None]] = []
     if p.is_file() and p.suffix in GRAPH_DEF_SUFFIXES:
         gd = read_graph_def(p)
         sidecar = Sidecar.read(p)
-        factories: dict[str, Callable[[], _Runner]] = {
+        factories: dict[str, Callable[[], Runner]] = {
             "c++": lambda: CppGraphDefRunner(p, gd, sidecar),
             "tf2": lambda: TF2GraphDefRunner(p, gd, sidecar),
             "tf1": lambda: TF1GraphDefRunner(p, gd, sidecar),
@@ -360,7 +306,7 @@ def open_loaders(path: str | os.PathLike[str], tags: Sequence[str] | None = None
         tag_list = list(tags) if tags else saved_model_tags(p)
         factories = {
             "c++": lambda: CppSavedModelRunner(p, tag_list),
-            "tf2": lambda: TF2SavedModelRunner(p, tag_list),
+            "tf2": lambda: TF2FunctionRunner(p, tag_list),
             "tf1": lambda: _tf1(p, tag_list),
         }
         names = SAVED_MODEL_LOADERS
@@ -368,24 +314,23 @@ def open_loaders(path: str | os.PathLike[str], tags: Sequence[str] | None = None
         result = LoaderResult(key, names[key])
         t0 = time.perf_counter()
         try:
-            runner: _Runner | None = factories[key]()
+            runner: Runner | None = factories[key]()
             result.loaded = True
             result.signatures = list(getattr(runner, "listed", None) or sorted(runner.signatures))
         except Exception as exc:  # noqa: BLE001 - any refusal is reported, per loader
             runner = None
-            result.error = _first_line(exc)
+            result.error = first_line(exc)
             log.info("%s: %s refused it: %s", path, names[key], result.error)
         result.seconds = time.perf_counter() - t0
         out.append((result, runner))
     return out
 
 
-def _tf1(path: Path, tags: list[str]) -> _Runner:
+def _tf1(path: Path, tags: list[str]) -> Runner:
     runner = SavedModelRunner(path, tags)
     runner.listed = sorted(k for k in _meta_graph(path, tags).signature_def  # type: ignore[attr-defined]
                            if k != INIT_OP_SIGNATURE_KEY)
     return runner
 
 
-__all__ = ["GRAPH_DEF_LOADERS", "LOADER_KEYS", "LoaderResult", "SAVED_MODEL_LOADERS", "Sidecar", "open_loaders",
-           "signature_infos"]
+__all__ = ["GRAPH_DEF_LOADERS", "LOADER_KEYS", "LoaderResult", "SAVED_MODEL_LOADERS", "Sidecar", "open_loaders"]

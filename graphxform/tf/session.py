@@ -12,21 +12,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import graph_pb2
+from tensorflow.core.protobuf import config_pb2
 
 from graphxform.core.errors import GraphxformError
-from graphxform.core.graph import parse_input
+from graphxform.core.names import canon, parse_input
 
 if TYPE_CHECKING:  # pragma: no cover
-    from tensorflow.core.framework import graph_pb2
-
     from graphxform.model.model import Model
 
 log = logging.getLogger(__name__)
-
-
-def _canon(t: str) -> str:
-    n, p, c = parse_input(t)
-    return f"^{n}" if c else f"{n}:{p}"
 
 
 class GraphSession:
@@ -45,8 +41,6 @@ class GraphSession:
         optimize: bool = True,
     ) -> None:
         """``optimize=False`` turns Grappler and TF's graph optimizer off: cheaper for one-shot evaluations."""
-        import tensorflow as tf
-
         self.tf_graph = tf.Graph()
         with self.tf_graph.as_default():
             try:
@@ -55,8 +49,6 @@ class GraphSession:
                 raise GraphxformError(f"TensorFlow refused the graph: {exc}") from exc
         config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=2, intra_op_parallelism_threads=2)
         if not optimize:
-            from tensorflow.core.protobuf import config_pb2
-
             config.graph_options.optimizer_options.opt_level = config_pb2.OptimizerOptions.L0
             config.graph_options.rewrite_options.disable_meta_optimizer = True
         self.session = tf.compat.v1.Session(graph=self.tf_graph, config=config)
@@ -71,11 +63,11 @@ class GraphSession:
                                       f"{detail}") from exc
 
     def _feed(self, feeds: Mapping[str, Any]) -> dict[Any, Any]:
-        return {self.tf_graph.get_tensor_by_name(_canon(k)): v for k, v in feeds.items()}
+        return {self.tf_graph.get_tensor_by_name(canon(k)): v for k, v in feeds.items()}
 
     def run(self, feeds: Mapping[str, Any], fetches: Iterable[str]) -> list[np.ndarray]:
         """Fetch ``fetches`` (tensor names) given ``feeds`` ({tensor name: value})."""
-        fetch_list = [self.tf_graph.get_tensor_by_name(_canon(f)) for f in fetches]
+        fetch_list = [self.tf_graph.get_tensor_by_name(canon(f)) for f in fetches]
         return self.session.run(fetch_list, feed_dict=self._feed(feeds))
 
     def close(self) -> None:

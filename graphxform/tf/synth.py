@@ -25,27 +25,31 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import tensorflow as tf
+from tensorflow.core.example import example_pb2
 from tensorflow.core.framework import types_pb2
 
-from graphxform.core.graph import parse_input
-from graphxform.core.opdefs import attr_int, attr_list, attr_str
-
-if TYPE_CHECKING:  # pragma: no cover
-    from graphxform.core.graph import Graph
-    from graphxform.model.model import Model, TensorSpec
+from graphxform.core.graph import Graph
+from graphxform.core.names import parse_input
+from graphxform.core.opdefs import (
+    EXAMPLE_PATH_OPS,
+    PARSE_EXAMPLE_OPS,
+    PASS_THROUGH_OPS,
+    TABLE_INIT_OPS,
+    TABLE_LOOKUP_OPS,
+    TABLE_OPS,
+    attr_int,
+    attr_list,
+    attr_str,
+)
+from graphxform.core.signature import TensorSpec
+from graphxform.model.model import Model
 
 log = logging.getLogger(__name__)
 
-PARSE_OPS = ("ParseExampleV2", "ParseExample", "ParseSingleExample")
-#: Ops a serialized-example string may pass through on its way to the parse op.
-PASSTHROUGH_OPS = frozenset({"Identity", "Reshape", "ExpandDims", "Squeeze", "StopGradient", "Snapshot",
-                             "PlaceholderWithDefault", "IdentityN"})
-TABLE_INIT_OPS = ("InitializeTableFromTextFileV2", "InitializeTableFromTextFile", "LookupTableImportV2",
-                  "LookupTableImport", "InitializeTableV2", "InitializeTable")
-LOOKUP_OPS = ("LookupTableFindV2", "LookupTableFind")
 DEFAULT_BATCH = 4
 OTHER_DIM = 3
 OOV_WORDS = (b"graphxform_oov", b"zzz_unknown", b"")
@@ -65,8 +69,6 @@ class FeatureSpec:
     vocabulary: list[Any] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        import tensorflow as tf
-
         return {"key": self.key, "kind": self.kind, "dtype": tf.as_dtype(self.dtype).name, "shape": self.shape,
                 "vocabulary_size": len(self.vocabulary)}
 
@@ -79,7 +81,7 @@ def _resolve(graph: Graph, tensor: str) -> str:
     while name in graph and name not in seen:
         seen.add(name)
         node = graph.node(name)
-        if node.op in ("Identity", "Snapshot", "StopGradient") and node.input:
+        if node.op in PASS_THROUGH_OPS and node.input:
             name = parse_input(node.input[0])[0]
             continue
         break
@@ -113,9 +115,9 @@ def parse_nodes_for(graph: Graph, tensor: str) -> list[Any]:
         seen.add(t)
         for dst, idx in graph.consumers(t):
             node = graph.node(dst)
-            if node.op in PARSE_OPS and idx == 0:
+            if node.op in PARSE_EXAMPLE_OPS and idx == 0:
                 found.append(node)
-            elif node.op in PASSTHROUGH_OPS and (idx == 0 or node.op == "IdentityN"):
+            elif node.op in EXAMPLE_PATH_OPS and (idx == 0 or node.op == "IdentityN"):
                 out_port = idx if node.op == "IdentityN" else 0
                 queue.append(f"{dst}:{out_port}")
     return found
@@ -208,7 +210,7 @@ def table_keys(model: Model, table_node: str) -> list[Any]:
     keys: list[Any] = []
     for user in graph.consumer_nodes(table_node):
         node = graph.node(user)
-        if node.op in PASSTHROUGH_OPS:
+        if node.op in EXAMPLE_PATH_OPS:
             keys.extend(table_keys(model, user))
             continue
         if node.op not in TABLE_INIT_OPS:
@@ -252,7 +254,7 @@ def vocabulary_for(model: Model, tensor: str) -> list[Any]:
         consumers = graph.consumers(f"{n}:{p}") if p is not None else graph.consumers(n)
         for dst, idx in consumers:
             node = graph.node(dst)
-            if node.op in LOOKUP_OPS and idx == 1:
+            if node.op in TABLE_LOOKUP_OPS and idx == 1:
                 vocab.extend(table_keys(model, _resolve(graph, node.input[0])))
                 continue
             if node.op in TABLE_INIT_OPS or node.op.startswith("Save") or node.op.startswith("Restore"):
@@ -266,7 +268,7 @@ def all_vocabularies(model: Model) -> list[Any]:
     graph = model.graph
     words: list[Any] = []
     for node in graph:
-        if node.op in ("HashTableV2", "HashTable", "MutableHashTableV2"):
+        if node.op in TABLE_OPS:
             words.extend(table_keys(model, node.name))
     for a in model.assets:
         try:
@@ -282,8 +284,6 @@ def _rng(seed: int, *parts: str) -> np.random.Generator:
 
 
 def _numpy_dtype(dtype: int) -> np.dtype:
-    import tensorflow as tf
-
     return np.dtype(tf.as_dtype(dtype).as_numpy_dtype)
 
 
@@ -348,8 +348,6 @@ def _feature_proto(feature: Any, dtype: int, values: Sequence[Any]) -> None:
 
 def make_examples(features: Sequence[FeatureSpec], n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` serialized ``tf.train.Example`` s (numpy object array of bytes) carrying ``features``."""
-    from tensorflow.core.example import example_pb2
-
     out = []
     for i in range(n):
         ex = example_pb2.Example()

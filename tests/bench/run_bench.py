@@ -144,7 +144,7 @@ def servable_load_time(gd, inputs, outputs) -> float:
     import tensorflow as tf
 
     import graphxform
-    from graphxform.savedmodel.write import export
+    from graphxform.model.export import export
 
     with tempfile.TemporaryDirectory() as tmp:
         pb = Path(tmp) / "g.pb"
@@ -350,9 +350,9 @@ def build_estimator_servable(cache: Path) -> tuple[Path, Path] | str:
 
 def bench_estimator(cache: Path, repeat: int, runs: int) -> dict:
     import graphxform
-    from graphxform.savedmodel.write import dir_size, export
     from graphxform.engine.pipeline import build_pipeline
     from graphxform.engine.runner import run_pipeline
+    from graphxform.model.export import dir_size, export
 
     print("== Estimator DNNClassifier, 100k x 64 hashed embedding", flush=True)
     built = build_estimator_servable(cache)
@@ -435,9 +435,10 @@ def bench_estimator(cache: Path, repeat: int, runs: int) -> dict:
 # ----------------------------------------------------------------------------- scaling
 def bench_scaling(sizes: list[int], shapes: tuple[str, ...] = ("chain", "fan")) -> list[dict]:
     from graphxform.core.graph import Graph
-    from graphxform.model.model import Model, Signature, TensorSpec
+    from graphxform.core.signature import TensorSpec
     from graphxform.engine.pipeline import build_pipeline
     from graphxform.engine.runner import run_pipeline
+    from graphxform.model.model import Model, Signature
     from tests.bench.models import synthetic_graph
 
     rows = []

@@ -348,7 +348,7 @@ def gtt_strategy() -> st.SearchStrategy:
 
 def run_gtt_parse(text: str) -> str:
     from graphxform.core.errors import GraphxformError, RuleError
-    from graphxform.jobs.gtt import format_transform, parse_transforms
+    from graphxform.engine.gtt_syntax import format_transform, parse_transforms
     from graphxform.engine.pipeline import build_pipeline
 
     try:
