@@ -221,8 +221,7 @@ def test_read_only_queries():
         [("serving_default", "output", "y", 0)]
     assert g.is_protected("x") and g.protected_nodes() >= {"x", "add"}
     assert g.ancestors(["add"]) == {"add", "out", "id", "neg", "x", "c"}
-    assert g.topological_order().index("x") < g.topological_order().index("add")
-    assert g.const_value("c").tolist() == np.full((2, 3), 2.0).tolist() and g.is_const("c:0")
+    assert g.const_value("c").tolist() == np.full((2, 3), 2.0).tolist()
     assert g.output_dtype("add:0") == tf.float32.as_datatype_enum
     succ, pred = g.adjacency()
     assert set(succ["out"]) == {"add"} and set(pred["out"]) == {"id"}

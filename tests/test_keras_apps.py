@@ -109,8 +109,8 @@ def bench():
 
 @pytest.mark.parametrize("name", ["MobileNetV2", "ResNet50", "EfficientNetB0"])
 def test_keras_application(bench, name):
-    from graphxform.jobs.gtt import TransformGraph
     from graphxform.engine.pipeline import DEFAULT_PIPELINE
+    from graphxform.jobs.gtt import TransformGraph
 
     models, run_bench = bench
     m = models.keras_application(name, SIZE, CLASSES, logits=True)

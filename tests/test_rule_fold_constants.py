@@ -17,7 +17,6 @@ import graphxform.tf.session as tfrun
 from graphxform.core.errors import RuleError
 from graphxform.core.graph import Graph
 from graphxform.core.signature import TensorSpec
-from graphxform.engine.apply import apply_replacement
 from graphxform.engine.explain import explain
 from graphxform.engine.passes import Pass
 from graphxform.engine.registry import get_rule

@@ -322,8 +322,10 @@ class FoldBatchNorms(Rule):
 
     name = "fold_batch_norms"
     aliases = ("fold_old_batch_norms",)
+    # No pattern: the match walks DOWN from the convolution through a chain of any length (a pattern looks up
+    # from its anchor, a fixed depth). reach: candidates() maps a change in the chain back up to the anchor.
     anchors = WEIGHTED_OPS
-    reach = 2  # the match walks DOWN from the anchor: candidates() maps changes back up to it
+    reach = 2
 
     def candidates(self, graph: Graph, names: Iterable[str] | None = None) -> list[NodeDef]:
         """All weighted ops; or, for changed ``names``, the weighted ops whose chain may now fold.

@@ -82,7 +82,6 @@ class FoldConstants(Pass):
     """
 
     name = "fold_constants"
-    aliases = ("fold_constants",)
     idempotent = True
     params = {
         "ignore_errors": Param(bool, False, "leave nodes whose evaluation fails unfolded instead of failing"),

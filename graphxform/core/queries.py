@@ -133,14 +133,6 @@ class GraphQueries:
             stack.extend(parse_input(i)[0] for i in self._nodes[n].input)
         return seen
 
-    def topological_order(self) -> list[str]:
-        """Node names, producers first. Raises :class:`GraphError` on a cycle."""
-        try:
-            return list(nx.topological_sort(self.nx.subgraph(self._nodes)))
-        except nx.NetworkXUnfeasible:
-            cycle = nx.find_cycle(self.nx)
-            raise GraphError("the graph has a cycle: " + " -> ".join(e[0] for e in cycle[:8])) from None
-
     # ------------------------------------------------------------- protection
     def signature_tensors(self) -> set[str]:
         out: set[str] = set()
@@ -185,10 +177,6 @@ class GraphQueries:
         if "value" not in node.attr:  # (indexing a proto map would insert the key)
             raise GraphError(f"Const {name!r} has no value attr; the graph is corrupt")
         return tensor_proto_to_array(node.attr["value"].tensor)
-
-    def is_const(self, tensor_or_node: str) -> bool:
-        node = self.get(parse_input(tensor_or_node)[0])
-        return node is not None and node.op == "Const"
 
     def output_dtype(self, tensor: str) -> int | None:
         """The ``DataType`` enum of ``tensor`` from the producer's attrs, when it can be read."""

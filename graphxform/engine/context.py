@@ -31,12 +31,6 @@ class Context:
     def get(self, key: str, default: Any = None) -> Any:
         return self._store.get(key, default)
 
-    def set(self, key: str, value: Any) -> None:
-        self._store[key] = value
-
-    def forget(self, key: str) -> None:
-        self._store.pop(key, None)
-
     def frame_facts(self, graph: Graph, names: Iterable[str] = ()) -> FrameFacts:
         """TF1 control-flow frames and colocation targets of ``graph`` (:func:`graphxform.core.frames.frame_facts`),
         computed again when one of ``names`` is a node they were not computed on."""

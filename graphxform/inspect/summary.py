@@ -3,9 +3,10 @@
 Everything here reads protos and numpy views; nothing runs a TensorFlow
 session. :func:`summarize` describes a whole :class:`~graphxform.model.model.Model`
 (tag sets, signatures, op histogram, parameters, largest tensors, library
-functions, tables, assets, candidate inputs/outputs, warnings);
-:func:`node_info` describes one node. Both return JSON-ready dicts (strings,
-numbers, lists, dicts) so the CLI can print them as tables or as JSON.
+functions, tables, assets, candidate inputs/outputs, warnings) as a JSON-ready
+dict (strings, numbers, lists, dicts), so the CLI can print it as tables or as
+JSON; :mod:`graphxform.inspect.node` describes one node,
+:mod:`graphxform.inspect.scan` the ops that touch files or run code.
 
 Conventions shared with ``saved_model_cli show``: dtypes are ``DataType``
 enum names (``DT_FLOAT``), shapes are lists with ``-1`` for an unknown

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from graphxform.core.errors import ExportError, GraphxformError, RuleError, VerificationError
-from graphxform.engine.pipeline import FLOAT_PIPELINE, build_pipeline, describe_pipeline
+from graphxform.engine.pipeline import build_pipeline, describe_pipeline
 from graphxform.engine.rule import BaseRule
 from graphxform.engine.runner import run_pipeline
 from graphxform.jobs.inputs import verification_inputs
@@ -138,16 +138,6 @@ class OptimizeReport:
 
 
 # --------------------------------------------------------------------------- pipeline
-def default_transforms(quantize: str = "int8") -> list[str]:
-    """The default pipeline as transform strings for ``quantize`` (``int8``, ``float16`` or ``none``)."""
-    if quantize not in QUANTIZE_CHOICES:
-        raise RuleError(f"quantize={quantize!r}: choose one of {', '.join(QUANTIZE_CHOICES)}")
-    steps = list(FLOAT_PIPELINE)
-    if quantize != "none":
-        steps.append(f"quantize_weights(dtype={quantize})")
-    return steps
-
-
 def build_rules(transforms: str | list[str] | None, quantize: str = "int8") -> list[BaseRule]:
     """The rules to run: the default pipeline for ``quantize``, or exactly those of ``transforms``."""
     if quantize not in QUANTIZE_CHOICES:
@@ -159,7 +149,7 @@ def build_rules(transforms: str | list[str] | None, quantize: str = "int8") -> l
 
 def _run_rules(model: Model, rules: list[BaseRule], progress: ProgressFn) -> tuple[dict[str, RuleStats], int, Any]:
     """Run ``rules`` with the engine (fixpoint; quantization in a final stage); per-rule stats, rounds and the
-    engine's :class:`~graphxform.engine.runner.RunReport` (every applied rewrite: the exporter names the rule that made
+    engine's :class:`~graphxform.engine.report.RunReport` (every applied rewrite: the exporter names the rule that made
     a node TensorFlow would refuse)."""
     def on_rule(name: str, status: str, info: dict[str, Any]) -> None:
         progress(f"rule:{name}", status, info)
@@ -317,4 +307,4 @@ class _Timer:
             self.progress(self.stage, "failed", {"seconds": secs, "error": str(exc)})
 
 
-__all__ = ["OptimizeReport", "RuleStats", "build_rules", "default_transforms", "optimize"]
+__all__ = ["OptimizeReport", "RuleStats", "build_rules", "optimize"]

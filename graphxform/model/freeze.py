@@ -2,21 +2,17 @@
 
 :func:`freeze_model` (what :meth:`Model.freeze` calls) works in place:
 
-1. **Read values, in one batched run.** The graph is imported into a
-   ``tf.Graph``; the ``SaverDef``'s restore op runs with the checkpoint
-   prefix fed to its filename tensor (this handles TF1 name-based and TF2
-   object-based checkpoints alike; without a ``SaverDef`` TF's checkpoint
-   reader is used with the variables' shared names as keys). Then every
-   restored variable is read in one ``session.run``. A variable the
-   checkpoint does not hold but the init op assigns from a placeholder or
-   constant (TF2 keeps asset paths like that) is replaced by that tensor;
-   one the init op computes otherwise is read after running the init op.
+1. **Read values, in one batched run** (:mod:`graphxform.model.checkpoint`):
+   the saver's restore op, or the checkpoint by object path for what a TF2
+   object graph binds; a variable the checkpoint does not hold but the init op
+   assigns from a placeholder or constant is replaced by that tensor.
 2. **Rewrite.** ``VarHandleOp`` / ``VariableV2`` → ``Const``;
    ``ReadVariableOp`` → ``Identity``; ``ResourceGather`` → ``GatherV2``;
    ``ResourceGatherNd`` → ``GatherNd``; ``VariableShape`` → ``Shape``;
    ``Identity`` of a handle passes the value on. Functional control flow
    (``If``, ``While``, ``Case``, calls inside their bodies) that receives a
-   variable handle gets a specialised copy of its functions taking the value.
+   variable handle gets a specialised copy of its functions taking the value
+   (:mod:`graphxform.model.specialise`).
 3. **Remove** what only exists to save, restore, check or initialize
    variables (``SaveV2``/``RestoreV2``/``MergeV2Checkpoints`` and the saver
    subgraph, ``AssignVariableOp``/``Assign``, ``VarIsInitializedOp``,

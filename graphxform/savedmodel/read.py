@@ -165,14 +165,6 @@ def read_saved_model_proto(path: str | os.PathLike[str]) -> saved_model_pb2.Save
     return sm
 
 
-def tag_sets(path: str | os.PathLike[str]) -> list[list[str]]:
-    """The tag sets of the meta graphs in SavedModel directory ``path`` (``[]`` if it is not one)."""
-    sm = read_saved_model_proto(path)
-    if sm is None:
-        return []
-    return sorted(sorted(mg.meta_info_def.tags) for mg in sm.meta_graphs)
-
-
 def saved_model_tags(path: str | os.PathLike[str]) -> list[str]:
     """Tags of the first MetaGraph of a SavedModel directory ("serve" when it has that one)."""
     sets = [list(mg.meta_info_def.tags) for mg in parse_saved_model(path).meta_graphs]
@@ -204,6 +196,7 @@ def choose_meta_graph(sm: saved_model_pb2.SavedModel, tags: list[str], pb_path: 
 
 
 def read_saved_model(pb_path: Path) -> saved_model_pb2.SavedModel:
+    """The ``SavedModel`` in ``pb_path`` (binary or text); a file holding a ``GraphDef`` is refused."""
     kind, proto = read_model_file(pb_path)
     if kind != "saved_model":
         raise ModelLoadError(
@@ -213,13 +206,16 @@ def read_saved_model(pb_path: Path) -> saved_model_pb2.SavedModel:
     return proto
 
 
+# --------------------------------------------------------------------------- meta graph contents
 def node_list(mg: meta_graph_pb2.MetaGraphDef, key: str) -> list[str]:
+    """The node names of collection ``key`` (empty when it is missing or holds something else)."""
     if key in mg.collection_def and mg.collection_def[key].WhichOneof("kind") == "node_list":
         return list(mg.collection_def[key].node_list.value)
     return []
 
 
 def find_init_op(mg: meta_graph_pb2.MetaGraphDef) -> str | None:
+    """The op the loaders run after restoring: TF2's init-op signature, else the main-op collections."""
     sd = mg.signature_def.get(INIT_OP_SIGNATURE_KEY)
     if sd is not None and sd.outputs:
         info = next(iter(sd.outputs.values()))
@@ -234,6 +230,7 @@ def find_init_op(mg: meta_graph_pb2.MetaGraphDef) -> str | None:
 
 
 def find_assets(mg: meta_graph_pb2.MetaGraphDef, export_dir: Path) -> list[Asset]:
+    """The asset files of the meta graph (``asset_file_def`` and the TF1 assets collection), under ``assets/``."""
     defs: list[meta_graph_pb2.AssetFileDef] = list(mg.asset_file_def)
     coll = mg.collection_def.get(ASSETS_COLLECTION)
     if coll is not None and coll.WhichOneof("kind") == "any_list":
@@ -268,7 +265,6 @@ def check_asset_name(filename: str, src: Path, export_dir: Path) -> None:
             "files outside the model directory (the SavedModel is corrupt or hostile)")
 
 
-# --------------------------------------------------------------------------- meta graph contents
 def shape_of(tensor_shape: object) -> list[int | None] | None:
     if getattr(tensor_shape, "unknown_rank", False):
         return None
@@ -358,5 +354,5 @@ __all__ = [
     "VARIABLE_COLLECTIONS", "check_asset_name", "check_variables", "choose_meta_graph", "find_assets",
     "find_init_op", "find_meta_graph", "is_saved_model_dir", "is_text", "node_list", "parse_saved_model",
     "read_graph_def", "read_model_file", "read_saved_model", "read_saved_model_proto", "saved_model_tags",
-    "shape_of", "signature_prefixes", "signatures_from_meta_graph", "spec_from_info", "tag_sets",
+    "shape_of", "signature_prefixes", "signatures_from_meta_graph", "spec_from_info",
 ]

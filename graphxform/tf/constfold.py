@@ -1,15 +1,8 @@
-"""Constant folding engine: which nodes are constant, and their values from ONE batched TensorFlow run.
+"""Constant folding engine: the values of the constant frontier, from ONE batched TensorFlow run.
 
-Used by the ``fold_constants`` pass (``transforms/fold_constants.py``); the analysis of which nodes are
-constant is :mod:`graphxform.tf.constant_analysis`.
-
-A node is *constant* when it is side-effect free (not stateful, not random,
-not a feed point, not control flow or a function call, produces no
-resource/variant/ref tensor, not protected) and every input — data and
-control — comes from a constant node; ``Const`` nodes are the leaves. The
-*frontier* is the set of constant nodes (other than ``Const``) whose outputs
-are read by non-constant nodes or are signature outputs: exactly those get
-new values. Everything else in the constant subgraph is folded away with them.
+Used by the ``fold_constants`` pass (``transforms/fold_constants.py``). Which nodes are constant, and which
+of them form the frontier (the ones whose outputs non-constant nodes or signatures read), is
+:mod:`graphxform.tf.constant_analysis`.
 
 :func:`evaluate_frontier` imports the constant ancestry of the frontier into
 one ``tf.Graph`` and fetches every frontier tensor with one ``session.run``.
