@@ -1,6 +1,6 @@
 """Runs rules and passes over a graph to a fixpoint and applies their replacements.
 
-* **Worklist.** The first time a rule runs it visits every candidate node
+* **Worklist** (:mod:`graphxform.engine.worklist`). The first time a rule runs it visits every candidate node
   (its anchor ops). Afterwards it only revisits nodes *near a change*: nodes
   added or updated by any rewrite, their consumers up to the rule's
   ``reach`` (how far above its anchor a pattern looks), and the producers
@@ -47,14 +47,13 @@ from graphxform.engine.fixpoint import Termination, fingerprint_change
 from graphxform.engine.passes import Pass
 from graphxform.engine.report import AppliedRewrite, RunReport
 from graphxform.engine.rule import BaseRule, Replacement, Rule
+from graphxform.engine.worklist import mark_near
 
 log = logging.getLogger(__name__)
 
 #: ``progress(rule_name, status, info)``; status is ``"start"`` or ``"done"``.
 ProgressFn = Callable[[str, str, dict[str, Any]], None]
 
-#: Producers left with at most this many consumers after a change have their consumers revisited.
-_FEW_CONSUMERS = 2
 _NONE: tuple[str, ...] = ()
 
 
@@ -308,7 +307,8 @@ class _Engine:
         stat.applied += 1
         stat.added += len(added_names)
         stat.removed += len(removed)
-        self._mark(changed, {parse_input(t)[0] for t in touched})
+        mark_near(self.graph, self.log.append, changed, {parse_input(t)[0] for t in touched}, self.reach,
+                  self.reach_up)
         if self.debug:
             problems = graph.lint()
             if problems:
@@ -332,62 +332,6 @@ class _Engine:
         """Every signature input/output and the tensors it names, as they are now."""
         return tuple((s.key, k, tuple(spec.tensor_names())) for s in self.graph.signatures.values()
                      for k, spec in (*s.inputs.items(), *s.outputs.items()))
-
-    def _mark(self, changed: list[str], touched: set[str]) -> None:
-        """Append to the change log the nodes whose matches ``changed``/``touched`` nodes may have enabled."""
-        graph, mark = self.graph, self.log.append
-        succ, pred = graph.adjacency()
-        frontier = []
-        for name in changed:
-            mark(name)
-            frontier.append(name)
-        for name in touched:
-            users = succ.get(name)
-            if users is None:
-                continue
-            mark(name)
-            if len(users) <= _FEW_CONSUMERS:
-                frontier.append(name)
-        if self.reach_up:
-            up = [*changed, *touched]
-            up_seen = set(up)
-            get = graph.get
-            for _ in range(self.reach_up):
-                nxt = []
-                for name in up:
-                    preds = pred.get(name)
-                    if not preds:
-                        continue
-                    # Matches look through data inputs only: a node with control inputs alone (a NoOp
-                    # gathering hundreds of dependencies) enables nothing above it, and walking its
-                    # predecessors at every change to it would be quadratic.
-                    node = get(name)
-                    mixed = False
-                    if node is not None and node.input:
-                        if node.input[0][:1] == "^":
-                            continue
-                        mixed = node.input[-1][:1] == "^"
-                    for src, edges in preds.items():
-                        if src in up_seen or (mixed and all(d["control"] for d in edges.values())):
-                            continue
-                        up_seen.add(src)
-                        mark(src)
-                        nxt.append(src)
-                if not nxt:
-                    break
-                up = nxt
-        seen = set(frontier)
-        for _ in range(self.reach):
-            nxt = []
-            for name in frontier:
-                for c in succ.get(name, ()):
-                    if c not in seen:
-                        seen.add(c)
-                        mark(c)
-                        nxt.append(c)
-            if not nxt:
-                break
-            frontier = nxt
 
 
 def _stages(rules: Sequence[BaseRule]) -> list[list[int]]:
@@ -419,7 +363,7 @@ def run_pipeline(
     """
     for r in rules:
         if not isinstance(r, BaseRule):
-            raise RuleError(f"run_pipeline takes Rule instances (rules or passes), got {r!r} (build_pipeline makes them)")
+            raise RuleError(f"run_pipeline takes Rule instances (rules or passes), got {r!r}: see build_pipeline")
     report = RunReport(nodes_before=len(graph), rules=list(dict.fromkeys(r.name for r in rules)))
     limit = max_steps if max_steps is not None else 10 * len(graph) + 1000
     engine = _Engine(graph, rules, report=report, max_steps=limit, debug=debug, progress=progress,

@@ -174,7 +174,8 @@ def status():
             out[key] = int(rest.split()[0]) / 1024
     return out
 import tensorflow as tf
-import graphxform.jobs.gtt, graphxform.engine.pipeline, graphxform.engine.runner, transforms  # noqa
+import graphxform.jobs.gtt, graphxform.engine.pipeline, graphxform.engine.runner  # noqa
+import graphxform.engine.registry; graphxform.engine.registry.registry()  # the built-in rules  # noqa
 from tensorflow.core.framework import graph_pb2
 base = status()['VmRSS']
 g = tf.Graph()  # TF runtime start-up (a first session: thread pools, kernels), not the graph's memory
@@ -201,7 +202,8 @@ def hwm():
         if line.startswith('VmHWM'):
             return int(line.split()[1]) / 1024
 import tensorflow as tf
-import graphxform.cli, graphxform.savedmodel.write, graphxform.model.loader, graphxform.engine.pipeline, graphxform.engine.runner, transforms  # noqa
+import graphxform.cli, graphxform.model.export, graphxform.model.loader, graphxform.engine.pipeline, graphxform.engine.runner  # noqa
+import graphxform.engine.registry; graphxform.engine.registry.registry()  # the built-in rules  # noqa
 base = hwm()
 try:
     graphxform.cli.main(sys.argv[1:])
