@@ -273,3 +273,12 @@ def test_shims_are_pure_re_exports():
         kinds = {type(n).__name__ for n in body}
         assert kinds <= {"ImportFrom", "Import", "Assign", "Expr"}, (module, kinds)
         assert len(_source(module).splitlines()) < 40, module
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists the packages by name (transforms/ installs as graphxform.transforms): none forgotten."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {m for m, p in MODULES.items() if p.name == "__init__.py"}
+    assert found == listed, f"not listed: {sorted(found - listed)}; listed but absent: {sorted(listed - found)}"

@@ -70,6 +70,8 @@ def attr_value_of(value: Any) -> attr_value_pb2.AttrValue:
     out = attr_value_pb2.AttrValue()
     if isinstance(value, attr_value_pb2.AttrValue):
         out.CopyFrom(value)
+    elif isinstance(value, np.generic) and not isinstance(value, np.dtype):
+        out.CopyFrom(attr_value_of(value.item()))  # a numpy scalar: as the Python value it holds
     elif isinstance(value, bool):
         out.b = value
     elif isinstance(value, int):
@@ -99,6 +101,8 @@ def attr_value_of(value: Any) -> attr_value_pb2.AttrValue:
 
 
 def _append(lst: attr_value_pb2.AttrValue.ListValue, item: Any) -> None:
+    if isinstance(item, np.generic) and not isinstance(item, np.dtype):
+        item = item.item()  # a numpy scalar: the Python value it holds
     field = _LIST_FIELDS.get(type(item))
     if field is not None:
         getattr(lst, field).append(item.encode() if isinstance(item, str) else item)
