@@ -55,6 +55,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2, saver_pb2
 
 from graphxform.errors import ExportError, GraphxformError
 from graphxform.graph import parse_input
+from graphxform.testhooks import pause_point
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphxform.model import Model, Signature, TensorSpec
@@ -705,6 +706,7 @@ def _write_saved_model_into(model: Model, tmp: Path, out: Path, history: Sequenc
             if f.is_file():
                 _fsync_file(f)
     check_proto_size(builder.graph, tmp.parent / tmp.name, "saved_model.pb")
+    pause_point("export:write")
     _write_bytes(tmp / "saved_model.pb", saved_model_chunks(sm, builder.graph))
     if model.variables is not None:  # TF's fingerprinting logs an error when there is no checkpoint
         _write_fingerprint(tmp)
@@ -768,6 +770,7 @@ def _move_into_place(tmp: Path, out: Path) -> None:
     aside.rmdir()
     os.rename(out, aside)
     try:
+        pause_point("export:swap")
         os.rename(tmp, out)
     except BaseException:
         os.rename(aside, out)

@@ -36,7 +36,7 @@ import numpy as np
 from tensorflow.core.framework import attr_value_pb2, function_pb2, node_def_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saver_pb2
 
-from graphxform.errors import GraphError, GraphxformError, ModelLoadError
+from graphxform.errors import GraphError, GraphxformError, ModelLoadError, tf_error_summary
 from graphxform.graph import Graph, input_string, parse_input
 from graphxform.model import Model
 from graphxform.opdefs import attr_int, attr_type, op_def
@@ -139,7 +139,8 @@ def _read_values(model: Model, variables: list[node_def_pb2.NodeDef]) -> _Values
         try:
             tf.graph_util.import_graph_def(graph.to_graph_def(), name="")
         except (ValueError, tf.errors.OpError) as exc:
-            raise GraphxformError(f"{model.source}: TensorFlow refused the graph while freezing: {exc}") from exc
+            raise GraphxformError(f"{model.source}: TensorFlow refused the graph while freezing: "
+                                  f"{tf_error_summary(str(exc))}") from exc
         reads, inited = {}, {}
         with tf.name_scope("graphxform_freeze"):
             for v in variables:
@@ -163,7 +164,7 @@ def _read_values(model: Model, variables: list[node_def_pb2.NodeDef]) -> _Values
                                      "re-export the SavedModel") from None
             except tf.errors.OpError as exc:
                 raise ModelLoadError(
-                    f"{prefix}: restoring the variables failed: {exc.message.splitlines()[0]}; "
+                    f"{prefix}: restoring the variables failed: {tf_error_summary(exc.message)}; "
                     "check that variables/ belongs to this saved_model.pb"
                 ) from None
             flags = dict(zip(names, sess.run([inited[n] for n in names])))
@@ -202,7 +203,7 @@ def _read_values(model: Model, variables: list[node_def_pb2.NodeDef]) -> _Values
             except tf.errors.OpError as exc:
                 raise ModelLoadError(
                     f"{model.source}: running the init op {model.init_op!r} to compute variables "
-                    f"{', '.join(run_init[:3])} failed: {exc.message.splitlines()[0]}"
+                    f"{', '.join(run_init[:3])} failed: {tf_error_summary(exc.message)}"
                 ) from None
         wanted = [n for n in names if flags[n] or n in run_init]
         for n, value in zip(wanted, sess.run([reads[n] for n in wanted])):
@@ -261,7 +262,7 @@ def _read_bound_values(prefix: str, graph: Graph, variables: Mapping[str, str],
     try:
         reader = tf.train.load_checkpoint(prefix)
     except (ValueError, tf.errors.OpError) as exc:
-        raise ModelLoadError(f"{prefix}: cannot read the checkpoint ({str(exc).splitlines()[0]})") from None
+        raise ModelLoadError(f"{prefix}: cannot read the checkpoint ({tf_error_summary(str(exc))})") from None
     dtypes = reader.get_variable_to_dtype_map()
     for name, key in variables.items():
         node = graph.node(name)
@@ -291,7 +292,7 @@ def _read_with_checkpoint_reader(prefix: str, variables: list[node_def_pb2.NodeD
     try:
         reader = tf.train.load_checkpoint(prefix)
     except (ValueError, tf.errors.OpError) as exc:
-        raise ModelLoadError(f"{prefix}: cannot read the checkpoint ({str(exc).splitlines()[0]})") from None
+        raise ModelLoadError(f"{prefix}: cannot read the checkpoint ({tf_error_summary(str(exc))})") from None
     keys = reader.get_variable_to_shape_map()
     out = {}
     for v in variables:

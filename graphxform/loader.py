@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def load(
         raise ModelLoadError(f"{p}: no such file or directory; {_HINT}")
     if p.is_dir():
         for fname in SAVED_MODEL_FILES:
-            if (p / fname).is_file():
+            if (p / fname).exists():  # (a directory or a pipe there is refused by _read_model_file)
                 return _load_saved_model(p, p / fname, tag_list, ins, outs)
         raise ModelLoadError(f"{p}: directory holds no saved_model.pb or saved_model.pbtxt; {_HINT}")
     kind, proto = _read_model_file(p)
@@ -121,18 +122,35 @@ def _is_text(path: Path, data: bytes) -> bool:
     return bool(re.match(rb"\s*(#|node\s*\{|saved_model_schema_version|meta_graphs|versions|library)", head))
 
 
-def _valid_graph_def(gd: graph_pb2.GraphDef) -> bool:
-    return len(gd.node) > 0 and all(n.name and n.op for n in gd.node)
+def _graph_def_problem(gd: graph_pb2.GraphDef) -> str | None:
+    """Why ``gd`` (parsed without error) is no usable GraphDef, or ``None``."""
+    if not gd.node:
+        return "it holds no node"
+    for i, n in enumerate(gd.node):
+        if not n.name or not n.op:
+            return f"node #{i} ({'op ' + repr(n.op) if n.op else 'name ' + repr(n.name)}) has no " \
+                   f"{'name' if not n.name else 'op'}"
+    return None
 
 
-def _valid_saved_model(sm: saved_model_pb2.SavedModel) -> bool:
-    return len(sm.meta_graphs) > 0 and all(len(mg.graph_def.node) > 0 for mg in sm.meta_graphs)
+def _saved_model_problem(sm: saved_model_pb2.SavedModel) -> str | None:
+    if not sm.meta_graphs:
+        return "it holds no MetaGraph"
+    for mg in sm.meta_graphs:
+        if not mg.graph_def.node:
+            return f"the MetaGraph tagged [{','.join(mg.meta_info_def.tags)}] holds an empty graph"
+    return None
 
 
 def _read_model_file(path: Path) -> tuple[str, graph_pb2.GraphDef | saved_model_pb2.SavedModel]:
     """Parse ``path`` as a ``GraphDef`` or a ``SavedModel`` proto (binary or text)."""
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a named pipe" if stat.S_ISFIFO(st.st_mode) else \
+                "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a special file"
+            raise ModelLoadError(f"{path}: is {kind}, not a regular file; refusing to read it; {_HINT}")
+        size = st.st_size
         if size > MAX_PROTO_BYTES:
             raise ModelLoadError(
                 f"{path}: the file is {size / 1024**3:.2f} GiB, over protobuf's 2 GiB limit for one message; it "
@@ -166,10 +184,10 @@ def _read_model_file(path: Path) -> tuple[str, graph_pb2.GraphDef | saved_model_
         except Exception as exc:  # noqa: BLE001 - protobuf backends raise assorted errors on garbage
             errors.append(f"unreadable protobuf ({type(exc).__name__}: {str(exc)[:100]})")
             continue
-        ok = _valid_graph_def(proto) if kind == "graph_def" else _valid_saved_model(proto)
-        if ok:
+        problem = _graph_def_problem(proto) if kind == "graph_def" else _saved_model_problem(proto)
+        if problem is None:
             return kind, proto
-        errors.append(f"parses as an empty or invalid {label}")
+        errors.append(f"parses as an invalid {label}: {problem}")
     what = "text" if text else "binary"
     # The first kind tried is the likelier one: its error is the one worth showing.
     expected = "SavedModel" if saved_model_first else "GraphDef or SavedModel"
@@ -257,6 +275,7 @@ def _graph_def_signature(
 # --------------------------------------------------------------------------- GraphDef files
 def _load_graph_def(path: Path, graph_def: graph_pb2.GraphDef, inputs: list[str], outputs: list[str]) -> Model:
     ensure_ops(graph_def, path)
+    _check_unique_names(graph_def, path)
     flat = None
     if has_function_calls(graph_def):
         try:
@@ -302,9 +321,12 @@ def _read_saved_model(pb_path: Path) -> saved_model_pb2.SavedModel:
 
 def _choose_meta_graph(sm: saved_model_pb2.SavedModel, tags: list[str], pb_path: Path) -> meta_graph_pb2.MetaGraphDef:
     wanted = set(tags)
-    for mg in sm.meta_graphs:
-        if set(mg.meta_info_def.tags) == wanted:
-            return mg
+    found = [mg for mg in sm.meta_graphs if set(mg.meta_info_def.tags) == wanted]
+    if len(found) > 1:
+        raise ModelLoadError(f"{pb_path}: {len(found)} MetaGraphs have the tag set [{','.join(tags)}]; TensorFlow's "
+                             "loaders would pick one arbitrarily — the SavedModel is corrupt, re-export it")
+    if found:
+        return found[0]
     present = "; ".join("[" + ",".join(mg.meta_info_def.tags) + "]" for mg in sm.meta_graphs)
     raise ModelLoadError(
         f"{pb_path}: no MetaGraph with tags [{','.join(tags)}]; the SavedModel has tag sets: {present}; "
@@ -347,8 +369,8 @@ def _find_assets(mg: meta_graph_pb2.MetaGraphDef, export_dir: Path) -> list[Asse
             continue
         src = export_dir / "assets" / d.filename
         _check_asset_name(d.filename, src, export_dir)
-        if not src.is_file():
-            log.warning("%s: asset %r is missing (expected at %s)", export_dir, d.filename, src)
+        if not src.is_file():  # inspect shows it; transform/optimize refuse it (require_assets)
+            log.info("%s: asset %r is missing (expected at %s)", export_dir, d.filename, src)
         assets[name] = Asset(d.filename, src, name)
     return list(assets.values())
 
@@ -365,6 +387,55 @@ def _check_asset_name(filename: str, src: Path, export_dir: Path) -> None:
         raise ModelLoadError(
             f"{export_dir}: asset file name {filename!r} points outside {export_dir / 'assets'}; refusing to read "
             "files outside the model directory (the SavedModel is corrupt or hostile)")
+
+
+def require_assets(model: Model) -> None:
+    """Refuse a model whose asset files are missing (or not files): it could be transformed but not written.
+
+    ``inspect`` reads a model without its assets; ``transform`` and ``optimize`` call this right after loading,
+    before any work is done.
+    """
+    for a in model.assets:
+        if not a.source_path.is_file():
+            what = "is a directory, not a file" if a.source_path.is_dir() else "is missing"
+            raise ModelLoadError(f"{model.source}: asset {a.filename!r} {what} (expected at {a.source_path}); copy "
+                                 "the complete SavedModel with its assets/ directory")
+
+
+def _check_unique_names(graph_def: graph_pb2.GraphDef, path: Path) -> None:
+    """Refuse two nodes of one name (checked before function calls are inlined, which renames nodes)."""
+    seen: set[str] = set()
+    for n in graph_def.node:
+        if n.name in seen:
+            raise ModelLoadError(f"{path}: the graph is corrupt: duplicate node name {n.name!r}; re-export the model")
+        seen.add(n.name)
+
+
+def _check_collections(mg: meta_graph_pb2.MetaGraphDef, pb_path: Path) -> None:
+    """Refuse node-list collections naming nodes the graph lacks: TensorFlow's TF1 loader fails on them."""
+    names = {n.name for n in mg.graph_def.node}
+    for key in sorted(mg.collection_def):
+        coll = mg.collection_def[key]
+        if coll.WhichOneof("kind") != "node_list":
+            continue
+        for value in coll.node_list.value:
+            if parse_input(value)[0] not in names:
+                raise ModelLoadError(f"{pb_path}: collection {key!r} names {value!r}, which is not in the graph; "
+                                     "TensorFlow's loaders refuse it — the SavedModel is corrupt, re-export it")
+
+
+def _check_signature_tensor(graph: Graph, pb_path: Path, sig: Signature, tensor: str) -> None:
+    from graphxform.integrity import output_count
+
+    name, port, _ = parse_input(tensor)
+    if name not in graph:
+        raise ModelLoadError(f"{pb_path}: signature {sig.key!r} names tensor {tensor!r}, which is not in the graph; "
+                             "the SavedModel is corrupt, re-export it")
+    count = output_count(graph.node(name))
+    if count is not None and port >= count:
+        raise ModelLoadError(f"{pb_path}: signature {sig.key!r} names tensor {tensor!r}, but {graph.node(name).op} "
+                             f"{name!r} has {count} output{'s' if count != 1 else ''}; the SavedModel is corrupt, "
+                             "re-export it")
 
 
 def _check_integrity(graph: Graph, path: Path) -> None:
@@ -435,7 +506,15 @@ def _load_saved_model(
     mg = _choose_meta_graph(sm, tags, pb_path)
     graph_def = mg.graph_def
     ensure_ops(graph_def, pb_path)
+    _check_unique_names(graph_def, pb_path)
+    _check_collections(mg, pb_path)
     signatures = _signatures_from_meta_graph(mg, pb_path)
+    for sig in signatures.values():  # before inlining: a control name or a bad port would be resolved wrongly
+        for spec in list(sig.inputs.values()) + list(sig.outputs.values()):
+            for t in spec.tensor_names():
+                if parse_input(t)[2]:
+                    raise ModelLoadError(f"{pb_path}: signature {sig.key!r} names {t!r}, a control dependency, not "
+                                         "a tensor; the SavedModel is corrupt, re-export it")
     init_op = _find_init_op(mg)
     assets = _find_assets(mg, export_dir)
     saver_def = mg.saver_def if mg.HasField("saver_def") else None
@@ -446,6 +525,8 @@ def _load_saved_model(
         from graphxform.objects import bind_object_graph
 
         index = export_dir / "variables" / "variables.index"
+        if index.is_file():
+            _check_variables(export_dir)  # a missing shard is named as such, not as an unreadable object graph
         objects = bind_object_graph(mg, index.with_suffix("") if index.is_file() else None, pb_path)
 
     collections = {k: v.SerializeToString() for k, v in mg.collection_def.items()}
@@ -488,11 +569,7 @@ def _load_saved_model(
     for sig in signatures.values():
         for spec in list(sig.inputs.values()) + list(sig.outputs.values()):
             for t in spec.tensor_names():
-                if parse_input(t)[0] not in graph:
-                    raise ModelLoadError(
-                        f"{pb_path}: signature {sig.key!r} names tensor {t!r}, which is not in the graph; "
-                        "the SavedModel is corrupt, re-export it"
-                    )
+                _check_signature_tensor(graph, pb_path, sig, t)
     if init_op and init_op not in graph:
         raise ModelLoadError(f"{pb_path}: the init op {init_op!r} is not in the graph; re-export the SavedModel")
 
@@ -530,4 +607,4 @@ def _load_saved_model(
     return model
 
 
-__all__ = ["load", "VARIABLE_OPS", "TABLE_INIT_OPS", "INIT_OP_SIGNATURE_KEY"]
+__all__ = ["load", "require_assets", "VARIABLE_OPS", "TABLE_INIT_OPS", "INIT_OP_SIGNATURE_KEY"]

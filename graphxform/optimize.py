@@ -213,6 +213,7 @@ def optimize(
     """
     from graphxform import load
     from graphxform.exporter import GRAPH_DEF_SUFFIXES, check_target, dir_size, export, no_signature_message
+    from graphxform.loader import require_assets
 
     prog = progress or _quiet_progress
     tag_list = [t for t in tags.split(",") if t] if isinstance(tags, str) else (list(tags) if tags else None)
@@ -235,7 +236,8 @@ def optimize(
         report.nodes_loaded = len(model.graph)
         report.signatures = sorted(k for k in model.signatures if not k.startswith("__"))
         timer.info.update(nodes=report.nodes_loaded, signatures=report.signatures)
-    # Refuse a bad OUT before spending time on transforms (export checks again when it writes).
+    # Refuse missing assets and a bad OUT before spending time on transforms (export checks again when it writes).
+    require_assets(model)
     check_target(model, Path(out_path), force)
     if not report.signatures and not allow_no_signatures and Path(out_path).suffix not in GRAPH_DEF_SUFFIXES:
         raise ExportError(no_signature_message(model, Path(out_path)))
@@ -321,9 +323,12 @@ class _Timer:
         return self
 
     def __enter__(self) -> _Timer:
+        from graphxform.testhooks import pause_point
+
         self.info = {}
         self.t0 = time.perf_counter()
         self.progress(self.stage, "start", {})
+        pause_point(f"optimize:{self.stage}")
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:

@@ -20,6 +20,7 @@ and the signature/input keys.
 from __future__ import annotations
 
 import logging
+import math
 import zlib
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tensorflow.core.framework import types_pb2
 
+from graphxform.errors import SignatureError
 from graphxform.graph import parse_input
 from graphxform.opdefs import attr_int, attr_list, attr_str
 
@@ -48,6 +50,9 @@ TABLE_INIT_OPS = ("InitializeTableFromTextFileV2", "InitializeTableFromTextFile"
 LOOKUP_OPS = ("LookupTableFindV2", "LookupTableFind")
 DEFAULT_BATCH = 4
 OTHER_DIM = 3
+#: Largest synthesized input (elements; 256 MiB of float32) and rank: a shape beyond them is refused.
+MAX_SYNTH_ELEMENTS = 2**26
+MAX_SYNTH_RANK = 32
 OOV_WORDS = (b"graphxform_oov", b"zzz_unknown", b"")
 OOV_RATE = 0.25
 #: Nodes visited when searching downstream of a feature for the table that looks it up.
@@ -390,6 +395,12 @@ def synthesize_input(model: Model, sig_key: str, input_key: str, spec: TensorSpe
     if spec.components:
         raise ValueError(f"signature {sig_key!r} input {input_key!r} is sparse; give its values with --inputs")
     shape = _shape(spec.shape, batch)
+    elements = math.prod(shape)
+    if len(shape) > MAX_SYNTH_RANK or elements > MAX_SYNTH_ELEMENTS:
+        what = f"rank {len(shape)}" if len(shape) > MAX_SYNTH_RANK else f"shape {spec.shape} ({elements:,} elements)"
+        raise SignatureError(
+            f"{model.source}: signature {sig_key!r} input {input_key!r} has {what}: too large to synthesize "
+            "verification inputs; pass them with --inputs FILE.npz, or --no-verify")
     if spec.dtype == types_pb2.DT_STRING:
         feats = example_features(model, spec.name)
         if feats:

@@ -122,6 +122,11 @@ def function_name(node: node_def_pb2.NodeDef, lib: Mapping[str, function_pb2.Fun
 class _Inliner:
     def __init__(self, graph_def: graph_pb2.GraphDef, prefixes: Mapping[str, str], keep: Iterable[str]) -> None:
         self.lib = {f.signature.name: f for f in graph_def.library.function}
+        if len(self.lib) != len(graph_def.library.function):
+            seen: set[str] = set()
+            dup = next(f.signature.name for f in graph_def.library.function
+                       if f.signature.name in seen or seen.add(f.signature.name))  # type: ignore[func-returns-value]
+            raise GraphError(f"the function library defines {dup!r} twice; the graph is corrupt")
         self.nodes: dict[str, node_def_pb2.NodeDef] = {}
         for n in graph_def.node:
             c = node_def_pb2.NodeDef()
@@ -194,6 +199,10 @@ class _Inliner:
             args[arg.name] = data_in[pos:pos + n]
             pos += n
         body = {n.name for n in fdef.node_def}
+        if len(body) != len(fdef.node_def):
+            dup = next(n.name for i, n in enumerate(fdef.node_def) if any(m.name == n.name for m in fdef.node_def[:i]))
+            raise GraphError(f"function {fname!r} holds two body nodes named {dup!r} (duplicate names); the graph "
+                             "is corrupt")
         new_names = {n.name: self.unique(f"{prefix}/{n.name}") for n in fdef.node_def}
         offsets = {n.name: _output_offsets(n, self.lib) for n in fdef.node_def}
         inlined = set(new_names.values())

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from graphxform.errors import GraphxformError, ModelLoadError, SignatureError, VerificationError
+from graphxform.errors import GraphxformError, ModelLoadError, SignatureError, VerificationError, tf_error_summary
 from graphxform.graph import parse_input
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -376,8 +376,8 @@ class SavedModelRunner(_Runner):
         try:
             with self.graph.as_default():
                 mg = tf.compat.v1.saved_model.loader.load(self.session, tags, str(path))
-        except (RuntimeError, ValueError, OSError, tf.errors.OpError) as exc:
-            self.session.close()
+        except (RuntimeError, ValueError, KeyError, OSError, tf.errors.OpError) as exc:  # (KeyError: a collection
+            self.session.close()                                                        # naming a missing node)
             raise ModelLoadError(f"{path}: TensorFlow's SavedModel loader failed: {exc}") from exc
         self.signatures = {}
         for key, sd in mg.signature_def.items():
@@ -416,7 +416,7 @@ class TF2SavedModelRunner(_Runner):
             self.loaded = tf.saved_model.load(str(path), tags=tags)
             sm = loader_impl.parse_saved_model(str(path))
         except (RuntimeError, ValueError, OSError, tf.errors.OpError) as exc:
-            raise ModelLoadError(f"{path}: tf.saved_model.load failed: {str(exc).splitlines()[0]}") from exc
+            raise ModelLoadError(f"{path}: tf.saved_model.load failed: {tf_error_summary(str(exc))}") from exc
         mg = next(m for m in sm.meta_graphs if set(m.meta_info_def.tags) == set(tags))
         self.signatures = {}
         self.dtypes: dict[str, dict[str, Any]] = {}
@@ -441,7 +441,7 @@ class TF2SavedModelRunner(_Runner):
             out = self.loaded.signatures[key](**args)
         except (tf.errors.OpError, ValueError, TypeError) as exc:
             raise GraphxformError(f"{self.label}: running signature {key!r} failed: "
-                                  f"{str(exc).splitlines()[0]}") from exc
+                                  f"{tf_error_summary(str(exc))}") from exc
         values: dict[str, np.ndarray] = {}
         for out_key, comps in sorted(sig.outputs.items()):
             if out_key in out and len(comps) == 1:

@@ -95,7 +95,7 @@ def _print_explain(rule: str, rows: list[dict[str, Any]]) -> None:
 
 
 @click.command("transform")
-@click.argument("in_path", metavar="IN", type=click.Path(exists=True))
+@click.argument("in_path", metavar="IN", type=click.Path())
 @click.argument("out_path", metavar="OUT", required=False, type=click.Path())
 @click.option("-t", "--transforms", default=None,
               help='Rules to run, e.g. "remove_nodes(op=Identity) fold_constants(ignore_errors=true)" '
@@ -148,7 +148,7 @@ def transform_cmd(ctx: click.Context, in_path: str, out_path: str | None, transf
         user_signatures,
     )
     from graphxform.graph import parse_input
-    from graphxform.loader import load
+    from graphxform.loader import load, require_assets
     from graphxform.pipeline import build_pipeline, describe_pipeline
     from graphxform.runner import explain, run_pipeline
 
@@ -173,6 +173,7 @@ def transform_cmd(ctx: click.Context, in_path: str, out_path: str | None, transf
                 raise GraphxformError(f"{in_path}: --inputs/--outputs names {name!r}, which is not a node of the graph")
             model.graph.protected.add(node)
         if out_path is not None:
+            require_assets(model)
             check_target(model, Path(out_path), force)
             if not allow_no_signatures and Path(out_path).suffix not in GRAPH_DEF_SUFFIXES \
                     and not user_signatures(model):
