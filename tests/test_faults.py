@@ -1,9 +1,12 @@
-"""Nothing is lost under faults: a full disk, SIGINT or kill -9 in the middle of ``optimize``.
+"""Nothing is lost under faults: a full disk, SIGINT or kill -9 inside each stage of ``optimize``.
 
 After any fault the input tree is byte-for-byte unchanged, and ``OUT`` is either absent or complete and loadable.
 SIGINT leaves nothing beside ``OUT``; kill -9 may leave ``.OUT.tmp-<pid>-*`` (named by the dead process), which
 the next run removes — or ``.OUT.old-<pid>-*`` (the previous output, moved aside by ``--force``), which the next
 run puts back when ``OUT`` is missing.
+
+The signal tests use the test hook of :mod:`graphxform.core.testhooks`: the process pauses at a named point and
+says so in a marker file; the signal is sent then, so it provably arrives inside that stage.
 """
 from __future__ import annotations
 
@@ -15,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -136,136 +138,98 @@ def test_graph_over_2gib_is_refused_before_writing(model_copy, tmp_path, monkeyp
 
 
 # --------------------------------------------------------------------------- signals
-DRIVER = textwrap.dedent("""
-    import os, signal, sys
-    from pathlib import Path
-    import graphxform.savedmodel.atomic as ex
-    from graphxform.cli import main
-
-    mode, sig = sys.argv[1], getattr(signal, sys.argv[2])
-    argv = sys.argv[3:]
-    if mode == "mid_write":           # die while the temp dir holds variables and assets but no saved_model.pb
-        real = ex.write_bytes
-        def hook(path, data):
-            if Path(path).name == "saved_model.pb":
-                os.kill(os.getpid(), sig)
-            return real(path, data)
-        ex.write_bytes = hook
-    elif mode == "between_renames":   # --force: OUT moved aside, the new one not yet renamed in
-        real_rename = os.rename
-        def rename(src, dst):
-            real_rename(src, dst)
-            if ".old-" in Path(dst).name:
-                os.kill(os.getpid(), sig)
-        ex.os.rename = rename
-    main(argv)
-""")
+# Each run pauses at a named point (graphxform.core.testhooks: GRAPHXFORM_TEST_PAUSE_AT), writes a marker file saying
+# where it is, and the test sends the signal only then: the signal provably arrives inside the stage the case
+# names. A run that was not stopped there exits 0 or 1 — a failure of the case, never a pass.
+#: (label, fixture, signal, pause point, OUT existed before and --force is given)
+SIGNAL_PLAN = [
+    ("int_load", "keras_bn", "SIGINT", "optimize:load", False),
+    ("kill_freeze", "keras_bn", "SIGKILL", "optimize:freeze", False),
+    ("int_transform", "keras_bn", "SIGINT", "optimize:transform", False),
+    ("kill_export", "keras_bn", "SIGKILL", "optimize:export", False),
+    ("int_verify", "estimator_dnn", "SIGINT", "optimize:verify", False),
+    ("int_mid_write", "estimator_dnn", "SIGINT", "export:write", False),
+    ("kill_mid_write", "estimator_dnn", "SIGKILL", "export:write", False),
+    ("int_between_renames", "estimator_dnn", "SIGINT", "export:swap", True),
+    ("kill_between_renames", "estimator_dnn", "SIGKILL", "export:swap", True),
+]
+EXIT_OF = {"SIGINT": 130, "SIGKILL": -signal.SIGKILL}
 
 
-def _spawn(argv: list[str], cwd: Path, label: str) -> subprocess.Popen:
-    # stdout to a file: the report never fills a pipe while stderr is read line by line.
-    stdout = open(cwd / f"{label}.stdout", "w")  # noqa: SIM115 - closed by the child's exit
-    return subprocess.Popen(argv, cwd=cwd, env=ENV, stdout=stdout, stderr=subprocess.PIPE, text=True)
+def _wait_for_marker(proc: subprocess.Popen, marker: Path, timeout: float = 150) -> str:
+    """The marker's text once the process has paused; fails if it exits or never gets there."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if marker.is_file():
+            return marker.read_text().strip()
+        if proc.poll() is not None:
+            pytest.fail(f"{proc.args}: exited {proc.returncode} before reaching its pause point: "
+                        f"{proc.stderr.read()[-2000:] if proc.stderr else ''}")
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"{proc.args}: did not reach its pause point in {timeout} s")
 
 
-def _finish(proc: subprocess.Popen, timeout: float = 90) -> tuple[int, str]:
-    """Wait for ``proc``; returns its exit code and the rest of its stderr (read through the same buffer)."""
-    assert proc.stderr is not None
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        pytest.fail(f"process {proc.args} hung: {proc.stderr.read()[-2000:]}")
-    return proc.returncode, proc.stderr.read()
-
-
-def _check_after(kind: str, code: int, err: str, out: Path, pid: int) -> None:
-    assert "Traceback" not in err, err[-3000:]
-    if out.exists():
-        assert_complete(out)
-    left = leftovers(out)
-    if kind == "SIGINT":
-        # 130: interrupted and cleaned up; -SIGINT: the work was done and the signal came during interpreter
-        # shutdown, after Python restored the default handler (OUT is complete then, checked above).
-        assert code in (0, 1, 130, -signal.SIGINT), (code, err[-2000:])
-        if code == -signal.SIGINT:
-            assert re.search(r"^\S+\s+(verify|export)\b", err, re.MULTILINE), err[-2000:]
-        if code == 130:
-            assert "interrupted" in err or "aborted" in err
-        assert left == [], left
-    elif code == 0:
-        # The run finished before the kill landed (the stage line is read late on a loaded machine; the
-        # kills inside the write itself are the driver's deterministic mid_write/between_renames cases).
-        assert re.search(r"^\S+\s+(verify|export)\b", err, re.MULTILINE), err[-2000:]
-        assert out.exists() and left == [], left
-    else:
-        assert code == -signal.SIGKILL, (code, err[-2000:])
-        # Only temp names of the killed process, clearly marked.
-        for p in left:
-            assert re.match(rf"^\.{re.escape(out.name)}\.(tmp|old)-{pid}-", p.name), p.name
-
-
-@pytest.mark.timeout(240)
-def test_interrupted_optimize_loses_nothing(tmp_path):
-    """SIGINT and kill -9 at different stages of `graphxform optimize` (keras_bn and estimator_dnn).
-
-    All runs go in parallel; each is checked, then a next run proves kill -9 leftovers are cleaned and that a
-    previous output moved aside by --force is put back.
-    """
-    runs = []
+@pytest.mark.timeout(300)
+def test_signals_inside_each_stage_lose_nothing(tmp_path):
+    """SIGINT and kill -9 inside each stage of `graphxform optimize` (and inside the export's write and --force
+    swap): the input is unchanged; OUT is absent, or complete (a signal during verify: OUT was written); SIGINT
+    exits 130 with "aborted" (or "interrupted") and leaves nothing beside OUT (an OUT replaced with --force is
+    put back); kill -9 leaves only temp names of the dead process, which the next run removes or puts back."""
     inputs = {}
     for name in ("keras_bn", "estimator_dnn"):
         dst = tmp_path / "in" / name
         shutil.copytree(fixture_path(name), dst)
         inputs[name] = (dst, tree_hash(dst))
-    py = sys.executable
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    # (label, model, signal, when): when is a progress line to wait for on stderr, or a driver mode.
-    plan = [("int_after_load", "keras_bn", "SIGINT", "load"), ("kill_after_freeze", "keras_bn", "SIGKILL", "freeze"),
-            ("int_after_transform", "keras_bn", "SIGINT", "transform"),
-            ("kill_after_export", "keras_bn", "SIGKILL", "export"),
-            ("int_mid_write", "estimator_dnn", "SIGINT", "mid_write"),
-            ("kill_mid_write", "estimator_dnn", "SIGKILL", "mid_write"),
-            ("kill_between_renames", "estimator_dnn", "SIGKILL", "between_renames")]
-    for label, name, sig, when in plan:
-        out = tmp_path / "outs" / label
-        out.parent.mkdir(exist_ok=True)
-        src = inputs[name][0]
-        if when == "between_renames":
+    outs = tmp_path / "outs"
+    outs.mkdir()
+    runs = []
+    for label, name, sig, point, existing in SIGNAL_PLAN:
+        out = outs / label
+        if existing:
             out.mkdir()
             (out / "marker").write_text("previous output")
-        args = ["optimize", str(src), str(out), "--quantize", "none"] + (["--force"] if when == "between_renames" else [])
-        if when in ("mid_write", "between_renames"):
-            proc = _spawn([py, str(driver), when, sig, *args], tmp_path, label)
-        else:
-            proc = _spawn([py, "-c", "from graphxform.cli import main; main()", *args], tmp_path, label)
-        runs.append((label, name, sig, when, out, proc))
-    results = []
-    for label, name, sig, when, out, proc in runs:
-        if when in ("mid_write", "between_renames"):
-            code, err = _finish(proc)
-        else:
-            # Wait for the stage's progress line, then send the signal.
-            err_lines = []
-            deadline = time.monotonic() + 90
-            assert proc.stderr is not None
-            for line in proc.stderr:
-                err_lines.append(line)
-                if re.match(rf"^\S+\s+{when}\b", line.strip()) or time.monotonic() > deadline:
-                    break
-            proc.send_signal(getattr(signal, sig))
-            code, rest = _finish(proc)
-            err = "".join(err_lines) + rest
-        results.append((label, name, sig, when, out, proc.pid, code, err))
-    for label, name, sig, when, out, pid, code, err in results:
-        _check_after(sig, code, err, out, pid)
+        marker = tmp_path / f"{label}.paused"
+        env = {**ENV, "GRAPHXFORM_TEST_PAUSE_AT": point, "GRAPHXFORM_TEST_PAUSE_MARKER": str(marker),
+               "GRAPHXFORM_TEST_PAUSE_SECONDS": "120"}
+        args = ["optimize", str(inputs[name][0]), str(out), "--quantize", "none", *(["--force"] if existing else [])]
+        stdout = open(tmp_path / f"{label}.stdout", "w")  # noqa: SIM115 - closed by the child's exit
+        proc = subprocess.Popen([sys.executable, "-c", "from graphxform.cli import main; main()", *args],
+                                cwd=tmp_path, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True)
+        runs.append((label, name, sig, point, existing, out, marker, proc))
+    results = {}
+    for label, name, sig, point, existing, out, marker, proc in runs:
+        where = _wait_for_marker(proc, marker)
+        assert where == f"{point} {proc.pid}", (label, where)
+        proc.send_signal(getattr(signal, sig))
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail(f"{label}: hung after {sig}")
+        results[label] = (proc.returncode, err, proc.pid)
+    for label, name, sig, point, existing, out, marker, proc in runs:
+        code, err, pid = results[label]
+        assert code == EXIT_OF[sig], f"{label}: exit {code}, expected {EXIT_OF[sig]} ({sig} inside {point}): " \
+                                     f"{err[-2000:]}"
+        assert "Traceback" not in err, err[-3000:]
         assert tree_hash(inputs[name][0]) == inputs[name][1], f"{label}: the input changed"
-    by_label = {r[0]: r for r in results}
+        left = leftovers(out)
+        if sig == "SIGINT":
+            assert err.strip().splitlines()[-1] in ("interrupted", "aborted"), err[-1000:]
+            assert left == [], (label, left)
+        else:
+            assert all(re.match(rf"^\.{re.escape(out.name)}\.(tmp|old)-{pid}-", p.name) for p in left), (label, left)
+        if point == "optimize:verify":
+            assert_complete(out)  # written before the signal, complete
+        elif existing and sig == "SIGINT":
+            assert (out / "marker").read_text() == "previous output"  # the --force swap undone
+        else:
+            assert not out.exists(), f"{label}: {out} exists after {sig} inside {point}"
+        if sig == "SIGKILL" and point in ("optimize:freeze", "optimize:export"):
+            assert left == [], (label, left)  # nothing was being written yet
     # kill -9 mid-write: the dead process's temp dir is there, clearly named; the next run removes it.
-    _, _, _, _, out, pid, _, _ = by_label["kill_mid_write"]
-    assert not out.exists()
+    out, pid = outs / "kill_mid_write", results["kill_mid_write"][2]
     left = leftovers(out)
     assert left and all(f".tmp-{pid}-" in p.name for p in left)
     res = run_cli(["optimize", str(inputs["estimator_dnn"][0]), str(out), "--quantize", "none", "--no-verify"])
@@ -273,13 +237,26 @@ def test_interrupted_optimize_loses_nothing(tmp_path):
     assert_complete(out)
     assert leftovers(out) == []
     # kill -9 between the renames of --force: OUT is gone, the previous one sits aside; the next run restores it.
-    _, _, _, _, out, pid, _, _ = by_label["kill_between_renames"]
-    assert not out.exists()
+    out, pid = outs / "kill_between_renames", results["kill_between_renames"][2]
     assert [p.name.startswith(f".{out.name}.old-{pid}-") for p in leftovers(out)].count(True) == 1
     res = run_cli(["optimize", str(inputs["estimator_dnn"][0]), str(out), "--quantize", "none", "--no-verify"])
     assert res.code == 2 and "already exists" in res.error_lines[0], res.stderr
     assert (out / "marker").read_text() == "previous output"
     assert leftovers(out) == []
-    # SIGINT mid-write: nothing written, nothing left, exit 130 with one line.
-    _, _, _, _, out, _, code, err = by_label["int_mid_write"]
-    assert code == 130 and not out.exists() and leftovers(out) == []
+
+
+def test_pause_hook_is_inert_without_the_variable(monkeypatch, tmp_path):
+    """The hook does nothing unless GRAPHXFORM_TEST_PAUSE_AT names the point; when it does, it writes the marker."""
+    from graphxform.core.testhooks import pause_point
+
+    marker = tmp_path / "m"
+    monkeypatch.delenv("GRAPHXFORM_TEST_PAUSE_AT", raising=False)
+    monkeypatch.setenv("GRAPHXFORM_TEST_PAUSE_MARKER", str(marker))
+    t0 = time.monotonic()
+    pause_point("optimize:load")
+    monkeypatch.setenv("GRAPHXFORM_TEST_PAUSE_AT", "optimize:freeze,export:write")
+    pause_point("optimize:load")
+    assert not marker.exists() and time.monotonic() - t0 < 5
+    monkeypatch.setenv("GRAPHXFORM_TEST_PAUSE_SECONDS", "0")
+    pause_point("export:write")
+    assert marker.read_text() == f"export:write {os.getpid()}\n"

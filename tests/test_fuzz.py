@@ -1,7 +1,7 @@
 """Bounded fuzzing in the test suite: the loader and the GTT parser raise only GraphxformError.
 
 Each target runs a fixed, derandomized set of hypothesis examples (set ``GX_FUZZ_RANDOM=1`` for fresh ones); the
-long run is ``python -m tests.fuzz.run_fuzz --seconds 600`` (see /work/notes/hostile.md).
+long run is ``python -m tests.fuzz.run_fuzz --seconds 600`` (see docs/hostile.md, "Fuzzing").
 """
 from __future__ import annotations
 

@@ -79,8 +79,10 @@ def test_frozen_outputs_match_tf_saved_model_load():
 
 
 def test_checkpoint_value_of_the_wrong_shape_is_refused(tmp_path):
-    """An object graph binding a variable to a checkpoint value that does not fit it (kernel and bias swapped in
-    every function's bound_inputs): one line naming the variable and the key, not a wrong model."""
+    """An object graph binding a variable to an object that does not fit it (kernel and bias swapped in every
+    function's bound_inputs): refused when the model loads, in one line naming the variable, the object and both
+    shapes — not a wrong model. (A checkpoint value of the wrong shape behind a sound object graph is refused
+    when freezing: the corpus case ``ckptval_wrong_shape_*`` of tests/broken_inputs.py.)"""
     src = fixture_path("keras3_saved_model")
     out = tmp_path / "m"
     shutil.copytree(src, out)
@@ -97,8 +99,9 @@ def test_checkpoint_value_of_the_wrong_shape_is_refused(tmp_path):
             del cf.bound_inputs[:]
             cf.bound_inputs.extend(ids)
     (out / "saved_model.pb").write_bytes(sm.SerializeToString())
-    with pytest.raises(ModelLoadError, match=r"variable 'fc/(kernel|bias)' has shape \[\d+(, \d+)?\], the graph wants"):
-        graphxform.load(out).freeze()
+    with pytest.raises(ModelLoadError, match=r"variable 'fc/(kernel|bias)': the SavedVariable '[^']+' has shape "
+                                             r"\[\d+(, \d+)?\], the graph's VarHandleOp \[\d+(, \d+)?\]"):
+        graphxform.load(out)
 
 
 # --------------------------------------------------------------------------- tables

@@ -3,7 +3,8 @@
 Subcommands live in their own modules and are imported only when run, so
 ``graphxform --help`` answers without importing TensorFlow. Errors raised as
 :class:`~graphxform.core.errors.GraphxformError` print one line and exit 2 (1 for
-a failed verification); ``--debug`` shows the traceback.
+a failed verification); ``--debug`` (anywhere on the command line) prints the
+traceback before that line, with the same exit code.
 """
 from __future__ import annotations
 
@@ -34,7 +35,19 @@ HELP = {
 }
 
 
+def _debug_first(args: list[str]) -> list[str]:
+    """``args`` with every ``--debug`` (before a ``--``) moved to the front: it is accepted anywhere."""
+    cut = args.index("--") if "--" in args else len(args)
+    head = [a for a in args[:cut] if a != "--debug"]
+    if len(head) == cut:
+        return list(args)
+    return ["--debug", *head, *args[cut:]]
+
+
 class LazyGroup(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _debug_first(list(args)))
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 
@@ -54,7 +67,8 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="graphxform")
-@click.option("--debug", is_flag=True, help="Show tracebacks and lint the graph after every rule.")
+@click.option("--debug", is_flag=True, help="Show tracebacks and lint the graph after every rule (accepted "
+                                             "anywhere on the command line).")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug logs).")
 @click.option("--load-ops", "load_ops", multiple=True, metavar="MODULE",
               help="Import this Python module (or load this op library .so) first, for models with custom ops; "
@@ -78,9 +92,11 @@ def cli(ctx: click.Context, debug: bool, verbose: int, load_ops: tuple[str, ...]
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if not verbose:
+        # TensorFlow logs some errors it recovers from with a traceback (an unreadable fingerprint.pb while
+        # tf.saved_model.load goes on): -v shows them; what graphxform cannot recover from is its error line.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        logging.getLogger("tensorflow").setLevel(logging.ERROR)
-        logging.getLogger("absl").setLevel(logging.ERROR)
+        logging.getLogger("tensorflow").setLevel(logging.CRITICAL)
+        logging.getLogger("absl").setLevel(logging.CRITICAL)
     if load_ops:
         from graphxform.core.oplibs import load_op_modules
 
@@ -113,7 +129,8 @@ def _quiet_tensorflow_import() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runs the CLI and maps errors to exit codes."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    args = list(argv if argv is not None else sys.argv[1:])
+    debug = "--debug" in args[: args.index("--") if "--" in args else len(args)]
     try:
         cli.main(args=argv, prog_name="graphxform", standalone_mode=False)
     except click.exceptions.Abort:
@@ -130,12 +147,15 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001
         from graphxform.core.errors import GraphxformError
 
-        if debug:
-            raise
+        if debug:  # the traceback, then the same error line and exit code as without --debug
+            import traceback
+
+            traceback.print_exc()
         if isinstance(exc, GraphxformError):
             click.echo(f"error: {one_line(str(exc))}", err=True)
             sys.exit(exc.exit_code)
-        click.echo(f"error: {type(exc).__name__}: {one_line(str(exc))} (run with --debug for the traceback)", err=True)
+        hint = "" if debug else " (run with --debug for the traceback)"
+        click.echo(f"error: {type(exc).__name__}: {one_line(str(exc))}{hint}", err=True)
         sys.exit(3)
     sys.exit(0)
 

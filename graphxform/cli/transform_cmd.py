@@ -82,7 +82,7 @@ def _print_explain(rule: str, rows: list[dict[str, Any]]) -> None:
 
 
 @click.command("transform")
-@click.argument("in_path", metavar="IN", type=click.Path(exists=True))
+@click.argument("in_path", metavar="IN", type=click.Path())
 @click.argument("out_path", metavar="OUT", required=False, type=click.Path())
 @click.option("-t", "--transforms", default=None,
               help='Rules to run, e.g. "remove_nodes(op=Identity) fold_constants(ignore_errors=true)" '

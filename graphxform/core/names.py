@@ -5,7 +5,12 @@ on ``node``. Inside a ``FunctionDef`` body inputs look different (``"node:out:0"
 """
 from __future__ import annotations
 
+import re
+
 from graphxform.core.errors import GraphError
+
+#: TensorFlow's rule for node names (``>`` appears in names made by function instantiation).
+VALID_NODE_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/>]*$")
 
 
 def parse_input(inp: str) -> tuple[str, int, bool]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from tensorflow.core.framework import node_def_pb2
+from tensorflow.core.framework import node_def_pb2, types_pb2
 from tensorflow.python.framework import op_def_registry
 
 # --------------------------------------------------------------------------- op classes
@@ -266,3 +266,11 @@ def attr_list(node: node_def_pb2.NodeDef, name: str) -> Any | None:
     """A ``list`` attr's ``ListValue`` (``None`` when absent); read-only: copy it before changing it."""
     v = attr_value(node, name)
     return v.list if v is not None and v.WhichOneof("value") == "list" else None
+
+
+def dtype_label(dtype: int) -> str:
+    """``float``, ``int32`` … for a ``DataType`` enum, as error messages name it (``enum N`` when unknown)."""
+    try:
+        return types_pb2.DataType.Name(dtype)[3:].lower()
+    except ValueError:
+        return f"enum {dtype}"

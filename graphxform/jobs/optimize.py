@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from graphxform.core.errors import ExportError, GraphxformError, RuleError, VerificationError
+from graphxform.core.testhooks import pause_point
 from graphxform.engine.pipeline import build_pipeline, describe_pipeline
 from graphxform.engine.rule import BaseRule
 from graphxform.engine.runner import run_pipeline
@@ -48,7 +49,7 @@ from graphxform.jobs.inputs import verification_inputs
 from graphxform.jobs.verify import VerifyReport
 from graphxform.jobs.verify import verify as verify_models
 from graphxform.model.export import check_target, dir_size, export, no_signature_message
-from graphxform.model.loader import load
+from graphxform.model.loader import load, require_assets
 from graphxform.model.model import Model
 from graphxform.savedmodel.read import GRAPH_DEF_SUFFIXES
 
@@ -219,7 +220,8 @@ def optimize(
         report.nodes_loaded = len(model.graph)
         report.signatures = sorted(k for k in model.signatures if not k.startswith("__"))
         timer.info.update(nodes=report.nodes_loaded, signatures=report.signatures)
-    # Refuse a bad OUT before spending time on transforms (export checks again when it writes).
+    # Refuse missing assets and a bad OUT before spending time on transforms (export checks again when it writes).
+    require_assets(model)
     check_target(model, Path(out_path), force)
     if not report.signatures and not allow_no_signatures and Path(out_path).suffix not in GRAPH_DEF_SUFFIXES:
         raise ExportError(no_signature_message(model, Path(out_path)))
@@ -296,6 +298,7 @@ class _Timer:
         self.info = {}
         self.t0 = time.perf_counter()
         self.progress(self.stage, "start", {})
+        pause_point(f"optimize:{self.stage}")
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:

@@ -23,7 +23,7 @@ from graphxform.engine.pipeline import build_pipeline, describe_pipeline
 from graphxform.engine.rule import BaseRule
 from graphxform.engine.runner import ProgressFn, run_pipeline
 from graphxform.model.export import check_target, export, no_signature_message, user_signatures
-from graphxform.model.loader import load
+from graphxform.model.loader import load, require_assets
 from graphxform.savedmodel.read import GRAPH_DEF_SUFFIXES
 
 
@@ -76,6 +76,7 @@ def transform(
             raise GraphxformError(f"{in_path}: --inputs/--outputs names {name!r}, which is not a node of the graph")
         model.graph.protected.add(node)
     if out_path is not None:
+        require_assets(model)
         check_target(model, Path(out_path), force)
         if not allow_no_signatures and Path(out_path).suffix not in GRAPH_DEF_SUFFIXES and not user_signatures(model):
             raise GraphxformError(no_signature_message(model, Path(out_path)).replace(

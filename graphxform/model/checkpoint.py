@@ -21,7 +21,7 @@ import tensorflow as tf
 from tensorflow.core.framework import node_def_pb2
 from tensorflow.core.protobuf import saver_pb2
 
-from graphxform.core.errors import GraphxformError, ModelLoadError
+from graphxform.core.errors import GraphxformError, ModelLoadError, tf_error_summary
 from graphxform.core.graph import Graph
 from graphxform.core.names import canon, parse_input
 from graphxform.core.opdefs import CHECKPOINT_OPS, FEED_OPS, MUTABLE_TABLE_OPS, RESOURCE_VARIABLE_OPS, attr_type
@@ -90,7 +90,8 @@ def read_values(model: Freezable, variables: list[node_def_pb2.NodeDef]) -> Valu
         try:
             tf.graph_util.import_graph_def(graph.to_graph_def(), name="")
         except (ValueError, tf.errors.OpError) as exc:
-            raise GraphxformError(f"{model.source}: TensorFlow refused the graph while freezing: {exc}") from exc
+            raise GraphxformError(f"{model.source}: TensorFlow refused the graph while freezing: "
+                                  f"{tf_error_summary(str(exc))}") from exc
         reads, inited = {}, {}
         with tf.name_scope("graphxform_freeze"):
             for v in variables:
@@ -114,7 +115,7 @@ def read_values(model: Freezable, variables: list[node_def_pb2.NodeDef]) -> Valu
                                      "re-export the SavedModel") from None
             except tf.errors.OpError as exc:
                 raise ModelLoadError(
-                    f"{prefix}: restoring the variables failed: {exc.message.splitlines()[0]}; "
+                    f"{prefix}: restoring the variables failed: {tf_error_summary(exc.message)}; "
                     "check that variables/ belongs to this saved_model.pb"
                 ) from None
             flags = dict(zip(names, sess.run([inited[n] for n in names])))
@@ -153,7 +154,7 @@ def read_values(model: Freezable, variables: list[node_def_pb2.NodeDef]) -> Valu
             except tf.errors.OpError as exc:
                 raise ModelLoadError(
                     f"{model.source}: running the init op {model.init_op!r} to compute variables "
-                    f"{', '.join(run_init[:3])} failed: {exc.message.splitlines()[0]}"
+                    f"{', '.join(run_init[:3])} failed: {tf_error_summary(exc.message)}"
                 ) from None
         wanted = [n for n in names if flags[n] or n in run_init]
         for n, value in zip(wanted, sess.run([reads[n] for n in wanted])):
@@ -206,7 +207,7 @@ def _read_bound_values(prefix: str, graph: Graph, variables: Mapping[str, str],
     try:
         reader = tf.train.load_checkpoint(prefix)
     except (ValueError, tf.errors.OpError) as exc:
-        raise ModelLoadError(f"{prefix}: cannot read the checkpoint ({str(exc).splitlines()[0]})") from None
+        raise ModelLoadError(f"{prefix}: cannot read the checkpoint ({tf_error_summary(str(exc))})") from None
     dtypes = reader.get_variable_to_dtype_map()
     for name, key in variables.items():
         node = graph.node(name)
@@ -234,7 +235,7 @@ def _read_with_checkpoint_reader(prefix: str, variables: list[node_def_pb2.NodeD
     try:
         reader = tf.train.load_checkpoint(prefix)
     except (ValueError, tf.errors.OpError) as exc:
-        raise ModelLoadError(f"{prefix}: cannot read the checkpoint ({str(exc).splitlines()[0]})") from None
+        raise ModelLoadError(f"{prefix}: cannot read the checkpoint ({tf_error_summary(str(exc))})") from None
     keys = reader.get_variable_to_shape_map()
     out = {}
     for v in variables:

@@ -25,6 +25,7 @@ from google.protobuf import text_format
 
 from graphxform.core.errors import ExportError
 from graphxform.core.signature import TensorSpec
+from graphxform.core.testhooks import pause_point
 from graphxform.core.validate import describe, validate_nodes
 from graphxform.model.candidates import candidate_inputs, candidate_outputs
 from graphxform.model.model import Model
@@ -156,6 +157,7 @@ def _write_saved_model_into(model: Model, tmp: Path, out: Path, history: Sequenc
             if f.is_file():
                 atomic.fsync_file(f)
     check_proto_size(builder.graph, tmp.parent / tmp.name, "saved_model.pb")
+    pause_point("export:write")
     atomic.write_bytes(tmp / "saved_model.pb", saved_model_chunks(sm, builder.graph))
     if model.variables is not None:  # TF's fingerprinting logs an error when there is no checkpoint
         _write_fingerprint(tmp)

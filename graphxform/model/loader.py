@@ -30,7 +30,7 @@ from tensorflow.core.protobuf import saved_model_pb2, saver_pb2
 from graphxform.core.errors import GraphError, ModelLoadError
 from graphxform.core.graph import Graph
 from graphxform.core.names import parse_input
-from graphxform.core.opdefs import FEED_OPS, MUTABLE_TABLE_OPS, TABLE_INIT_OPS, VARIABLE_OPS
+from graphxform.core.opdefs import FEED_OPS, MUTABLE_TABLE_OPS, TABLE_INIT_OPS, VARIABLE_OPS, output_count
 from graphxform.core.oplibs import ensure_ops
 from graphxform.core.signature import METHOD_PREDICT, Signature, TensorSpec, VariableStore
 from graphxform.model.integrity import problems
@@ -42,6 +42,8 @@ from graphxform.savedmodel.read import (
     SAVED_MODEL_FILES,
     TABLE_INITIALIZER_COLLECTION,
     TEXT_SUFFIXES,
+    check_collections,
+    check_unique_names,
     check_variables,
     choose_meta_graph,
     find_assets,
@@ -79,7 +81,7 @@ def load(
         raise ModelLoadError(f"{p}: no such file or directory; {HINT}")
     if p.is_dir():
         for fname in SAVED_MODEL_FILES:
-            if (p / fname).is_file():
+            if (p / fname).exists():  # (a directory or a pipe there is refused by read_model_file)
                 return _load_saved_model(p, p / fname, tag_list, ins, outs)
         raise ModelLoadError(f"{p}: directory holds no saved_model.pb or saved_model.pbtxt; {HINT}")
     kind, proto = read_model_file(p)
@@ -145,6 +147,7 @@ def _graph_def_signature(
 
 def _load_graph_def(path: Path, graph_def: graph_pb2.GraphDef, inputs: list[str], outputs: list[str]) -> Model:
     ensure_ops(graph_def, path)
+    check_unique_names(graph_def, path)
     flat = None
     if has_function_calls(graph_def):
         try:
@@ -177,6 +180,31 @@ def _load_graph_def(path: Path, graph_def: graph_pb2.GraphDef, inputs: list[str]
     )
 
 
+def require_assets(model: Model) -> None:
+    """Refuse a model whose asset files are missing (or not files): it could be transformed but not written.
+
+    ``inspect`` reads a model without its assets; ``transform`` and ``optimize`` call this right after loading,
+    before any work is done.
+    """
+    for a in model.assets:
+        if not a.source_path.is_file():
+            what = "is a directory, not a file" if a.source_path.is_dir() else "is missing"
+            raise ModelLoadError(f"{model.source}: asset {a.filename!r} {what} (expected at {a.source_path}); copy "
+                                 "the complete SavedModel with its assets/ directory")
+
+
+def _check_signature_tensor(graph: Graph, pb_path: Path, sig: Signature, tensor: str) -> None:
+    name, port, _ = parse_input(tensor)
+    if name not in graph:
+        raise ModelLoadError(f"{pb_path}: signature {sig.key!r} names tensor {tensor!r}, which is not in the graph; "
+                             "the SavedModel is corrupt, re-export it")
+    count = output_count(graph.node(name))
+    if count is not None and port >= count:
+        raise ModelLoadError(f"{pb_path}: signature {sig.key!r} names tensor {tensor!r}, but {graph.node(name).op} "
+                             f"{name!r} has {count} output{'s' if count != 1 else ''}; the SavedModel is corrupt, "
+                             "re-export it")
+
+
 def _check_integrity(graph: Graph, path: Path) -> None:
     """Refuse a graph with dangling inputs, cycles or corrupt constants (see :mod:`graphxform.model.integrity`)."""
     found = problems(graph)
@@ -203,7 +231,15 @@ def _load_saved_model(
     mg = choose_meta_graph(sm, tags, pb_path)
     graph_def = mg.graph_def
     ensure_ops(graph_def, pb_path)
+    check_unique_names(graph_def, pb_path)
+    check_collections(mg, pb_path)
     signatures = signatures_from_meta_graph(mg, pb_path)
+    for sig in signatures.values():  # before inlining: a control name or a bad port would be resolved wrongly
+        for spec in list(sig.inputs.values()) + list(sig.outputs.values()):
+            for t in spec.tensor_names():
+                if parse_input(t)[2]:
+                    raise ModelLoadError(f"{pb_path}: signature {sig.key!r} names {t!r}, a control dependency, not "
+                                         "a tensor; the SavedModel is corrupt, re-export it")
     init_op = find_init_op(mg)
     assets = find_assets(mg, export_dir)
     saver_def = mg.saver_def if mg.HasField("saver_def") else None
@@ -212,6 +248,8 @@ def _load_saved_model(
     objects = None
     if version == 2:
         index = export_dir / "variables" / "variables.index"
+        if index.is_file():
+            check_variables(export_dir)  # a missing shard is named as such, not as an unreadable object graph
         objects = bind_object_graph(mg, index.with_suffix("") if index.is_file() else None, pb_path)
 
     collections = {k: v.SerializeToString() for k, v in mg.collection_def.items()}
@@ -254,11 +292,7 @@ def _load_saved_model(
     for sig in signatures.values():
         for spec in list(sig.inputs.values()) + list(sig.outputs.values()):
             for t in spec.tensor_names():
-                if parse_input(t)[0] not in graph:
-                    raise ModelLoadError(
-                        f"{pb_path}: signature {sig.key!r} names tensor {t!r}, which is not in the graph; "
-                        "the SavedModel is corrupt, re-export it"
-                    )
+                _check_signature_tensor(graph, pb_path, sig, t)
     if init_op and init_op not in graph:
         raise ModelLoadError(f"{pb_path}: the init op {init_op!r} is not in the graph; re-export the SavedModel")
 
@@ -294,4 +328,4 @@ def _load_saved_model(
     return model
 
 
-__all__ = ["load"]
+__all__ = ["load", "require_assets"]

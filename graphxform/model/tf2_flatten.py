@@ -20,7 +20,6 @@ functions still referenced.
 from __future__ import annotations
 
 import logging
-import re
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,13 +27,12 @@ from dataclasses import dataclass, field
 from tensorflow.core.framework import attr_value_pb2, function_pb2, graph_pb2, node_def_pb2
 
 from graphxform.core.errors import GraphError
-from graphxform.core.names import canon, input_string, parse_input
+from graphxform.core.names import VALID_NODE_NAME, canon, input_string, parse_input
 from graphxform.core.opdefs import CALL_OPS, attr_int, attr_list, op_def
 
 log = logging.getLogger(__name__)
 
 
-_VALID_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/>]*$")
 #: Inlining stops with an error past this many nodes (a library whose calls fan out exponentially).
 MAX_INLINED_NODES = 2_000_000
 
@@ -115,6 +113,11 @@ def function_name(node: node_def_pb2.NodeDef, lib: Mapping[str, function_pb2.Fun
 class _Inliner:
     def __init__(self, graph_def: graph_pb2.GraphDef, prefixes: Mapping[str, str], keep: Iterable[str]) -> None:
         self.lib = {f.signature.name: f for f in graph_def.library.function}
+        if len(self.lib) != len(graph_def.library.function):
+            seen: set[str] = set()
+            dup = next(f.signature.name for f in graph_def.library.function
+                       if f.signature.name in seen or seen.add(f.signature.name))  # type: ignore[func-returns-value]
+            raise GraphError(f"the function library defines {dup!r} twice; the graph is corrupt")
         self.nodes: dict[str, node_def_pb2.NodeDef] = {}
         for n in graph_def.node:
             c = node_def_pb2.NodeDef()
@@ -187,6 +190,10 @@ class _Inliner:
             args[arg.name] = data_in[pos:pos + n]
             pos += n
         body = {n.name for n in fdef.node_def}
+        if len(body) != len(fdef.node_def):
+            dup = next(n.name for i, n in enumerate(fdef.node_def) if any(m.name == n.name for m in fdef.node_def[:i]))
+            raise GraphError(f"function {fname!r} holds two body nodes named {dup!r} (duplicate names); the graph "
+                             "is corrupt")
         new_names = {n.name: self.unique(f"{prefix}/{n.name}") for n in fdef.node_def}
         offsets = {n.name: _output_offsets(n, self.lib) for n in fdef.node_def}
         inlined = set(new_names.values())
@@ -313,7 +320,7 @@ def inline_function_calls(
     Returns the new ``GraphDef`` (library pruned to what is still called) and the
     mapping from the call nodes' output tensors to the inlined tensors.
     """
-    prefixes = {k: v for k, v in (prefixes or {}).items() if _VALID_NAME.match(v)}
+    prefixes = {k: v for k, v in (prefixes or {}).items() if VALID_NODE_NAME.match(v)}
     inl = _Inliner(graph_def, prefixes, keep)
     # A prefix must not collide with an existing node name or scope.
     scopes = {n.split("/")[0] for n in inl.nodes}

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from graphxform.core.errors import ExportError
+from graphxform.core.testhooks import pause_point
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ def move_into_place(tmp: Path, out: Path) -> None:
     aside.rmdir()
     os.rename(out, aside)
     try:
+        pause_point("export:swap")
         os.rename(tmp, out)
     except BaseException:
         os.rename(aside, out)

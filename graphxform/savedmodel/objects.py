@@ -38,9 +38,9 @@ from typing import Any
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, trackable_object_graph_pb2
 
-from graphxform.core.errors import ModelLoadError
+from graphxform.core.errors import ModelLoadError, tf_error_summary
 from graphxform.core.names import parse_input
-from graphxform.core.opdefs import CALL_OPS
+from graphxform.core.opdefs import CALL_OPS, TABLE_OPS, VARIABLE_OPS, dtype_label
 
 log = logging.getLogger(__name__)
 
@@ -173,14 +173,21 @@ def _read_checkpoint_graph(prefix: Path) -> tuple[Any, frozenset[str]] | None:
     try:
         reader = tf.train.load_checkpoint(str(prefix))
     except (ValueError, tf.errors.OpError) as exc:
-        raise ModelLoadError(f"{prefix}: cannot read the checkpoint ({str(exc).splitlines()[0]}); copy the "
+        raise ModelLoadError(f"{prefix}: cannot read the checkpoint ({tf_error_summary(str(exc))}); copy the "
                              "complete SavedModel variables/ directory") from None
     keys = frozenset(reader.get_variable_to_shape_map())
     if OBJECT_GRAPH_KEY not in keys:
         return None
     graph = trackable_object_graph_pb2.TrackableObjectGraph()
     try:
-        graph.ParseFromString(reader.get_tensor(OBJECT_GRAPH_KEY))
+        raw = reader.get_tensor(OBJECT_GRAPH_KEY)
+    except (tf.errors.OpError, ValueError, IndexError) as exc:  # (a data shard shorter than the index says)
+        detail = tf_error_summary(exc.message if isinstance(exc, tf.errors.OpError) else str(exc))
+        raise ModelLoadError(f"{prefix}: cannot read the checkpoint's data ({detail or type(exc).__name__}); "
+                             "variables.index and variables.data-* do not match or are damaged: copy the complete "
+                             "SavedModel variables/ directory") from None
+    try:
+        graph.ParseFromString(raw)
     except Exception as exc:  # noqa: BLE001 - protobuf backends raise assorted errors on garbage
         raise ModelLoadError(f"{prefix}: the checkpoint's object graph is corrupt ({type(exc).__name__}); "
                              "re-export the SavedModel") from None
@@ -225,6 +232,72 @@ def _saver_restored(graph_def: Any, saver_def: Any, lib: dict[str, Any]) -> froz
     return frozenset(out)
 
 
+#: SavedObject kinds a concrete function may capture (``bound_inputs``).
+_CAPTURABLE = frozenset({"variable", "resource", "asset", "constant", "captured_tensor"})
+_CORRUPT = "the SavedModel is corrupt, re-export it"
+
+
+def _check_object_graph(mg: meta_graph_pb2.MetaGraphDef, source: str | Path) -> None:
+    """Refuse a SavedObjectGraph that ``tf.saved_model.load`` could not rebuild: ids out of range, concrete
+    functions missing from the object graph or the function library, captures of objects that hold no value."""
+    og = mg.object_graph_def
+    n = len(og.nodes)
+    lib = {f.signature.name for f in mg.graph_def.library.function}
+    for nid, saved in enumerate(og.nodes):
+        for child in saved.children:
+            if not 0 <= child.node_id < n:
+                raise ModelLoadError(f"{source}: object {nid} has child {child.local_name!r} = object "
+                                     f"{child.node_id}, which the object graph (of {n} objects) does not have; "
+                                     f"{_CORRUPT}")
+        kind = saved.WhichOneof("kind")
+        names = list(saved.function.concrete_functions) if kind == "function" else \
+            [saved.bare_concrete_function.concrete_function_name] if kind == "bare_concrete_function" else []
+        for name in names:
+            if name not in og.concrete_functions or name not in lib:
+                where = "the object graph's concrete functions" if name not in og.concrete_functions else \
+                    "the function library"
+                raise ModelLoadError(f"{source}: object {nid} ({kind}) names concrete function {name!r}, which is not "
+                                     f"in {where}; {_CORRUPT}")
+        if kind == "asset" and not 0 <= saved.asset.asset_file_def_index < len(mg.asset_file_def):
+            raise ModelLoadError(f"{source}: asset object {nid} names asset_file_def "
+                                 f"{saved.asset.asset_file_def_index}, but the MetaGraph has "
+                                 f"{len(mg.asset_file_def)}; {_CORRUPT}")
+    for fname, cf in og.concrete_functions.items():
+        if fname not in lib:
+            raise ModelLoadError(f"{source}: concrete function {fname!r} is not in the function library; {_CORRUPT}")
+        for nid in cf.bound_inputs:
+            if not 0 <= nid < n:
+                raise ModelLoadError(f"{source}: function {fname!r} captures object {nid}, which the object graph "
+                                     f"does not have; {_CORRUPT}")
+            kind = og.nodes[nid].WhichOneof("kind")
+            if kind not in _CAPTURABLE:
+                raise ModelLoadError(f"{source}: function {fname!r} captures object {nid}, a {kind or 'kindless'} "
+                                     f"object that holds no value (a capture is a variable, resource, asset or "
+                                     f"constant); {_CORRUPT}")
+
+
+def _check_bound_node(node: Any, saved: Any, obj: BoundObject, fname: str, source: str | Path) -> None:
+    """Refuse a capture whose graph node cannot be the object bound to it (a table bound to a constant, a variable
+    of another dtype or shape than its SavedVariable)."""
+    if node is None:
+        return
+    is_var = node.op in VARIABLE_OPS
+    if is_var != (obj.kind == "variable") or (node.op in TABLE_OPS and obj.kind != "resource"):
+        raise ModelLoadError(f"{source}: function {fname!r} binds graph node {node.name!r} ({node.op}) to object "
+                             f"{obj.path!r}, a {obj.kind} object; the bound_inputs are wrong, {_CORRUPT}")
+    if is_var and "dtype" in node.attr and saved.variable.dtype and saved.variable.dtype != node.attr["dtype"].type:
+        raise ModelLoadError(f"{source}: variable {node.name!r}: the SavedVariable {obj.path!r} has dtype "
+                             f"{dtype_label(saved.variable.dtype)}, the graph's {node.op} "
+                             f"{dtype_label(node.attr['dtype'].type)}; {_CORRUPT}")
+    if is_var and "shape" in node.attr and not node.attr["shape"].shape.unknown_rank \
+            and not saved.variable.shape.unknown_rank:
+        want = [d.size for d in node.attr["shape"].shape.dim]
+        have = [d.size for d in saved.variable.shape.dim]
+        if len(want) != len(have) or any(a >= 0 and b >= 0 and a != b for a, b in zip(want, have)):
+            raise ModelLoadError(f"{source}: variable {node.name!r}: the SavedVariable {obj.path!r} has shape {have}, "
+                                 f"the graph's {node.op} {want}; {_CORRUPT}")
+
+
 def bind_object_graph(mg: meta_graph_pb2.MetaGraphDef, checkpoint_prefix: Path | None,
                       source: str | Path = "saved_model.pb") -> ObjectGraphBinding | None:
     """Bind the top-level graph of ``mg`` (before flattening) to its SavedObjectGraph and checkpoint.
@@ -236,6 +309,7 @@ def bind_object_graph(mg: meta_graph_pb2.MetaGraphDef, checkpoint_prefix: Path |
     og = mg.object_graph_def if mg.HasField("object_graph_def") else None
     if og is None or not len(og.nodes):
         return None
+    _check_object_graph(mg, source)
     binding = ObjectGraphBinding(checkpoint_prefix=checkpoint_prefix)
     paths = _object_paths(og)
     ckpt = _read_checkpoint_graph(checkpoint_prefix) if checkpoint_prefix is not None else None
@@ -280,6 +354,7 @@ def bind_object_graph(mg: meta_graph_pb2.MetaGraphDef, checkpoint_prefix: Path |
                                      "have; the SavedModel is corrupt, re-export it")
             src = _source_node(nodes, tensor)
             o = obj(nid)
+            _check_bound_node(nodes.get(src), og.nodes[nid], o, fname, source)
             other = binding.by_node.get(src)
             if other is not None and other != nid:
                 # One graph node standing for two objects: keep the first, it is what the loaders would share.
@@ -291,6 +366,17 @@ def bind_object_graph(mg: meta_graph_pb2.MetaGraphDef, checkpoint_prefix: Path |
                 o.graph_nodes.append(src)
             if fname not in o.functions:
                 o.functions.append(fname)
+    if ckpt is not None:
+        # tf.saved_model.load asserts that every saved object matched the checkpoint's object graph.
+        unmatched = [o for o in binding.objects.values() if o.kind == "variable" and o.graph_nodes
+                     and VARIABLE_VALUE not in o.checkpoint_keys]
+        if unmatched:
+            o = unmatched[0]
+            raise ModelLoadError(
+                f"{source}: variable {o.graph_nodes[0]!r} (object {o.path!r}) has no value in the checkpoint "
+                f"{checkpoint_prefix}: its object graph does not match the SavedModel's ({len(unmatched)} variable"
+                f"{'s' if len(unmatched) != 1 else ''} unmatched); the variables/ directory belongs to another "
+                "export — copy the complete SavedModel")
     binding.restored_by_saver = _saver_restored(gd, mg.saver_def if mg.HasField("saver_def") else None, lib)
     log.debug("object graph: %d graph nodes bound to %d objects", len(binding.by_node), len(binding.objects))
     return binding

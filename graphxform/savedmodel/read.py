@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -65,18 +66,35 @@ def is_text(path: Path, data: bytes) -> bool:
     return bool(re.match(rb"\s*(#|node\s*\{|saved_model_schema_version|meta_graphs|versions|library)", head))
 
 
-def _valid_graph_def(gd: graph_pb2.GraphDef) -> bool:
-    return len(gd.node) > 0 and all(n.name and n.op for n in gd.node)
+def _graph_def_problem(gd: graph_pb2.GraphDef) -> str | None:
+    """Why ``gd`` (parsed without error) is no usable GraphDef, or ``None``."""
+    if not gd.node:
+        return "it holds no node"
+    for i, n in enumerate(gd.node):
+        if not n.name or not n.op:
+            return f"node #{i} ({'op ' + repr(n.op) if n.op else 'name ' + repr(n.name)}) has no " \
+                   f"{'name' if not n.name else 'op'}"
+    return None
 
 
-def _valid_saved_model(sm: saved_model_pb2.SavedModel) -> bool:
-    return len(sm.meta_graphs) > 0 and all(len(mg.graph_def.node) > 0 for mg in sm.meta_graphs)
+def _saved_model_problem(sm: saved_model_pb2.SavedModel) -> str | None:
+    if not sm.meta_graphs:
+        return "it holds no MetaGraph"
+    for mg in sm.meta_graphs:
+        if not mg.graph_def.node:
+            return f"the MetaGraph tagged [{','.join(mg.meta_info_def.tags)}] holds an empty graph"
+    return None
 
 
 def read_model_file(path: Path) -> tuple[str, graph_pb2.GraphDef | saved_model_pb2.SavedModel]:
     """Parse ``path`` as a ``GraphDef`` or a ``SavedModel`` proto (binary or text)."""
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a named pipe" if stat.S_ISFIFO(st.st_mode) else \
+                "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a special file"
+            raise ModelLoadError(f"{path}: is {kind}, not a regular file; refusing to read it; {HINT}")
+        size = st.st_size
         if size > MAX_PROTO_BYTES:
             raise ModelLoadError(
                 f"{path}: the file is {size / 1024**3:.2f} GiB, over protobuf's 2 GiB limit for one message; it "
@@ -110,10 +128,10 @@ def read_model_file(path: Path) -> tuple[str, graph_pb2.GraphDef | saved_model_p
         except Exception as exc:  # noqa: BLE001 - protobuf backends raise assorted errors on garbage
             errors.append(f"unreadable protobuf ({type(exc).__name__}: {str(exc)[:100]})")
             continue
-        ok = _valid_graph_def(proto) if kind == "graph_def" else _valid_saved_model(proto)
-        if ok:
+        problem = _graph_def_problem(proto) if kind == "graph_def" else _saved_model_problem(proto)
+        if problem is None:
             return kind, proto
-        errors.append(f"parses as an empty or invalid {label}")
+        errors.append(f"parses as an invalid {label}: {problem}")
     what = "text" if text else "binary"
     # The first kind tried is the likelier one: its error is the one worth showing.
     expected = "SavedModel" if saved_model_first else "GraphDef or SavedModel"
@@ -185,9 +203,13 @@ def find_meta_graph(sm: saved_model_pb2.SavedModel, tags: Iterable[str]) -> meta
 def choose_meta_graph(sm: saved_model_pb2.SavedModel, tags: list[str], pb_path: str | os.PathLike[str]
                       ) -> meta_graph_pb2.MetaGraphDef:
     """The meta graph whose tag set is ``tags``; :class:`ModelLoadError` naming the tag sets there are if none."""
-    mg = find_meta_graph(sm, tags)
-    if mg is not None:
-        return mg
+    wanted = set(tags)
+    found = [m for m in sm.meta_graphs if set(m.meta_info_def.tags) == wanted]
+    if len(found) > 1:
+        raise ModelLoadError(f"{pb_path}: {len(found)} MetaGraphs have the tag set [{','.join(tags)}]; TensorFlow's "
+                             "loaders would pick one arbitrarily — the SavedModel is corrupt, re-export it")
+    if found:
+        return found[0]
     present = "; ".join("[" + ",".join(m.meta_info_def.tags) + "]" for m in sm.meta_graphs)
     raise ModelLoadError(
         f"{pb_path}: no MetaGraph with tags [{','.join(tags)}]; the SavedModel has tag sets: {present}; "
@@ -245,10 +267,32 @@ def find_assets(mg: meta_graph_pb2.MetaGraphDef, export_dir: Path) -> list[Asset
             continue
         src = export_dir / "assets" / d.filename
         check_asset_name(d.filename, src, export_dir)
-        if not src.is_file():
-            log.warning("%s: asset %r is missing (expected at %s)", export_dir, d.filename, src)
+        if not src.is_file():  # inspect shows it; transform/optimize refuse it (model.loader.require_assets)
+            log.info("%s: asset %r is missing (expected at %s)", export_dir, d.filename, src)
         assets[name] = Asset(d.filename, src, name)
     return list(assets.values())
+
+
+def check_unique_names(graph_def: graph_pb2.GraphDef, path: Path) -> None:
+    """Refuse two nodes of one name (checked before function calls are inlined, which renames nodes)."""
+    seen: set[str] = set()
+    for n in graph_def.node:
+        if n.name in seen:
+            raise ModelLoadError(f"{path}: the graph is corrupt: duplicate node name {n.name!r}; re-export the model")
+        seen.add(n.name)
+
+
+def check_collections(mg: meta_graph_pb2.MetaGraphDef, pb_path: Path) -> None:
+    """Refuse node-list collections naming nodes the graph lacks: TensorFlow's TF1 loader fails on them."""
+    names = {n.name for n in mg.graph_def.node}
+    for key in sorted(mg.collection_def):
+        coll = mg.collection_def[key]
+        if coll.WhichOneof("kind") != "node_list":
+            continue
+        for value in coll.node_list.value:
+            if parse_input(value)[0] not in names:
+                raise ModelLoadError(f"{pb_path}: collection {key!r} names {value!r}, which is not in the graph; "
+                                     "TensorFlow's loaders refuse it — the SavedModel is corrupt, re-export it")
 
 
 def check_asset_name(filename: str, src: Path, export_dir: Path) -> None:
@@ -352,7 +396,7 @@ __all__ = [
     "ASSETS_COLLECTION", "GRAPH_DEF_SUFFIXES", "HINT", "INIT_OP_SIGNATURE_KEY", "MAIN_OP_COLLECTION",
     "MAIN_OP_COLLECTIONS", "MAX_PROTO_BYTES", "SAVED_MODEL_FILES", "TABLE_INITIALIZER_COLLECTION", "TEXT_SUFFIXES",
     "VARIABLE_COLLECTIONS", "check_asset_name", "check_variables", "choose_meta_graph", "find_assets",
-    "find_init_op", "find_meta_graph", "is_saved_model_dir", "is_text", "node_list", "parse_saved_model",
+    "check_collections", "check_unique_names", "find_init_op", "find_meta_graph", "is_saved_model_dir", "is_text", "node_list", "parse_saved_model",
     "read_graph_def", "read_model_file", "read_saved_model", "read_saved_model_proto", "saved_model_tags",
     "shape_of", "signature_prefixes", "signatures_from_meta_graph", "spec_from_info",
 ]

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from graphxform.core.errors import GraphxformError, ModelLoadError, SignatureError
+from graphxform.core.errors import GraphxformError, ModelLoadError, SignatureError, tf_error_summary
 from graphxform.core.oplibs import ensure_ops
 from graphxform.model.model import Model
 from graphxform.savedmodel.objects import bind_object_graph
@@ -118,8 +118,8 @@ class SavedModelRunner(Runner):
         try:
             with self.graph.as_default():
                 mg = tf.compat.v1.saved_model.loader.load(self.session, tags, str(path))
-        except (RuntimeError, ValueError, OSError, tf.errors.OpError) as exc:
-            self.session.close()
+        except (RuntimeError, ValueError, KeyError, OSError, tf.errors.OpError) as exc:  # (KeyError: a collection
+            self.session.close()                                                        # naming a missing node)
             raise ModelLoadError(f"{path}: TensorFlow's SavedModel loader failed: {exc}") from exc
         self.signatures = signature_infos(mg.signature_def)
 
@@ -145,7 +145,7 @@ class TF2SavedModelRunner(Runner):
             self.loaded = tf.saved_model.load(str(path), tags=tags)
             sm = parse_saved_model(path)
         except (RuntimeError, ValueError, OSError, tf.errors.OpError) as exc:
-            raise ModelLoadError(f"{path}: tf.saved_model.load failed: {str(exc).splitlines()[0]}") from exc
+            raise ModelLoadError(f"{path}: tf.saved_model.load failed: {tf_error_summary(str(exc))}") from exc
         mg = find_meta_graph(sm, tags)
         assert mg is not None  # (tf.saved_model.load found it)
         self.signatures = {k: s for k, s in signature_infos(mg.signature_def).items() if k in self.loaded.signatures}
@@ -163,7 +163,7 @@ class TF2SavedModelRunner(Runner):
             out = self.loaded.signatures[key](**args)
         except (tf.errors.OpError, ValueError, TypeError) as exc:
             raise GraphxformError(f"{self.label}: running signature {key!r} failed: "
-                                  f"{str(exc).splitlines()[0]}") from exc
+                                  f"{tf_error_summary(str(exc))}") from exc
         values: dict[str, np.ndarray] = {}
         for out_key, comps in sorted(sig.outputs.items()):
             if out_key in out and len(comps) == 1:

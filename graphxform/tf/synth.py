@@ -20,6 +20,7 @@ and the signature/input keys.
 from __future__ import annotations
 
 import logging
+import math
 import zlib
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -32,6 +33,7 @@ import tensorflow as tf
 from tensorflow.core.example import example_pb2
 from tensorflow.core.framework import types_pb2
 
+from graphxform.core.errors import SignatureError
 from graphxform.core.graph import Graph
 from graphxform.core.names import parse_input
 from graphxform.core.opdefs import (
@@ -52,6 +54,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 4
 OTHER_DIM = 3
+#: Largest synthesized input (elements; 256 MiB of float32) and rank: a shape beyond them is refused.
+MAX_SYNTH_ELEMENTS = 2**26
+MAX_SYNTH_RANK = 32
 OOV_WORDS = (b"graphxform_oov", b"zzz_unknown", b"")
 OOV_RATE = 0.25
 #: Nodes visited when searching downstream of a feature for the table that looks it up.
@@ -388,6 +393,12 @@ def synthesize_input(model: Model, sig_key: str, input_key: str, spec: TensorSpe
     if spec.components:
         raise ValueError(f"signature {sig_key!r} input {input_key!r} is sparse; give its values with --inputs")
     shape = _shape(spec.shape, batch)
+    elements = math.prod(shape)
+    if len(shape) > MAX_SYNTH_RANK or elements > MAX_SYNTH_ELEMENTS:
+        what = f"rank {len(shape)}" if len(shape) > MAX_SYNTH_RANK else f"shape {spec.shape} ({elements:,} elements)"
+        raise SignatureError(
+            f"{model.source}: signature {sig_key!r} input {input_key!r} has {what}: too large to synthesize "
+            "verification inputs; pass them with --inputs FILE.npz, or --no-verify")
     if spec.dtype == types_pb2.DT_STRING:
         feats = example_features(model, spec.name)
         if feats:

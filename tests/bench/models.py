@@ -227,6 +227,70 @@ def embedding_model(rows: int = 100_000, dim: int = 64) -> BenchModel:
     return BenchModel("Embedding100kx64", gd, ["ids:0"], ["probabilities:0"], make_inputs)
 
 
+def tf1_convnet(size: int = 64, classes: int = 10, seed: int = 0) -> BenchModel:
+    """A frozen TF1-style convnet, written the way TF1 model code was (``tf.compat.v1``, no Keras).
+
+    Ref variables read through ``<name>/read`` Identities, ``Conv2D`` →
+    ``FusedBatchNormV3`` (inference) → ``Relu`` blocks with a residual
+    ``Add`` per stage, ``MaxPool``, a Slim-style head (``Mean`` keep_dims →
+    ``Squeeze``), a dense layer as ``MatMul`` + ``BiasAdd``, ``Softmax`` and an
+    ``Identity`` endpoint; frozen with ``convert_variables_to_constants``.
+    BN statistics are calibrated on the input batches (one pass per layer)
+    so the class follows the input. Inputs: :func:`image_batch`.
+    """
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    rng = np.random.default_rng(seed)
+    graph = tf.Graph()
+    calib = image_batch(32, size, seed=20_000 + seed)
+    with graph.as_default():
+        x = v1.placeholder(tf.float32, [None, size, size, 3], name="input")
+
+        def var(name, value):
+            return v1.get_variable(name, initializer=np.asarray(value, np.float32), use_resource=False)
+
+        def conv_bn_relu(h, cin, cout, name, relu=True):
+            with v1.variable_scope(name):
+                w = var("weights", rng.normal(0, np.sqrt(2.0 / (9 * cin)), (3, 3, cin, cout)))
+                h = tf.nn.conv2d(h, w, strides=1, padding="SAME", name="Conv2D")
+                gamma = var("BatchNorm/gamma", rng.uniform(0.8, 1.2, cout))
+                beta = var("BatchNorm/beta", rng.normal(0, 0.05, cout))
+                mean = var("BatchNorm/moving_mean", np.zeros(cout))
+                variance = var("BatchNorm/moving_variance", np.ones(cout))
+                h, _, _ = v1.nn.fused_batch_norm(h, gamma, beta, mean=mean, variance=variance, epsilon=1e-3,
+                                                 is_training=False, name="BatchNorm/FusedBatchNormV3")
+                bns.append((h.op.inputs[0], mean, variance))
+                return tf.nn.relu(h, name="Relu") if relu else h
+
+        bns: list = []
+        h, cin = x, 3
+        for stage, cout in enumerate((32, 64, 128)):
+            h = conv_bn_relu(h, cin, cout, f"stage{stage}/conv1")
+            shortcut = h
+            r = conv_bn_relu(h, cout, cout, f"stage{stage}/conv2")
+            r = conv_bn_relu(r, cout, cout, f"stage{stage}/conv3", relu=False)
+            h = tf.nn.relu(tf.add(shortcut, r, name=f"stage{stage}/add"), name=f"stage{stage}/Relu")
+            h = tf.nn.max_pool2d(h, 2, 2, "VALID", name=f"stage{stage}/MaxPool")
+            cin = cout
+        h = tf.reduce_mean(h, [1, 2], keepdims=True, name="global_pool")
+        h = tf.squeeze(h, [1, 2], name="SpatialSqueeze")
+        w = var("logits/weights", rng.normal(0, np.sqrt(1.0 / cin), (cin, classes)))
+        b = var("logits/biases", np.zeros(classes))
+        logits = tf.nn.bias_add(tf.matmul(h, w), b, name="logits/BiasAdd")
+        tf.identity(tf.nn.softmax(logits, name="Softmax"), name="predictions")
+        with v1.Session(graph=graph) as sess:
+            sess.run(v1.global_variables_initializer())
+            for pre_bn, mean, variance in bns:  # calibrate each BN on the data, in order
+                act = sess.run(pre_bn, {x: calib})
+                sess.run([mean.assign(act.mean((0, 1, 2))), variance.assign(act.var((0, 1, 2)))])
+            feats = sess.run(h, {x: calib})
+            sess.run(b.assign(-(feats @ sess.run(w)).mean(0)))  # centre the classifier
+            gd = v1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), ["predictions"])
+    return BenchModel("TF1ConvNet", gd, ["input:0"], ["predictions:0"],
+                      lambda b: {"input:0": image_batch(b, size, seed=b)})
+
+
 def synthetic_graph(n_nodes: int, shape: str = "chain", seed: int = 0):
     """A GraphDef of about ``n_nodes`` elementwise ops with foldable constants and Identities.
 
@@ -304,7 +368,9 @@ def build(name: str) -> BenchModel:
         return transformer_encoder()
     if name == "Embedding100kx64":
         return embedding_model()
+    if name == "TF1ConvNet":
+        return tf1_convnet()
     raise KeyError(name)
 
 
-ALL_MODELS = [*KERAS_APPS, "TransformerEncoder", "Embedding100kx64"]
+ALL_MODELS = [*KERAS_APPS, "TransformerEncoder", "Embedding100kx64", "TF1ConvNet"]

@@ -5,6 +5,7 @@ Run from the repo root (``tests`` is not a package: ``-m`` puts the root on ``sy
     python -m tests.bench.run_bench                 # every model + estimator + scaling to 1M nodes
     python -m tests.bench.run_bench --quick         # MobileNetV2, ResNet50, the estimator, scaling to 100k
     python -m tests.bench.run_bench --models ResNet50 --no-scaling --no-estimator
+    python -m tests.bench.run_bench --only DenseNet121 --no-latency   # one row of results.json, ~1 min
 
 Writes ``tests/bench/results.json`` and ``tests/bench/RESULTS.md`` (``--out``
 moves both). Not part of the test run: nothing here is collected by pytest.
@@ -13,21 +14,30 @@ What is measured (the machine is shared: every figure records the load
 average; transform times are medians of runs that alternate graphxform and
 Grappler, latencies medians of runs that alternate the servables):
 
-* **Keras applications / Transformer / embedding graph** (``models.py``):
+* **Keras applications / Transformer / embedding graph / TF1 convnet** (``models.py``):
   graphxform's default float pipeline (``remove_identity merge_duplicates
-  strip_unused fold_constants fold_batch_norms``, via ``TransformGraph``)
-  and the int8 one (``+ quantize_weights``) against Grappler run offline
-  (constfold + arithmetic + dependency) and ``optimize_for_inference``:
-  seconds, nodes, bytes, output difference, int8 top-1 agreement, session
-  latency at batch 1 and 32 (TF1 session, Grappler on at run time as in
-  TF Serving), servable load time, and the peak RSS of a transform in a
-  fresh process (``VmHWM``) over the file size.
+  strip_unused fold_constants fold_batch_norms hoist_unary_through_concat``,
+  via ``TransformGraph``) and the int8 one (``+ quantize_weights``) against
+  Grappler run offline by ``tf_optimizer.OptimizeGraph`` in two configs
+  (:func:`grappler_config`): *default* — TensorFlow's default
+  ``RewriterConfig`` (every default optimizer, ``meta_optimizer_iterations``
+  and ``min_graph_nodes`` at their defaults) with only ``remapping`` and
+  ``layout_optimizer`` OFF, the peer every ratio is taken against — and
+  *restricted* — ``optimizers = [constfold, arithmetic, dependency]`` — and
+  ``optimize_for_inference``: seconds, nodes, the op types whose counts
+  differ from Grappler's, bytes, output difference, int8 top-1 agreement,
+  session latency at batch 1 and 32 (TF1 session, Grappler on at run time as
+  in TF Serving), servable load time, and the peak RSS of a transform in a
+  fresh process (``VmHWM``) over the file size. ``--no-latency`` skips the
+  latency and load-time part.
 * **Estimator servable** (``fixtures/make_estimator_fixtures.py
   --large-embedding``, built once with ``.venv-estimator/bin/python`` or
   ``$GX_ESTIMATOR_PYTHON`` into ``--cache``, never committed): the
   optimize path graphxform.load → freeze → pipeline → export, float and
-  int8, timed per step; latency of the ``serving_default`` signature on
-  serialized tf.Examples through TensorFlow's SavedModel loader.
+  int8, timed per step, beside both Grappler configs on the same frozen graph
+  (fetch: every signature's outputs, the init op and the table initializers);
+  latency of the ``serving_default`` signature on serialized tf.Examples
+  through TensorFlow's SavedModel loader.
 * **Scaling**: synthetic 10k/100k/1M-node graphs through the default
   pipeline: seconds (wall and CPU) and µs per node.
 """
@@ -57,6 +67,7 @@ DEFAULT_TRANSFORMS = ["remove_identity", "merge_duplicates", "strip_unused", "fo
 INT8_TRANSFORMS = [*DEFAULT_TRANSFORMS, "quantize_weights"]
 ESTIMATOR_PYTHON = os.environ.get("GX_ESTIMATOR_PYTHON", ".venv-estimator/bin/python")
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "graphxform-bench"
+ESTIMATOR_ROW = "EstimatorDNN100kx64"
 
 
 def load_avg() -> float:
@@ -92,10 +103,44 @@ def graphxform_transform(gd, inputs, outputs, transforms):
     return TransformGraph(gd, [i.split(":")[0] for i in inputs], [o.split(":")[0] for o in outputs], transforms)
 
 
-def grappler(gd, inputs, outputs):
-    """Grappler run offline: constant folding + arithmetic + dependency optimizers."""
+#: The two Grappler configurations the benchmark compares with (built by :func:`grappler_config`).
+#: ``default``: TensorFlow's default meta-optimizer as a session or ``tf_optimizer.OptimizeGraph`` runs it
+#: (``RewriterConfig`` left at its defaults: model pruner, implementation selector, function optimizer,
+#: common subgraph elimination, constant folding, shape, arithmetic, loop, dependency and memory
+#: optimizers, ``meta_optimizer_iterations`` DEFAULT = 2, ``min_graph_nodes`` DEFAULT = 4), with only
+#: ``remapping`` and ``layout_optimizer`` OFF because they emit device-specific fused ops / layouts.
+#: ``restricted``: ``optimizers = ["constfold", "arithmetic", "dependency"]`` (the first benchmark's peer).
+GRAPPLER_CONFIGS = ("default", "restricted")
+
+
+def grappler_config(config: str = "default"):
+    """The ``ConfigProto`` of a Grappler run: ``"default"`` or ``"restricted"`` (see :data:`GRAPPLER_CONFIGS`)."""
+    from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+
+    cfg = config_pb2.ConfigProto()
+    rw = cfg.graph_options.rewrite_options
+    if config == "default":
+        rw.remapping = rewriter_config_pb2.RewriterConfig.OFF
+        rw.layout_optimizer = rewriter_config_pb2.RewriterConfig.OFF
+    elif config == "restricted":
+        rw.optimizers[:] = ["constfold", "arithmetic", "dependency"]
+        rw.min_graph_nodes = -1
+    else:
+        raise ValueError(f"unknown Grappler config {config!r}: one of {GRAPPLER_CONFIGS}")
+    return cfg
+
+
+def grappler(gd, inputs, outputs, config: str = "default"):
+    """Grappler run offline by ``tf_optimizer.OptimizeGraph``, as a user runs it on a frozen graph.
+
+    The MetaGraphDef carries the graph and the output nodes as the fetch
+    (the ``train_op`` collection, which ``GrapplerItemFromMetaGraphDef``
+    reads); with no signature, every ``Placeholder`` is a feed, as in
+    ``Session.run(outputs, feed_dict)``. Checked against a session: the
+    graph TF's ``DirectSession`` runs after Grappler (``RunOptions.output_partition_graphs``)
+    has the same nodes, the Placeholder replaced by ``_Arg`` plus a ``_Retval``.
+    """
     import tensorflow as tf
-    from tensorflow.core.protobuf import config_pb2
     from tensorflow.python.grappler import tf_optimizer
 
     g = tf.Graph()
@@ -104,11 +149,7 @@ def grappler(gd, inputs, outputs):
         mg = tf.compat.v1.train.export_meta_graph(graph=g)
     fetch = mg.collection_def["train_op"]
     fetch.node_list.value.extend(o.split(":")[0] for o in outputs)
-    cfg = config_pb2.ConfigProto()
-    rw = cfg.graph_options.rewrite_options
-    rw.optimizers[:] = ["constfold", "arithmetic", "dependency"]
-    rw.min_graph_nodes = -1
-    return tf_optimizer.OptimizeGraph(cfg, mg)
+    return tf_optimizer.OptimizeGraph(grappler_config(config), mg, verbose=False)
 
 
 def optimize_for_inference(gd, inputs, outputs):
@@ -247,7 +288,29 @@ def top1(o: np.ndarray, q: np.ndarray) -> dict:
             "classes_predicted": len(set(o.argmax(1).tolist()))}
 
 
-def bench_model(name: str, repeat: int, runs: int) -> dict:
+def op_diff(ours, theirs) -> dict[str, int]:
+    """{op type: our count − their count} for the op types whose counts differ (positive: we leave more)."""
+    from collections import Counter
+
+    a, b = Counter(n.op for n in ours.node), Counter(n.op for n in theirs.node)
+    return {op: a[op] - b[op] for op in sorted(set(a) | set(b)) if a[op] != b[op]}
+
+
+def _rss_row(gd, m) -> dict:
+    """Peak RSS of a transform (API and CLI, fresh processes) over the size of the model file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        pb = Path(tmp) / "m.pb"
+        pb.write_bytes(gd.SerializeToString())
+        file_mb = pb.stat().st_size / 2**20
+        rss = peak_rss_mb(pb, m.inputs, m.outputs, DEFAULT_TRANSFORMS)
+        cli = cli_peak_rss_mb(pb, m.inputs, m.outputs, DEFAULT_TRANSFORMS)
+    return {"file_mb": file_mb, "rss_ratio_cli": (cli["peak_mb"] - cli["import_mb"]) / file_mb,
+            "rss_import_mb": rss["import_mb"], "rss_peak_mb": rss["peak_mb"], "rss_warm_mb": rss["warm_mb"],
+            "rss_ratio": (rss["peak_mb"] - rss["import_mb"]) / file_mb,
+            "rss_ratio_warm": (rss["peak_mb"] - rss["warm_mb"]) / file_mb}
+
+
+def bench_model(name: str, repeat: int, runs: int, latency: bool = True) -> dict:
     from graphxform.tf.session import GraphSession
     from tests.bench import models
 
@@ -256,13 +319,16 @@ def bench_model(name: str, repeat: int, runs: int) -> dict:
     gd = m.graph_def
     row: dict = {"model": name, "measured": time.strftime("%Y-%m-%d %H:%M"), "nodes_in": len(gd.node),
                  "bytes_in": gd.ByteSize(), "load_avg_start": load_avg()}
-    # Warm both once (imports, registry, TF kernels), then alternate.
+    # Warm every tool once (imports, registry, TF kernels), then alternate.
     graphxform_transform(gd, m.inputs, m.outputs, DEFAULT_TRANSFORMS)
-    grappler(gd, m.inputs, m.outputs)
+    for config in GRAPPLER_CONFIGS:
+        grappler(gd, m.inputs, m.outputs, config)
     timed = alternate({"graphxform": lambda: graphxform_transform(gd, m.inputs, m.outputs, DEFAULT_TRANSFORMS),
-                       "grappler": lambda: grappler(gd, m.inputs, m.outputs)}, repeat)
+                       "grappler": lambda: grappler(gd, m.inputs, m.outputs, "default"),
+                       "grappler_restricted": lambda: grappler(gd, m.inputs, m.outputs, "restricted")}, repeat)
     t_ours, c_ours, ours = timed["graphxform"]
     t_grap, c_grap, grap = timed["grappler"]
+    t_grst, c_grst, grst = timed["grappler_restricted"]
     t_int8, ours8 = median_time(lambda: graphxform_transform(gd, m.inputs, m.outputs, INT8_TRANSFORMS), 1)
     try:
         t_ofi, ofi = median_time(lambda: optimize_for_inference(gd, m.inputs, m.outputs), repeat)
@@ -271,50 +337,46 @@ def bench_model(name: str, repeat: int, runs: int) -> dict:
         row["ofi_error"] = f"{type(exc).__name__}: {str(exc)[:120]}"
     row.update(
         t_graphxform=t_ours, t_graphxform_cpu=c_ours, t_graphxform_int8=t_int8, t_grappler=t_grap,
-        t_grappler_cpu=c_grap, t_ofi=t_ofi, ratio_vs_grappler=t_ours / t_grap,
+        t_grappler_cpu=c_grap, t_grappler_restricted=t_grst, t_grappler_restricted_cpu=c_grst, t_ofi=t_ofi,
+        ratio_vs_grappler=t_ours / t_grap, ratio_vs_grappler_restricted=t_ours / t_grst,
         ratio_vs_ofi=t_ours / t_ofi if ofi is not None else None,
-        nodes_graphxform=len(ours.node), nodes_grappler=len(grap.node),
+        nodes_graphxform=len(ours.node), nodes_grappler=len(grap.node), nodes_grappler_restricted=len(grst.node),
         nodes_ofi=len(ofi.node) if ofi is not None else None, nodes_int8=len(ours8.node),
         nodes_ratio_vs_grappler=len(ours.node) / len(grap.node),
+        nodes_ratio_vs_grappler_restricted=len(ours.node) / len(grst.node),
         bytes_graphxform=ours.ByteSize(), bytes_grappler=grap.ByteSize(), bytes_int8=ours8.ByteSize(),
         bn_left=sum(n.op.startswith("FusedBatchNorm") for n in ours.node),
+        op_diff_vs_grappler=op_diff(ours, grap),
     )
     graphs = {"original": gd, "grappler": grap, "graphxform": ours, "int8": ours8}
     sessions = {k: GraphSession(g) for k, g in graphs.items()}
     try:
         lat = {}
         outs = {}
-        for batch in (1, 32):
+        for batch in (1, 32) if latency else (32,):
             feeds = m.make_inputs(batch)
             for k, s in sessions.items():
                 outs[(k, batch)] = s.run(feeds, m.outputs)
-            med = interleaved_latency({k: (lambda s=s, f=feeds: s.run(f, m.outputs)) for k, s in sessions.items()},
-                                      runs if batch == 1 else max(5, runs // 4))
-            lat.update({f"{k}_b{batch}_ms": v * 1e3 for k, v in med.items()})
+            if latency:
+                med = interleaved_latency({k: (lambda s=s, f=feeds: s.run(f, m.outputs)) for k, s in sessions.items()},
+                                          runs if batch == 1 else max(5, runs // 4))
+                lat.update({f"{k}_b{batch}_ms": v * 1e3 for k, v in med.items()})
     finally:
         for s in sessions.values():
             s.close()
-    row["latency"] = lat
-    row["latency_ratio_b1"] = lat["graphxform_b1_ms"] / lat["original_b1_ms"]
-    row["latency_ratio_int8_b1"] = lat["int8_b1_ms"] / lat["original_b1_ms"]
+    if latency:
+        row["latency"] = lat
+        row["latency_ratio_b1"] = lat["graphxform_b1_ms"] / lat["original_b1_ms"]
+        row["latency_ratio_int8_b1"] = lat["int8_b1_ms"] / lat["original_b1_ms"]
     row["max_rel_diff"] = max(rel_diff(a, b) for a, b in zip(outs[("original", 32)], outs[("graphxform", 32)]))
+    row["max_rel_diff_grappler"] = max(rel_diff(a, b) for a, b in zip(outs[("original", 32)], outs[("grappler", 32)]))
     row["max_rel_diff_int8"] = max(rel_diff(a, b) for a, b in zip(outs[("original", 32)], outs[("int8", 32)]))
     row.update(top1(outs[("original", 32)][0], outs[("int8", 32)][0]))
-    row["load_s_original"] = servable_load_time(gd, m.inputs, m.outputs)
-    row["load_s_graphxform"] = servable_load_time(ours, m.inputs, m.outputs)
-    row["load_s_int8"] = servable_load_time(ours8, m.inputs, m.outputs)
-    with tempfile.TemporaryDirectory() as tmp:
-        pb = Path(tmp) / "m.pb"
-        pb.write_bytes(gd.SerializeToString())
-        row["file_mb"] = pb.stat().st_size / 2**20
-        rss = peak_rss_mb(pb, m.inputs, m.outputs, DEFAULT_TRANSFORMS)
-        cli = cli_peak_rss_mb(pb, m.inputs, m.outputs, DEFAULT_TRANSFORMS)
-    row["rss_ratio_cli"] = (cli["peak_mb"] - cli["import_mb"]) / row["file_mb"]
-    row["rss_import_mb"] = rss["import_mb"]
-    row["rss_peak_mb"] = rss["peak_mb"]
-    row["rss_warm_mb"] = rss["warm_mb"]
-    row["rss_ratio"] = (rss["peak_mb"] - rss["import_mb"]) / row["file_mb"]
-    row["rss_ratio_warm"] = (rss["peak_mb"] - rss["warm_mb"]) / row["file_mb"]
+    if latency:
+        row["load_s_original"] = servable_load_time(gd, m.inputs, m.outputs)
+        row["load_s_graphxform"] = servable_load_time(ours, m.inputs, m.outputs)
+        row["load_s_int8"] = servable_load_time(ours8, m.inputs, m.outputs)
+    row.update(_rss_row(gd, m))
     row["load_avg_end"] = load_avg()
     print(json.dumps(row, indent=1, default=float), flush=True)
     return row
@@ -378,6 +440,11 @@ def bench_estimator(cache: Path, repeat: int, runs: int) -> dict:
                 nodes_frozen = len(model.graph)
                 if r == 0 and label == "graphxform":
                     frozen_gd = model.graph.to_graph_def()
+                    # What the servable must keep: every signature's outputs, the init op, the table initializers.
+                    frozen_fetch = sorted({t.split(":")[0].lstrip("^") for s in model.signatures.values()
+                                           for spec in s.outputs.values() for t in spec.tensor_names()}
+                                          | {t.split(":")[0].lstrip("^") for t in
+                                             [model.init_op or "", *model.table_initializers] if t})
                 run_pipeline(model.graph, build_pipeline(None, quantize=quantize))
                 t3 = time.perf_counter()
                 out = outdir / f"{label}_{r}"
@@ -386,18 +453,26 @@ def bench_estimator(cache: Path, repeat: int, runs: int) -> dict:
                 for k, v in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                     steps[k].append(v)
                 if r == 0 and label == "graphxform":
-                    sig = model.signatures["serving_default"]
+                    graph_after = model.graph.to_graph_def()
                     row["nodes_loaded"], row["nodes_frozen"] = nodes_loaded, nodes_frozen
-                    frozen_outputs = [s.name for s in sig.outputs.values()]
             row[f"t_{label}"] = {k: statistics.median(v) for k, v in steps.items()}
             row[f"t_{label}_total"] = sum(row[f"t_{label}"].values())
             row[f"nodes_{label}"] = len(model.graph)
             row[f"dir_mb_{label}"] = dir_size(out) / 2**20
             row[f"path_{label}"] = out
-        # Grappler on the same frozen graph (the optimize path's 'pipeline' step is what it compares to).
-        t_grap, grap = median_time(lambda: grappler(frozen_gd, [], frozen_outputs), repeat)
+        # Grappler on the same frozen graph (the optimize path's 'pipeline' step is what it compares to), asked
+        # to keep what graphxform keeps: every signature's outputs, the init op and the table initializers.
+        for config in GRAPPLER_CONFIGS:
+            grappler(frozen_gd, [], frozen_fetch, config)  # warm
+        timed = alternate({c: (lambda c=c: grappler(frozen_gd, [], frozen_fetch, c)) for c in GRAPPLER_CONFIGS},
+                          repeat)
+        t_grap, _, grap = timed["default"]
+        t_grst, _, grst = timed["restricted"]
         row["t_grappler"], row["nodes_grappler"] = t_grap, len(grap.node)
+        row["t_grappler_restricted"], row["nodes_grappler_restricted"] = t_grst, len(grst.node)
         row["ratio_pipeline_vs_grappler"] = row["t_graphxform"]["pipeline"] / t_grap
+        row["ratio_pipeline_vs_grappler_restricted"] = row["t_graphxform"]["pipeline"] / t_grst
+        row["op_diff_vs_grappler"] = op_diff(graph_after, grap)
         # Latency: serving_default on serialized tf.Examples, through TensorFlow's SavedModel loader.
         with np.load(samples_path, allow_pickle=False) as data:
             examples = data["serving_default/inputs"]
@@ -482,29 +557,47 @@ def markdown(results: dict) -> str:
     models = [r for r in results["models"] if "skipped" not in r and "nodes_in" in r]
     if models:
         lines += [
-            "| model | nodes in | graphxform | Grappler | nodes ratio | OFI | graphxform s | Grappler s | time ratio | "
-            "MB in | MB out | MB int8 | max rel diff | int8 rel diff | int8 top-1 (all / confident half) | "
+            "Grappler: `tf_optimizer.OptimizeGraph` on the frozen graph, fetch = the outputs, feeds = the "
+            "placeholders. *default*: TensorFlow's default `RewriterConfig` (every default optimizer, "
+            "`meta_optimizer_iterations` 2) with only `remapping` and `layout_optimizer` OFF; *restricted*: "
+            "`optimizers = [constfold, arithmetic, dependency]`. Ratios are graphxform / Grappler default; "
+            "transform times are medians of alternating runs (a shared machine: indicative under load).", "",
+            "| model | nodes in | graphxform | Grappler default | Grappler restricted | nodes ratio | OFI | "
+            "graphxform s | Grappler default s | Grappler restricted s | time ratio | "
+            "MB in | MB out | MB int8 | max rel diff (graphxform / Grappler) | int8 rel diff | "
+            "int8 top-1 (all / confident half) | "
             "peak RSS − import / file: API (− warm TF) / CLI .pb→.pb | measured (load avg) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in models:
             lines.append(
                 f"| {r['model']} | {r['nodes_in']} | {r['nodes_graphxform']} | {r['nodes_grappler']} | "
+                f"{_f(r.get('nodes_grappler_restricted'), 'd')} | "
                 f"{r['nodes_ratio_vs_grappler']:.2f} | {_f(r['nodes_ofi'], 'd')} | "
-                f"{r['t_graphxform']:.2f} | {r['t_grappler']:.2f} | {r['ratio_vs_grappler']:.2f} | "
+                f"{r['t_graphxform']:.2f} | {r['t_grappler']:.2f} | {_f(r.get('t_grappler_restricted'), '.2f')} | "
+                f"{r['ratio_vs_grappler']:.2f} | "
                 f"{r['bytes_in'] / 2**20:.1f} | {r['bytes_graphxform'] / 2**20:.1f} | {r['bytes_int8'] / 2**20:.1f} | "
-                f"{r['max_rel_diff']:.1e} | {r['max_rel_diff_int8']:.1e} | "
+                f"{r['max_rel_diff']:.1e} / {_f(r.get('max_rel_diff_grappler'), '.1e')} | "
+                f"{r['max_rel_diff_int8']:.1e} | "
                 f"{_f(r.get('top1_agreement_int8'), '.2f')} / {_f(r.get('top1_agreement_int8_confident'), '.2f')} | "
                 f"{r['rss_ratio']:.2f} ({_f(r.get('rss_ratio_warm'), '.2f')}) / {_f(r.get('rss_ratio_cli'), '.2f')} | "
                 f"{r.get('measured', '?')} "
                 f"({r.get('load_avg_start', '?')}) |"
             )
+        diffs = [r for r in models if r.get("op_diff_vs_grappler")]
+        if diffs:
+            lines += ["", "Op types whose counts differ, graphxform − Grappler default (positive: graphxform leaves "
+                      "more; see docs/grappler_gaps.md):", ""]
+            for r in diffs:
+                diff = sorted(r["op_diff_vs_grappler"].items())
+                lines.append(f"* {r['model']}: " + ", ".join(f"{op} {d:+d}" for op, d in diff))
         lines += ["", "Latency (ms, median of alternating runs, warm TF1 session with Grappler on as in serving) and "
                   "servable load time (s):", "",
-                  "| model | orig b1 | Grappler b1 | graphxform b1 | int8 b1 | graphxform/orig b1 | int8/orig b1 | "
+                  "| model | orig b1 | Grappler default b1 | graphxform b1 | int8 b1 | graphxform/orig b1 | "
+                  "int8/orig b1 | "
                   "orig b32 | graphxform b32 | int8 b32 | load orig | load graphxform | load int8 |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in models:
+        for r in (r for r in models if "latency" in r):
             lat = r["latency"]
             lines.append(
                 f"| {r['model']} | {lat['original_b1_ms']:.1f} | {lat['grappler_b1_ms']:.1f} | "
@@ -534,12 +627,19 @@ def markdown(results: dict) -> str:
                 f"| graphxform int8 | {t8['load']:.2f} | {t8['freeze']:.2f} | {t8['pipeline']:.3f} | "
                 f"{t8['export']:.2f} | {r['t_int8_total']:.2f} | {r['nodes_int8']} | {r['dir_mb_int8']:.1f} | "
                 f"{lat['int8_b1_ms']:.2f} | {lat['int8_b32_ms']:.2f} |",
-                f"| Grappler (frozen graph) | | | {r['t_grappler']:.3f} | | | {r['nodes_grappler']} | | | |",
+                f"| Grappler default (frozen graph) | | | {r['t_grappler']:.3f} | | | {r['nodes_grappler']} | | | |",
+                f"| Grappler restricted (frozen graph) | | | {_f(r.get('t_grappler_restricted'), '.3f')} | | | "
+                f"{_f(r.get('nodes_grappler_restricted'), 'd')} | | | |",
                 "",
                 f"Scores: max rel diff {r['max_rel_diff']:.1e} (float), {r['max_rel_diff_int8']:.1e} (int8); "
                 f"same classes: {r['same_classes']}; int8 top-1 agreement "
                 f"{_f(r.get('top1_agreement_int8'), '.2f')}.",
             ]
+            if r.get("op_diff_vs_grappler"):
+                diff = sorted(r["op_diff_vs_grappler"].items())
+                lines += ["", "Op types whose counts differ, graphxform − Grappler default (Grappler asked to keep "
+                          "every signature's outputs, the init op and the table initializers): "
+                          + ", ".join(f"{op} {d:+d}" for op, d in diff)]
     if results.get("scaling"):
         lines += ["", "Scaling of the default pipeline (synthetic graphs; load = building the Graph):", "",
                   "| shape | nodes | nodes after | load s | pipeline s | wall s | CPU s | µs/node (wall) | "
@@ -577,6 +677,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="*", default=None, help=f"subset of {models.ALL_MODELS}")
     p.add_argument("--quick", action="store_true", help="MobileNetV2 + ResNet50 + estimator, scaling to 100k")
+    p.add_argument("--only", metavar="MODEL", default=None,
+                   help=f"measure one model (one of {[*models.ALL_MODELS, ESTIMATOR_ROW]}) and update its row in "
+                        "--out, keeping the others: --models MODEL --no-scaling --no-estimator --merge "
+                        "(the Estimator row for its name)")
+    p.add_argument("--no-latency", action="store_true",
+                   help="skip the latency and servable-load measurements (nodes, times, output diff and RSS only)")
     p.add_argument("--no-scaling", action="store_true")
     p.add_argument("--no-estimator", action="store_true")
     p.add_argument("--sizes", default="10000,100000,1000000")
@@ -595,6 +701,12 @@ def main(argv: list[str] | None = None) -> int:
         out.with_name("RESULTS.md").write_text(md)
         print(md)
         return 0
+    if args.only is not None:
+        if args.only not in (*models.ALL_MODELS, ESTIMATOR_ROW):
+            p.error(f"--only {args.only}: not a benchmark model; one of {[*models.ALL_MODELS, ESTIMATOR_ROW]}")
+        args.models = [] if args.only == ESTIMATOR_ROW else [args.only]
+        args.no_estimator = args.only != ESTIMATOR_ROW
+        args.no_scaling = args.merge = True
     import tensorflow as tf
 
     names = args.models if args.models is not None else (["MobileNetV2", "ResNet50"] if args.quick
@@ -603,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {"machine": f"{platform.machine()} {os.cpu_count()} cores", "tensorflow": tf.__version__,
                "date": time.strftime("%Y-%m-%d %H:%M"), "load_avg_start": load_avg(), "models": [], "scaling": []}
     for name in names:
-        results["models"].append(bench_model(name, args.repeat, args.runs))
+        results["models"].append(bench_model(name, args.repeat, args.runs, latency=not args.no_latency))
     if not args.no_estimator:
         results["models"].append(bench_estimator(Path(args.cache), args.repeat, args.runs))
     if not args.no_scaling:

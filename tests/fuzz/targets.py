@@ -292,8 +292,41 @@ def saved_models(draw: Any) -> Any:
     return sm
 
 
+@st.composite
+def plausible_graph_defs(draw: Any) -> Any:
+    """Well-formed nodes (Placeholder, Const, Identity, AddV2, NoOp with their attrs) wired by random inputs,
+    mostly to earlier nodes: many load, some do not (a dtype mismatch, a dangling or later input, a cycle)."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.core.framework import graph_pb2, node_def_pb2
+
+    gd = graph_pb2.GraphDef()
+    gd.versions.producer = 1700
+    names: list[str] = []
+    for i in range(draw(st.integers(1, 8))):
+        n = node_def_pb2.NodeDef(name=f"n{i}", op=draw(st.sampled_from(["Placeholder", "Const", "Identity", "AddV2",
+                                                                          "NoOp"])))
+        dtype = draw(st.sampled_from([1, 1, 1, 3]))
+        if n.op == "Placeholder":
+            n.attr["dtype"].type = dtype
+        elif n.op == "Const":
+            n.attr["dtype"].type = dtype
+            n.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(np.ones([2], tf.as_dtype(dtype).as_numpy_dtype)))
+        elif n.op in ("Identity", "AddV2"):
+            n.attr["T"].type = dtype
+            for _ in range(1 if n.op == "Identity" else 2):
+                pool = names if names and draw(st.integers(0, 9)) else [*names, n.name, "ghost"]
+                n.input.append(draw(st.sampled_from(pool)))
+        if names and draw(st.integers(0, 4)) == 0:
+            n.input.append("^" + draw(st.sampled_from(names)))
+        names.append(n.name)
+        gd.node.append(n)
+    return gd
+
+
 def structured_strategy() -> st.SearchStrategy:
-    return st.one_of(graph_defs().map(lambda g: ("graph_def", g)), saved_models().map(lambda s: ("saved_model", s)))
+    return st.one_of(graph_defs().map(lambda g: ("graph_def", g)), saved_models().map(lambda s: ("saved_model", s)),
+                     plausible_graph_defs().map(lambda g: ("graph_def", g)))
 
 
 def run_load_structured(arg: tuple[str, Any]) -> str:
