@@ -400,7 +400,7 @@ def variable_keys(tensors: dict[str, Any]) -> list[str]:
 # ---- TF2 object-graph and function helpers
 def signature_call(mg: Any, key: str = "serving_default") -> Any:
     """The top-level call node computing signature ``key``."""
-    from graphxform.graph import parse_input
+    from graphxform.core.names import parse_input
 
     name = parse_input(next(iter(mg.signature_def[key].outputs.values())).name)[0]
     return next(n for n in mg.graph_def.node if n.name == name)

@@ -45,7 +45,7 @@ def graph_def_of(fn):
 
 def run(graph_def, feeds, fetches):
     """Run a ``GraphDef`` (or ``Graph``) in TensorFlow; returns the fetched arrays."""
-    from graphxform.tfrun import run_graph_def
+    from graphxform.tf.session import run_graph_def
 
     if hasattr(graph_def, "to_graph_def"):
         graph_def = graph_def.to_graph_def()
@@ -73,7 +73,7 @@ def run_nchw(graph_def, feeds, fetches):
     code = (
         "import pickle, sys\n"
         "from tensorflow.core.framework import graph_pb2\n"
-        "from graphxform.tfrun import run_graph_def\n"
+        "from graphxform.tf.session import run_graph_def\n"
         "gd, feeds, fetches = pickle.load(sys.stdin.buffer)\n"
         "out = run_graph_def(graph_pb2.GraphDef.FromString(gd), feeds, fetches)\n"
         "pickle.dump([__import__('numpy').asarray(o) for o in out], sys.stdout.buffer)\n"
@@ -98,7 +98,7 @@ def rng():
 
 def signature_outputs(model, fixture: str) -> dict:
     """{signature: {output: array}} of every signature of ``model`` on the fixture's sample inputs."""
-    from graphxform.tfrun import model_session, run_signature
+    from graphxform.tf.session import model_session, run_signature
 
     session = model_session(model)
     try:

@@ -20,8 +20,7 @@ BROKEN_RULES = textwrap.dedent('''
     import numpy as np
     from tensorflow.core.framework import node_def_pb2
 
-    from graphxform.pattern import Any, Const, Op
-    from graphxform.rule import Replacement, Rule, register
+    from graphxform import Any, Const, Op, Replacement, Rule, register
 
 
     @register
@@ -89,7 +88,7 @@ def _culprit_checks(result, rule: str, op: str, frozen_ops: dict[str, str]) -> N
 def test_bisect_names_the_broken_bias_rule_on_a_frozen_graph(rules_file):
     """Library call on the frozen TF1 graph: BiasAdd doubling is found among fold_batch_norms' rewrites."""
     from graphxform import load
-    from graphxform.bisection import bisect
+    from graphxform.jobs.bisect import bisect
 
     pb = fixture_path("tf1_frozen_bn.pb")
     model = load(pb, inputs="input", outputs="output")
@@ -110,7 +109,7 @@ def test_bisect_names_the_broken_bias_rule_on_a_frozen_graph(rules_file):
 @pytest.mark.timeout(120)
 def test_bisect_finds_nothing_in_a_correct_pipeline():
     """The built-in float pipeline changes no output: the bisection says so, names no rule."""
-    from graphxform.bisection import bisect
+    from graphxform.jobs.bisect import bisect
 
     # Folding batch norms reassociates float arithmetic: allow for rounding (≈6e-6 on synthesized inputs).
     result = bisect(fixture_path("tf1_frozen_bn.pb"), PIPELINE, graph_inputs="input", graph_outputs="output", rtol=1e-4,
@@ -156,7 +155,7 @@ def test_verify_bisect_cli_names_relu_rule(rules_file, tmp_path):
 @pytest.mark.timeout(120)
 def test_optimize_bisect_names_the_rule(rules_file, tmp_path):
     """`optimize --bisect` with a broken rule in --transforms: exit 1, OUT kept, the error line names the rule."""
-    from graphxform.rule import load_rules_file
+    from graphxform.engine.registry import load_rules_file
 
     load_rules_file(str(rules_file))  # in-process: the registry now knows the broken rules
     out = tmp_path / "opt"

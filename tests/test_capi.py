@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import fixture_path, load_samples
 
 FIXTURES = ["estimator_dnn", "estimator_linear", "keras_bn", "tf2_lookup"]
@@ -11,8 +10,8 @@ FIXTURES = ["estimator_dnn", "estimator_linear", "keras_bn", "tf2_lookup"]
 
 @pytest.mark.parametrize("name", FIXTURES)
 def test_c_loader_runs_every_signature_like_the_tf1_loader(name):
-    from graphxform.capi import CSavedModelSession
-    from graphxform.verify import SavedModelRunner
+    from graphxform.tf.capi import CSavedModelSession
+    from graphxform.tf.runners import SavedModelRunner
 
     path = fixture_path(name)
     samples = load_samples(name)
@@ -41,7 +40,7 @@ def test_c_loader_refuses_a_node_whose_attr_has_no_value(tmp_path):
 
     from tensorflow.core.protobuf import saved_model_pb2
 
-    from graphxform.capi import CLoaderError, CSavedModelSession
+    from graphxform.tf.capi import CLoaderError, CSavedModelSession
 
     out = tmp_path / "broken"
     shutil.copytree(fixture_path("estimator_dnn"), out)
@@ -57,8 +56,8 @@ def test_graph_def_session_runs_a_frozen_graph_with_scalars_strings_and_init_tar
     """TensorFlow's C++ session over a GraphDef (Session::Create): feeds keep their rank (a scalar stays one)."""
     import tensorflow as tf
 
-    from graphxform.capi import CGraphDefSession, CLoaderError
-    from graphxform.tfrun import run_graph_def
+    from graphxform.tf.capi import CGraphDefSession, CLoaderError
+    from graphxform.tf.session import run_graph_def
 
     g = tf.Graph()
     with g.as_default():

@@ -30,7 +30,7 @@ def test_debug_anywhere_keeps_exit_2_and_adds_the_traceback(broken_pb, where):
 
 def test_debug_after_the_arguments_of_transform_turns_on_linting(monkeypatch, tmp_path):
     """``transform … --debug`` reaches the runner (lint after every rule), as ``--debug transform …`` does."""
-    import graphxform.runner as runner
+    import graphxform.jobs.transform as runner  # (where the transform job looks run_pipeline up)
 
     seen = []
     real = runner.run_pipeline
@@ -50,7 +50,7 @@ def test_debug_after_the_arguments_of_transform_turns_on_linting(monkeypatch, tm
 
 
 def test_debug_with_an_unexpected_exception_keeps_exit_3(monkeypatch, tmp_path):
-    import graphxform.loader as loader
+    import graphxform.jobs.transform as loader  # (where the transform job looks load up)
 
     def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("unexpected")

@@ -72,7 +72,7 @@ def test_transform_prints_a_table_per_rule(tmp_path, capsys):
 
 @pytest.mark.skipif(not KERAS.exists(), reason="fixture keras_bn not built")
 def test_transform_saved_model_to_saved_model_keeps_outputs(tmp_path, capsys):
-    from graphxform.verify import verify
+    from graphxform.jobs.verify import verify
 
     out = tmp_path / "sm"
     code, stdout, _ = cli(capsys, "transform", KERAS, out, "--json",
@@ -104,8 +104,7 @@ def test_explain_without_output(tmp_path, capsys):
 def test_custom_rules_file(tmp_path, capsys):
     rules = tmp_path / "my_rules.py"
     rules.write_text(textwrap.dedent('''
-        from graphxform.pattern import Any, Op
-        from graphxform.rule import Replacement, Rule, register
+        from graphxform import Any, Op, Replacement, Rule, register
 
         @register
         class ReluToRelu6(Rule):
@@ -169,7 +168,7 @@ def test_oscillating_rules_file_fails_with_the_rule_names(tmp_path, capsys):
     rules = tmp_path / "osc.py"
     rules.write_text(textwrap.dedent('''
         from tensorflow.core.framework import node_def_pb2
-        from graphxform.rule import Replacement, Rule, register
+        from graphxform import Replacement, Rule, register
 
         def _as(node, op):
             new = node_def_pb2.NodeDef()

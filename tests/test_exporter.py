@@ -15,11 +15,13 @@ from conftest import FIXTURES, load_samples
 from tensorflow.core.framework import graph_pb2, node_def_pb2, types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
-from graphxform import exporter
-from graphxform.errors import ExportError
-from graphxform.graph import Graph
-from graphxform.model import METHOD_CLASSIFY, METHOD_PREDICT, Asset, Model, Signature, TensorSpec, VariableStore
-from graphxform.tfrun import run_signature
+from graphxform.core.errors import ExportError
+from graphxform.core.graph import Graph
+from graphxform.core.signature import METHOD_CLASSIFY, METHOD_PREDICT, TensorSpec
+from graphxform.model import export as exporter
+from graphxform.model.model import Asset, Model, Signature, VariableStore
+from graphxform.savedmodel import atomic, wire, write
+from graphxform.tf.session import run_signature
 
 VOCAB = ["apple", "banana", "cherry", "date"]
 W = np.arange(6, dtype=np.float32).reshape(3, 2) / 4.0
@@ -186,10 +188,10 @@ def test_streamed_saved_model_is_the_proto_serialized(fixture):
     shaped.CopyFrom(node)
     shaped.attr["_output_shapes"].list.shape.add()  # dropped when written, from the streamed nodes too
     model.graph.update_node(shaped)
-    full, _ = exporter._SavedModelBuilder(model).build()
-    builder = exporter._SavedModelBuilder(model)
+    full, _ = exporter.builder_for(model).build()
+    builder = exporter.builder_for(model)
     sm, _ = builder.build(with_graph=False)
-    streamed = b"".join(exporter.saved_model_chunks(sm, builder.graph))
+    streamed = b"".join(wire.saved_model_chunks(sm, builder.graph))
     assert builder.graph.ByteSize() == full.meta_graphs[0].graph_def.ByteSize()
     assert streamed == full.SerializeToString(deterministic=True)
     assert "_output_shapes" in model.graph.node(node.name).attr, "export must not modify the model"
@@ -212,7 +214,7 @@ def test_init_op_runs_in_every_loader_and_is_no_signature(frozen_export):
     TF1 loader, and no loader lists ``__saved_model_init_op`` beside the model's own signatures."""
     import tensorflow as tf
 
-    from graphxform.capi import CSavedModelSession
+    from graphxform.tf.capi import CSavedModelSession
 
     _, out, _, _ = frozen_export
     want = expected_outputs()["ids"]  # a wrong or missing table init gives other ids
@@ -289,9 +291,9 @@ def test_init_noop_groups_table_initializers_when_no_init_op(tmp_path):
     mg = read_proto(out).meta_graphs[0]
     (init,) = mg.collection_def["saved_model_main_op"].node_list.value
     node = {n.name: n for n in mg.graph_def.node}[init]
-    assert init == exporter.INIT_NOOP_NAME and node.op == "NoOp"
+    assert init == write.INIT_NOOP_NAME and node.op == "NoOp"
     assert sorted(node.input) == sorted("^" + t for t in model.table_initializers)
-    assert len(model.graph) == nodes and exporter.INIT_NOOP_NAME not in model.graph
+    assert len(model.graph) == nodes and write.INIT_NOOP_NAME not in model.graph
     np.testing.assert_array_equal(tf2_run(out, "serving_default", FEEDS)["ids"], expected_outputs()["ids"])
 
 
@@ -342,14 +344,14 @@ def test_failure_mid_export_leaves_no_output_and_no_temp_dir(tmp_path, monkeypat
     if existing:
         out.mkdir()
         (out / "marker").write_text("old")
-    real = exporter._write_bytes
+    real = atomic.write_bytes
 
     def failing(path, data):
         if path.name == "saved_model.pb":
             raise OSError(28, "No space left on device")
         real(path, data)
 
-    monkeypatch.setattr(exporter, "_write_bytes", failing)
+    monkeypatch.setattr(atomic, "write_bytes", failing)
     with pytest.raises(ExportError, match="No space left"):
         exporter.export(model, out, force=True)
     if existing:
@@ -375,7 +377,7 @@ def test_export_graph_def_pb_and_pbtxt(tmp_path, caplog):
     from google.protobuf import text_format
 
     model = make_model(tmp_path / "src")
-    with caplog.at_level("WARNING", logger="graphxform.exporter"):
+    with caplog.at_level("WARNING", logger="graphxform.model.export"):
         pb = exporter.export(model, tmp_path / "frozen.pb")
     assert "keeps no signatures" in caplog.text
     gd = graph_pb2.GraphDef()

@@ -5,7 +5,7 @@ SIGINT leaves nothing beside ``OUT``; kill -9 may leave ``.OUT.tmp-<pid>-*`` (na
 the next run removes — or ``.OUT.old-<pid>-*`` (the previous output, moved aside by ``--force``), which the next
 run puts back when ``OUT`` is missing.
 
-The signal tests use the test hook of :mod:`graphxform.testhooks`: the process pauses at a named point and
+The signal tests use the test hook of :mod:`graphxform.core.testhooks`: the process pauses at a named point and
 says so in a marker file; the signal is sent then, so it provably arrives inside that stage.
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ def model_copy(tmp_path) -> Path:
 @pytest.mark.parametrize("existing", [False, True])
 def test_no_space_left_writes_nothing(model_copy, tmp_path, monkeypatch, where, existing):
     """A write that fails leaves no OUT (or the old OUT untouched), no temp files, and says so in one line."""
-    from graphxform import exporter
+    from graphxform.savedmodel import atomic
 
     before = tree_hash(model_copy)
     out = tmp_path / ("out.pb" if where == "graph_def_file" else "out")
@@ -77,25 +77,25 @@ def test_no_space_left_writes_nothing(model_copy, tmp_path, monkeypatch, where, 
             out.mkdir()
             (out / "marker").write_text("old output")
     if where == "asset":
-        real_copy = exporter._copy_file
+        real_copy = atomic.copy_file
 
         def failing_copy(src, dst):  # type: ignore[no-untyped-def]
             if Path(dst).parent.name == "assets":
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
             return real_copy(src, dst)
-        monkeypatch.setattr(exporter, "_copy_file", failing_copy)
+        monkeypatch.setattr(atomic, "copy_file", failing_copy)
     elif where in ("saved_model.pb", "graph_def_file"):
-        real_write = exporter._write_bytes
+        real_write = atomic.write_bytes
 
         def failing_write(path, data):  # type: ignore[no-untyped-def]
             data = data if isinstance(data, bytes) else b"".join(data)  # (large files come in chunks)
             with open(path, "wb") as f:
                 f.write(data[: len(data) // 3])  # a partial file, then the disk is full
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        monkeypatch.setattr(exporter, "_write_bytes", failing_write)
+        monkeypatch.setattr(atomic, "write_bytes", failing_write)
         del real_write
     elif where == "fsync":
-        monkeypatch.setattr(exporter, "_fsync_file", lambda p: (_ for _ in ()).throw(
+        monkeypatch.setattr(atomic, "fsync_file", lambda p: (_ for _ in ()).throw(
             OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
     elif where == "rename":
         real_rename = os.rename
@@ -104,7 +104,7 @@ def test_no_space_left_writes_nothing(model_copy, tmp_path, monkeypatch, where, 
             if Path(dst) == out and ".tmp-" in Path(src).name:  # the new OUT renamed in (not the old put back)
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
             return real_rename(src, dst)
-        monkeypatch.setattr(exporter.os, "rename", failing_rename)
+        monkeypatch.setattr(atomic.os, "rename", failing_rename)
     extra = ["--no-verify"] + (["--force"] if existing else [])
     res = run_cli(["optimize", str(model_copy), str(out), "--quantize", "none", *extra])
     assert res.code == 2, res.stderr
@@ -126,9 +126,9 @@ def test_no_space_left_writes_nothing(model_copy, tmp_path, monkeypatch, where, 
 
 def test_graph_over_2gib_is_refused_before_writing(model_copy, tmp_path, monkeypatch):
     """The exporter checks ByteSize() before serializing: a > 2 GiB graph is refused, nothing is written."""
-    from graphxform import exporter
+    from graphxform.savedmodel import wire
 
-    monkeypatch.setattr(exporter, "_proto_size", lambda message: 2 * 1024**3 + 4096)
+    monkeypatch.setattr(wire, "proto_size", lambda message: 2 * 1024**3 + 4096)
     for out in (tmp_path / "big_out", tmp_path / "big_out.pb"):
         res = run_cli(["optimize", str(model_copy), str(out), "--quantize", "none", "--no-verify"])
         assert res.code == 2, res.stderr
@@ -138,7 +138,7 @@ def test_graph_over_2gib_is_refused_before_writing(model_copy, tmp_path, monkeyp
 
 
 # --------------------------------------------------------------------------- signals
-# Each run pauses at a named point (graphxform.testhooks: GRAPHXFORM_TEST_PAUSE_AT), writes a marker file saying
+# Each run pauses at a named point (graphxform.core.testhooks: GRAPHXFORM_TEST_PAUSE_AT), writes a marker file saying
 # where it is, and the test sends the signal only then: the signal provably arrives inside the stage the case
 # names. A run that was not stopped there exits 0 or 1 — a failure of the case, never a pass.
 #: (label, fixture, signal, pause point, OUT existed before and --force is given)
@@ -247,7 +247,7 @@ def test_signals_inside_each_stage_lose_nothing(tmp_path):
 
 def test_pause_hook_is_inert_without_the_variable(monkeypatch, tmp_path):
     """The hook does nothing unless GRAPHXFORM_TEST_PAUSE_AT names the point; when it does, it writes the marker."""
-    from graphxform.testhooks import pause_point
+    from graphxform.core.testhooks import pause_point
 
     marker = tmp_path / "m"
     monkeypatch.delenv("GRAPHXFORM_TEST_PAUSE_AT", raising=False)

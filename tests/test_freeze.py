@@ -23,11 +23,12 @@ from test_loader import (
     tf2_reference,
 )
 
-from graphxform.errors import GraphError
-from graphxform.freeze import LEFTOVER_OPS, SAVER_OPS, freeze_model
-from graphxform.loader import load
-from graphxform.model import Model
-from graphxform.tfrun import run_signature
+from graphxform.core.errors import GraphError
+from graphxform.core.opdefs import CHECKPOINT_OPS as SAVER_OPS
+from graphxform.model.freeze import LEFTOVER_OPS, freeze_model
+from graphxform.model.loader import load
+from graphxform.model.model import Model
+from graphxform.tf.session import run_signature
 
 SAVED_MODEL_FIXTURES = ["estimator_dnn", "estimator_linear", "keras_bn", "tf2_lookup"]
 TF2_FIXTURES = {"keras_bn", "tf2_lookup"}
@@ -157,7 +158,7 @@ def test_estimator_linear_summary_ifs_specialised():
             assert fdef.signature.input_arg[0].type == tf.float32.as_datatype_enum
             assert not [x for x in fdef.node_def if x.op == "ReadVariableOp"]
     # The summary still computes: fetch it on the frozen graph.
-    from graphxform.tfrun import model_session
+    from graphxform.tf.session import model_session
 
     with model_session(model) as s:
         (frac,) = s.run({}, [f"{ifs[0].name}:0"])
@@ -295,7 +296,7 @@ def test_variable_missing_from_checkpoint_is_an_error(tmp_path):
 
 
 def test_corrupt_variables_file_is_a_load_error(tmp_path):
-    from graphxform.errors import ModelLoadError
+    from graphxform.core.errors import ModelLoadError
 
     dst = tmp_path / "dnn"
     shutil.copytree(fixture_path("estimator_dnn"), dst)

@@ -72,7 +72,7 @@ def test_mutations_change_the_bytes():
 def test_gtt_round_trip_on_known_strings(text, expected):
     from fuzz.targets import run_gtt_parse
 
-    from graphxform.gtt import parse_transforms
+    from graphxform.engine.gtt_syntax import parse_transforms
 
     assert parse_transforms(text) == expected
     assert run_gtt_parse(text) in ("built", "parsed, rules refused")

@@ -10,9 +10,9 @@ from conftest import FIXTURES, assert_close, graph_def_of, run
 from tensorflow.core.framework import graph_pb2
 
 import graphxform
-from graphxform.errors import GraphError, RuleError
-from graphxform.gtt import TransformGraph, format_transform, parse_transforms
-from graphxform.pipeline import (
+from graphxform.core.errors import GraphError, RuleError
+from graphxform.engine.gtt_syntax import format_transform, parse_transforms
+from graphxform.engine.pipeline import (
     DEFAULT_PIPELINE,
     FLOAT_PIPELINE,
     build_pipeline,
@@ -20,6 +20,7 @@ from graphxform.pipeline import (
     describe_pipeline,
     supported_names,
 )
+from graphxform.jobs.gtt import TransformGraph
 
 RECIPE = ("remove_nodes(op=Identity) merge_duplicate_nodes strip_unused_nodes fold_constants(ignore_errors=true) "
           "fold_batch_norms fold_old_batch_norms quantize_weights")
@@ -91,7 +92,7 @@ def test_default_pipeline():
 
 
 def test_list_items_may_be_strings_pairs_classes_or_rules():
-    from transforms.strip_unused import StripUnused
+    from graphxform.transforms.strip_unused import StripUnused
 
     rules = build_pipeline(["remove_nodes(op=Identity, op=CheckNumerics) fold_constants",
                             ("strip_unused", {"name": "keep_me"}), StripUnused, StripUnused(type="int32")])
@@ -128,7 +129,7 @@ def test_unknown_names_and_bad_params_fail_before_anything_runs():
 
 
 def test_noop_transforms_are_accepted_with_a_log_line(caplog):
-    with caplog.at_level(logging.INFO, logger="graphxform.pipeline"):
+    with caplog.at_level(logging.INFO, logger="graphxform.engine.pipeline"):
         rules = build_pipeline("sort_by_execution_order add_default_attributes fold_constants")
     assert [r.name for r in rules] == ["fold_constants"]
     assert "sort_by_execution_order: accepted as a no-op" in caplog.text

@@ -283,8 +283,9 @@ def test_console_script_behaves_like_the_in_process_runs(corpus_root, tmp_path):
 
 # --------------------------------------------------------------------------- no code execution, no host access
 def _model_of(gd, outputs: dict[str, str], tmp_path: Path):  # type: ignore[no-untyped-def]
-    from graphxform.graph import Graph
-    from graphxform.model import Model, Signature, TensorSpec
+    from graphxform.core.graph import Graph
+    from graphxform.core.signature import TensorSpec
+    from graphxform.model.model import Model, Signature
 
     graph = Graph(gd)
     sig = Signature("serving_default", "tensorflow/serving/predict")
@@ -313,8 +314,8 @@ def _file_ops_graph(secret: Path, target: Path):  # type: ignore[no-untyped-def]
 def test_fold_constants_never_reads_or_writes_files(tmp_path):
     """ReadFile / WriteFile / MatchingFiles fed by Consts are not evaluated by fold_constants: no file is created,
     no file content ends up in the model."""
-    from graphxform.pipeline import build_pipeline
-    from graphxform.runner import run_pipeline
+    from graphxform.engine.pipeline import build_pipeline
+    from graphxform.engine.runner import run_pipeline
 
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET-CONTENT")
@@ -329,7 +330,7 @@ def test_fold_constants_never_reads_or_writes_files(tmp_path):
     blob = model.graph.to_graph_def().SerializeToString()
     assert b"TOP-SECRET" not in blob
     assert report.counts.get("fold_constants", 0) == 0
-    from graphxform.constfold import ConstantAnalysis
+    from graphxform.tf.constfold import ConstantAnalysis
 
     analysis = ConstantAnalysis(model.graph)
     assert "touches files" in analysis.reason("read") and "touches files" in analysis.reason("glob")
@@ -364,9 +365,9 @@ def test_py_func_is_never_executed_by_folding(tmp_path):
     fold_constants (PyFuncStateless is not even marked stateful in TF's registry)."""
     import tensorflow as tf
 
-    from graphxform.graph import Graph
-    from graphxform.pipeline import build_pipeline
-    from graphxform.runner import run_pipeline
+    from graphxform.core.graph import Graph
+    from graphxform.engine.pipeline import build_pipeline
+    from graphxform.engine.runner import run_pipeline
 
     calls = []
 
@@ -422,8 +423,8 @@ def test_no_pickle_anywhere_in_the_library():
 
 def test_npz_inputs_with_pickled_objects_are_refused(tmp_path):
     """A verification inputs file holding a pickled object array is refused, not unpickled."""
-    from graphxform.errors import GraphxformError
-    from graphxform.verify import load_npz
+    from graphxform.core.errors import GraphxformError
+    from graphxform.jobs.inputs import load_npz
 
     class Boom:
         def __reduce__(self):
@@ -441,8 +442,8 @@ def test_asset_symlink_out_of_the_model_is_refused(tmp_path):
     """An asset that is a symlink to a file outside the model is not read (nor copied into the output)."""
     import shutil
 
-    from graphxform.errors import ModelLoadError
-    from graphxform.loader import load
+    from graphxform.core.errors import ModelLoadError
+    from graphxform.model.loader import load
 
     if not (FIXTURES / "estimator_dnn").is_dir():
         pytest.skip("fixtures not generated")
@@ -482,8 +483,8 @@ def test_oversize_file_is_refused_without_reading_it(tmp_path, monkeypatch):
     """The loader refuses a > 2 GiB file by its size: not one byte is read (sparse file, no disk used)."""
     from broken_inputs import sparse_file
 
-    from graphxform.errors import ModelLoadError
-    from graphxform.loader import load
+    from graphxform.core.errors import ModelLoadError
+    from graphxform.model.loader import load
 
     big = sparse_file(tmp_path / "big.pb")
     opened = []

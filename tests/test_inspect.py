@@ -1,4 +1,4 @@
-"""``graphxform inspect``: library summaries (graphxform.inspect) and the CLI, checked against saved_model_cli,
+"""``graphxform inspect``: library summaries (graphxform.inspect.summary) and the CLI, checked against saved_model_cli,
 the checkpoints, numpy and hand-built graphs."""
 from __future__ import annotations
 
@@ -14,17 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import FIXTURES, fixture_path
 from tensorflow.core.framework import attr_value_pb2, function_pb2, graph_pb2, node_def_pb2, types_pb2
 
-from conftest import FIXTURES, fixture_path
 from graphxform.cli import cli, main
-from graphxform.errors import ModelLoadError
-from graphxform.graph import Graph
-from graphxform.inspect import (
-    NodeNotFoundError, array_stats, attr_value, node_info, parameters_summary, scan_warnings, summarize,
-    tables_summary,
-)
-from graphxform.model import Model, Signature, TensorSpec
+from graphxform.core.errors import ModelLoadError
+from graphxform.core.graph import Graph
+from graphxform.core.signature import TensorSpec
+from graphxform.inspect.node import NodeNotFoundError, array_stats, attr_value, node_info
+from graphxform.inspect.scan import scan_warnings
+from graphxform.inspect.summary import parameters_summary, summarize, tables_summary
+from graphxform.model.model import Model, Signature
 
 SAVED_MODELS = ["estimator_dnn", "estimator_linear", "keras_bn", "tf2_lookup"]
 SAVED_MODEL_CLI = Path(sys.executable).parent / "saved_model_cli"

@@ -111,8 +111,8 @@ def bench():
 
 @pytest.mark.parametrize("name", ["MobileNetV2", "ResNet50", "EfficientNetB0"])
 def test_keras_application(bench, name):
-    from graphxform.gtt import TransformGraph
-    from graphxform.pipeline import DEFAULT_PIPELINE
+    from graphxform.engine.pipeline import DEFAULT_PIPELINE
+    from graphxform.jobs.gtt import TransformGraph
 
     models, run_bench = bench
     m = models.keras_application(name, SIZE, CLASSES, logits=True)

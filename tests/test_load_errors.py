@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import fixture_path
 
-from graphxform.errors import GraphxformError, ModelLoadError, SignatureError
-from graphxform.loader import load
+from graphxform.core.errors import GraphxformError, ModelLoadError, SignatureError
+from graphxform.model.loader import load
 
 
 def load_error(path: Path, **kwargs) -> str:

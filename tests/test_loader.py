@@ -21,10 +21,11 @@ from google.protobuf import text_format
 from tensorflow.core.framework import graph_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
-from graphxform.errors import SignatureError
-from graphxform.loader import INIT_OP_SIGNATURE_KEY, TABLE_INIT_OPS, load
-from graphxform.tf2_flatten import CALL_OPS
-from graphxform.tfrun import run_graph_def, run_signature
+from graphxform.core.errors import SignatureError
+from graphxform.core.opdefs import CALL_OPS, TABLE_INIT_OPS
+from graphxform.model.loader import load
+from graphxform.savedmodel.read import INIT_OP_SIGNATURE_KEY
+from graphxform.tf.session import run_graph_def, run_signature
 
 SAVED_MODEL_FIXTURES = ["estimator_dnn", "estimator_linear", "keras_bn", "tf2_lookup"]
 TF2_FIXTURES = {"keras_bn", "tf2_lookup"}
@@ -366,7 +367,7 @@ def test_tf1_unfrozen_graph_runs_like_tf(tf1_model):
     sd.ParseFromString(model.variables.saver_def)
     ref = tf1_reference(tf1_model["path"], tf1_model["samples"])["serving_default"]
     sig = model.signature("serving_default")
-    from graphxform.tfrun import GraphSession, asset_feeds
+    from graphxform.tf.session import GraphSession, asset_feeds
 
     with GraphSession(model.graph.to_graph_def()) as s:
         s.session.run(s.tf_graph.get_operation_by_name(sd.restore_op_name),

@@ -9,7 +9,7 @@ from conftest import fixture_path, load_samples
 from tensorflow.core.protobuf import saved_model_pb2
 
 import graphxform
-from graphxform.errors import ModelLoadError
+from graphxform.core.errors import ModelLoadError
 
 
 def _reader(path):
@@ -65,7 +65,7 @@ def test_freeze_reads_each_variable_at_its_object_path():
 def test_frozen_outputs_match_tf_saved_model_load():
     from conftest import signature_outputs
 
-    from graphxform.verify import TF2SavedModelRunner
+    from graphxform.tf.runners import TF2SavedModelRunner
 
     path = fixture_path("module_keras")
     samples = load_samples("module_keras")
@@ -110,7 +110,7 @@ IDS = [3, 8, 21, 0, 4, 5, 13, 99]
 
 
 def test_checkpointed_tables_become_constant_filled_tables():
-    from graphxform.tfrun import run_signature
+    from graphxform.tf.session import run_signature
 
     m = graphxform.load(fixture_path("module_tables")).freeze()
     g = m.graph
@@ -147,7 +147,7 @@ def test_tf1_mutable_table_restored_by_the_saver(tmp_path):
     """Without an object graph (TF1 SavedModel), a table the saver fills is read back after running its restore."""
     import tensorflow as tf
 
-    from graphxform.optimize import optimize
+    from graphxform.jobs.optimize import optimize
 
     v1 = tf.compat.v1
     export = tmp_path / "tf1_table"
@@ -170,7 +170,7 @@ def test_tf1_mutable_table_restored_by_the_saver(tmp_path):
     report = optimize(export, tmp_path / "out", quantize="none",
                       inputs={"keys": np.array([b"a", b"c", b"zz", b""], dtype=object)})
     assert report.ok, report.verification.failure_message()
-    from graphxform.verify import SavedModelRunner
+    from graphxform.tf.runners import SavedModelRunner
 
     r = SavedModelRunner(tmp_path / "out")
     assert r.run("serving_default", {"keys": np.array([b"b", b"q"], dtype=object)})["out"].tolist() == [20, -70]
@@ -179,7 +179,7 @@ def test_tf1_mutable_table_restored_by_the_saver(tmp_path):
 
 # --------------------------------------------------------------------------- inspect, verify, op libraries
 def test_inspect_shows_object_paths():
-    from graphxform.inspect import summarize
+    from graphxform.inspect.summary import summarize
 
     s = summarize(graphxform.load(fixture_path("module_keras")))
     rec = {o["node"]: o for o in s["objects"]}
@@ -209,7 +209,8 @@ def test_inspect_cli_prints_object_paths():
 
 
 def test_verify_runs_object_graph_inputs_through_tf_saved_model_load():
-    from graphxform.verify import SavedModelRunner, TF2SavedModelRunner, open_runner
+    from graphxform.jobs.verify import open_runner
+    from graphxform.tf.runners import SavedModelRunner, TF2SavedModelRunner
 
     r = open_runner(fixture_path("keras3_saved_model"))
     assert isinstance(r, TF2SavedModelRunner)
@@ -220,7 +221,7 @@ def test_verify_runs_object_graph_inputs_through_tf_saved_model_load():
 
 
 def test_op_library_lookup():
-    from graphxform.oplibs import ensure_ops, library_for
+    from graphxform.core.oplibs import ensure_ops, library_for
 
     assert library_for("TFText>FastWordpieceTokenizeWithOffsets").package == "tensorflow-text"
     assert library_for("WhitespaceTokenizeWithOffsets").module == "tensorflow_text"

@@ -13,9 +13,10 @@ from conftest import FIXTURES, ROOT, SAMPLES, load_samples
 from tensorflow.core.protobuf import saved_model_pb2
 from test_exporter import tf1_run, tf1_run_all, tf2_run_all, tree_hash
 
-from graphxform import exporter
-from graphxform.errors import ExportError
-from graphxform.optimize import optimize
+from graphxform.core.errors import ExportError
+from graphxform.jobs.optimize import optimize
+from graphxform.model import export as exporter
+from graphxform.savedmodel import atomic
 
 MODELS = ["estimator_dnn", "estimator_linear", "keras_bn", "tf2_lookup"]
 MODES = ["none", "int8"]
@@ -171,7 +172,7 @@ def test_failure_mid_export_leaves_no_output(tmp_path, monkeypatch):
     def boom(path, data):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(exporter, "_write_bytes", boom)
+    monkeypatch.setattr(atomic, "write_bytes", boom)
     with pytest.raises(ExportError, match="Input/output error"):
         optimize(FIXTURES / "tf2_lookup", tmp_path / "out", verify=False)
     assert list(tmp_path.iterdir()) == []

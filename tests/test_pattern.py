@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 from conftest import graph_def_of
 
-from graphxform.graph import Graph
-from graphxform.pattern import Any, Const, OneOf, Op, anchors_of, depth_of
-from graphxform.rule import Match, Replacement, Rule
+from graphxform.core.graph import Graph
+from graphxform.engine.pattern import Any, Const, OneOf, Op, anchors_of, depth_of
+from graphxform.engine.rule import Match, Replacement, Rule
 
 
 def _g(build) -> Graph:  # type: ignore[no-untyped-def]

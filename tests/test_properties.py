@@ -123,8 +123,9 @@ def build_graph_def(program: list[tuple[str, str, int, int]], seed: int):  # typ
 def _graph(gd):  # type: ignore[no-untyped-def]
     from tensorflow.core.framework import types_pb2
 
-    from graphxform.graph import Graph
-    from graphxform.model import Signature, TensorSpec
+    from graphxform.core.graph import Graph
+    from graphxform.core.signature import TensorSpec
+    from graphxform.model.model import Signature
 
     f32 = types_pb2.DT_FLOAT
     sig = Signature("serving_default", "tensorflow/serving/predict", {"x": TensorSpec("x:0", f32, list(IMG_SHAPE))},
@@ -150,8 +151,8 @@ FEED = np.random.default_rng(7).uniform(-1, 1, IMG_SHAPE).astype(np.float32)
 @settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(programs)
 def test_rules_and_default_pipeline_preserve_outputs(program):
-    from graphxform.pipeline import build_pipeline
-    from graphxform.runner import run_pipeline
+    from graphxform.engine.pipeline import build_pipeline
+    from graphxform.engine.runner import run_pipeline
 
     steps, seed = program
     gd, fetches = build_graph_def(steps, seed)

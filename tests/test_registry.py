@@ -10,11 +10,12 @@ import pytest
 import tensorflow as tf
 from conftest import assert_close, graph_def_of, run
 
-from graphxform import rule as rule_mod
-from graphxform.errors import RuleError
-from graphxform.graph import Graph
-from graphxform.rule import Param, Rule, get_rule, load_rules_file, register, registry
-from graphxform.runner import run_pipeline
+from graphxform.core.errors import RuleError
+from graphxform.core.graph import Graph
+from graphxform.engine import registry as rule_mod
+from graphxform.engine.registry import get_rule, load_rules_file, register, registry
+from graphxform.engine.rule import Param, Rule
+from graphxform.engine.runner import run_pipeline
 
 BUILTINS = ["fold_batch_norms", "fold_constants", "merge_duplicates", "quantize_weights", "remove_identity",
             "strip_unused"]
@@ -133,6 +134,7 @@ def test_register_refuses_taken_names_and_missing_names():
 
 
 # ----------------------------------------------------------------------------- rules files
+# Written against the first README (graphxform.pattern / graphxform.rule): such files keep working.
 RULES_FILE = '''
 from graphxform.pattern import Any, Op
 from graphxform.rule import Replacement, Rule, register
@@ -179,12 +181,12 @@ def test_rules_file_errors_are_clear(tmp_path, caplog):
     with pytest.raises(RuleError, match=r"bad\.py failed to import: ModuleNotFoundError: No module named 'no_such_module_xyz'"):
         load_rules_file(str(bad))
     clash = tmp_path / "clash.py"
-    clash.write_text("from graphxform.rule import Rule, register\n\n@register\nclass R(Rule):\n    name = 'fold_constants'\n")
+    clash.write_text("from graphxform import Rule, register\n\n@register\nclass R(Rule):\n    name = 'fold_constants'\n")
     with pytest.raises(RuleError, match=r"clash\.py: rule name 'fold_constants'"):
         load_rules_file(str(clash))
     empty = tmp_path / "empty.py"
     empty.write_text("X = 1\n")
-    with caplog.at_level(logging.WARNING, logger="graphxform.rule"):
+    with caplog.at_level(logging.WARNING, logger="graphxform.engine.registry"):
         assert load_rules_file(str(empty)) == []
     assert "registered no rule" in caplog.text
 
@@ -194,7 +196,7 @@ def test_entry_points_load_modules_and_rule_classes(tmp_path, monkeypatch, caplo
     (tmp_path / "gx_plugin_mod.py").write_text(RULES_FILE.replace("drop_double_neg", "plugin_double_neg")
                                                .replace("double_negation", "plugin_negation"))
     (tmp_path / "gx_plugin_cls.py").write_text(textwrap.dedent('''
-        from graphxform.rule import Rule
+        from graphxform import Rule
 
         class Unregistered(Rule):
             """Replaces nothing (registered by its entry point)."""
@@ -213,7 +215,7 @@ def test_entry_points_load_modules_and_rule_classes(tmp_path, monkeypatch, caplo
 
     monkeypatch.setattr(importlib.metadata, "entry_points", fake_entry_points)
     monkeypatch.setattr(rule_mod, "_loaded", False)
-    with caplog.at_level(logging.WARNING, logger="graphxform.rule"):
+    with caplog.at_level(logging.WARNING, logger="graphxform.engine.registry"):
         reg = registry()
     assert "plugin_double_neg" in reg and "plugin_by_class" in reg
     assert get_rule("plugin_negation").name == "plugin_double_neg"

@@ -8,13 +8,13 @@ import subprocess
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import FIXTURES, graph_def_of
 from tensorflow.core.framework import graph_pb2
 
-from conftest import FIXTURES, graph_def_of
 from graphxform.cli import cli, main
-from graphxform.graph import Graph
-from graphxform.inspect import NodeNotFoundError
-from graphxform.render import RenderError, neighbourhood, render, select_nodes, to_dot, write_picture
+from graphxform.core.graph import Graph
+from graphxform.inspect.node import NodeNotFoundError
+from graphxform.inspect.render import RenderError, neighbourhood, render, select_nodes, to_dot, write_picture
 
 HAVE_DOT = shutil.which("dot") is not None
 needs_dot = pytest.mark.skipif(not HAVE_DOT, reason="Graphviz `dot` not installed")
@@ -195,7 +195,7 @@ def test_render_estimator_neighbourhood(tmp_path):
     path = FIXTURES / "estimator_dnn"
     if not path.exists():
         pytest.skip("fixture not made yet")
-    from graphxform.loader import load
+    from graphxform.model.loader import load
 
     model = load(path)
     with pytest.raises(RenderError, match="--around"):

@@ -5,14 +5,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import FIXTURES, SAMPLES, assert_close, graph_def_of, run, run_nchw
+from graphxform.transforms.fold_batch_norms import FoldBatchNorms
+from graphxform.transforms.fold_constants import FoldConstants
 from tensorflow.core.framework import graph_pb2, types_pb2
 
-from graphxform.graph import Graph
-from graphxform.model import Model, Signature, TensorSpec
-from graphxform.rule import Match, get_rule
-from graphxform.runner import run_pipeline
-from transforms.fold_batch_norms import FoldBatchNorms
-from transforms.fold_constants import FoldConstants
+from graphxform.core.graph import Graph
+from graphxform.core.signature import TensorSpec
+from graphxform.engine.registry import get_rule
+from graphxform.engine.rule import Match
+from graphxform.engine.runner import run_pipeline
+from graphxform.model.model import Model, Signature
 
 RNG = np.random.default_rng(42)
 EPS = 1e-3

@@ -6,15 +6,18 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 from conftest import assert_close, control_flow_v1, graph_def_of, run
+from graphxform.transforms.hoist_unary_through_concat import HoistUnaryThroughConcat
 from tensorflow.core.framework import types_pb2
 
-from graphxform.graph import Graph
-from graphxform.gtt import TransformGraph
-from graphxform.model import Model, Signature, TensorSpec
-from graphxform.rule import Match, get_rule
-from graphxform.runner import explain, run_pipeline, run_rule_once
-from graphxform.tfrun import run_signature
-from transforms.hoist_unary_through_concat import HoistUnaryThroughConcat
+from graphxform.core.graph import Graph
+from graphxform.core.signature import TensorSpec
+from graphxform.engine.explain import explain
+from graphxform.engine.registry import get_rule
+from graphxform.engine.rule import Match
+from graphxform.engine.runner import run_pipeline, run_rule_once
+from graphxform.jobs.gtt import TransformGraph
+from graphxform.model.model import Model, Signature
+from graphxform.tf.session import run_signature
 
 X = (np.arange(24, dtype=np.float32).reshape(2, 3, 4) - 11.5) / 4.0
 

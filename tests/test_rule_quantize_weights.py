@@ -6,17 +6,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import graph_def_of, run
-from tensorflow.core.framework import types_pb2
-
-from graphxform.errors import RuleError
-from graphxform.graph import Graph, parse_input
-from graphxform.rule import Match, get_rule
-from graphxform.runner import run_pipeline
-from transforms.quantize_weights import (
+from graphxform.transforms.quantize_weights import (
     FOLD_CHUNK_ELEMENTS,
     QuantizeWeights,
     symmetric_int8,
 )
+from tensorflow.core.framework import types_pb2
+
+from graphxform.core.errors import RuleError
+from graphxform.core.graph import Graph
+from graphxform.core.names import parse_input
+from graphxform.engine.explain import explain
+from graphxform.engine.registry import get_rule
+from graphxform.engine.runner import run_pipeline
 
 
 # ----------------------------------------------------------------- helpers
@@ -28,10 +30,7 @@ def _quantize(gd, protected=("out",), **params) -> tuple[Graph, dict[str, int]]:
 
 
 def _explain(graph: Graph, name: str, **params) -> str | None:
-    rule = QuantizeWeights(**params)
-    m = rule.match(graph, graph.node(name))
-    assert isinstance(m, Match), m
-    return rule.check(m)
+    return dict(explain(graph, QuantizeWeights(**params)))[name]
 
 
 def _big_float_consts(g: Graph, minimum: int = 1024) -> list[str]:

@@ -7,15 +7,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import FIXTURES, assert_close, assert_same_outputs, control_flow_v1, graph_def_of, run, signature_outputs
+from graphxform.transforms.remove_identity import RemoveIdentity
 from tensorflow.core.framework import types_pb2
 
-from graphxform.errors import RuleError
-from graphxform.graph import Graph
-from graphxform.model import Model, Signature, TensorSpec
-from graphxform.rule import Match, get_rule
-from graphxform.runner import explain, run_pipeline, run_rule_once
-from graphxform.tfrun import run_signature
-from transforms.remove_identity import RemoveIdentity
+from graphxform.core.errors import RuleError
+from graphxform.core.graph import Graph
+from graphxform.core.signature import TensorSpec
+from graphxform.engine.explain import explain
+from graphxform.engine.registry import get_rule
+from graphxform.engine.rule import Match
+from graphxform.engine.runner import run_pipeline, run_rule_once
+from graphxform.model.model import Model, Signature
+from graphxform.tf.session import run_signature
 
 X = np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5
 

@@ -7,16 +7,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import FIXTURES, assert_close, assert_same_outputs, control_flow_v1, graph_def_of, load_samples, run, signature_outputs
+from conftest import (
+    FIXTURES,
+    assert_close,
+    assert_same_outputs,
+    control_flow_v1,
+    graph_def_of,
+    load_samples,
+    run,
+    signature_outputs,
+)
+from graphxform.transforms.strip_unused import StripUnused
 from tensorflow.core.framework import types_pb2
 
-from graphxform.errors import RuleError
-from graphxform.graph import Graph
-from graphxform.model import Model, Signature, TensorSpec
-from graphxform.rule import Match, get_rule
-from graphxform.runner import explain, run_pipeline, run_rule_once
-from graphxform.tfrun import run_signature
-from transforms.strip_unused import StripUnused
+from graphxform.core.errors import RuleError
+from graphxform.core.graph import Graph
+from graphxform.core.signature import TensorSpec
+from graphxform.engine.context import Context
+from graphxform.engine.explain import explain
+from graphxform.engine.registry import get_rule
+from graphxform.engine.runner import run_pipeline, run_rule_once
+from graphxform.model.model import Model, Signature
+from graphxform.tf.session import run_signature
 
 X = np.linspace(-2, 2, 6, dtype=np.float32).reshape(2, 3)
 
@@ -32,10 +44,7 @@ def _model(gd, *sigs: Signature, init_op: str | None = None) -> Model:
 
 
 def _explain(graph: Graph, name: str, **params) -> str | None:
-    rule = StripUnused(**params)
-    m = rule.match(graph, graph.node(name))
-    assert isinstance(m, Match)
-    return rule.check(m)
+    return StripUnused(**params).explain(graph, Context())[name]
 
 
 def test_registered_under_gtt_alias():
@@ -214,8 +223,9 @@ def test_on_the_estimator_dnn_fixture():
 
 
 def test_saver_of_an_unfrozen_model_is_kept_and_the_model_still_freezes():
-    import graphxform
     from tensorflow.core.protobuf import saver_pb2
+
+    import graphxform
 
     model = graphxform.load(FIXTURES / "estimator_dnn")
     saver = saver_pb2.SaverDef.FromString(model.variables.saver_def)

@@ -1,4 +1,4 @@
-"""The fixpoint runner: worklist, rounds, global rules, stages, step limit, oscillation, trace, debug lint."""
+"""The fixpoint runner: worklist, rounds, passes, stages, step limit, oscillation, trace, debug lint."""
 from __future__ import annotations
 
 import json
@@ -9,18 +9,17 @@ import tensorflow as tf
 from conftest import assert_close, graph_def_of, run
 from tensorflow.core.framework import attr_value_pb2, graph_pb2, node_def_pb2, types_pb2
 
-from graphxform.errors import FixpointError, RuleError
-from graphxform.graph import Graph
-from graphxform.model import Signature, TensorSpec
-from graphxform.pattern import Any, Op
-from graphxform.rule import Match, Replacement, Rule
-from graphxform.runner import (
-    RunReport,
-    apply_replacement,
-    explain,
-    run_pipeline,
-    run_rule_once,
-)
+from graphxform.core.errors import FixpointError, RuleError
+from graphxform.core.graph import Graph
+from graphxform.core.signature import Signature, TensorSpec
+from graphxform.engine.apply import apply_replacement
+from graphxform.engine.context import Context
+from graphxform.engine.explain import explain
+from graphxform.engine.passes import Pass
+from graphxform.engine.pattern import Any, Op
+from graphxform.engine.report import RunReport
+from graphxform.engine.rule import Match, Replacement, Rule
+from graphxform.engine.runner import run_pipeline, run_rule_once
 
 F32 = attr_value_pb2.AttrValue(type=types_pb2.DT_FLOAT)
 X = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)
@@ -153,17 +152,16 @@ class MakeCycle(Rule):
         return Replacement(update=[_replace_inputs(m.anchor, [users[0]])])
 
 
-class CountingGlobal(Rule):
-    """Replaces one ``Identity(x)`` per call by ``x`` (a global rule)."""
+class CountingGlobal(Pass):
+    """Replaces one ``Identity(x)`` per call by ``x`` (a pass)."""
 
     name = "t_counting_global"
-    global_rule = True
 
     def __init__(self, **kw: object) -> None:
         super().__init__(**kw)
         self.calls = 0
 
-    def run_global(self, graph: Graph) -> list[Replacement]:
+    def run(self, graph: Graph, ctx: Context) -> list[Replacement]:
         self.calls += 1
         for node in graph:
             if node.op == "Identity" and graph.consumers(node.name):
@@ -253,7 +251,7 @@ def test_worklist_revisits_only_nodes_near_a_change():
     assert g.lint() == []
 
 
-def test_global_rule_runs_once_per_round_and_only_after_changes():
+def test_pass_runs_once_per_round_and_only_after_changes():
     def build():
         x = tf.compat.v1.placeholder(tf.float32, [3, 4], name="x")
         tf.nn.relu(tf.identity(tf.identity(tf.identity(x))), name="out")

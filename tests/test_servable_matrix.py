@@ -3,7 +3,7 @@
 The judge is TensorFlow itself: ``optimize`` writes OUT, then each loader
 (TF Serving's C++ ``LoadSavedModel``, ``tf.saved_model.load``, the TF1
 loader — for a ``.pb``, the C++ ``Session::Create``, ``wrap_function`` and
-``import_graph_def``, see :mod:`graphxform.consumers`) loads OUT and runs
+``import_graph_def``, see :mod:`graphxform.tf.loaders`) loads OUT and runs
 every signature on the fixture's sample inputs, and each output is compared
 with the *input* model's, run by the TF1 loader (independent of graphxform's
 own loader and freezer). Each output is made once per test process and shared
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import FIXTURES, SAMPLES, fixture_path
 
-from graphxform.optimize import optimize
+from graphxform.jobs.optimize import optimize
 
 #: fixture -> (sample file stem, its signature keys, optimize() keyword arguments)
 MODELS = {

@@ -140,9 +140,9 @@ def test_input_fails_in_tf_serving_output_serves(fixture, tmp_path):
     saver never fills); graphxform's output loads and runs there with the inputs' outputs."""
     from tf2_idioms import compare, run_cpp, run_runner
 
-    from graphxform.capi import CLoaderError
-    from graphxform.optimize import optimize
-    from graphxform.verify import TF2SavedModelRunner
+    from graphxform.jobs.optimize import optimize
+    from graphxform.tf.capi import CLoaderError
+    from graphxform.tf.runners import TF2SavedModelRunner
 
     path = fixture_path(fixture)
     samples = load_samples(fixture)

@@ -1,6 +1,6 @@
 """Node validation before export: the rules TensorFlow's C++ loader applies, checked against that loader itself.
 
-Also the root cause of the empty AttrValues: attr reads go through :mod:`graphxform.opdefs` getters, and no
+Also the root cause of the empty AttrValues: attr reads go through :mod:`graphxform.core.opdefs` getters, and no
 rule changes a node it only looks at.
 """
 from __future__ import annotations
@@ -11,17 +11,20 @@ import tensorflow as tf
 from conftest import FIXTURES, graph_def_of, run
 from tensorflow.core.framework import attr_value_pb2, function_pb2, graph_pb2, node_def_pb2, types_pb2
 
-from graphxform import exporter, load
-from graphxform.capi import CGraphDefSession, CLoaderError
-from graphxform.errors import ExportError, RuleError
-from graphxform.graph import Graph
-from graphxform.model import Model, Signature, TensorSpec
-from graphxform.opdefs import attr_bool, attr_float, attr_int, attr_str, attr_type, attr_value
-from graphxform.pattern import Op
-from graphxform.pipeline import build_pipeline
-from graphxform.rule import Match, Replacement, Rule
-from graphxform.runner import explain, run_pipeline
-from graphxform.validate import describe, node_violations, validate_graph
+from graphxform import load
+from graphxform.core.errors import ExportError, RuleError
+from graphxform.core.graph import Graph
+from graphxform.core.opdefs import attr_bool, attr_float, attr_int, attr_str, attr_type, attr_value
+from graphxform.core.signature import TensorSpec
+from graphxform.core.validate import describe, node_violations, validate_graph
+from graphxform.engine.explain import explain
+from graphxform.engine.pattern import Op
+from graphxform.engine.pipeline import build_pipeline
+from graphxform.engine.rule import Match, Replacement, Rule
+from graphxform.engine.runner import run_pipeline
+from graphxform.model import export as exporter
+from graphxform.model.model import Model, Signature
+from graphxform.tf.capi import CGraphDefSession, CLoaderError
 
 X = np.arange(6, dtype=np.float32).reshape(2, 3)
 

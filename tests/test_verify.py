@@ -9,9 +9,11 @@ from conftest import FIXTURES, SAMPLES, load_samples
 from tensorflow.core.framework import node_def_pb2
 
 import graphxform
-from graphxform import exporter, synth
-from graphxform.errors import VerificationError
-from graphxform.verify import compare_arrays, verify
+from graphxform.core.errors import VerificationError
+from graphxform.jobs.compare import compare_arrays
+from graphxform.jobs.verify import verify
+from graphxform.model import export as exporter
+from graphxform.tf import synth
 
 # --------------------------------------------------------------------------- compare_arrays
 
@@ -258,7 +260,7 @@ def test_cli_verify_table_output(dnn_copy, capsys):
 
 
 def test_verify_refuses_a_reference_without_signatures():
-    from graphxform.errors import SignatureError
+    from graphxform.core.errors import SignatureError
 
     pb = FIXTURES / "tf1_frozen_bn.pb"
     with pytest.raises(SignatureError, match="no signatures"):

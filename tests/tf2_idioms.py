@@ -5,7 +5,7 @@ The reference is the input as TF2 users load it (``tf.saved_model.load``:
 variables bound through the object graph); every output is checked in
 TensorFlow's C++ loader (TF Serving's ``LoadSavedModel``), ``tf.saved_model.load``
 and the TF1 loader, with the tolerance relative to the output's scale
-(:func:`graphxform.verify.compare_arrays`).
+(:func:`graphxform.jobs.verify.compare_arrays`).
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class Measurement:
 
 def run_cpp(path: Path, feeds: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, np.ndarray]]:
     """Every signature of ``path`` run in TensorFlow's C++ SavedModel loader (TF Serving's)."""
-    from graphxform.capi import CSavedModelSession
+    from graphxform.tf.capi import CSavedModelSession
 
     out: dict[str, dict[str, np.ndarray]] = {}
     with CSavedModelSession(path) as s:
@@ -61,7 +61,7 @@ def run_runner(runner: Any, feeds: dict[str, dict[str, np.ndarray]]) -> dict[str
 
 def compare(ref: dict, got: dict, *, lossy: bool = False, rtol: float = RTOL) -> tuple[bool, float, str]:
     """(all within tolerance, max relative difference, first failure) over every signature output."""
-    from graphxform.verify import compare_arrays
+    from graphxform.jobs.compare import compare_arrays
 
     worst, first = 0.0, ""
     ok = set(ref) == set(got)
@@ -87,9 +87,9 @@ def measure(fixture_dir: Path, samples: dict[str, dict[str, np.ndarray]], work: 
     ``rtol`` is the float tolerance (relative to each output's scale), for optimize's verification and for
     every loader's outputs."""
     import graphxform
-    from graphxform.exporter import dir_size
-    from graphxform.optimize import optimize
-    from graphxform.verify import SavedModelRunner, TF2SavedModelRunner
+    from graphxform.jobs.optimize import optimize
+    from graphxform.model.export import dir_size
+    from graphxform.tf.runners import SavedModelRunner, TF2SavedModelRunner
 
     m = Measurement(fixture_dir.name)
     own_tmp = work is None

@@ -1,14 +1,6 @@
-"""Built-in rewrite rules, one module per rule.
+"""Built-in rewrite rules, one module per rule, installed as ``graphxform.transforms``.
 
-Each module is written exactly as a user writes a custom rule: subclass
-:class:`graphxform.rule.Rule`, decorate with :func:`graphxform.rule.register`.
-Importing this package imports (and so registers) every module in it.
+Each module is written as a user writes a rule (see ``examples/``) and registers its rule when it is imported.
+graphxform imports them through the ``graphxform.rules`` entry points in ``pyproject.toml``, as it imports
+any plugin's rules: nothing imports a built-in rule by name.
 """
-from __future__ import annotations
-
-import importlib
-import pkgutil
-
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if not _info.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_info.name}")

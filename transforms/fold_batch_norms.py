@@ -13,29 +13,37 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-from tensorflow.core.framework import node_def_pb2, tensor_pb2, types_pb2
+import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 
-from graphxform.constfold import FEED_OPS
-from graphxform.graph import Graph, parse_input
-from graphxform.opdefs import attr_bool, attr_float, attr_str, attr_type, is_stateful
-from graphxform.rule import Match, Replacement, Rule, register
+from graphxform import Graph, Match, NodeDef, Replacement, Rule, parse_input, register
+from graphxform.core.frames import colocation_targets
+from graphxform.core.nodes import const, copy_node, make_node, tensor_proto, with_attrs
+from graphxform.core.opdefs import (
+    FEED_OPS,
+    FUSED_BATCH_NORM_OPS,
+    PASS_THROUGH_OPS,
+    attr_bool,
+    attr_float,
+    attr_str,
+    attr_type,
+    is_stateful,
+)
 
 log = logging.getLogger(__name__)
 
 #: Ops whose weights (input 1) can absorb a per-output-channel scale.
 WEIGHTED_OPS = frozenset({"Conv2D", "DepthwiseConv2dNative", "MatMul"})
-FUSED_BN_OPS = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"})
-BN_OPS = FUSED_BN_OPS | {"BatchNormWithGlobalNormalization"}
+BN_OPS = FUSED_BATCH_NORM_OPS | {"BatchNormWithGlobalNormalization"}
 BIAS_OPS = frozenset({"BiasAdd", "BiasAddV1"})
 ADD_OPS = frozenset({"Add", "AddV2"})
 AFFINE_OPS = BN_OPS | BIAS_OPS | ADD_OPS | {"Mul", "Sub", "RealDiv"}
 _FLOAT_TYPES = {types_pb2.DT_HALF, types_pb2.DT_BFLOAT16, types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE}
-_PASS_THROUGH = frozenset({"Identity", "Snapshot", "StopGradient"})
 #: How many affine nodes after a weighted op ``candidates`` looks back through.
 _MAX_CHAIN = 16
 
 
-def const_source(graph: Graph, tensor: str) -> tuple[node_def_pb2.NodeDef | None, list[str], str]:
+def const_source(graph: Graph, tensor: str) -> tuple[NodeDef | None, list[str], str]:
     """The ``Const`` behind ``tensor`` (following ``Identity`` s), the nodes on the way, or why there is none."""
     path: list[str] = []
     inp = tensor
@@ -48,7 +56,7 @@ def const_source(graph: Graph, tensor: str) -> tuple[node_def_pb2.NodeDef | None
         if node.op == "Const" and port == 0:
             return node, path, ""
         data = graph.data_inputs(name)
-        if node.op in _PASS_THROUGH and len(data) == 1 and port == 0 and not graph.control_inputs(name):
+        if node.op in PASS_THROUGH_OPS and len(data) == 1 and port == 0 and not graph.control_inputs(name):
             inp = data[0]
             continue
         return None, path, f"{parse_input(tensor)[0]!r} is a {node.op}, not a Const"
@@ -72,7 +80,7 @@ class _Layout:
 class _Step:
     """One node after the weighted op: ``y = x * k + c`` per channel (float64 vectors)."""
 
-    node: node_def_pb2.NodeDef
+    node: NodeDef
     k: np.ndarray
     c: np.ndarray
     consts: list[str] = field(default_factory=list)  # const operands (and their Identity wrappers)
@@ -80,8 +88,8 @@ class _Step:
 
 @dataclass
 class _Plan:
-    op: node_def_pb2.NodeDef
-    weights: node_def_pb2.NodeDef
+    op: NodeDef
+    weights: NodeDef
     weights_path: list[str]
     layout: _Layout
     steps: list[_Step]
@@ -119,7 +127,7 @@ def _const_vector(graph: Graph, tensor: str, layout: _Layout, what: str, consts:
     return _per_channel(value, layout, f"{what} {node.name!r}")
 
 
-def _bn_step(graph: Graph, node: node_def_pb2.NodeDef, layout: _Layout) -> _Step | str:
+def _bn_step(graph: Graph, node: NodeDef, layout: _Layout) -> _Step | str:
     name = node.name
     if layout.rank != 4:
         return f"{node.op} {name!r} needs a 4-D input; the MatMul output is 2-D"
@@ -158,7 +166,7 @@ def _bn_step(graph: Graph, node: node_def_pb2.NodeDef, layout: _Layout) -> _Step
     return _Step(node, k, vec["beta"] - vec["mean"] * k, consts)
 
 
-def _affine_step(graph: Graph, node: node_def_pb2.NodeDef, x_index: int, layout: _Layout) -> _Step | str:
+def _affine_step(graph: Graph, node: NodeDef, x_index: int, layout: _Layout) -> _Step | str:
     """``node`` (reading the chain tensor at input ``x_index``) as ``y = x * k + c``, or why it is not one."""
     name, op = node.name, node.op
     if op not in AFFINE_OPS:
@@ -201,7 +209,7 @@ def _affine_step(graph: Graph, node: node_def_pb2.NodeDef, x_index: int, layout:
     return _Step(node, 1.0 / v, zeros, consts)
 
 
-def _layout(graph: Graph, op: node_def_pb2.NodeDef, weights: np.ndarray) -> _Layout | str:
+def _layout(graph: Graph, op: NodeDef, weights: np.ndarray) -> _Layout | str:
     if op.op == "MatMul":
         if weights.ndim != 2:
             return f"weights of {op.name!r} have rank {weights.ndim}, not 2"
@@ -219,7 +227,7 @@ def _signature_nodes(graph: Graph) -> set[str]:
     return {parse_input(t)[0] for t in graph.signature_tensors()}
 
 
-def plan_fold(graph: Graph, op: node_def_pb2.NodeDef) -> _Plan | str:
+def plan_fold(graph: Graph, op: NodeDef) -> _Plan | str:
     """The chain of affine nodes after weighted ``op`` that can be folded into it, or why there is none."""
     if op.op not in WEIGHTED_OPS:
         return f"{op.name!r} is {op.op}, not one of {', '.join(sorted(WEIGHTED_OPS))}"
@@ -242,7 +250,7 @@ def plan_fold(graph: Graph, op: node_def_pb2.NodeDef) -> _Plan | str:
             stop = f"{cur.name!r} is a signature tensor or protected: its value must not change"
             break
         users = graph.consumers(cur.name)
-        ports = {d["src_port"] for _, _, d in graph.nx.out_edges(cur.name, data=True) if not d["control"]}
+        ports = graph.output_ports(cur.name)
         if graph.control_consumers(cur.name):
             stop = f"{cur.name!r} has control consumers ({', '.join(graph.control_consumers(cur.name)[:3])})"
             break
@@ -257,8 +265,7 @@ def plan_fold(graph: Graph, op: node_def_pb2.NodeDef) -> _Plan | str:
             stop = step
             break
         if nxt.op in BN_OPS:  # it becomes a BiasAdd: its other outputs (batch statistics) must be unused
-            extra = sorted({d["src_port"] for _, _, d in graph.nx.out_edges(nxt.name, data=True)
-                            if not d["control"] and d["src_port"] != 0}
+            extra = sorted({p for p in graph.output_ports(nxt.name) if p != 0}
                            | {parse_input(t)[1] for t in graph.signature_tensors()
                               if parse_input(t)[0] == nxt.name and parse_input(t)[1] != 0})
             if extra:
@@ -278,12 +285,6 @@ def _compose(steps: list[_Step], channels: int) -> tuple[np.ndarray, np.ndarray]
     return scale, shift
 
 
-def _cast(values: np.ndarray, dtype_enum: int) -> np.ndarray:
-    import tensorflow as tf
-
-    return values.astype(tf.as_dtype(dtype_enum).as_numpy_dtype)
-
-
 def _scaled(w2: np.ndarray, s2: np.ndarray, dtype: np.dtype, block: int = 1 << 18) -> np.ndarray:
     """``w2 * s2`` (2-D, ``s2`` broadcast by rows or columns) in float64, cast to ``dtype``.
 
@@ -296,15 +297,6 @@ def _scaled(w2: np.ndarray, s2: np.ndarray, dtype: np.dtype, block: int = 1 << 1
     with np.errstate(all="ignore"):
         for i in range(0, w2.shape[0], rows):
             out[i:i + rows] = w2[i:i + rows].astype(np.float64) * (s2[i:i + rows] if per_row else s2)
-    return out
-
-
-def _colocation_targets(graph: Graph, ignore: set[str]) -> set[str]:
-    """Nodes that a node outside ``ignore`` names in its ``_class`` colocation attr."""
-    out: set[str] = set()
-    for node in graph:
-        if node.name not in ignore and "_class" in node.attr:
-            out.update(loc[5:].decode() for loc in node.attr["_class"].list.s if loc.startswith(b"loc:@"))
     return out
 
 
@@ -330,10 +322,12 @@ class FoldBatchNorms(Rule):
 
     name = "fold_batch_norms"
     aliases = ("fold_old_batch_norms",)
+    # No pattern: the match walks DOWN from the convolution through a chain of any length (a pattern looks up
+    # from its anchor, a fixed depth). reach: candidates() maps a change in the chain back up to the anchor.
     anchors = WEIGHTED_OPS
-    reach = 2  # the match walks DOWN from the anchor: candidates() maps changes back up to it
+    reach = 2
 
-    def candidates(self, graph: Graph, names: Iterable[str] | None = None) -> list[node_def_pb2.NodeDef]:
+    def candidates(self, graph: Graph, names: Iterable[str] | None = None) -> list[NodeDef]:
         """All weighted ops; or, for changed ``names``, the weighted ops whose chain may now fold.
 
         A change anywhere in a chain (a ``Mul`` operand folded into a ``Const``,
@@ -342,14 +336,14 @@ class FoldBatchNorms(Rule):
         """
         if names is None:
             return super().candidates(graph)
-        found: dict[str, node_def_pb2.NodeDef] = {}
+        found: dict[str, NodeDef] = {}
         stack: list[tuple[str, int]] = []
         for name in names:
             node = graph.get(name)
             if node is None:
                 continue
             stack.append((name, 0))
-            if node.op == "Const" or node.op in _PASS_THROUGH:  # a new operand: start from its readers
+            if node.op == "Const" or node.op in PASS_THROUGH_OPS:  # a new operand: start from its readers
                 stack.extend((u, 0) for u, _ in graph.consumers(name))
         seen: set[str] = set()
         while stack:
@@ -366,7 +360,7 @@ class FoldBatchNorms(Rule):
                 stack.extend((parse_input(i)[0], depth + 1) for i in graph.data_inputs(name))
         return list(found.values())
 
-    def match(self, graph: Graph, node: node_def_pb2.NodeDef) -> Match | str:
+    def match(self, graph: Graph, node: NodeDef) -> Match | str:
         plan = plan_fold(graph, node)
         if isinstance(plan, str):
             return plan
@@ -396,11 +390,10 @@ class FoldBatchNorms(Rule):
         scale, shift = _compose(plan.steps, plan.layout.channels)
         rep = Replacement()
         going = {s.node.name for s in plan.steps} | {n for s in plan.steps for n in s.consts} | set(plan.weights_path)
-        coloc = _colocation_targets(graph, going)
+        coloc = colocation_targets(graph, going)
 
         # ---- the weights
-        new_op = node_def_pb2.NodeDef()
-        new_op.CopyFrom(op)
+        new_op = copy_node(op)
         if not np.all(scale == 1.0):
             w = graph.const_value(plan.weights.name)
             if op.op == "DepthwiseConv2dNative":
@@ -409,11 +402,8 @@ class FoldBatchNorms(Rule):
                 scaled = _scaled(w, scale[:, None], w.dtype)
             else:  # Conv2D (HWIO) and MatMul: the output channel is the last axis
                 scaled = _scaled(w.reshape(-1, w.shape[-1]), scale.reshape(1, -1), w.dtype)
-            del w
-            value = tensor_pb2.TensorProto(dtype=attr_type(plan.weights, "dtype"),
-                                           tensor_shape=plan.weights.attr["value"].tensor.tensor_shape)
-            value.tensor_content = scaled.tobytes()
-            del scaled
+            value = tensor_proto(scaled.reshape(w.shape), w.dtype)
+            del w, scaled
             chain = [op.name, *plan.weights_path]  # op <- Identity* <- Const
             protected = graph.protected_nodes()
             exclusive = all(  # control consumers of a Const/Identity do not read its value
@@ -421,19 +411,10 @@ class FoldBatchNorms(Rule):
                 for i, n in enumerate(chain[1:])
             )
             if exclusive:  # the same Const with the new value (its other attrs and control inputs kept)
-                node = node_def_pb2.NodeDef(name=plan.weights.name, op="Const", device=plan.weights.device,
-                                            input=plan.weights.input)
-                for key, attr in plan.weights.attr.items():
-                    if key != "value":
-                        node.attr[key].CopyFrom(attr)
-                node.attr["value"].tensor.CopyFrom(value)
-                rep.update.append(node)
+                rep.update.append(with_attrs(plan.weights, value=value))
             else:
                 name = graph.unique_name(f"{plan.weights.name}/bn_folded")
-                node = node_def_pb2.NodeDef(name=name, op="Const", device=plan.weights.device)
-                node.attr["dtype"].type = attr_type(plan.weights, "dtype")
-                node.attr["value"].tensor.CopyFrom(value)
-                rep.add.append(node)
+                rep.add.append(const(name, value, device=plan.weights.device))
                 new_op.input[1] = name
                 rep.remove.extend(plan.weights_path)
             del value
@@ -441,25 +422,15 @@ class FoldBatchNorms(Rule):
         # ---- the bias: the last folded node becomes BiasAdd(op, bias), or the op itself when there is none
         removable = [s.node.name for s in reversed(plan.steps[:-1])]
         if not np.any(shift) and op.name not in coloc:
-            moved = node_def_pb2.NodeDef()
-            moved.CopyFrom(new_op)
-            moved.name = end.name
-            rep.update.append(moved)
+            rep.update.append(copy_node(new_op, name=end.name))
             removable.append(op.name)
         else:
             if new_op != op:
                 rep.update.append(new_op)
             bias_name = graph.unique_name(f"{op.name}_bn_offset")
-            bias = node_def_pb2.NodeDef(name=bias_name, op="Const", device=op.device)
-            bias.attr["dtype"].type = dtype
-            import tensorflow as tf
-
-            bias.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(_cast(shift, dtype)))
-            rep.add.append(bias)
-            bias_add = node_def_pb2.NodeDef(name=end.name, op="BiasAdd", device=end.device, input=[op.name, bias_name])
-            bias_add.attr["T"].type = dtype
-            bias_add.attr["data_format"].s = plan.layout.fmt.encode()
-            rep.update.append(bias_add)
+            rep.add.append(const(bias_name, shift, tf.as_dtype(dtype), device=op.device))
+            rep.update.append(make_node("BiasAdd", end.name, [op.name, bias_name], device=end.device,
+                                        attrs={"T": tf.as_dtype(dtype), "data_format": plan.layout.fmt}))
         consts = [n for step in plan.steps for n in step.consts]
         for name in consts:  # Consts (and Identities of them) have no side effects: nothing orders after them
             if graph.control_consumers(name):

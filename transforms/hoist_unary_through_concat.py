@@ -7,14 +7,10 @@ fixpoint doing the rest. No GTT name.
 from __future__ import annotations
 
 import logging
-import weakref
 from typing import ClassVar
 
-from tensorflow.core.framework import node_def_pb2
-
-from graphxform.frames import FrameFacts, frame_facts
-from graphxform.graph import CONTROL_FLOW_OPS, Graph, parse_input
-from graphxform.rule import Match, Param, Replacement, Rule, register
+from graphxform import Graph, Match, NodeDef, Op, Param, Replacement, Rule, make_node, parse_input, register
+from graphxform.core.opdefs import CONTROL_FLOW_OPS, FUSED_BATCH_NORM_OPS
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +28,13 @@ CONCAT_OPS = frozenset({"ConcatV2", "Concat"})
 #: Activations TensorFlow's remapper fuses into the op before them (``_FusedConv2D``/``_FusedMatMul``/
 #: ``_FusedBatchNormEx``) when they read one of ``_FUSABLE_PRODUCERS``.
 _FUSABLE_ACTIVATIONS = frozenset({"Relu", "Relu6"})
-_FUSABLE_PRODUCERS = frozenset({"BiasAdd", "FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"})
+_FUSABLE_PRODUCERS = FUSED_BATCH_NORM_OPS | {"BiasAdd"}
 #: Attrs that describe a node, not what it computes: not compared, not copied to another node (``_class``
 #: colocation is checked on its own: a node with it is never hoisted).
 _NODE_ATTRS = frozenset({"_output_shapes", "_has_manual_control_dependencies", "_class"})
 
 
-def _concat_parts(node: node_def_pb2.NodeDef, data: list[str]) -> tuple[list[str], str, int] | str:
+def _concat_parts(node: NodeDef, data: list[str]) -> tuple[list[str], str, int] | str:
     """(values, axis input, index of the first value in ``data``) of a ``ConcatV2``/``Concat``, or what is wrong."""
     if "N" not in node.attr:
         return f"{node.op} {node.name!r} has no N attr"
@@ -50,7 +46,7 @@ def _concat_parts(node: node_def_pb2.NodeDef, data: list[str]) -> tuple[list[str
     return data[:-1], data[-1], 0
 
 
-def _compared_attrs(node: node_def_pb2.NodeDef) -> dict[str, bytes]:
+def _compared_attrs(node: NodeDef) -> dict[str, bytes]:
     return {k: v.SerializeToString(deterministic=True) for k, v in node.attr.items() if k not in _NODE_ATTRS}
 
 
@@ -85,7 +81,7 @@ class HoistUnaryThroughConcat(Rule):
     """
 
     name = "hoist_unary_through_concat"
-    anchors = CONCAT_OPS
+    pattern = Op("|".join(sorted(CONCAT_OPS)), bind="concat")
     params: ClassVar[dict[str, Param]] = {
         "keep_fusable": Param(bool, False, "leave Relu/Relu6 that read a BiasAdd or FusedBatchNorm where they are: "
                               "TensorFlow's remapper fuses those into the op before them at run time (Grappler's "
@@ -93,33 +89,17 @@ class HoistUnaryThroughConcat(Rule):
     }
     reach = 1  # the match looks one edge above the concat (its inputs)
 
-    def __init__(self, **params: object) -> None:
-        super().__init__(**params)
-        self._facts: weakref.WeakKeyDictionary[Graph, FrameFacts] = weakref.WeakKeyDictionary()
-
-    # -------------------------------------------------------------- facts
-    def candidates(self, graph: Graph, names=None):  # type: ignore[no-untyped-def]
-        if names is None:  # a full pass: recompute the whole-graph facts once
-            self._facts.pop(graph, None)
-        return super().candidates(graph, names)
-
-    def _facts_for(self, graph: Graph, names: list[str]) -> FrameFacts:
-        facts = self._facts.get(graph)
-        if facts is None or any(n not in facts.known for n in names):
-            facts = self._facts[graph] = frame_facts(graph)
-        return facts
-
     # -------------------------------------------------------------- rule
-    def match(self, graph: Graph, node: node_def_pb2.NodeDef) -> Match | str:
-        if node.op not in CONCAT_OPS:
-            return f"{node.name!r} is {node.op}, not ConcatV2/Concat"
+    def match(self, graph: Graph, node: NodeDef) -> Match | str:
+        m = super().match(graph, node)  # the concat (the pattern)
+        if isinstance(m, str):
+            return m
         parts = _concat_parts(node, graph.data_inputs(node.name))
         if isinstance(parts, str):
             return parts
         values, _, _ = parts
         if len(values) < 2:
             return f"{node.op} {node.name!r} has {len(values)} input; nothing to hoist"
-        m = Match(graph, node, {"concat": node}, dict(self.args))
         for i, value in enumerate(values):
             src, port, _ = parse_input(value)
             producer = graph.node(src)
@@ -140,7 +120,7 @@ class HoistUnaryThroughConcat(Rule):
         distinct = list(dict.fromkeys(b.name for b in branches))
         if len(distinct) < 2:
             return f"every input of {name!r} is the same node {first.name!r}; hoisting it would save nothing"
-        facts = self._facts_for(graph, [name, *distinct])
+        facts = match.ctx.frame_facts(graph, [name, *distinct])
         if name in facts.in_frame:
             return f"{name!r} is inside a TF1 control-flow frame (while_loop/cond)"
         for t in graph.data_inputs(name):
@@ -207,27 +187,22 @@ class HoistUnaryThroughConcat(Rule):
         inner_name = graph.unique_name(f"{name}/before_{first.op.lower()}")
 
         # The new concat: the concat's attrs and device, reading what the unary ops read.
-        inner = node_def_pb2.NodeDef(name=inner_name, op=concat.op, device=concat.device)
-        for key, attr in concat.attr.items():
-            inner.attr[key].CopyFrom(attr)
         new_values = [graph.data_inputs(b.name)[0] for b in branches]
-        inner.input.extend([axis, *new_values] if offset else [*new_values, axis])
         controls: list[str] = list(graph.control_inputs(name))
         for b in dict.fromkeys(b.name for b in branches):
             controls.extend(graph.control_inputs(b))
-        inner.input.extend("^" + c for c in dict.fromkeys(controls))
+        inputs = [axis, *new_values] if offset else [*new_values, axis]
+        inner = make_node(concat.op, inner_name, [*inputs, *("^" + c for c in dict.fromkeys(controls))],
+                          attrs=dict(concat.attr), device=concat.device)
 
         # The concat's name now holds f(inner): consumers and signatures keep reading the same tensor.
-        outer = node_def_pb2.NodeDef(name=name, op=first.op, device=concat.device, input=[inner_name])
-        for key, attr in first.attr.items():
-            if key not in _NODE_ATTRS:
-                outer.attr[key].CopyFrom(attr)
+        attrs = {k: v for k, v in first.attr.items() if k not in _NODE_ATTRS}
         if "_output_shapes" in concat.attr:
-            outer.attr["_output_shapes"].CopyFrom(concat.attr["_output_shapes"])
+            attrs["_output_shapes"] = concat.attr["_output_shapes"]
+        outer = make_node(first.op, name, [inner_name], attrs=attrs, device=concat.device)
 
-        facts = self._facts.get(graph)
-        if facts is not None:  # the new concat sits where the old one did: outside any frame
-            facts.known.add(inner_name)
+        # the new concat sits where the old one did: outside any frame
+        match.ctx.frame_facts(graph, [name]).known.add(inner_name)
         log.debug("hoisting %s out of %s (%d inputs) into %s", first.op, name, len(values), inner_name)
         return Replacement(add=[inner], update=[outer], remove=list(dict.fromkeys(b.name for b in branches)))
 

@@ -13,22 +13,21 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import weakref
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 
 import numpy as np
-from tensorflow.core.framework import attr_value_pb2, node_def_pb2, tensor_pb2, types_pb2
+import tensorflow as tf
+from tensorflow.core.framework import attr_value_pb2, tensor_pb2, types_pb2
 
-from graphxform.graph import CONTROL_FLOW_OPS, Graph, parse_input
-from graphxform.opdefs import is_stateful
-from graphxform.rule import Match, Replacement, Rule, register
+from graphxform import Context, NodeDef, Pass, Replacement, colocation, parse_input, register
+from graphxform.core.graph import Graph
+from graphxform.core.opdefs import CONTROL_FLOW_OPS, FEED_OPS, LOOP_BACK_EDGE_OPS, is_stateful
 
 log = logging.getLogger(__name__)
 
 #: Never merged: feed points (two placeholders are two inputs) and TF1 control flow.
-NEVER_MERGE = frozenset({"Placeholder", "PlaceholderV2", "PlaceholderWithDefault"}) | CONTROL_FLOW_OPS
-_BACK_EDGE_OPS = frozenset({"NextIteration", "RefNextIteration"})
+NEVER_MERGE = FEED_OPS | CONTROL_FLOW_OPS
 _OPAQUE_DTYPES = frozenset({types_pb2.DT_STRING, types_pb2.DT_RESOURCE, types_pb2.DT_VARIANT})
 #: Shape hints, not semantics: two nodes that differ only here compute the same thing (the exporter drops them
 #: anyway, so ignoring them makes a second run find nothing the first one left).
@@ -59,22 +58,20 @@ def const_bytes(tensor: tensor_pb2.TensorProto) -> bytes:
         values = getattr(tensor, field)
         if len(values) <= 1:
             return np.asarray(values[0] if values else 0, dtype=np_dtype).tobytes()
-    import tensorflow as tf
-
     try:
         return tf.make_ndarray(tensor).tobytes()
     except (TypeError, ValueError):
         return tensor.SerializeToString(deterministic=True)
 
 
-def _attr_key(node: node_def_pb2.NodeDef, key: str, value: attr_value_pb2.AttrValue) -> Hashable:
+def _attr_key(node: NodeDef, key: str, value: attr_value_pb2.AttrValue) -> Hashable:
     if node.op == "Const" and key == "value" and value.HasField("tensor"):
         t = value.tensor
         return (t.dtype, tuple(d.size for d in t.tensor_shape.dim), hash(const_bytes(t)))
     return value.SerializeToString(deterministic=True)
 
 
-def _attr_digest(node: node_def_pb2.NodeDef) -> int:
+def _attr_digest(node: NodeDef) -> int:
     """A hash of ``node``'s attributes: a bucket key only; equality is decided by :func:`node_difference`."""
     return hash(tuple((k, _attr_key(node, k, node.attr[k])) for k in sorted(node.attr) if k not in HINT_ATTRS))
 
@@ -82,7 +79,7 @@ def _attr_digest(node: node_def_pb2.NodeDef) -> int:
 _EXACT_LIMIT = 64  # elements: a Const at most this large is keyed by its value itself
 
 
-def _exact_attrs(node: node_def_pb2.NodeDef) -> Hashable | None:
+def _exact_attrs(node: NodeDef) -> Hashable | None:
     """All of ``node``'s attributes as a hashable value that is equal only when :func:`attr_difference`
     finds no difference; ``None`` for a Const of more than ``_EXACT_LIMIT`` elements (hashed and compared
     instead). The size decides, not the encoding, so equal values always take the same path."""
@@ -108,7 +105,7 @@ def _exact_attrs(node: node_def_pb2.NodeDef) -> Hashable | None:
     return tuple(parts)
 
 
-def _cheap_key(node: node_def_pb2.NodeDef) -> Hashable:
+def _cheap_key(node: NodeDef) -> Hashable:
     """Part of the bucket key that costs nothing to read: a Const's dtype and shape (its bytes are hashed later)."""
     if node.op == "Const" and "value" in node.attr:  # (indexing a proto map would insert the key)
         t = node.attr["value"].tensor
@@ -116,7 +113,7 @@ def _cheap_key(node: node_def_pb2.NodeDef) -> Hashable:
     return None
 
 
-def attr_difference(a: node_def_pb2.NodeDef, b: node_def_pb2.NodeDef) -> str | None:
+def attr_difference(a: NodeDef, b: NodeDef) -> str | None:
     """``None`` when ``a`` and ``b`` have equal attributes (exact), else which attribute differs."""
     keys_a, keys_b = set(a.attr) - HINT_ATTRS, set(b.attr) - HINT_ATTRS
     if keys_a != keys_b:
@@ -138,7 +135,7 @@ def attr_difference(a: node_def_pb2.NodeDef, b: node_def_pb2.NodeDef) -> str | N
     return None
 
 
-def node_difference(graph: Graph, a: node_def_pb2.NodeDef, b: node_def_pb2.NodeDef,
+def node_difference(graph: Graph, a: NodeDef, b: NodeDef,
                     rep: Callable[[str], str] = lambda n: n) -> str | None:
     """``None`` when ``a`` and ``b`` compute the same thing; else the first difference found."""
     if a.op != b.op:
@@ -153,7 +150,7 @@ def node_difference(graph: Graph, a: node_def_pb2.NodeDef, b: node_def_pb2.NodeD
     return attr_difference(a, b)
 
 
-def _input_key(node: node_def_pb2.NodeDef, rep: Callable[[str], str]) -> tuple[tuple, frozenset]:
+def _input_key(node: NodeDef, rep: Callable[[str], str]) -> tuple[tuple, frozenset]:
     data, ctrl = [], set()
     for inp in node.input:
         src, port, control = parse_input(inp)
@@ -177,12 +174,10 @@ class _Facts:
             self.signature_ports.setdefault(n, set()).add(p)
         self.colocated_with: dict[str, str] = {}
         for node in graph:
-            if "_class" in node.attr:
-                for loc in node.attr["_class"].list.s:
-                    if loc.startswith(b"loc:@"):
-                        self.colocated_with.setdefault(loc[5:].decode(), node.name)
+            for target in colocation(node):
+                self.colocated_with.setdefault(target, node.name)
 
-    def unmergeable(self, node: node_def_pb2.NodeDef) -> str | None:
+    def unmergeable(self, node: NodeDef) -> str | None:
         if node.op in NEVER_MERGE:
             return f"{node.name!r} is a {node.op}: feed points and control-flow ops are never merged"
         if is_stateful(node.op):
@@ -221,7 +216,7 @@ class _Scan:
         nodes = list(graph)
         names = {node.name for node in nodes}
         # TF1 loop back edges (NextIteration -> Merge) and inputs naming no node: not ordered by.
-        skip = {node.name for node in nodes if node.op in _BACK_EDGE_OPS}
+        skip = {node.name for node in nodes if node.op in LOOP_BACK_EDGE_OPS}
         uses = self.uses
         for node in nodes:
             data: list[tuple[str, int]] = []
@@ -270,8 +265,7 @@ def merge_replacement(graph: Graph, dup: str, survivor: str, signature_ports: se
     """
     rep = Replacement(remove=[dup])
     if uses is None:
-        edges = [d for e in graph.nx.adj[dup].values() for d in e.values()]
-        uses = ({d["src_port"] for d in edges if not d["control"]}, any(d["control"] for d in edges))
+        uses = (graph.output_ports(dup), bool(graph.control_consumers(dup)))
     for port in sorted(uses[0] | set(signature_ports)):
         rep.replace[f"{dup}:{port}"] = f"{survivor}:{port}"
     if uses[1]:
@@ -280,7 +274,7 @@ def merge_replacement(graph: Graph, dup: str, survivor: str, signature_ports: se
 
 
 @register
-class MergeDuplicates(Rule):
+class MergeDuplicates(Pass):
     """Replaces ``f(x, y) -> a`` and ``f(x, y) -> b`` by one ``f(x, y) -> a, b`` (identical nodes merged).
 
     Identical = same op, device, attributes (``Const`` values compared byte for
@@ -293,19 +287,14 @@ class MergeDuplicates(Rule):
 
     name = "merge_duplicates"
     aliases = ("merge_duplicate_nodes",)
-    global_rule = True
     idempotent = True
 
-    def __init__(self, **params: object) -> None:
-        super().__init__(**params)
-        self._index: weakref.WeakKeyDictionary[Graph, _ExplainIndex] = weakref.WeakKeyDictionary()
-
-    def run_global(self, graph: Graph) -> list[Replacement]:
+    def run(self, graph: Graph, ctx: Context) -> list[Replacement]:
         # Millions of small tuples: with the cyclic GC on, its full scans of the (large) graph cost ~3x.
         with _gc_paused():
-            return self._run_global(graph)
+            return self._run(graph)
 
-    def _run_global(self, graph: Graph) -> list[Replacement]:
+    def _run(self, graph: Graph) -> list[Replacement]:
         facts = _Facts(graph)
         scan = _Scan(graph)
         if scan.cyclic:
@@ -363,50 +352,33 @@ class MergeDuplicates(Rule):
         log.info("merge_duplicates: %d duplicate nodes merged", len(survivor_of))
         return [out]
 
-    # ---- node-by-node view, used by --explain
-    def candidates(self, graph: Graph, names=None):  # type: ignore[no-untyped-def]
-        if names is None:  # a full pass (e.g. --explain): index the graph afresh on first use
-            self._index.pop(graph, None)
-        return super().candidates(graph, names)
-
-    def _index_for(self, graph: Graph, name: str) -> _ExplainIndex:
-        index = self._index.get(graph)
-        if index is None or name not in index.position:
-            index = self._index[graph] = _ExplainIndex(graph)
-        return index
-
-    def match(self, graph: Graph, node: node_def_pb2.NodeDef) -> Match | str:
-        index = self._index_for(graph, node.name)
-        peers = [p for p in index.buckets.get(_loose_key(node), ()) if p != node.name and p in graph]
-        if not peers:
-            what = " and dtype/shape" if node.op == "Const" else ""
-            return f"no other {node.op} node has the same data inputs{what} as {node.name!r}"
-        same = [p for p in peers if index.digest(graph, p) == index.digest(graph, node.name)
-                and node_difference(graph, graph.node(p), node) is None]
-        if not same:
-            first = peers[0]
-            return f"no duplicate of {node.name!r}: {first!r} differs: {node_difference(graph, graph.node(first), node)}"
-        survivor = min(same, key=index.position.__getitem__)
-        if index.position[node.name] < index.position[survivor]:
-            return f"{node.name!r} is the survivor: its duplicate {survivor!r} merges into it"
-        return Match(graph, node, {"anchor": node, "survivor": graph.node(survivor)}, dict(self.args))
-
-    def check(self, match: Match) -> str | None:
-        graph = match.graph
-        facts = self._index_for(graph, match.anchor.name).facts
-        for n in (match["survivor"], match.anchor):
-            reason = facts.unmergeable(n)
-            if reason:
-                return reason
-        return facts.unremovable(graph, match.anchor.name)
-
-    def rewrite(self, match: Match) -> Replacement:
-        facts = self._index_for(match.graph, match.anchor.name).facts
-        name = match.anchor.name
-        return merge_replacement(match.graph, name, match["survivor"].name, facts.signature_ports.get(name, set()))
+    def explain(self, graph: Graph, ctx: Context) -> dict[str, str | None]:
+        """For every node: why it is not merged into an identical one (``None``: it would be)."""
+        index = _ExplainIndex(graph)
+        return {node.name: _why_not_merged(graph, index, node) for node in graph}
 
 
-def _loose_key(node: node_def_pb2.NodeDef) -> Hashable:
+def _why_not_merged(graph: Graph, index: _ExplainIndex, node: NodeDef) -> str | None:
+    peers = [p for p in index.buckets.get(_loose_key(node), ()) if p != node.name and p in graph]
+    if not peers:
+        what = " and dtype/shape" if node.op == "Const" else ""
+        return f"no other {node.op} node has the same data inputs{what} as {node.name!r}"
+    same = [p for p in peers if index.digest(graph, p) == index.digest(graph, node.name)
+            and node_difference(graph, graph.node(p), node) is None]
+    if not same:
+        first = peers[0]
+        return f"no duplicate of {node.name!r}: {first!r} differs: {node_difference(graph, graph.node(first), node)}"
+    survivor = min(same, key=index.position.__getitem__)
+    if index.position[node.name] < index.position[survivor]:
+        return f"{node.name!r} is the survivor: its duplicate {survivor!r} merges into it"
+    for n in (graph.node(survivor), node):
+        reason = index.facts.unmergeable(n)
+        if reason:
+            return reason
+    return index.facts.unremovable(graph, node.name)
+
+
+def _loose_key(node: NodeDef) -> Hashable:
     """Op, data inputs and (for Const) dtype/shape: nodes that could be duplicates share it."""
     data = tuple(parse_input(i)[:2] for i in node.input if not i.startswith("^"))
     return node.op, data, _cheap_key(node)

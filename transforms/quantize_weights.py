@@ -53,26 +53,29 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-from tensorflow.core.framework import node_def_pb2, tensor_pb2, types_pb2
+import tensorflow as tf
+from graphxform.transforms._weight_uses import DEPTHWISE, GATHER_OPS, Use, classify, collect_uses, dims, produced_here
 
-from graphxform.errors import RuleError
-from graphxform.graph import Graph
-from graphxform.opdefs import attr_bool, attr_int, attr_type
-from graphxform.rule import Match, Param, Replacement, Rule, register
+from graphxform import (
+    Const,
+    Graph,
+    Match,
+    NodeDef,
+    Param,
+    Replacement,
+    Rule,
+    colocation,
+    const,
+    copy_node,
+    make_node,
+    register,
+    with_colocation,
+)
+from graphxform.core.errors import RuleError
+from graphxform.core.opdefs import attr_type
 
 log = logging.getLogger(__name__)
 
-#: Looked through when collecting the uses of a weight.
-PASS_THROUGH_OPS = frozenset({"Identity", "Snapshot", "StopGradient"})
-#: Elementwise ops that may read a dequantized weight (any quantization axis suits them).
-ELEMENTWISE_OPS = frozenset(
-    {"Mul", "Add", "AddV2", "Sub", "BiasAdd", "RealDiv", "Maximum", "Minimum", "SquaredDifference", "Einsum"}
-)
-GATHER_OPS = frozenset({"Gather", "GatherV2"})
-_CONV_LAST_AXIS = frozenset({"Conv2D", "Conv3D", "_FusedConv2D"})
-_MATMUL = frozenset({"MatMul", "_FusedMatMul"})
-_BATCH_MATMUL = frozenset({"BatchMatMul", "BatchMatMulV2", "BatchMatMulV3"})
-_INT8_SOURCES = (types_pb2.DT_INT8, types_pb2.DT_QINT8)
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 #: Grappler folds a node whose output is larger than its inputs only below 100 KiB of output
 #: (``kMaxConstantSize`` in tensorflow/core/grappler/optimizers/constant_folding.cc: ``IsFoldableUncached``
@@ -81,23 +84,13 @@ _FLOAT16_MAX = float(np.finfo(np.float16).max)
 #: session (or ``tf.function``) is created, before the oneDNN layout pass decides whether a filter is constant
 #: (``is_filter_const``: filter reordered once and cached, not on every call).
 FOLD_CHUNK_ELEMENTS = 24 * 1024
-_DEPTHWISE = "depthwise"  # axis preference: axes 2 and 3 of [h, w, in, mult] together
-
-
-@dataclass
-class _Use:
-    node: node_def_pb2.NodeDef
-    index: int
-    axis: int | str | None  # preferred channel axis; None: any; _DEPTHWISE
-    gather_ok: bool = False  # a Gather/GatherV2 params use the row path can rewrite
-    gather_reason: str = ""
 
 
 @dataclass
 class _Plan:
     """What ``check`` decided for one const; ``rewrite`` builds nodes from it."""
 
-    uses: list[_Use]
+    uses: list[Use]
     chain: list[str]  # pass-through nodes between the const and its uses
     axis: int | str | None  # channel axis of the plain form (None: per-tensor)
     embedding: bool
@@ -105,166 +98,15 @@ class _Plan:
     colocated: list[str] = field(default_factory=list)  # nodes with _class loc:@ the const or its chain
 
 
-def _dims(node: node_def_pb2.NodeDef) -> list[int]:
-    return [d.size for d in node.attr["value"].tensor.tensor_shape.dim]
+_F32, _F16, _I8, _I32 = tf.float32, tf.float16, tf.int8, tf.int32
 
 
-def _attr_bool(node: node_def_pb2.NodeDef, key: str) -> bool:
-    return attr_bool(node, key)
+def _const(name: str, array: np.ndarray, dtype: tf.DType, device: str, ctrl: list[str]) -> NodeDef:
+    return const(name, array, dtype, device=device, control_inputs=ctrl)
 
 
-def _attr_int(node: node_def_pb2.NodeDef, key: str) -> int:
-    return attr_int(node, key)
-
-
-def _classify(graph: Graph, node: node_def_pb2.NodeDef, index: int, shape: list[int]) -> _Use | str:
-    """How ``node`` reads the weight at input ``index``: its preferred channel axis, or why it is no weight use."""
-    op, rank = node.op, len(shape)
-    where = f"{node.op} {node.name!r} input {index}"
-    if op in _CONV_LAST_AXIS or op == "DepthwiseConv2dNative" or op == "Conv2DBackpropInput":
-        if index != 1:
-            return f"it is the data input of {where}, not its filter"
-        if op == "DepthwiseConv2dNative":
-            if rank != 4:
-                return f"{where} filter has rank {rank}, not 4"
-            return _Use(node, index, 2 if shape[3] == 1 else _DEPTHWISE)
-        if op == "Conv2DBackpropInput":
-            return _Use(node, index, 2 if rank == 4 else None)
-        return _Use(node, index, rank - 1)
-    if op in _MATMUL:
-        if rank != 2:
-            return f"{where} reads a rank-{rank} tensor"
-        if index == 1:
-            return _Use(node, index, 0 if _attr_bool(node, "transpose_b") else 1)
-        return _Use(node, index, 1 if _attr_bool(node, "transpose_a") else 0)
-    if op in _BATCH_MATMUL:
-        if rank < 2:
-            return f"{where} reads a rank-{rank} tensor"
-        if index == 1:
-            return _Use(node, index, rank - 2 if _attr_bool(node, "adj_y") else rank - 1)
-        return _Use(node, index, rank - 1 if _attr_bool(node, "adj_x") else rank - 2)
-    if op in GATHER_OPS:
-        if index != 0:
-            return f"it is the indices input of {where}"
-        use = _Use(node, index, 0 if rank else None)
-        reason = _gather_reason(graph, node)
-        use.gather_ok, use.gather_reason = reason is None, reason or ""
-        return use
-    if op in ELEMENTWISE_OPS:
-        return _Use(node, index, None)
-    if op == "Dequantize":
-        return f"it is a quantization range ({where}): already quantized"
-    return f"{where} is not a weight-like use (weights feed convolutions, matmuls, gathers, elementwise ops)"
-
-
-def _gather_reason(graph: Graph, node: node_def_pb2.NodeDef) -> str | None:
-    """Why the row path cannot rewrite gather ``node`` (``None``: it can)."""
-    if node.op == "Gather":
-        return None
-    if _attr_int(node, "batch_dims") != 0:
-        return f"GatherV2 {node.name!r} has batch_dims={_attr_int(node, 'batch_dims')}"
-    inputs = graph.data_inputs(node.name)
-    axis_node = graph.producer(inputs[2]) if len(inputs) > 2 else None
-    if axis_node is None or axis_node.op != "Const":
-        return f"GatherV2 {node.name!r} has a non-constant axis"
-    axis = graph.const_value(axis_node.name)
-    if axis.size != 1 or int(axis.reshape(-1)[0]) != 0:
-        return f"GatherV2 {node.name!r} gathers along axis {axis.reshape(-1).tolist()}, not 0"
-    return None
-
-
-def _from_int8(graph: Graph, node: node_def_pb2.NodeDef, depth: int = 0) -> bool:
-    """True when ``node`` is a ``Cast`` from int8, or a ``Reshape``/``ConcatV2`` of such casts (this rule's forms)."""
-    if node.op == "Cast":
-        return "SrcT" in node.attr and node.attr["SrcT"].type in _INT8_SOURCES
-    if depth > 1 or node.op not in ("Reshape", "ConcatV2"):
-        return False
-    data = graph.data_inputs(node.name)
-    parts = data[:1] if node.op == "Reshape" else data[:-1]
-    return bool(parts) and all(_from_int8(graph, graph.producer(p), depth + 1) for p in parts)
-
-
-def _scales_int8(graph: Graph, mul: node_def_pb2.NodeDef, skip: str) -> bool:
-    """True when ``mul`` multiplies int8 values widened to float (the forms this rule emits) by tensor ``skip``."""
-    if mul.op != "Mul":
-        return False
-    for inp in graph.data_inputs(mul.name):
-        src = graph.producer(inp)
-        if src.name != skip and _from_int8(graph, src):
-            return True
-    return False
-
-
-def _produced_here(graph: Graph, use: _Use) -> str | None:
-    """Why ``use`` shows the const is a scale this rule made (``None``: it is not)."""
-    node = use.node
-    if _scales_int8(graph, node, skip=""):
-        return f"it scales int8 values in Mul {node.name!r}: a scale made by quantize_weights"
-    if node.op in GATHER_OPS:
-        for dst, _ in graph.consumers(f"{node.name}:0"):
-            if _scales_int8(graph, graph.node(dst), skip=node.name):
-                return f"it is the per-row scale table of an int8 embedding (gathered by {node.name!r})"
-    return None
-
-
-def _collect_uses(graph: Graph, name: str) -> tuple[list[tuple[node_def_pb2.NodeDef, int]], list[str]]:
-    """Data uses of const ``name`` seen through pass-through ops, and the pass-through nodes passed."""
-    uses: list[tuple[node_def_pb2.NodeDef, int]] = []
-    chain: list[str] = []
-    stack, seen = [name], {name}
-    while stack:
-        cur = stack.pop()
-        for dst, index in graph.consumers(f"{cur}:0"):
-            node = graph.node(dst)
-            if node.op in PASS_THROUGH_OPS:
-                if dst not in seen:
-                    seen.add(dst)
-                    chain.append(dst)
-                    stack.append(dst)
-            else:
-                uses.append((node, index))
-    return uses, chain
-
-
-def _make_node(name: str, op: str, inputs: list[str], device: str = "", **attrs: object) -> node_def_pb2.NodeDef:
-    node = node_def_pb2.NodeDef(name=name, op=op, input=inputs, device=device)
-    for key, value in attrs.items():
-        a = node.attr[key]
-        if isinstance(value, bool):
-            a.b = value
-        elif isinstance(value, tensor_pb2.TensorProto):
-            a.tensor.CopyFrom(value)
-        elif isinstance(value, _DType):
-            a.type = value.enum
-        elif isinstance(value, int):
-            a.i = value
-        elif isinstance(value, str):
-            a.s = value.encode()
-        else:  # pragma: no cover - internal misuse
-            raise TypeError(f"attr {key}={value!r}")
-    return node
-
-
-@dataclass(frozen=True)
-class _DType:
-    enum: int
-
-
-_F32, _F16, _I8, _I32 = (_DType(t) for t in (types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_INT8,
-                                             types_pb2.DT_INT32))
-
-
-def _tensor(array: np.ndarray, dtype: int) -> tensor_pb2.TensorProto:
-    """A ``TensorProto`` holding ``array`` as ``tensor_content`` (no per-element proto fields)."""
-    t = tensor_pb2.TensorProto(dtype=dtype)
-    for d in array.shape:
-        t.tensor_shape.dim.add(size=int(d))
-    t.tensor_content = np.ascontiguousarray(array).tobytes()
-    return t
-
-
-def _const(name: str, array: np.ndarray, dtype: _DType, device: str, ctrl: list[str]) -> node_def_pb2.NodeDef:
-    return _make_node(name, "Const", ["^" + c for c in ctrl], device, dtype=dtype, value=_tensor(array, dtype.enum))
+def _make_node(name: str, op: str, inputs: list[str], device: str = "", **attrs: object) -> NodeDef:
+    return make_node(op, name, inputs, attrs=attrs, device=device)
 
 
 def symmetric_int8(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -287,16 +129,9 @@ def symmetric_int8(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndar
     return tmp.astype(np.int8), max_abs
 
 
-def _recolocate(node: node_def_pb2.NodeDef, gone: set[str], target: str) -> None:
-    """Point ``node``'s ``_class`` entries naming a node in ``gone`` at ``target`` instead (in place)."""
-    locs: list[bytes] = []
-    for loc in node.attr["_class"].list.s:
-        if loc.startswith(b"loc:@") and loc[5:].decode() in gone:
-            loc = b"loc:@" + target.encode()
-        if loc not in locs:
-            locs.append(loc)
-    del node.attr["_class"].list.s[:]
-    node.attr["_class"].list.s.extend(locs)
+def _recolocate(node: NodeDef, gone: set[str], target: str) -> NodeDef:
+    """``node`` colocated with ``target`` instead of the nodes in ``gone`` (a copy)."""
+    return with_colocation(node, [target if t in gone else t for t in colocation(node)])
 
 
 class _Names:
@@ -329,7 +164,7 @@ class QuantizeWeights(Rule):
     """
 
     name = "quantize_weights"
-    anchors = frozenset({"Const"})
+    pattern = Const(dtype=tf.float32, bind="weight")
     #: Runs after the other rules reached their fixpoint: constant folding would fold the weights back.
     final = True
     params = {
@@ -355,34 +190,27 @@ class QuantizeWeights(Rule):
         return None
 
     def _plan(self, match: Match) -> _Plan | str:
-        graph, node = match.graph, match.anchor
+        graph, node = match.graph, match.anchor  # a float32 Const (the pattern)
         name = node.name
-        if node.op != "Const":
-            return f"{name!r} is {node.op}, not Const"
-        if "value" not in node.attr:
-            return f"Const {name!r} has no value attr; the graph is corrupt"
-        dtype = node.attr["dtype"].type if "dtype" in node.attr else node.attr["value"].tensor.dtype
-        if dtype != types_pb2.DT_FLOAT:
-            return f"{name!r} is {types_pb2.DataType.Name(dtype)}, not DT_FLOAT"
-        shape = _dims(node)
+        shape = dims(node)
         size = int(np.prod(shape)) if shape else 1
         minimum = self.args["minimum_size"]
         if size < minimum or size == 0:
             return f"{name!r} has {size} elements, fewer than minimum_size={minimum}"
         if graph.is_protected(name):
             return f"{name!r} is protected (signature tensor, init op or listed by the user)"
-        raw, chain = _collect_uses(graph, name)
+        raw, chain = collect_uses(graph, name)
         if not raw:
             return f"{name!r} has no data consumers (strip_unused removes dead consts)"
         for n in chain:
             if graph.is_protected(n):
                 return f"{name!r} is read through {n!r}, which is protected"
-        uses: list[_Use] = []
+        uses: list[Use] = []
         for use_node, index in raw:
-            use = _classify(graph, use_node, index, shape)
+            use = classify(graph, use_node, index, shape)
             if isinstance(use, str):
                 return f"{name!r}: {use}"
-            mine = _produced_here(graph, use)
+            mine = produced_here(graph, use)
             if mine:
                 return f"{name!r}: {mine}"
             uses.append(use)
@@ -438,7 +266,7 @@ class QuantizeWeights(Rule):
             return self._rewrite_rows(graph, node, plan)
         return self._rewrite_plain(graph, node, plan)
 
-    def _rewrite_plain(self, graph: Graph, node: node_def_pb2.NodeDef, plan: _Plan) -> Replacement:
+    def _rewrite_plain(self, graph: Graph, node: NodeDef, plan: _Plan) -> Replacement:
         """``w`` keeps its name and becomes ``Mul(Cast(int8), scale)`` (or ``Cast`` of float16) over stored chunks."""
         name, device = node.name, node.device
         ctrl = graph.control_inputs(name)
@@ -451,7 +279,7 @@ class QuantizeWeights(Rule):
             stored, dtype, scale = value.astype(np.float16), _F16, None
         else:
             axis, shape = plan.axis, value.shape
-            if axis == _DEPTHWISE:  # one channel per (in, multiplier) pair: quantize [h, w, in*mult] on axis 2
+            if axis == DEPTHWISE:  # one channel per (in, multiplier) pair: quantize [h, w, in*mult] on axis 2
                 q, max_abs = symmetric_int8(value.reshape(shape[0], shape[1], shape[2] * shape[3]), 2)
                 q, bshape = q.reshape(shape), (1, 1, shape[2], shape[3])
             else:
@@ -473,8 +301,8 @@ class QuantizeWeights(Rule):
         return rep
 
     @staticmethod
-    def _widen(names: _Names, name: str, stored: np.ndarray, dtype: _DType, device: str, ctrl: list[str],
-               chunk: int, rep: Replacement, last: str | None) -> node_def_pb2.NodeDef:
+    def _widen(names: _Names, name: str, stored: np.ndarray, dtype: tf.DType, device: str, ctrl: list[str],
+               chunk: int, rep: Replacement, last: str | None) -> NodeDef:
         """The node computing ``float32(stored)`` from int8/float16 consts of at most ``chunk`` elements each.
 
         One chunk: ``Cast(const)``. More: ``Reshape(ConcatV2(Cast(part_0), ..., 0), shape)`` over the
@@ -503,7 +331,7 @@ class QuantizeWeights(Rule):
         return _make_node(last or names(f"{name}_float"), "Reshape", [concat.name, shp.name], device,
                           T=_F32, Tshape=_I32)
 
-    def _rewrite_rows(self, graph: Graph, node: node_def_pb2.NodeDef, plan: _Plan) -> Replacement:
+    def _rewrite_rows(self, graph: Graph, node: NodeDef, plan: _Plan) -> Replacement:
         """Each gather of ``w`` reads int8 (or float16) rows and dequantizes only those."""
         name, device = node.name, node.device
         names = _Names(graph)
@@ -529,11 +357,9 @@ class QuantizeWeights(Rule):
             ctrl = ["^" + c for c in graph.control_inputs(g.name)]
             ids = data[1:]
             attrs = {k: v for k, v in g.attr.items() if k != "_output_shapes"}  # row scales differ in shape
-            rows = node_def_pb2.NodeDef(name=names(f"{g.name}_{'int8' if scales is not None else 'float16'}_rows"),
-                                        op=g.op, input=[table.name, *ids], device=g.device)
-            for k, v in attrs.items():
-                rows.attr[k].CopyFrom(v)
-            rows.attr["Tparams"].type = attr_type(table, "dtype")
+            stored = tf.as_dtype(attr_type(table, "dtype"))
+            rows = _make_node(names(f"{g.name}_{'int8' if scales is not None else 'float16'}_rows"), g.op,
+                              [table.name, *ids], g.device, **{**attrs, "Tparams": stored})
             src = _I8 if scales is not None else _F16
             if scales is None:
                 new = _make_node(g.name, "Cast", [rows.name, *ctrl], g.device, SrcT=src, DstT=_F32, Truncate=False)
@@ -545,11 +371,8 @@ class QuantizeWeights(Rule):
                 if self.args["per_tensor"]:
                     factor = scales.name
                 else:
-                    row_scales = node_def_pb2.NodeDef(name=names(f"{g.name}_row_scales"), op=g.op,
-                                                      input=[scales.name, *ids], device=g.device)
-                    for k, v in attrs.items():
-                        row_scales.attr[k].CopyFrom(v)
-                    row_scales.attr["Tparams"].type = types_pb2.DT_FLOAT
+                    row_scales = _make_node(names(f"{g.name}_row_scales"), g.op, [scales.name, *ids], g.device,
+                                            **{**attrs, "Tparams": _F32})
                     rep.add.append(row_scales)
                     factor = row_scales.name
                 new = _make_node(g.name, "Mul", [cast.name, factor, *ctrl], g.device, T=_F32)
@@ -558,17 +381,11 @@ class QuantizeWeights(Rule):
             rep.update.append(new)
         gone = {name, *plan.chain}
         users = {u.node.name for u in plan.uses}
-        for n in plan.colocated:
-            if n not in users:
-                copy = node_def_pb2.NodeDef()
-                copy.CopyFrom(graph.node(n))  # never edit the graph's own NodeDef
-                rep.update.append(copy)
-        for n in [*rep.add, *rep.update]:
-            if "_class" in n.attr:
-                _recolocate(n, gone, table.name)
+        rep.update += [copy_node(graph.node(n)) for n in plan.colocated if n not in users]
+        rep.add = [_recolocate(n, gone, table.name) if colocation(n) else n for n in rep.add]
+        rep.update = [_recolocate(n, gone, table.name) if colocation(n) else n for n in rep.update]
         rep.remove += [*reversed(plan.chain), name]
         return rep
 
 
-__all__ = ["ELEMENTWISE_OPS", "FOLD_CHUNK_ELEMENTS", "GATHER_OPS", "PASS_THROUGH_OPS", "QuantizeWeights",
-           "symmetric_int8"]
+__all__ = ["FOLD_CHUNK_ELEMENTS", "QuantizeWeights", "symmetric_int8"]

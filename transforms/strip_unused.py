@@ -6,14 +6,24 @@ dtype and shape of the input placeholders.
 from __future__ import annotations
 
 import logging
-import weakref
 
-import networkx as nx
-from tensorflow.core.framework import node_def_pb2, tensor_shape_pb2
+import tensorflow as tf
+from tensorflow.core.framework import tensor_shape_pb2
 
-from graphxform.errors import RuleError
-from graphxform.graph import Graph, parse_input
-from graphxform.rule import Match, Param, Replacement, Rule, register
+from graphxform import (
+    Context,
+    NodeDef,
+    Param,
+    Pass,
+    Replacement,
+    colocation,
+    parse_input,
+    register,
+    with_attrs,
+    with_inputs,
+)
+from graphxform.core.errors import RuleError
+from graphxform.core.graph import Graph
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +43,6 @@ def _roots(graph: Graph, extra: list[str]) -> dict[str, str]:
     return roots
 
 
-def _colocation_targets(node: node_def_pb2.NodeDef) -> list[str]:
-    if "_class" not in node.attr:  # (indexing a proto map would insert the key)
-        return []
-    return [loc[5:].decode() for loc in node.attr["_class"].list.s if loc.startswith(b"loc:@")]
-
-
 class _Needs:
     """Which root (or colocating node) first reaches each needed node, walking inputs backwards: O(graph)."""
 
@@ -51,7 +55,7 @@ class _Needs:
         while frontier:  # kept nodes' colocation targets stay, with what they need
             targets = []
             for n in frontier:
-                for t in _colocation_targets(graph.node(n)):
+                for t in colocation(graph.node(n)):
                     if t not in self.why and t in graph and t not in self.colocated_by:
                         self.colocated_by[t] = n
                         targets.append((t, (t, True)))
@@ -84,11 +88,6 @@ class _Needs:
         return f"{name!r} is needed by colocation target {label!r}"
 
 
-def needed_nodes(graph: Graph, roots: list[str]) -> set[str]:
-    """``roots``, their ancestors, and the nodes a kept node is colocated with (``_class``), with theirs."""
-    return set(_Needs(graph, {r: "" for r in roots}).why)
-
-
 def parse_shape(dims: list[str]) -> tensor_shape_pb2.TensorShapeProto:
     """GTT's shape strings, already split: ``["1", "224", "224", "3"]``; ``-1`` or ``?`` is an unknown dim."""
     shape = tensor_shape_pb2.TensorShapeProto()
@@ -99,7 +98,7 @@ def parse_shape(dims: list[str]) -> tensor_shape_pb2.TensorShapeProto:
 
 
 @register
-class StripUnused(Rule):
+class StripUnused(Pass):
     """Replaces ``graph`` by ``ancestors(signature tensors + init op + tables + assets + name=)`` (dead nodes removed).
 
     Kept: every node a signature input or output of any signature needs, the
@@ -113,7 +112,6 @@ class StripUnused(Rule):
 
     name = "strip_unused"
     aliases = ("strip_unused_nodes",)
-    global_rule = True
     idempotent = True
     params = {
         "type": Param(str, None, "dtype for the signature input placeholders, e.g. float, int32"),
@@ -123,12 +121,9 @@ class StripUnused(Rule):
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)
-        self._needs: weakref.WeakKeyDictionary[Graph, _Needs] = weakref.WeakKeyDictionary()
         self._dtype: int | None = None
         self._shape: tensor_shape_pb2.TensorShapeProto | None = None
         if self.args["type"] is not None:
-            import tensorflow as tf
-
             try:
                 self._dtype = tf.as_dtype(self.args["type"]).as_datatype_enum
             except TypeError:
@@ -141,7 +136,7 @@ class StripUnused(Rule):
                 raise RuleError(f"rule {self.name!r}: shape={','.join(self.args['shape'])!r} is not a shape; "
                                 'write it as "1,224,224,3" (-1 for an unknown dimension)') from None
 
-    def run_global(self, graph: Graph) -> list[Replacement]:
+    def run(self, graph: Graph, ctx: Context) -> list[Replacement]:
         missing = [n for n in self.args["name"] if parse_input(n)[0] not in graph]
         if missing:
             raise RuleError(f"rule {self.name!r}: name={','.join(missing)} names no node in the graph")
@@ -156,15 +151,19 @@ class StripUnused(Rule):
         if dead:
             rep.remove, cyclic = _consumers_first(graph, dead)
             # Dead TF1 loops are cycles (NextIteration -> Merge): cut their inputs so they can go one by one.
-            for name in cyclic:
-                cut = node_def_pb2.NodeDef()
-                cut.CopyFrom(graph.node(name))
-                del cut.input[:]
-                rep.update.append(cut)
+            rep.update.extend(with_inputs(graph.node(name), []) for name in cyclic)
             log.info("strip_unused: %d of %d nodes are unused", len(dead), len(graph))
         return [] if rep.is_empty() else [rep]
 
-    def _placeholder_updates(self, graph: Graph) -> list[node_def_pb2.NodeDef]:
+    def explain(self, graph: Graph, ctx: Context) -> dict[str, str | None]:
+        """For every node: why it is kept (``None``: it is unused and would be removed)."""
+        needs = _Needs(graph, _roots(graph, self.args["name"]))
+        if not needs.roots:
+            return {n: "the graph has no signatures, protected nodes or name= entries; nothing is stripped"
+                    for n in graph.node_names}
+        return {n: needs.reason(n) for n in graph.node_names}
+
+    def _placeholder_updates(self, graph: Graph) -> list[NodeDef]:
         if self._dtype is None and self._shape is None:
             return []
         out = []
@@ -181,41 +180,13 @@ class StripUnused(Rule):
                         log.info("strip_unused: signature input %s is a %s, not a Placeholder; type/shape not set",
                                  t, node.op)
                         continue
-                    new = node_def_pb2.NodeDef()
-                    new.CopyFrom(node)
-                    if self._dtype is not None:
-                        new.attr["dtype"].type = self._dtype
+                    changes = {"dtype": tf.as_dtype(self._dtype)} if self._dtype is not None else {}
                     if self._shape is not None:
-                        new.attr["shape"].shape.CopyFrom(self._shape)
+                        changes["shape"] = self._shape
+                    new = with_attrs(node, **changes)
                     if new != node:
                         out.append(new)
         return out
-
-    # ---- node-by-node view, used by --explain
-    def candidates(self, graph: Graph, names=None):  # type: ignore[no-untyped-def]
-        if names is None:  # a full pass (e.g. --explain): analyse the graph afresh on first use
-            self._needs.pop(graph, None)
-        return super().candidates(graph, names)
-
-    def match(self, graph: Graph, node: node_def_pb2.NodeDef) -> Match | str:
-        return Match(graph, node, {"anchor": node}, dict(self.args))
-
-    def _needs_for(self, graph: Graph) -> _Needs:
-        needs = self._needs.get(graph)
-        if needs is None:
-            needs = self._needs[graph] = _Needs(graph, _roots(graph, self.args["name"]))
-        return needs
-
-    def check(self, match: Match) -> str | None:
-        needs = self._needs_for(match.graph)
-        if not needs.roots:
-            return "the graph has no signatures, protected nodes or name= entries; nothing is stripped"
-        return needs.reason(match.anchor.name)
-
-    def rewrite(self, match: Match) -> Replacement:
-        graph = match.graph
-        dead = {match.anchor.name} | (nx.descendants(graph.nx, match.anchor.name) & set(graph.node_names))
-        return Replacement(remove=_consumers_first(graph, dead)[0])
 
 
 def _consumers_first(graph: Graph, names: set[str]) -> tuple[list[str], list[str]]:
@@ -238,4 +209,4 @@ def _consumers_first(graph: Graph, names: set[str]) -> tuple[list[str], list[str
     return order + cyclic, cyclic
 
 
-__all__ = ["StripUnused", "needed_nodes", "parse_shape"]
+__all__ = ["StripUnused", "parse_shape"]

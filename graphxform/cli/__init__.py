@@ -2,7 +2,7 @@
 
 Subcommands live in their own modules and are imported only when run, so
 ``graphxform --help`` answers without importing TensorFlow. Errors raised as
-:class:`~graphxform.errors.GraphxformError` print one line and exit 2 (1 for
+:class:`~graphxform.core.errors.GraphxformError` print one line and exit 2 (1 for
 a failed verification); ``--debug`` (anywhere on the command line) prints the
 traceback before that line, with the same exit code.
 """
@@ -98,7 +98,7 @@ def cli(ctx: click.Context, debug: bool, verbose: int, load_ops: tuple[str, ...]
         logging.getLogger("tensorflow").setLevel(logging.CRITICAL)
         logging.getLogger("absl").setLevel(logging.CRITICAL)
     if load_ops:
-        from graphxform.oplibs import load_op_modules
+        from graphxform.core.oplibs import load_op_modules
 
         load_op_modules(load_ops)
 
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001
-        from graphxform.errors import GraphxformError
+        from graphxform.core.errors import GraphxformError
 
         if debug:  # the traceback, then the same error line and exit code as without --debug
             import traceback

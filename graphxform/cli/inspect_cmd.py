@@ -32,7 +32,7 @@ def _fmt_value(v: Any) -> str:
 
 
 def _shape(shape: list[int] | None) -> str:
-    from graphxform.inspect import shape_str
+    from graphxform.core.signature import shape_str
 
     return shape_str(shape)
 
@@ -70,7 +70,7 @@ def signature_text(summary: dict[str, Any]) -> str:
 
 def print_summary(s: dict[str, Any], top: int) -> None:
 
-    from graphxform.inspect import human_bytes
+    from graphxform.inspect.summary import human_bytes
 
     kind = "SavedModel" if s["format"] == "saved_model" else "GraphDef"
     if s["format"] == "saved_model" and s["saved_model_version"]:
@@ -228,7 +228,7 @@ def print_summary(s: dict[str, Any], top: int) -> None:
             ins = ",".join(i["name"] for i in s["candidate_inputs"] if i["op"] == "Placeholder")
             outs = ",".join(o["name"] for o in s["candidate_outputs"])
             console.print(f"[dim]e.g. graphxform transform {s['source']} OUT --inputs {ins} --outputs {outs} …[/dim]",
-                          highlight=False)
+                          highlight=False, soft_wrap=True)  # a command to copy: never wrapped
 
     if s["warnings"]:
         for w in s["warnings"]:
@@ -242,7 +242,7 @@ def print_summary(s: dict[str, Any], top: int) -> None:
 
 def print_node(info: dict[str, Any]) -> None:
 
-    from graphxform.inspect import human_bytes
+    from graphxform.inspect.summary import human_bytes
 
     console.print(f"[bold]{info['name']}[/bold]  op: [cyan]{info['op']}[/cyan]  device: {info['device'] or '-'}",
                   highlight=False)
@@ -303,7 +303,8 @@ def inspect_cmd(model_path: Path, tags: str | None, as_json: bool, top: int, nod
       graphxform inspect fixtures/tf1_frozen_bn.pb --json | jq .candidate_inputs
       graphxform inspect fixtures/tf1_frozen_bn.pb --node conv1/kernel
     """
-    from graphxform.inspect import load_for_inspect, node_info, summarize
+    from graphxform.inspect.node import node_info
+    from graphxform.inspect.summary import load_for_inspect, summarize
 
     model = load_for_inspect(model_path, tags)
     if node_name is not None:

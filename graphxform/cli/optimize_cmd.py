@@ -151,8 +151,8 @@ def optimize_cmd(in_path: str, out_path: str, quantize: str, transforms: str | N
       graphxform optimize model/ opt/ --transforms "remove_identity strip_unused" --force
       graphxform optimize frozen.pb opt/ --input-names input --output-names output
     """
-    from graphxform.errors import VerificationError
-    from graphxform.optimize import optimize
+    from graphxform.core.errors import VerificationError
+    from graphxform.jobs.optimize import optimize
 
     progress = _Progress()
     try:
@@ -171,7 +171,7 @@ def optimize_cmd(in_path: str, out_path: str, quantize: str, transforms: str | N
         assert report.verification is not None
         culprit = ""
         if do_bisect:
-            from graphxform.bisection import bisect
+            from graphxform.jobs.bisect import bisect
 
             with err_console.status("bisecting: replaying the pipeline…"):
                 found = bisect(in_path, transforms, quantize=quantize, inputs=inputs, rtol=rtol, atol=atol,

@@ -32,8 +32,8 @@ def render_cmd(model_path: Path, output: Path, around: str | None, depth: int, m
       graphxform render fixtures/estimator_dnn -o logits.svg --around dnn/logits/BiasAdd --depth 3
       graphxform render model.pb -o graph.dot   # no Graphviz needed; `dot -Tpdf graph.dot -o graph.pdf` later
     """
-    from graphxform.inspect import load_for_inspect
-    from graphxform.render import dot_program, output_format, render
+    from graphxform.inspect.render import dot_program, output_format, render
+    from graphxform.inspect.summary import load_for_inspect
 
     if output_format(output) != "dot":
         dot_program()  # say Graphviz is missing before loading the model

@@ -34,8 +34,8 @@ def rules_cmd(names: tuple[str, ...], rules_files: tuple[str, ...], as_json: boo
       graphxform rules fold_batch_norms remove_nodes
       graphxform rules --rules my_rules.py --json
     """
-    from graphxform.pipeline import DEFAULT_PIPELINE, NOOP_TRANSFORMS, UNSUPPORTED_GTT
-    from graphxform.rule import get_rule, load_rules_file, registry
+    from graphxform.engine.pipeline import DEFAULT_PIPELINE, NOOP_TRANSFORMS, UNSUPPORTED_GTT
+    from graphxform.engine.registry import get_rule, load_rules_file, registry
 
     for path in rules_files:
         load_rules_file(path)
@@ -70,7 +70,7 @@ def rules_cmd(names: tuple[str, ...], rules_files: tuple[str, ...], as_json: boo
         console.rule(f"[bold]{info['name']}[/bold]" + (f" (aliases: {', '.join(info['aliases'])})"
                                                       if info["aliases"] else ""))
         console.print(info["doc"] or "(no description)", highlight=False, markup=False)
-        kind = "global rule (one pass over the whole graph per round)" if info["global"] else \
+        kind = "pass (runs over the whole graph, once per round)" if info["global"] else \
             f"starts from: {', '.join(info['anchors']) if info['anchors'] else 'any node'}"
         console.print(f"[dim]{kind}; module {info['module']}[/dim]", highlight=False)
         if info["params"]:

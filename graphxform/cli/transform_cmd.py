@@ -1,8 +1,6 @@
 """``graphxform transform IN OUT --transforms "..."``: run rewrite rules (GTT syntax accepted) and write the result."""
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from typing import Any
 
 import click
@@ -42,17 +40,6 @@ class _Status:
 
 def _names(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
-
-
-def _explain_rule(spec: str) -> Any:
-    from graphxform.errors import RuleError
-    from graphxform.pipeline import build_pipeline
-
-    rules = build_pipeline(spec)
-    if len(rules) != 1:
-        raise RuleError(f"--explain takes one rule (with parameters if needed, e.g. 'quantize_weights(minimum_size=16)'), "
-                        f"got {spec!r}")
-    return rules[0]
 
 
 def _print_table(result: dict[str, Any]) -> None:
@@ -139,75 +126,21 @@ def transform_cmd(ctx: click.Context, in_path: str, out_path: str | None, transf
       graphxform transform model/ out/ --rules my_rules.py -t "drop_double_neg strip_unused"
       graphxform transform model/ -t "fold_constants" --explain fold_batch_norms
     """
-    from graphxform.errors import GraphxformError
-    from graphxform.exporter import (
-        GRAPH_DEF_SUFFIXES,
-        check_target,
-        export,
-        no_signature_message,
-        user_signatures,
-    )
-    from graphxform.graph import parse_input
-    from graphxform.loader import load, require_assets
-    from graphxform.pipeline import build_pipeline, describe_pipeline
-    from graphxform.runner import explain, run_pipeline
+    from graphxform.jobs.transform import transform
 
-    debug = bool((ctx.obj or {}).get("debug"))
     if out_path is None and explain_spec is None:
         raise click.UsageError("missing OUT (it may be left out only with --explain)")
-    # Fail fast: bad rule names/parameters and an unusable OUT are reported before the model is loaded.
-    rules = build_pipeline(transforms, rules_files=rules_files) if transforms is not None else \
-        build_pipeline(None, rules_files=rules_files)
-    explain_rule = _explain_rule(explain_spec) if explain_spec else None
     status = _Status(enabled=True)
     try:
-        t0 = time.perf_counter()
-        status.update(f"loading {in_path}…")
-        if Path(in_path).is_dir():  # a SavedModel brings its signatures: --inputs/--outputs only protect nodes
-            model = load(in_path, tags=tags)
-        else:
-            model = load(in_path, tags=tags, inputs=_names(inputs) or None, outputs=_names(outputs) or None)
-        for name in _names(inputs) + _names(outputs):
-            node = parse_input(name)[0]
-            if node not in model.graph:
-                raise GraphxformError(f"{in_path}: --inputs/--outputs names {name!r}, which is not a node of the graph")
-            model.graph.protected.add(node)
-        if out_path is not None:
-            require_assets(model)
-            check_target(model, Path(out_path), force)
-            if not allow_no_signatures and Path(out_path).suffix not in GRAPH_DEF_SUFFIXES \
-                    and not user_signatures(model):
-                raise GraphxformError(no_signature_message(model, Path(out_path)).replace(
-                    "--input-names/--output-names", "--inputs/--outputs"))
-        frozen_now = False
-        if not model.frozen and not no_freeze:
-            status.update("freezing variables…")
-            model.freeze()
-            frozen_now = True
-        status.update("running rules…")
-        report = run_pipeline(model.graph, rules, max_steps=max_steps, debug=debug, trace=trace, progress=status)
-        explained = None
-        if explain_rule is not None:
-            status.update(f"explaining {explain_rule.name}…")
-            explained = [{"node": n, "op": model.graph.get(n).op if model.graph.get(n) is not None else None,
-                          "reason": r} for n, r in explain(model.graph, explain_rule)]
-        written = None
-        if out_path is not None:
-            status.update(f"exporting {out_path}…")
-            written = str(export(model, out_path, force=force, history=report.applied,
-                                 allow_no_signatures=allow_no_signatures))
-        seconds = time.perf_counter() - t0
+        result = transform(in_path, out_path, transforms=transforms, inputs=_names(inputs), outputs=_names(outputs),
+                           tags=tags, rules_files=rules_files, explain_spec=explain_spec, trace=trace, force=force,
+                           freeze=not no_freeze, max_steps=max_steps, debug=bool((ctx.obj or {}).get("debug")),
+                           allow_no_signatures=allow_no_signatures, status=status.update, progress=status)
     finally:
         status.stop()
-    result: dict[str, Any] = {
-        "input": str(in_path), "output": written, "transforms": describe_pipeline(rules), "frozen": frozen_now,
-        **report.to_dict(), "total_seconds": round(seconds, 6), "trace": trace,
-    }
-    if explained is not None:
-        result["explain"] = {"rule": repr(explain_rule), "nodes": explained}
     if as_json:
         emit_json(result)
         return
     _print_table(result)
-    if explained is not None:
-        _print_explain(repr(explain_rule), explained)
+    if "explain" in result:
+        _print_explain(result["explain"]["rule"], result["explain"]["nodes"])

@@ -13,7 +13,7 @@ def format_number(x: float | None) -> str:
 
 
 def comparison_table(report: Any, title: str | None = None) -> Any:
-    """A rich table of a :class:`~graphxform.verify.VerifyReport`: one row per signature output, with the worst
+    """A rich table of a :class:`~graphxform.jobs.verify.VerifyReport`: one row per signature output, with the worst
     comparison over the loaders that ran the candidate (``--json`` has every loader's row)."""
     from rich.table import Table
 
@@ -135,8 +135,8 @@ def verify_cmd(reference: str, candidate: str, inputs: str | None, examples: str
       graphxform verify model/ opt/ --inputs samples.npz --signature serving_default --json
       graphxform verify model/ out/ --bisect --rules my_rules.py --transforms "remove_identity my_rule"
     """
-    from graphxform.errors import VerificationError
-    from graphxform.verify import verify
+    from graphxform.core.errors import VerificationError
+    from graphxform.jobs.verify import verify
 
     tag_list = [t for t in tags.split(",") if t] if tags else None
     loader_list = [x.strip() for x in loaders.split(",") if x.strip()]
@@ -150,7 +150,7 @@ def verify_cmd(reference: str, candidate: str, inputs: str | None, examples: str
         report = verify(reference, candidate, inputs=inputs, examples=examples, signatures=list(signatures) or None,
                         rtol=rtol, atol=atol, lossy=lossy, tags=tag_list, batch=batch, seed=seed, loaders=loader_list)
     if not report.ok and do_bisect:
-        from graphxform.bisection import bisect
+        from graphxform.jobs.bisect import bisect
 
         with err_console.status("bisecting: replaying the pipeline on the reference…"):
             found = bisect(reference, transforms, rules_files=rules_files, quantize="int8" if lossy else "none",

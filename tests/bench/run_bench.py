@@ -98,7 +98,7 @@ def alternate(fns: dict[str, object], repeat: int) -> dict[str, tuple[float, flo
 
 
 def graphxform_transform(gd, inputs, outputs, transforms):
-    from graphxform.gtt import TransformGraph
+    from graphxform.jobs.gtt import TransformGraph
 
     return TransformGraph(gd, [i.split(":")[0] for i in inputs], [o.split(":")[0] for o in outputs], transforms)
 
@@ -185,7 +185,7 @@ def servable_load_time(gd, inputs, outputs) -> float:
     import tensorflow as tf
 
     import graphxform
-    from graphxform.exporter import export
+    from graphxform.model.export import export
 
     with tempfile.TemporaryDirectory() as tmp:
         pb = Path(tmp) / "g.pb"
@@ -215,7 +215,8 @@ def status():
             out[key] = int(rest.split()[0]) / 1024
     return out
 import tensorflow as tf
-import graphxform.gtt, graphxform.pipeline, graphxform.runner, transforms  # noqa
+import graphxform.jobs.gtt, graphxform.engine.pipeline, graphxform.engine.runner  # noqa
+import graphxform.engine.registry; graphxform.engine.registry.registry()  # the built-in rules  # noqa
 from tensorflow.core.framework import graph_pb2
 base = status()['VmRSS']
 g = tf.Graph()  # TF runtime start-up (a first session: thread pools, kernels), not the graph's memory
@@ -228,7 +229,7 @@ args = json.loads(sys.argv[1])
 t0 = time.perf_counter()
 gd = graph_pb2.GraphDef()
 gd.ParseFromString(open(args['pb'], 'rb').read())
-out = graphxform.gtt.TransformGraph(gd, args['inputs'], args['outputs'], args['transforms'])
+out = graphxform.jobs.gtt.TransformGraph(gd, args['inputs'], args['outputs'], args['transforms'])
 print(json.dumps({'import_mb': base, 'warm_mb': warm, 'peak_mb': status()['VmHWM'], 'seconds': time.perf_counter() - t0,
                   'nodes_out': len(out.node)}))
 """
@@ -242,7 +243,8 @@ def hwm():
         if line.startswith('VmHWM'):
             return int(line.split()[1]) / 1024
 import tensorflow as tf
-import graphxform.cli, graphxform.exporter, graphxform.loader, graphxform.pipeline, graphxform.runner, transforms  # noqa
+import graphxform.cli, graphxform.model.export, graphxform.model.loader, graphxform.engine.pipeline, graphxform.engine.runner  # noqa
+import graphxform.engine.registry; graphxform.engine.registry.registry()  # the built-in rules  # noqa
 base = hwm()
 try:
     graphxform.cli.main(sys.argv[1:])
@@ -309,7 +311,7 @@ def _rss_row(gd, m) -> dict:
 
 
 def bench_model(name: str, repeat: int, runs: int, latency: bool = True) -> dict:
-    from graphxform.tfrun import GraphSession
+    from graphxform.tf.session import GraphSession
     from tests.bench import models
 
     print(f"== {name}", flush=True)
@@ -412,9 +414,9 @@ def build_estimator_servable(cache: Path) -> tuple[Path, Path] | str:
 
 def bench_estimator(cache: Path, repeat: int, runs: int) -> dict:
     import graphxform
-    from graphxform.exporter import dir_size, export
-    from graphxform.pipeline import build_pipeline
-    from graphxform.runner import run_pipeline
+    from graphxform.engine.pipeline import build_pipeline
+    from graphxform.engine.runner import run_pipeline
+    from graphxform.model.export import dir_size, export
 
     print("== Estimator DNNClassifier, 100k x 64 hashed embedding", flush=True)
     built = build_estimator_servable(cache)
@@ -509,10 +511,11 @@ def bench_estimator(cache: Path, repeat: int, runs: int) -> dict:
 
 # ----------------------------------------------------------------------------- scaling
 def bench_scaling(sizes: list[int], shapes: tuple[str, ...] = ("chain", "fan")) -> list[dict]:
-    from graphxform.graph import Graph
-    from graphxform.model import Model, Signature, TensorSpec
-    from graphxform.pipeline import build_pipeline
-    from graphxform.runner import run_pipeline
+    from graphxform.core.graph import Graph
+    from graphxform.core.signature import TensorSpec
+    from graphxform.engine.pipeline import build_pipeline
+    from graphxform.engine.runner import run_pipeline
+    from graphxform.model.model import Model, Signature
     from tests.bench.models import synthetic_graph
 
     rows = []

@@ -93,9 +93,9 @@ def run_atheris(seconds: float) -> int:
         print("atheris is not installed (pip install atheris); use --engine hypothesis", file=sys.stderr)
         return 2
     with atheris.instrument_imports(include=["graphxform"]):
-        import graphxform.integrity
-        import graphxform.loader
-        import graphxform.tf2_flatten  # noqa: F401
+        import graphxform.model.integrity
+        import graphxform.model.loader
+        import graphxform.model.tf2_flatten  # noqa: F401
     from .targets import FIXTURES, SUFFIXES, run_load_bytes
 
     corpus = WORK.root / "atheris_corpus"

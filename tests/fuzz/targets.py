@@ -1,6 +1,6 @@
 """Fuzz targets and hypothesis strategies: the loader (bytes and structured protos) and the GTT transform parser.
 
-Every target has one rule: it may raise :class:`graphxform.errors.GraphxformError` (a clean, one-line refusal),
+Every target has one rule: it may raise :class:`graphxform.core.errors.GraphxformError` (a clean, one-line refusal),
 nothing else. ``tests/test_fuzz.py`` runs them briefly; ``python -m tests.fuzz.run_fuzz`` runs them for longer.
 
 Targets (:data:`TARGETS`):
@@ -14,7 +14,7 @@ Targets (:data:`TARGETS`):
 * ``gtt_parse``: random and grammar-shaped transform strings through ``parse_transforms`` and
   ``build_pipeline``; whatever parses must survive a format/parse round trip unchanged.
 
-A model that loads is also summarized by ``graphxform.inspect.summarize`` (what ``graphxform inspect`` prints).
+A model that loads is also summarized by ``graphxform.inspect.summary.summarize`` (what ``graphxform inspect`` prints).
 """
 from __future__ import annotations
 
@@ -74,13 +74,13 @@ WORK = _Workdir()
 def _load_and_summarize(path: Path) -> str:
     """Load ``path``; summarize what loaded. Only GraphxformError may escape (it is returned as an outcome)."""
     import graphxform
-    from graphxform.errors import GraphxformError
+    from graphxform.core.errors import GraphxformError
 
     try:
         model = graphxform.load(path)
     except GraphxformError:
         return "refused"
-    from graphxform.inspect import summarize
+    from graphxform.inspect.summary import summarize
 
     try:
         summarize(model)
@@ -380,9 +380,9 @@ def gtt_strategy() -> st.SearchStrategy:
 
 
 def run_gtt_parse(text: str) -> str:
-    from graphxform.errors import GraphxformError, RuleError
-    from graphxform.gtt import format_transform, parse_transforms
-    from graphxform.pipeline import build_pipeline
+    from graphxform.core.errors import GraphxformError, RuleError
+    from graphxform.engine.gtt_syntax import format_transform, parse_transforms
+    from graphxform.engine.pipeline import build_pipeline
 
     try:
         parsed = parse_transforms(text)

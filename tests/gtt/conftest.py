@@ -33,7 +33,7 @@ import tensorflow as tf
 from tensorflow.core.framework import attr_value_pb2, graph_pb2, node_def_pb2, tensor_pb2, tensor_shape_pb2
 
 import graphxform
-from graphxform.errors import RuleError
+from graphxform.core.errors import RuleError
 
 #: ``test::ExpectClose``'s default tolerance for float (5 ulp at 1.0), used as atol and rtol.
 FLOAT_EPS5 = 5 * float(np.finfo(np.float32).eps)

@@ -29,7 +29,7 @@ def test_add_default_attributes(caplog):
         node("lrn_node1", "LRN", ["x"]),
         node("lrn_node2", "LRN", ["x"], **SET),
     )
-    with caplog.at_level(logging.INFO, logger="graphxform.pipeline"):
+    with caplog.at_level(logging.INFO, logger="graphxform.engine.pipeline"):
         out = transform(gd, [], [], "add_default_attributes")
     assert "add_default_attributes: accepted as a no-op" in caplog.text
     assert out.node == gd.node

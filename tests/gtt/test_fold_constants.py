@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import attr_value_pb2
 
-from graphxform.errors import RuleError
+from graphxform.core.errors import RuleError
 
 from .conftest import (
     check_expect_suffixes,

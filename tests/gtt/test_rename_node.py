@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from graphxform.errors import GraphxformError
+from graphxform.core.errors import GraphxformError
 
 from .conftest import graph_def, node, node_map, not_implemented, transform, unknown
 

@@ -15,7 +15,7 @@ from .conftest import graph_def, node, transform
 
 
 def _unchanged(gd, caplog):
-    with caplog.at_level(logging.INFO, logger="graphxform.pipeline"):
+    with caplog.at_level(logging.INFO, logger="graphxform.engine.pipeline"):
         out = transform(gd, [], [], "sort_by_execution_order")
     assert "sort_by_execution_order: accepted as a no-op" in caplog.text
     assert out.node == gd.node  # same nodes, same order

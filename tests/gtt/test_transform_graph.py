@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 
 import graphxform
-from graphxform import rule as rule_mod
-from graphxform.errors import RuleError
-from graphxform.gtt import parse_transforms
+from graphxform.core.errors import RuleError
+from graphxform.engine import registry as rule_mod
+from graphxform.engine.gtt_syntax import parse_transforms
 
 from .conftest import (
     check_expect_suffixes,
@@ -71,17 +71,16 @@ def clean_registry():
 
 
 EMPTY_RULE = textwrap.dedent('''
-    from graphxform.rule import Replacement, Rule, register
+    from graphxform import Pass, Replacement, register
 
 
     @register
-    class EmptyGraph(Rule):
+    class EmptyGraph(Pass):
         """Replaces the graph by an empty one (transform_graph_test.cc's test_empty_graph_transform)."""
 
         name = "test_empty_graph_transform"
-        global_rule = True
 
-        def run_global(self, graph):
+        def run(self, graph, ctx):
             names = list(graph.node_names)
             return [Replacement(remove=names)] if names else []
 ''')

@@ -1,0 +1,230 @@
+"""Read-only questions about a :class:`~graphxform.core.graph.Graph`: producers, consumers, protection, values.
+
+Rules ask these instead of reading ``NodeDef`` inputs or networkx's edge dicts themselves. Tensor references
+follow TensorFlow (:mod:`graphxform.core.names`): ``"x:1"`` is output 1 of node ``x``, ``"x"`` output 0 and
+``"^x"`` a control dependency. :meth:`GraphQueries.lint` checks the whole graph.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, NamedTuple
+
+import networkx as nx
+import numpy as np
+from tensorflow.core.framework import node_def_pb2
+
+from graphxform.core.errors import GraphError
+from graphxform.core.names import parse_input
+from graphxform.core.nodes import tensor_proto_to_array
+from graphxform.core.opdefs import CONTROL_FLOW_OPS, output_dtypes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from graphxform.core.signature import Signature
+
+
+class Edge(NamedTuple):
+    """One input of ``dst``: output ``src_port`` of ``src`` (``-1`` and ``control`` for a ``^src`` input) read
+    as input ``dst_port`` (``-1`` for a control input)."""
+
+    src: str
+    dst: str
+    src_port: int
+    dst_port: int
+    control: bool
+
+
+class GraphQueries:
+    """The read-only half of :class:`~graphxform.core.graph.Graph` (which holds ``_nodes``, ``nx``,
+    ``signatures`` and ``protected``)."""
+
+    _nodes: dict[str, node_def_pb2.NodeDef]
+    nx: nx.MultiDiGraph
+    signatures: dict[str, Signature]
+    protected: set[str]
+
+    # ------------------------------------------------------------------ nodes
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._nodes
+
+    def __iter__(self) -> Iterator[node_def_pb2.NodeDef]:
+        return iter(list(self._nodes.values()))
+
+    @property
+    def node_names(self) -> list[str]:
+        return list(self._nodes)
+
+    def node(self, name: str) -> node_def_pb2.NodeDef:
+        """The ``NodeDef`` called ``name`` (``"x:0"`` and ``"^x"`` are accepted too)."""
+        key = parse_input(name)[0] if name not in self._nodes else name
+        try:
+            return self._nodes[key]
+        except KeyError:
+            raise GraphError(f"no node named {key!r} in the graph") from None
+
+    def get(self, name: str) -> node_def_pb2.NodeDef | None:
+        return self._nodes.get(name)
+
+    def nodes_by_op(self, *ops: str) -> list[node_def_pb2.NodeDef]:
+        """All nodes whose op is one of ``ops``."""
+        wanted = set(ops)
+        return [n for n in self._nodes.values() if n.op in wanted]
+
+    def op_histogram(self) -> Counter[str]:
+        return Counter(n.op for n in self._nodes.values())
+
+    # ------------------------------------------------------------------ edges
+    def producer(self, tensor: str) -> node_def_pb2.NodeDef:
+        """The node that produces ``tensor`` (``"x:1"``, ``"x"`` or ``"^x"``)."""
+        return self.node(parse_input(tensor)[0])
+
+    def out_edges(self, name: str) -> list[Edge]:
+        """Every edge leaving node ``name`` (data and control), in the view's order."""
+        if name not in self.nx:
+            return []
+        return [Edge(name, dst, d["src_port"], d["dst_port"], d["control"])
+                for _, dst, d in self.nx.out_edges(name, data=True)]
+
+    def consumers(self, tensor_or_node: str) -> list[tuple[str, int]]:
+        """Data consumers as ``(node, input_index)``.
+
+        ``"x:1"`` gives the consumers of that output only; a bare node name
+        gives the consumers of any of its outputs.
+        """
+        name, port, _ = parse_input(tensor_or_node)
+        only_port = port if ":" in tensor_or_node else None
+        return sorted({(e.dst, e.dst_port) for e in self.out_edges(name)
+                       if not e.control and (only_port is None or e.src_port == only_port)})
+
+    def output_ports(self, name: str) -> set[int]:
+        """The outputs of ``name`` that some node reads (by data edge)."""
+        return {e.src_port for e in self.out_edges(name) if not e.control}
+
+    def control_consumers(self, name: str) -> list[str]:
+        """Nodes with a control dependency ``^name``."""
+        return sorted({e.dst for e in self.out_edges(name) if e.control})
+
+    def consumer_nodes(self, name: str) -> list[str]:
+        """Every node that reads ``name`` by data or control edge."""
+        return sorted(set(self.nx.successors(name))) if name in self.nx else []
+
+    def input_nodes(self, name: str) -> list[str]:
+        """Producers of the data inputs of ``name``, in input order."""
+        return [parse_input(i)[0] for i in self.node(name).input if not i.startswith("^")]
+
+    def data_inputs(self, name: str) -> list[str]:
+        return [i for i in self.node(name).input if not i.startswith("^")]
+
+    def control_inputs(self, name: str) -> list[str]:
+        return [i[1:] for i in self.node(name).input if i.startswith("^")]
+
+    def ancestors(self, names: Iterable[str]) -> set[str]:
+        """``names`` and every node they depend on (data or control)."""
+        seen: set[str] = set()
+        stack = [parse_input(n)[0] for n in names]
+        while stack:
+            n = stack.pop()
+            if n in seen or n not in self._nodes:
+                continue
+            seen.add(n)
+            stack.extend(parse_input(i)[0] for i in self._nodes[n].input)
+        return seen
+
+    # ------------------------------------------------------------- protection
+    def signature_tensors(self) -> set[str]:
+        out: set[str] = set()
+        for sig in self.signatures.values():
+            for spec in list(sig.inputs.values()) + list(sig.outputs.values()):
+                out.update(spec.tensor_names())
+        return out
+
+    def signature_uses(self, name: str) -> list[tuple[Signature, str, str, int]]:
+        """Where node ``name`` is a signature tensor: ``(signature, "input"|"output", key, port)``."""
+        out = []
+        for sig in self.signatures.values():
+            for side, specs in (("input", sig.inputs), ("output", sig.outputs)):
+                for key, spec in specs.items():
+                    for t in spec.tensor_names():
+                        node, port, _ = parse_input(t)
+                        if node == name:
+                            out.append((sig, side, key, port))
+        return out
+
+    def _signature_nodes(self) -> Iterator[str]:
+        """The producer of every signature tensor (repeats included)."""
+        for sig in self.signatures.values():
+            for spec in (*sig.inputs.values(), *sig.outputs.values()):
+                for t in spec.tensor_names():
+                    yield parse_input(t)[0]
+
+    def protected_nodes(self) -> set[str]:
+        """Nodes that may not be removed: :attr:`protected` plus signature tensors' producers."""
+        return self.protected | set(self._signature_nodes())
+
+    def is_protected(self, name: str) -> bool:
+        """``name in protected_nodes()``, without building the set (asked once per removed node)."""
+        return name in self.protected or any(n == name for n in self._signature_nodes())
+
+    # ----------------------------------------------------------------- values
+    def const_value(self, name: str) -> np.ndarray:
+        """The numpy value of ``Const`` node ``name`` (a read-only view, no copy, where possible)."""
+        node = self.node(name)
+        if node.op != "Const":
+            raise GraphError(f"node {name!r} is a {node.op}, not a Const")
+        if "value" not in node.attr:  # (indexing a proto map would insert the key)
+            raise GraphError(f"Const {name!r} has no value attr; the graph is corrupt")
+        return tensor_proto_to_array(node.attr["value"].tensor)
+
+    def output_dtype(self, tensor: str) -> int | None:
+        """The ``DataType`` enum of ``tensor`` from the producer's attrs, when it can be read."""
+        name, port, _ = parse_input(tensor)
+        dtypes = output_dtypes(self.node(name))
+        return dtypes[port] if dtypes and port < len(dtypes) else None
+
+    # ------------------------------------------------------------------- lint
+    def lint(self) -> list[str]:
+        """Problems found: dangling inputs, view/proto mismatch, cycles, missing signature tensors."""
+        problems: list[str] = []
+        for node in self._nodes.values():
+            for inp in node.input:
+                if parse_input(inp)[0] not in self._nodes:
+                    problems.append(f"node {node.name!r} input {inp!r} names no node")
+        view_nodes = {n for n, d in self.nx.nodes(data=True) if d.get("op") is not None}
+        if view_nodes != set(self._nodes):
+            diff = view_nodes.symmetric_difference(self._nodes)
+            problems.append(f"view and proto disagree on nodes: {sorted(diff)[:5]}")
+        expected: Counter[tuple[str, str, int, int, bool]] = Counter()
+        for node in self._nodes.values():
+            for dst_port, inp in enumerate(node.input):
+                src, src_port, control = parse_input(inp)
+                expected[(src, node.name, src_port, -1 if control else dst_port, control)] += 1
+        actual = Counter((s, d, a["src_port"], a["dst_port"], a["control"]) for s, d, a in self.nx.edges(data=True))
+        if expected != actual:
+            diff = (expected - actual) + (actual - expected)
+            problems.append(f"view and proto disagree on edges: {list(diff)[:3]}")
+        sub = self.nx.subgraph(self._nodes)
+        if not nx.is_directed_acyclic_graph(sub):
+            ops = nx.get_node_attributes(sub, "op")
+            acyclic = sub.subgraph({n for n, o in ops.items() if o not in CONTROL_FLOW_OPS})
+            if not nx.is_directed_acyclic_graph(acyclic):
+                cycle = nx.find_cycle(acyclic)
+                problems.append("cycle outside control-flow frames: " + " -> ".join(e[0] for e in cycle[:8]))
+        for t in self.signature_tensors():
+            if parse_input(t)[0] not in self._nodes:
+                problems.append(f"signature tensor {t!r} names no node")
+        for p in self.protected:
+            if p not in self._nodes:
+                problems.append(f"protected node {p!r} is missing")
+        return problems
+
+    def check(self) -> None:
+        """Raise :class:`GraphError` listing what :meth:`lint` found."""
+        problems = self.lint()
+        if problems:
+            raise GraphError("graph lint failed: " + "; ".join(problems[:10]))
+
+
+__all__ = ["Edge", "GraphQueries"]

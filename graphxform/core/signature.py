@@ -1,0 +1,117 @@
+"""Signatures and what a model carries beside its graph, as plain data: tensor specs, assets, the checkpoint.
+
+A :class:`Signature` names tensors of the graph; when a rule moves or removes a tensor,
+:meth:`graphxform.core.graph.Graph.replace_all_uses` renames it here too (:meth:`TensorSpec.rename_tensors`),
+so no signature is ever silently dropped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+from tensorflow.core.framework import tensor_shape_pb2, types_pb2
+
+from graphxform.core.names import canon
+
+#: SignatureDef method names (TensorFlow Serving's APIs).
+METHOD_CLASSIFY = "tensorflow/serving/classify"
+METHOD_REGRESS = "tensorflow/serving/regress"
+METHOD_PREDICT = "tensorflow/serving/predict"
+
+
+@dataclass
+class TensorSpec:
+    """One signature input/output: tensor name, dtype (``DataType`` enum), shape (``None`` = unknown rank).
+
+    Sparse tensors (``coo_sparse``) keep their three component tensors in
+    ``components`` (values, indices, dense_shape); ``name`` is then empty.
+    """
+
+    name: str
+    dtype: int
+    shape: list[int | None] | None
+    components: dict[str, str] | None = None
+
+    def tensor_names(self) -> list[str]:
+        if self.components:
+            return list(self.components.values())
+        return [self.name] if self.name else []
+
+    def rename_tensors(self, renames: dict[str, str]) -> None:
+        """Point this spec at ``renames[t]`` wherever it names tensor ``t`` (keys in ``"node:port"`` form)."""
+        if self.name and canon(self.name) in renames:
+            self.name = renames[canon(self.name)]
+        if self.components:
+            for k, v in self.components.items():
+                if canon(v) in renames:
+                    self.components[k] = renames[canon(v)]
+
+    @property
+    def dtype_name(self) -> str:
+        return tf.as_dtype(self.dtype).name if self.dtype else "invalid"
+
+    def shape_str(self) -> str:
+        if self.shape is None:
+            return "unknown_rank"
+        return "(" + ", ".join("-1" if d is None else str(d) for d in self.shape) + ")"
+
+
+@dataclass
+class Signature:
+    """A serving signature: key, method name and named inputs/outputs."""
+
+    key: str
+    method_name: str
+    inputs: dict[str, TensorSpec] = field(default_factory=dict)
+    outputs: dict[str, TensorSpec] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Asset:
+    """An asset file: its name under ``assets/``, where it is now, and the tensor that holds its path."""
+
+    filename: str
+    source_path: Path
+    tensor_name: str
+
+
+@dataclass
+class VariableStore:
+    """Where the values of a non-frozen model's variables live.
+
+    ``checkpoint_prefix`` is the TF checkpoint (``variables/variables``);
+    ``saver_def`` the serialized ``SaverDef`` that restores it.
+    """
+
+    checkpoint_prefix: Path
+    saver_def: bytes | None = None
+
+
+# --------------------------------------------------------------------------- as saved_model_cli shows them
+def dtype_name(dtype: int) -> str:
+    """``DataType`` enum name, as ``saved_model_cli`` prints it (``DT_FLOAT``)."""
+    try:
+        return types_pb2.DataType.Name(dtype)
+    except ValueError:
+        return f"DT_UNKNOWN_{dtype}"
+
+
+def shape_list(shape: tensor_shape_pb2.TensorShapeProto) -> list[int] | None:
+    """Dims of a ``TensorShapeProto`` (``-1`` unknown), or ``None`` for an unknown rank."""
+    if shape.unknown_rank:
+        return None
+    return [int(d.size) for d in shape.dim]
+
+
+def shape_str(shape: list[int | None] | None) -> str:
+    """``(-1, 3)`` / ``(-1)`` / ``()`` / ``unknown_rank``, the notation of ``saved_model_cli show``."""
+    if shape is None:
+        return "unknown_rank"
+    return "(" + ", ".join("-1" if d is None or d < 0 else str(d) for d in shape) + ")"
+
+
+__all__ = ["METHOD_CLASSIFY", "METHOD_PREDICT", "METHOD_REGRESS", "Asset", "Signature", "TensorSpec",
+           "VariableStore", "dtype_name", "shape_list", "shape_str"]

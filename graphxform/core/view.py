@@ -1,0 +1,165 @@
+"""The networkx view of a :class:`~graphxform.core.graph.Graph`, built and edited in step with its nodes.
+
+One networkx node per ``NodeDef`` (attribute ``op``; ``None`` for a name an input refers to that is not in the
+graph) and one edge per input, carrying ``src_port``, ``dst_port`` (``-1`` for a control input) and
+``control``. The functions here write the dicts ``MultiDiGraph.add_edge`` would build (``_succ`` and
+``_pred`` sharing one key dict per node pair, keys 0, 1, … per pair) without its per-call cost, and edit only
+the edges that change: a node gathering hundreds of control dependencies sees one replaced at a time, and
+rebuilding all its edges each time would be quadratic. Only :mod:`graphxform.core.graph` calls them; with
+this module it is the only code that touches networkx's internals.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+import networkx as nx
+from tensorflow.core.framework import node_def_pb2
+
+from graphxform.core.errors import GraphError
+from graphxform.core.names import parse_input
+
+
+def _link(succ: dict, pred: dict, src: str, dst: str, data: dict) -> None:
+    """Add edge ``src -> dst`` with ``data`` as ``add_edge`` does (one key dict shared by ``succ[src][dst]`` and
+    ``pred[dst][src]``, the lowest free key); the caller clears networkx's cache once after a batch."""
+    keys = pred[dst].get(src)
+    if keys is None:
+        keys = pred[dst][src] = succ[src][dst] = {}
+    key = len(keys)
+    while key in keys:
+        key += 1
+    keys[key] = data
+
+
+def build(g: nx.MultiDiGraph, nodes: Mapping[str, node_def_pb2.NodeDef]) -> None:
+    """Fill the (empty) view ``g`` from ``nodes`` in one pass: a third of the load time of a large graph saved."""
+    node_attr, succ, pred = g._node, g._succ, g._pred  # noqa: SLF001
+    for name, node in nodes.items():
+        node_attr[name] = {"op": node.op}
+        succ[name] = {}
+        pred[name] = {}
+    for name, node in nodes.items():
+        for dst_port, inp in enumerate(node.input):
+            src, src_port, control = parse_input(inp)
+            if src not in node_attr:  # dangling; lint reports it
+                node_attr[src] = {"op": None}
+                succ[src] = {}
+                pred[src] = {}
+            _link(succ, pred, src, name, {"src_port": src_port, "dst_port": -1 if control else dst_port,
+                                          "control": control})
+    nx._clear_cache(g)  # noqa: SLF001 - (networkx caches views of the adjacency)
+
+
+def add_in_edges(g: nx.MultiDiGraph, node: node_def_pb2.NodeDef, known: Mapping[str, object], *,
+                 strict: bool) -> None:
+    """The edges of ``node`` 's inputs; an input naming no node of ``known`` is refused (``strict``) or dangles."""
+    for dst_port, inp in enumerate(node.input):
+        src, src_port, control = parse_input(inp)
+        if src not in known:
+            if strict:
+                raise GraphError(f"node {node.name!r} input {inp!r} names no node in the graph")
+            g.add_node(src, op=None)  # dangling; lint reports it
+        g.add_edge(src, node.name, src_port=src_port, dst_port=-1 if control else dst_port, control=control)
+
+
+def update_in_edges(g: nx.MultiDiGraph, previous: node_def_pb2.NodeDef, node: node_def_pb2.NodeDef) -> None:
+    """Change the in-edges of ``node`` from those of ``previous`` to its own: only the differing edges.
+
+    Data inputs are compared by position, control inputs as a multiset of strings.
+    """
+    def split(inputs: list[str]) -> tuple[list[str], list[str]]:
+        k = next((i for i, s in enumerate(inputs) if s.startswith("^")), len(inputs))
+        return inputs[:k], inputs[k:]
+
+    old_data, old_ctrl = split(list(previous.input))
+    new_data, new_ctrl = split(list(node.input))
+    gone: list[tuple[str, int]] = []  # (input string, dst_port)
+    came: list[tuple[str, int]] = []
+    for i in range(max(len(old_data), len(new_data))):
+        a = old_data[i] if i < len(old_data) else None
+        b = new_data[i] if i < len(new_data) else None
+        if a != b:
+            if a is not None:
+                gone.append((a, i))
+            if b is not None:
+                came.append((b, i))
+    if old_ctrl != new_ctrl:
+        c_old, c_new = Counter(old_ctrl), Counter(new_ctrl)
+        gone.extend((s, -1) for s, c in (c_old - c_new).items() for _ in range(c))
+        came.extend((s, -1) for s, c in (c_new - c_old).items() for _ in range(c))
+    name = node.name
+    adj = g._adj  # noqa: SLF001 - {src: {dst: {key: data}}}, read only here
+    for inp, dst_port in gone:
+        src, src_port, control = parse_input(inp)
+        key = next(k for k, d in adj[src][name].items()
+                   if d["src_port"] == src_port and d["dst_port"] == dst_port and d["control"] == control)
+        g.remove_edge(src, name, key)
+        drop_dangling(g, [src])
+    for inp, dst_port in came:
+        src, src_port, control = parse_input(inp)
+        g.add_edge(src, name, src_port=src_port, dst_port=dst_port, control=control)
+
+
+def remove_in_edges(g: nx.MultiDiGraph, name: str) -> None:
+    edges = list(g.in_edges(name, keys=True))
+    g.remove_edges_from(edges)
+    drop_dangling(g, (src for src, _, _ in edges))
+
+
+def drop_dangling(g: nx.MultiDiGraph, names: Iterable[str]) -> None:
+    """Remove from the view the names that only stood for missing inputs and have no edge left."""
+    for src in names:
+        if src in g and g.nodes[src].get("op") is None and g.degree(src) == 0:
+            g.remove_node(src)
+
+
+def move_data_edges(g: nx.MultiDiGraph, by_node: Mapping[str, Mapping[int, tuple[str, int, str]]]
+                    ) -> dict[str, list[tuple[int, str]]]:
+    """Point every data edge from ``old:port`` at ``by_node[old][port] = (new node, new port, input string)``.
+
+    Returns ``{consumer: [(input index, new input string), ...]}``: the inputs the caller rewrites in the
+    consumers' ``NodeDef`` s (a data edge's ``dst_port`` is the index of the input it stands for).
+    """
+    succ, pred = g._succ, g._pred  # noqa: SLF001 - edges moved in the dicts networkx keeps (as in build)
+    moves: list[tuple[str, str, int, int, str, int, str]] = []
+    for old_node, ports in by_node.items():
+        for dst, edges in succ.get(old_node, {}).items():
+            for key, d in edges.items():
+                if not d["control"] and d["src_port"] in ports:
+                    new_node, new_port, new_inp = ports[d["src_port"]]
+                    moves.append((dst, old_node, key, d["dst_port"], new_node, new_port, new_inp))
+    edits: dict[str, list[tuple[int, str]]] = {}
+    for dst, old_node, key, dst_port, new_node, new_port, new_inp in moves:
+        keys = succ[old_node][dst]  # the key dict is shared by _succ[old][dst] and _pred[dst][old]
+        del keys[key]
+        if not keys:
+            del succ[old_node][dst]
+            del pred[dst][old_node]
+        _link(succ, pred, new_node, dst, {"src_port": new_port, "dst_port": dst_port, "control": False})
+        edits.setdefault(dst, []).append((dst_port, new_inp))
+    nx._clear_cache(g)  # noqa: SLF001
+    drop_dangling(g, by_node)
+    return edits
+
+
+def move_control_edges(g: nx.MultiDiGraph, old_node: str, dst: str, new_nodes: list[str]) -> list[str]:
+    """``dst`` depends on each of ``new_nodes`` instead of ``old_node``; returns the ``"^n"`` inputs it gains
+    (none for a node that already feeds ``dst``, by data or control edge, or for ``dst`` itself)."""
+    adj = g._adj  # noqa: SLF001 - {src: {dst: {key: data}}}
+    for key in [k for k, d in adj[old_node][dst].items() if d["control"]]:
+        g.remove_edge(old_node, dst, key)
+    extra: list[str] = []
+    for n in new_nodes:
+        if n != dst and dst not in adj[n]:
+            g.add_edge(n, dst, src_port=-1, dst_port=-1, control=True)
+            extra.append("^" + n)
+    return extra
+
+
+def has_consumers(g: nx.MultiDiGraph, name: str) -> bool:
+    return bool(g._succ.get(name))  # noqa: SLF001 - O(1), no view object
+
+
+__all__ = ["add_in_edges", "build", "drop_dangling", "has_consumers", "move_control_edges", "move_data_edges",
+           "remove_in_edges", "update_in_edges"]

@@ -1,0 +1,92 @@
+"""Turning a :class:`~graphxform.engine.rule.Replacement` into :class:`~graphxform.core.graph.Graph` mutations.
+
+:func:`validate_replacement` says what is wrong with a replacement before anything changes;
+:func:`apply_replacement` applies one, in the order the replacement documents (add, update, replace,
+replace_control, remove). This is the one place a rule's rewrite becomes a change of the graph.
+"""
+from __future__ import annotations
+
+import logging
+
+from graphxform.core.graph import Graph
+from graphxform.core.names import parse_input
+from graphxform.engine.rule import Replacement
+
+log = logging.getLogger(__name__)
+
+
+def validate_replacement(graph: Graph, rep: Replacement) -> str | None:
+    """``None`` when ``rep`` can be applied to ``graph`` as it stands, else what is wrong (nothing is changed)."""
+    added = set()
+    for node in rep.add:
+        if not node.name or not node.op:
+            return f"an added node has no name or op ({node.name!r}, {node.op!r})"
+        if node.name in graph or node.name in added:
+            return f"added node {node.name!r} already exists (use graph.unique_name for new nodes)"
+        added.add(node.name)
+
+    def exists(name: str) -> bool:
+        return name in added or name in graph
+
+    for node in [*rep.add, *rep.update]:
+        for inp in node.input:
+            if not exists(parse_input(inp)[0]):
+                return f"node {node.name!r} input {inp!r} names no node"
+    for node in rep.update:
+        if node.name not in graph:
+            return f"updated node {node.name!r} does not exist"
+    for old, new in rep.replace.items():
+        o, n = parse_input(old), parse_input(new)
+        if o[2] or n[2]:
+            return f"replace {old!r} -> {new!r}: tensors only (control edges go in replace_control)"
+        if not exists(n[0]):
+            return f"replace {old!r} -> {new!r}: no node named {n[0]!r}"
+    for old, news in rep.replace_control.items():
+        for n in news:
+            if not exists(n):
+                return f"replace_control {old!r} -> {n!r}: no such node"
+    return None
+
+
+def apply_replacement(graph: Graph, rep: Replacement) -> list[str]:
+    """Apply ``rep`` to ``graph``; returns the names of the nodes removed."""
+    # The replacement's nodes are the rule's own, made for this rewrite: the graph keeps them as they are.
+    if rep.add:
+        graph.add_nodes(rep.add, adopt=True)
+    for node in rep.update:
+        graph.update_node(node, adopt=True)
+    if rep.replace:
+        graph.replace_uses(rep.replace)
+    for old, new_nodes in rep.replace_control.items():
+        graph.replace_control_uses(old, new_nodes)
+    removed: list[str] = []
+    if not rep.remove:
+        return removed
+    pending = [n for n in dict.fromkeys(rep.remove) if n in graph]
+    if len(pending) == 1:
+        name = pending[0]
+        if not graph.has_consumers(name) and not graph.is_protected(name):
+            graph.remove_node(name, force=True)  # (checked just above)
+            return [name]
+        log.debug("kept %s: still consumed or protected", name)
+        return removed
+    protected = graph.protected_nodes()
+    # Remove consumers first: a node goes once nothing reads it any more.
+    progress = True
+    while pending and progress:
+        progress = False
+        left = []
+        for name in pending:
+            if name in protected or graph.has_consumers(name):
+                left.append(name)
+                continue
+            graph.remove_node(name, force=True)  # (checked just above)
+            removed.append(name)
+            progress = True
+        pending = left
+    for name in pending:
+        log.debug("kept %s: still consumed or protected", name)
+    return removed
+
+
+__all__ = ["apply_replacement", "validate_replacement"]

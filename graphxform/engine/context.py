@@ -1,0 +1,43 @@
+"""The per-run context a rule or a pass keeps its caches in: the runner owns it, never the rule object.
+
+The runner gives every rule of a run a :class:`Context`. A :class:`~graphxform.engine.rule.Rule` 's context
+lasts one full pass over the graph and the visits near changes after it (a new full pass starts a new one);
+a :class:`~graphxform.engine.passes.Pass` 's lasts the whole run, so what it learned in one round (a node whose
+evaluation failed) holds in the next. A rule reads it as ``match.ctx``; a pass gets it as ``run(graph, ctx)``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from graphxform.core.frames import FrameFacts, frame_facts
+from graphxform.core.graph import Graph
+
+T = TypeVar("T")
+
+
+class Context:
+    """Caches for one rule in one run: anything keyed by name (:meth:`cached`), and the graph's frame facts."""
+
+    def __init__(self) -> None:
+        self._store: dict[str, Any] = {}
+
+    def cached(self, key: str, build: Callable[[], T]) -> T:
+        """The value stored under ``key``, built by ``build()`` the first time it is asked for."""
+        if key not in self._store:
+            self._store[key] = build()
+        return self._store[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._store.get(key, default)
+
+    def frame_facts(self, graph: Graph, names: Iterable[str] = ()) -> FrameFacts:
+        """TF1 control-flow frames and colocation targets of ``graph`` (:func:`graphxform.core.frames.frame_facts`),
+        computed again when one of ``names`` is a node they were not computed on."""
+        facts: FrameFacts | None = self._store.get("frame_facts")
+        if facts is None or any(n not in facts.known for n in names):
+            facts = self._store["frame_facts"] = frame_facts(graph)
+        return facts
+
+
+__all__ = ["Context"]

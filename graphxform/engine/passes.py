@@ -1,0 +1,45 @@
+"""Passes: whole-graph work — strip what is unused, merge duplicates, fold constants — as the runner runs it.
+
+A pass looks at the whole graph at once and returns the replacements for it (``run(graph, ctx)``); the
+runner applies them as it applies a rule's, runs the pass once per round, and only when the graph changed
+since it last ran. ``explain(graph, ctx)`` says, for every node the pass considers, why it leaves it alone
+(``None``: it would change it): what ``graphxform transform --explain`` prints. Caches live in ``ctx``, the
+run's :class:`~graphxform.engine.context.Context`, never on the pass object.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+from graphxform.core.graph import Graph
+from graphxform.core.names import parse_input
+from graphxform.engine.context import Context
+from graphxform.engine.rule import BaseRule, Replacement
+
+
+class Pass(BaseRule):
+    """Whole-graph work: :meth:`run` returns the replacements for the graph as it is; :meth:`explain` says why
+    each node it considers is left alone.
+
+    ``idempotent``: one :meth:`run` reaches the pass's own fixpoint (running it again right after finds
+    nothing), so the runner runs it again only when another rule changed the graph.
+    """
+
+    whole_graph: ClassVar[bool] = True
+    idempotent: ClassVar[bool] = False
+
+    def run(self, graph: Graph, ctx: Context) -> list[Replacement]:
+        """The replacements for the whole graph this round (empty: nothing to do)."""
+        raise NotImplementedError(f"pass {self.name!r} defines no run")
+
+    def explain(self, graph: Graph, ctx: Context) -> dict[str, str | None]:
+        """``{node: reason it is left alone, or None}``; by default the nodes :meth:`run` would change."""
+        out: dict[str, str | None] = {}
+        for rep in self.run(graph, ctx) or ():
+            if rep is None or rep.is_empty():
+                continue
+            for name in [*rep.remove, *(n.name for n in rep.update), *(parse_input(t)[0] for t in rep.replace)]:
+                out[name] = None
+        return out
+
+
+__all__ = ["Pass"]

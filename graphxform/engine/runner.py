@@ -1,0 +1,394 @@
+"""Runs rules and passes over a graph to a fixpoint and applies their replacements.
+
+* **Worklist** (:mod:`graphxform.engine.worklist`). The first time a rule runs it visits every candidate node
+  (its anchor ops). Afterwards it only revisits nodes *near a change*: nodes
+  added or updated by any rewrite, their consumers up to the rule's
+  ``reach`` (how far above its anchor a pattern looks), and the producers
+  whose consumer set changed (with their consumers when only one or two are
+  left, so ``single_use`` conditions are seen). Changes are appended to one
+  shared log; every rule keeps a cursor into it, so a mark costs O(1) and no
+  candidate list is rebuilt per step. Passes run once per round, and only
+  when the graph changed since they last started (their own rewrites
+  included, so a pass that does part of its work per call still reaches its
+  fixpoint).
+* **Rounds.** A round runs every rule in order; rounds repeat until one
+  applies nothing. Rules marked ``final`` (quantization) run afterwards, each
+  in a stage of its own, so the other rules cannot undo them.
+* **Termination** (:mod:`graphxform.engine.fixpoint`): a hard step limit
+  (default ``10 * len(graph) + 1000`` rewrites), and detection of a graph
+  that returns to an earlier state (rules undoing each other), both raising
+  :class:`FixpointError` naming the rules.
+* **Record** (:mod:`graphxform.engine.report`): every applied rewrite is kept
+  in the :class:`RunReport`, with per-rule counts and seconds;
+  ``trace=`` writes it as JSON lines. ``debug=True`` lints the graph after
+  every rewrite and names the rule that broke it.
+* **Context** (:mod:`graphxform.engine.context`): each rule's caches live in a
+  context the runner owns — a rule's for one full pass and the visits after
+  it, a pass's for the whole run.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import IO, Any
+
+from tensorflow.core.framework import node_def_pb2
+
+from graphxform.core.errors import FixpointError, GraphError, GraphxformError, RuleError
+from graphxform.core.graph import Graph
+from graphxform.core.names import parse_input
+from graphxform.core.validate import validate_nodes
+from graphxform.engine.apply import apply_replacement, validate_replacement
+from graphxform.engine.context import Context
+from graphxform.engine.fixpoint import Termination, fingerprint_change
+from graphxform.engine.passes import Pass
+from graphxform.engine.report import AppliedRewrite, RunReport
+from graphxform.engine.rule import BaseRule, Replacement, Rule
+from graphxform.engine.worklist import mark_near
+
+log = logging.getLogger(__name__)
+
+#: ``progress(rule_name, status, info)``; status is ``"start"`` or ``"done"``.
+ProgressFn = Callable[[str, str, dict[str, Any]], None]
+
+_NONE: tuple[str, ...] = ()
+
+
+def run_rule_once(graph: Graph, rule: BaseRule, report: RunReport | None = None) -> int:
+    """One pass of ``rule`` over every candidate node (no fixpoint); returns the number of rewrites."""
+    report = report if report is not None else RunReport()
+    engine = _Engine(graph, [rule], report=report, max_steps=None, debug=False, progress=None, confirm=False)
+    before = engine.steps
+    t0 = time.perf_counter()
+    state = engine.states[0]
+    if isinstance(rule, Pass):
+        engine.run_pass(state)
+    else:
+        engine.full_pass(state)
+    report.seconds[rule.name] = report.seconds.get(rule.name, 0.0) + time.perf_counter() - t0
+    return engine.steps - before
+
+
+# ----------------------------------------------------------------------------- the engine
+class _RuleState:
+    __slots__ = ("ctx", "cursor", "ignore_errors", "last_run", "rule")
+
+    def __init__(self, rule: BaseRule) -> None:
+        self.rule = rule
+        self.ctx = Context()  # a pass's lasts the run; a rule's is renewed with each full pass
+        self.cursor: int | None = None  # position in the change log; None: next run is a full pass
+        self.last_run: int | None = None  # step count when a pass last started
+        self.ignore_errors = bool(getattr(rule, "ignore_errors", False) or rule.args.get("ignore_errors", False))
+
+
+class _Engine:
+    """Fixpoint machinery shared by the stages of one run: change log, fingerprint, step count."""
+
+    def __init__(self, graph: Graph, rules: Sequence[BaseRule], *, report: RunReport, max_steps: int | None,
+                 debug: bool, progress: ProgressFn | None, confirm: bool) -> None:
+        self.graph = graph
+        self.report = report
+        self.debug = debug
+        self.confirm = confirm
+        self.progress = progress
+        self.states = [_RuleState(r) for r in rules]
+        self.log: list[str] = []
+        self.steps = 0
+        self.round = 0
+        self.fp = 0  # XOR of node hashes, relative to the start
+        self.termination = Termination(report, max_steps)
+        self._set_reach(rules)
+
+    def _set_reach(self, rules: Iterable[BaseRule]) -> None:
+        reaches = [r.neighbourhood() for r in rules if isinstance(r, Rule)]
+        self.reach = max((d for d, _ in reaches), default=0)
+        self.reach_up = max((u for _, u in reaches), default=0)
+
+    # ------------------------------------------------------------ rounds
+    def run_stage(self, states: list[_RuleState]) -> None:
+        self._set_reach(s.rule for s in states)
+        self.log.clear()
+        self.termination.start_stage(self.fp, self.steps)
+        for st in states:
+            st.cursor = None
+            st.last_run = None
+        confirming = False
+        while True:
+            self.round += 1
+            self.report.rounds += 1
+            at_start = self.steps
+            for st in states:
+                self._run_rule(st)
+            if self.steps == at_start:
+                if not self.confirm or confirming:
+                    return
+                # Confirmation: one more full pass of every rule; anything it finds, the worklist missed.
+                confirming = True
+                for st in states:
+                    st.cursor = None
+                    st.last_run = None
+                continue
+            if confirming:
+                log.warning("the confirmation pass found %d rewrites the worklist had missed (first: %s at %r)",
+                            self.steps - at_start, self.report.applied[at_start - self.steps].rule,
+                            self.report.applied[at_start - self.steps].anchor)
+                self.report.missed += self.steps - at_start
+                confirming = False
+            self._compact_log(states)
+
+    def _compact_log(self, states: list[_RuleState]) -> None:
+        cursors = [s.cursor for s in states if s.cursor is not None and isinstance(s.rule, Rule)]
+        low = min(cursors, default=len(self.log))
+        if low > 0:
+            del self.log[:low]
+            for s in states:
+                if s.cursor is not None:
+                    s.cursor -= low
+
+    def _run_rule(self, st: _RuleState) -> None:
+        rule = st.rule.name
+        t0 = time.perf_counter()
+        before = self.steps
+        if self.progress is not None:
+            self.progress(rule, "start", {"round": self.round})
+        try:
+            if isinstance(st.rule, Pass):
+                if st.last_run is None or st.last_run != self.steps:
+                    st.last_run = self.steps  # its own rewrites count as a change: it runs again next round,
+                    self.run_pass(st)
+                    if st.rule.idempotent:  # unless it reaches its own fixpoint in one run
+                        st.last_run = self.steps
+            else:
+                self.run_node_rule(st)
+        finally:
+            dt = time.perf_counter() - t0
+            self.report.seconds[rule] = self.report.seconds.get(rule, 0.0) + dt
+        if self.steps != before:
+            self._stop_if(self.termination.at_boundary(self.fp, self.steps))
+        if self.progress is not None:
+            self.progress(rule, "done", {"round": self.round, "count": self.report.counts.get(rule, 0),
+                                         "seconds": self.report.seconds[rule], "nodes": len(self.graph)})
+
+    def full_pass(self, st: _RuleState) -> None:
+        """Visit every candidate of ``st.rule``, with a new context."""
+        graph, rule = self.graph, st.rule
+        assert isinstance(rule, Rule)
+        st.ctx = Context()
+        st.cursor = len(self.log)
+        for node in rule.candidates(graph):
+            if graph.get(node.name) is node:  # not removed/replaced by an earlier rewrite of this pass
+                self.visit(st, node)
+
+    def run_node_rule(self, st: _RuleState) -> None:
+        graph, rule = self.graph, st.rule
+        assert isinstance(rule, Rule)
+        if st.cursor is None:  # first run: every candidate
+            self.full_pass(st)
+        while st.cursor < len(self.log):
+            batch = dict.fromkeys(self.log[st.cursor:])
+            st.cursor = len(self.log)
+            for node in rule.candidates(graph, batch):
+                if graph.get(node.name) is node:
+                    self.visit(st, node)
+
+    def run_pass(self, st: _RuleState) -> None:
+        rule = st.rule
+        assert isinstance(rule, Pass)
+        try:
+            reps = rule.run(self.graph, st.ctx)
+        except Exception as exc:  # noqa: BLE001 - reported with the rule's name
+            self._rule_failed(st, "", exc, "run")
+            return
+        for rep in reps or ():
+            if rep is None or rep.is_empty():
+                continue
+            self.apply(st, rep, "", [])
+
+    def visit(self, st: _RuleState, node: node_def_pb2.NodeDef) -> None:
+        rule = st.rule
+        assert isinstance(rule, Rule)
+        stat = self.report.stat(rule.name)
+        stat.visited += 1
+        try:
+            m = rule.match(self.graph, node)
+            if isinstance(m, str):
+                return
+            m.ctx = st.ctx
+            if rule.check(m) is not None:
+                return
+            rep = rule.rewrite(m)
+        except Exception as exc:  # noqa: BLE001 - reported with the rule's name and the node
+            self._rule_failed(st, node.name, exc, "match/check/rewrite")
+            return
+        if rep is None or rep.is_empty():
+            return
+        matched = sorted({n.name for n in m.nodes.values()} | {node.name})
+        self.apply(st, rep, node.name, matched)
+
+    def _rule_failed(self, st: _RuleState, anchor: str, exc: Exception, where: str) -> None:
+        at = f" at node {anchor!r}" if anchor else ""
+        if isinstance(exc, FixpointError):
+            raise exc
+        if st.ignore_errors:
+            msg = f"rule {st.rule.name!r}{at}: {type(exc).__name__}: {exc}"
+            log.warning("ignoring error (ignore_errors=true): %s", msg)
+            self.report.ignored_errors.append(msg)
+            self.report.stat(st.rule.name).errors += 1
+            return
+        if isinstance(exc, GraphxformError):
+            text = str(exc)
+            if st.rule.name in text and (not anchor or anchor in text):
+                raise exc
+            raise RuleError(f"rule {st.rule.name!r} failed{at}: {text}") from exc
+        raise RuleError(
+            f"rule {st.rule.name!r} failed{at} in {where}: {type(exc).__name__}: {exc} — this is a bug in the "
+            f"rule ({type(st.rule).__module__}); pass ignore_errors=true to skip such nodes"
+        ) from exc
+
+    # ------------------------------------------------------------ applying with bookkeeping
+    def apply(self, st: _RuleState, rep: Replacement, anchor: str, matched: list[str]) -> None:
+        graph, rule = self.graph, st.rule
+        problem = validate_replacement(graph, rep)
+        if problem:
+            exc = RuleError(f"rule {rule.name!r}{f' at node {anchor!r}' if anchor else ''} produced an invalid "
+                            f"rewrite: {problem}")
+            if st.ignore_errors:
+                self._rule_failed(st, anchor, exc, "rewrite")
+                return
+            raise exc
+        # Snapshot the nodes this replacement can touch (Graph stores a new NodeDef on every change, so an
+        # unchanged object means an untouched node).
+        get = graph.get
+        succ, _ = graph.adjacency()
+        before: dict[str, node_def_pb2.NodeDef | None] = {}
+        for node in rep.update:
+            before[node.name] = get(node.name)
+        for t in (*rep.replace, *rep.replace_control):
+            for c in succ.get(parse_input(t)[0], ()):
+                if c not in before:
+                    before[c] = get(c)
+        for name in rep.remove:
+            if name not in before:
+                before[name] = get(name)
+        sigs_before = self._signature_state() if rep.replace else ()
+        try:
+            removed = apply_replacement(graph, rep)
+        except GraphError as exc:
+            raise RuleError(
+                f"rule {rule.name!r}{f' at node {anchor!r}' if anchor else ''} produced an invalid rewrite: {exc}; "
+                "the graph may be half-rewritten, start again from the input"
+            ) from exc
+        added_names = [n.name for n in rep.add]
+        delta, changed, touched = fingerprint_change(before, get, added_names)
+        touched.update(rep.replace.values())
+        sigs_after = self._signature_state() if rep.replace else ()
+        if sigs_after != sigs_before:  # a signature now names another tensor: a change no node shows
+            delta ^= hash(sigs_before) ^ hash(sigs_after)
+        if not changed and not removed and delta == 0 and sigs_after == sigs_before:
+            self.report.stat(rule.name).noop += 1
+            log.debug("rule %s at %s: the rewrite changed nothing", rule.name, anchor or "<global>")
+            return
+        # Book the step.
+        self.steps += 1
+        self.fp ^= delta
+        # Compact record (a 1M-node run keeps ~700k of them): empty lists share one tuple, the
+        # replacement's own dict is kept (a Replacement is not reused after it was applied).
+        rec = AppliedRewrite(rule.name, anchor, matched or _NONE, added_names or _NONE,  # type: ignore[arg-type]
+                             removed or _NONE, rep.replace, [n.name for n in rep.update] or _NONE,  # type: ignore[arg-type]
+                             self.steps, self.round)
+        report = self.report
+        report.applied.append(rec)
+        report.counts[rule.name] = report.counts.get(rule.name, 0) + 1
+        report.steps += 1
+        stat = report.stat(rule.name)
+        stat.applied += 1
+        stat.added += len(added_names)
+        stat.removed += len(removed)
+        mark_near(self.graph, self.log.append, changed, {parse_input(t)[0] for t in touched}, self.reach,
+                  self.reach_up)
+        if self.debug:
+            problems = graph.lint()
+            if problems:
+                raise RuleError(
+                    f"rule {rule.name!r}{f' at node {anchor!r}' if anchor else ''} left the graph broken: "
+                    + "; ".join(problems[:5])
+                )
+            bad = validate_nodes(n for n in (get(x) for x in (*changed, *(matched or ()))) if n is not None)
+            if bad:
+                raise RuleError(
+                    f"rule {rule.name!r}{f' at node {anchor!r}' if anchor else ''} left nodes TensorFlow's C++ "
+                    "loader would refuse: " + "; ".join(map(str, bad[:5])))
+        self._stop_if(self.termination.after_step(self.fp, self.steps))
+
+    @staticmethod
+    def _stop_if(reason: str | None) -> None:
+        if reason is not None:
+            raise FixpointError(reason)
+
+    def _signature_state(self) -> tuple:
+        """Every signature input/output and the tensors it names, as they are now."""
+        return tuple((s.key, k, tuple(spec.tensor_names())) for s in self.graph.signatures.values()
+                     for k, spec in (*s.inputs.items(), *s.outputs.items()))
+
+
+def _stages(rules: Sequence[BaseRule]) -> list[list[int]]:
+    """Indices of ``rules`` per stage: every non-final rule together, then each final rule alone, in order."""
+    main = [i for i, r in enumerate(rules) if not r.final]
+    finals = [[i] for i, r in enumerate(rules) if r.final]
+    return ([main] if main else []) + finals
+
+
+def run_pipeline(
+    graph: Graph,
+    rules: Sequence[BaseRule],
+    *,
+    max_steps: int | None = None,
+    debug: bool = False,
+    trace: str | os.PathLike[str] | IO[str] | None = None,
+    progress: ProgressFn | None = None,
+    confirm: bool | None = None,
+) -> RunReport:
+    """Run ``rules`` on ``graph`` (in place) to a fixpoint; see the module docstring.
+
+    ``max_steps``: rewrites allowed before :class:`FixpointError` (default
+    ``10 * len(graph) + 1000``). ``debug``: lint after every rewrite, check the
+    nodes it changed or matched against their ``OpDef`` (:mod:`graphxform.core.validate`),
+    and run a confirmation full pass at the end. ``trace``: write every applied rewrite
+    as JSON lines there (also when the run fails). ``progress(rule, status,
+    info)`` is called before and after each rule's turn. ``confirm``: end with
+    a full pass of every rule (default: ``debug``).
+    """
+    for r in rules:
+        if not isinstance(r, BaseRule):
+            raise RuleError(f"run_pipeline takes Rule instances (rules or passes), got {r!r}: see build_pipeline")
+    report = RunReport(nodes_before=len(graph), rules=list(dict.fromkeys(r.name for r in rules)))
+    limit = max_steps if max_steps is not None else 10 * len(graph) + 1000
+    engine = _Engine(graph, rules, report=report, max_steps=limit, debug=debug, progress=progress,
+                     confirm=debug if confirm is None else confirm)
+    t0 = time.perf_counter()
+    # Rewrites allocate many short-lived, acyclic objects; the cyclic GC would rescan the whole (large,
+    # long-lived) graph again and again — a quarter of the run time on a 1M-node graph. Pause it for the run.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for stage in _stages(rules):
+            engine.run_stage([engine.states[i] for i in stage])
+    except FixpointError as exc:
+        exc.report = report  # type: ignore[attr-defined]
+        raise
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+        report.total_seconds = time.perf_counter() - t0
+        report.nodes_after = len(graph)
+        if trace is not None:
+            report.write_trace(trace)
+    log.info("pipeline: %d rewrites in %d rounds, %d -> %d nodes, %.2fs", engine.steps, report.rounds,
+             report.nodes_before, report.nodes_after, report.total_seconds)
+    return report
+
+
+__all__ = ["ProgressFn", "run_pipeline", "run_rule_once"]

@@ -1,0 +1,231 @@
+"""Integrity checks of a freshly loaded graph: what a corrupt or hostile file can hold that TensorFlow would refuse.
+
+The loader calls :func:`check_graph` on every graph it reads, so a broken
+model is refused at once with a one-line message naming the node, instead of
+failing later inside a rule, the exporter or TensorFlow — or worse, being
+transformed and written as if it were fine. Checked, in one pass over the
+nodes (no tensor is decoded, nothing is allocated beyond the graph itself):
+
+* every input names an existing node, and an output port that node has
+  (when its op and attrs tell how many outputs it has);
+* no cycle outside TF1 control-flow frames (``NextIteration`` loops are legal);
+* every ``Const`` has a known dtype, no negative dimension, a
+  ``tensor_content`` whose length matches its shape (or no more values than
+  elements), and does not expand to more than :data:`MAX_CONST_BYTES` (a
+  splat ``Const`` of shape ``[100000, 100000]`` held in a 22-byte ``TensorProto`` would allocate 40 GB
+  when read);
+* what TensorFlow's own graph import checks, for registered ops: valid node
+  names, control inputs after data inputs, the attrs the op requires (of the
+  right kind), as many inputs as the op takes, of the dtypes it takes, and
+  placeholder shapes without dimensions below -1.
+"""
+from __future__ import annotations
+
+import logging
+
+import networkx as nx
+import tensorflow as tf
+from tensorflow.core.framework import node_def_pb2, types_pb2
+
+from graphxform.core.graph import Graph
+from graphxform.core.names import VALID_NODE_NAME, parse_input
+from graphxform.core.opdefs import CONTROL_FLOW_OPS, FEED_OPS, dtype_label, op_def, output_count
+
+log = logging.getLogger(__name__)
+
+#: A Const may not describe more bytes than protobuf can hold (2 GiB).
+MAX_CONST_BYTES = 2 * 1024**3
+#: Problems listed in one error message.
+MAX_LISTED = 3
+
+_VARIABLE_SIZE = {types_pb2.DT_STRING, types_pb2.DT_RESOURCE, types_pb2.DT_VARIANT}
+
+
+def _itemsize(dtype: int) -> int | None:
+    try:
+        d = tf.as_dtype(dtype)
+    except TypeError:
+        return None
+    return d.size if dtype not in _VARIABLE_SIZE else None
+
+
+def _dtype_known(dtype: int) -> bool:
+    try:
+        types_pb2.DataType.Name(dtype)
+    except ValueError:
+        return False
+    return dtype != types_pb2.DT_INVALID
+
+
+def const_problem(node: node_def_pb2.NodeDef) -> str | None:
+    """What is wrong with ``Const`` node ``node`` (``None`` if nothing)."""
+    tensor = node.attr["value"].tensor if "value" in node.attr else None
+    if tensor is None:
+        return f"Const {node.name!r} has no value"
+    if not _dtype_known(tensor.dtype):
+        return f"Const {node.name!r} has an unknown dtype (enum {tensor.dtype})"
+    if "dtype" in node.attr and not _dtype_known(node.attr["dtype"].type):
+        return f"Const {node.name!r} has an unknown dtype attr (enum {node.attr['dtype'].type})"
+    dims = [d.size for d in tensor.tensor_shape.dim]
+    if any(d < 0 for d in dims):
+        return f"Const {node.name!r} has a negative dimension in shape {dims}"
+    count = 1
+    for d in dims:
+        count *= d
+    values = sum(len(v) for f, v in tensor.ListFields() if f.name.endswith("_val"))
+    if values and not tensor.tensor_content and values > count * (2 if tensor.dtype in _COMPLEX else 1):
+        return (f"Const {node.name!r} holds {values} values for shape {dims} "
+                f"({count} element{'s' if count != 1 else ''})")
+    if "dtype" in node.attr and node.attr["dtype"].type != tensor.dtype:
+        return (f"Const {node.name!r}: its dtype attr is {dtype_label(node.attr['dtype'].type)} but its value is "
+                f"{dtype_label(tensor.dtype)}")
+    itemsize = _itemsize(tensor.dtype)
+    if itemsize is None:
+        if tensor.dtype == types_pb2.DT_STRING and count * _STRING_ELEMENT_BYTES > MAX_CONST_BYTES:
+            return (f"Const {node.name!r} of shape {dims} would expand to {count:,} strings from a "
+                    f"{tensor.ByteSize()}-byte proto (over the {MAX_CONST_BYTES // 1024**3} GiB limit)")
+        return None
+    if tensor.tensor_content:
+        if len(tensor.tensor_content) != count * itemsize:
+            return (f"Const {node.name!r}: tensor_content holds {len(tensor.tensor_content)} bytes but shape {dims} "
+                    f"needs {count * itemsize}")
+    elif count * itemsize > MAX_CONST_BYTES:
+        return (f"Const {node.name!r} of shape {dims} would expand to {count * itemsize / 1e9:.1f} GB from a "
+                f"{tensor.ByteSize()}-byte proto (over the {MAX_CONST_BYTES // 1024**3} GiB limit)")
+    return None
+
+
+#: ``AttrValue`` field for each ``OpDef`` attr type (``list(...)`` types use ``list``).
+_ATTR_FIELD = {"type": "type", "int": "i", "bool": "b", "float": "f", "string": "s", "shape": "shape",
+               "tensor": "tensor", "func": "func"}
+_COMPLEX = {types_pb2.DT_COMPLEX64, types_pb2.DT_COMPLEX128}
+#: Bytes a string element takes in memory at least (TensorFlow's ``tstring``), for the splat check.
+_STRING_ELEMENT_BYTES = 32
+
+
+def _input_dtypes(node: node_def_pb2.NodeDef, d: object) -> list[int] | None:
+    """The dtypes the op of ``node`` takes on each data input, or ``None`` when the attrs do not say."""
+    out: list[int] = []
+    for arg in d.input_arg:  # type: ignore[attr-defined]
+        if arg.type_list_attr:
+            if arg.type_list_attr not in node.attr:
+                return None
+            types = list(node.attr[arg.type_list_attr].list.type)
+        elif arg.type_attr:
+            if arg.type_attr not in node.attr:
+                return None
+            types = [node.attr[arg.type_attr].type]
+        else:
+            types = [arg.type]
+        if arg.number_attr:
+            if arg.number_attr not in node.attr:
+                return None
+            types = types * int(node.attr[arg.number_attr].i)
+        out.extend(types)
+    return out
+
+
+def node_problem(node: node_def_pb2.NodeDef) -> str | None:
+    """What TensorFlow's graph import would refuse in ``node`` on its own (``None`` if nothing)."""
+    if not VALID_NODE_NAME.match(node.name):
+        return f"node name {node.name!r} is not a valid TensorFlow node name"
+    control = False
+    for inp in node.input:
+        if inp.startswith("^"):
+            control = True
+        elif control:
+            return f"node {node.name!r}: data input {inp!r} comes after a control input"
+    if node.op in FEED_OPS and "shape" in node.attr:
+        dims = [d.size for d in node.attr["shape"].shape.dim]
+        if any(d < -1 for d in dims):
+            return f"{node.op} {node.name!r} has shape {dims}, with a dimension below -1"
+    d = op_def(node.op)
+    if d is None:
+        return None
+    for a in d.attr:
+        if a.name not in node.attr:
+            if not a.HasField("default_value"):
+                return f"{node.op} {node.name!r} lacks the attr {a.name!r} its op requires"
+            continue
+        kind = node.attr[a.name].WhichOneof("value")
+        want = "list" if a.type.startswith("list(") else _ATTR_FIELD.get(a.type)
+        if kind is not None and want is not None and kind != want:
+            have = {"s": "string", "i": "int", "f": "float", "b": "bool"}.get(kind, kind)
+            return f"{node.op} {node.name!r}: attr {a.name!r} holds a {have} value, the op wants a {a.type}"
+    data = [i for i in node.input if not i.startswith("^")]
+    wanted = _input_dtypes(node, d)
+    if wanted is not None and len(wanted) != len(data):
+        return f"{node.op} {node.name!r} has {len(data)} data input{'s' if len(data) != 1 else ''}, its op takes " \
+               f"{len(wanted)}"
+    return None
+
+
+def _input_dtype_problem(graph: Graph, node: node_def_pb2.NodeDef) -> str | None:
+    """A data input of ``node`` whose dtype is not the one its op takes there (ref dtypes match their base)."""
+    d = op_def(node.op)
+    if d is None:
+        return None
+    wanted = _input_dtypes(node, d)
+    if wanted is None:
+        return None
+    data = [i for i in node.input if not i.startswith("^")]
+    for inp, want in zip(data, wanted):
+        if graph.get(parse_input(inp)[0]) is None:
+            continue
+        have = graph.output_dtype(inp)
+        if have is None or not want:
+            continue
+        if have % 100 != want % 100:  # DT_FLOAT_REF (101) is DT_FLOAT (1) read through a reference
+            return (f"{node.op} {node.name!r} takes {dtype_label(want % 100)} on input {inp!r}, which is "
+                    f"{dtype_label(have % 100)}")
+    return None
+
+
+def problems(graph: Graph, limit: int = MAX_LISTED) -> list[str]:
+    """Up to ``limit`` integrity problems of ``graph`` (empty when it is sound)."""
+    found: list[str] = []
+    counts: dict[str, int | None] = {}
+    for node in graph:
+        p = node_problem(node)
+        if p:
+            found.append(p)
+        if node.op == "Const":
+            p = const_problem(node)
+            if p:
+                found.append(p)
+        for inp in node.input:
+            src, port, control = parse_input(inp)
+            producer = graph.get(src)
+            if producer is None:
+                found.append(f"node {node.name!r} input {inp!r} names no node")
+            elif not control:
+                if src not in counts:
+                    counts[src] = output_count(producer)
+                n = counts[src]
+                if n is not None and port >= n:
+                    found.append(f"node {node.name!r} input {inp!r}: {producer.op} {src!r} has {n} output"
+                                 f"{'s' if n != 1 else ''}")
+        if len(found) >= limit:
+            return found[:limit]
+    if not found:  # (dtypes are read from the producers: only once every input resolves)
+        for node in graph:
+            p = _input_dtype_problem(graph, node)
+            if p:
+                found.append(p)
+                if len(found) >= limit:
+                    return found
+    view = graph.nx.subgraph([n for n in graph.node_names])
+    if not nx.is_directed_acyclic_graph(view):
+        ops = nx.get_node_attributes(view, "op")
+        acyclic = view.subgraph([n for n, o in ops.items() if o not in CONTROL_FLOW_OPS])
+        try:
+            cycle = nx.find_cycle(acyclic)
+        except nx.NetworkXNoCycle:
+            cycle = None
+        if cycle:
+            names = [e[0] for e in cycle[:8]]
+            found.append("cycle outside control-flow frames: " + " -> ".join(names + [names[0]]))
+    return found[:limit]
+
+
+__all__ = ["MAX_CONST_BYTES", "const_problem", "node_problem", "problems"]

@@ -1,0 +1,409 @@
+"""TensorFlow's C++ SavedModel loader, reached through the C API of the TensorFlow wheel.
+
+``TF_LoadSessionFromSavedModel`` is the C API face of ``LoadSavedModel``
+(``tensorflow/cc/saved_model/loader.cc``), the loader TF Serving's
+``SavedModelBundle`` runs: it validates every ``NodeDef`` against its
+``OpDef``, runs the restore op and the init/main op, and feeds the asset
+paths. A model it refuses cannot be served. The symbols live in the shared
+libraries beside ``tensorflow/__init__.py`` (``libtensorflow_cc.so.2``,
+``libtensorflow_framework.so.2``); :mod:`ctypes` reaches them, no build step.
+
+>>> with CSavedModelSession("fixtures/estimator_dnn") as s:       # doctest: +SKIP
+...     sd = s.meta_graph.signature_def["predict"]
+...     probs, = s.run({"input_example_tensor:0": examples}, ["dnn/head/predictions/probabilities:0"])
+
+Tensors cross the C boundary as copies: numeric tensors through their raw
+buffer, strings as ``TF_TString`` (24 bytes each, the layout of TF ≥ 2.4).
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
+
+from graphxform.core.errors import GraphxformError
+
+log = logging.getLogger(__name__)
+
+_vp = ctypes.c_void_p
+_TSTRING_SIZE = 24  # sizeof(TF_TString)
+_DT_STRING = 7
+
+
+class CLoaderError(GraphxformError):
+    """TensorFlow's C++ loader refused a model, or running it failed (TF's own message attached)."""
+
+
+class _Output(ctypes.Structure):
+    _fields_ = [("oper", _vp), ("index", ctypes.c_int)]
+
+
+class _Buffer(ctypes.Structure):
+    _fields_ = [("data", _vp), ("length", ctypes.c_size_t), ("data_deallocator", _vp)]
+
+
+@lru_cache(maxsize=1)
+def _lib() -> ctypes.CDLL:
+    """The C API, with argument and result types declared once."""
+    here = os.path.dirname(tf.__file__)
+    # The framework library holds the tensor/status functions; loading it first and globally lets the
+    # cc library's symbols resolve against the copy TensorFlow's Python module already has loaded.
+    ctypes.CDLL(os.path.join(here, "libtensorflow_framework.so.2"), mode=ctypes.RTLD_GLOBAL)
+    lib = ctypes.CDLL(os.path.join(here, "libtensorflow_cc.so.2"), mode=ctypes.RTLD_GLOBAL)
+    sigs: dict[str, tuple[Any, list[Any]]] = {
+        "TF_NewStatus": (_vp, []),
+        "TF_DeleteStatus": (None, [_vp]),
+        "TF_GetCode": (ctypes.c_int, [_vp]),
+        "TF_Message": (ctypes.c_char_p, [_vp]),
+        "TF_NewGraph": (_vp, []),
+        "TF_DeleteGraph": (None, [_vp]),
+        "TF_NewSessionOptions": (_vp, []),
+        "TF_DeleteSessionOptions": (None, [_vp]),
+        "TF_SetConfig": (None, [_vp, _vp, ctypes.c_size_t, _vp]),
+        "TF_NewBuffer": (ctypes.POINTER(_Buffer), []),
+        "TF_DeleteBuffer": (None, [ctypes.POINTER(_Buffer)]),
+        "TF_LoadSessionFromSavedModel": (
+            _vp, [_vp, _vp, ctypes.c_char_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, _vp,
+                  ctypes.POINTER(_Buffer), _vp]),
+        "TF_CloseSession": (None, [_vp, _vp]),
+        "TF_DeleteSession": (None, [_vp, _vp]),
+        "TF_GraphOperationByName": (_vp, [_vp, ctypes.c_char_p]),
+        "TF_OperationNumOutputs": (ctypes.c_int, [_vp]),
+        "TF_SessionRun": (None, [_vp, _vp, ctypes.POINTER(_Output), ctypes.POINTER(_vp), ctypes.c_int,
+                                 ctypes.POINTER(_Output), ctypes.POINTER(_vp), ctypes.c_int,
+                                 ctypes.POINTER(_vp), ctypes.c_int, _vp, _vp]),
+        "TF_AllocateTensor": (_vp, [ctypes.c_int, ctypes.POINTER(ctypes.c_int64), ctypes.c_int, ctypes.c_size_t]),
+        "TF_DeleteTensor": (None, [_vp]),
+        "TF_TensorData": (_vp, [_vp]),
+        "TF_TensorByteSize": (ctypes.c_size_t, [_vp]),
+        "TF_TensorType": (ctypes.c_int, [_vp]),
+        "TF_NumDims": (ctypes.c_int, [_vp]),
+        "TF_Dim": (ctypes.c_int64, [_vp, ctypes.c_int]),
+        "TF_StringInit": (None, [_vp]),
+        "TF_StringCopy": (None, [_vp, ctypes.c_char_p, ctypes.c_size_t]),
+        "TF_StringGetDataPointer": (_vp, [_vp]),
+        "TF_StringGetSize": (ctypes.c_size_t, [_vp]),
+        "TF_StringDealloc": (None, [_vp]),
+        # The GraphDef session (tensorflow::Session::Create/Extend with a GraphDef, as C++ programs run a frozen graph)
+        "TF_NewDeprecatedSession": (_vp, [_vp, _vp]),
+        "TF_ExtendGraph": (None, [_vp, ctypes.c_char_p, ctypes.c_size_t, _vp]),
+        "TF_Run": (None, [_vp, _vp, ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(_vp), ctypes.c_int,
+                          ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(_vp), ctypes.c_int,
+                          ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, _vp, _vp]),
+        "TF_CloseDeprecatedSession": (None, [_vp, _vp]),
+        "TF_DeleteDeprecatedSession": (None, [_vp, _vp]),
+    }
+    for name, (restype, argtypes) in sigs.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+    return lib
+
+
+class _Status:
+    def __init__(self) -> None:
+        self.lib = _lib()
+        self.ptr = self.lib.TF_NewStatus()
+
+    @property
+    def code(self) -> int:
+        return int(self.lib.TF_GetCode(self.ptr))
+
+    @property
+    def message(self) -> str:
+        return (self.lib.TF_Message(self.ptr) or b"").decode("utf-8", errors="replace")
+
+    def __del__(self) -> None:
+        if getattr(self, "ptr", None):
+            self.lib.TF_DeleteStatus(self.ptr)
+            self.ptr = None
+
+
+def first_line(message: str) -> str:
+    """TF's message up to the op signature it appends (``; Op<name=...>``), on one line."""
+    text = " ".join(part.strip() for part in message.splitlines())
+    return text.split("; Op<name=")[0].strip()
+
+
+def _numpy_dtype(dtype_enum: int) -> np.dtype:
+    return np.dtype(tf.as_dtype(dtype_enum).as_numpy_dtype)
+
+
+def _to_tensor(value: Any, dtype_enum: int) -> int:
+    """A new ``TF_Tensor*`` holding a copy of ``value`` as ``dtype_enum``; the caller deletes it."""
+    lib = _lib()
+    if dtype_enum == _DT_STRING:
+        arr = np.asarray(value, dtype=object)
+        dims = (ctypes.c_int64 * max(arr.ndim, 1))(*arr.shape)
+        t = lib.TF_AllocateTensor(dtype_enum, dims, arr.ndim, _TSTRING_SIZE * arr.size)
+        base = lib.TF_TensorData(t)
+        for i, item in enumerate(arr.reshape(-1)):
+            data = item if isinstance(item, bytes) else str(item).encode("utf-8")
+            dst = base + i * _TSTRING_SIZE
+            lib.TF_StringInit(dst)
+            lib.TF_StringCopy(dst, data, len(data))
+        return t
+    arr = np.asarray(value, dtype=_numpy_dtype(dtype_enum))  # (not ascontiguousarray: it makes a scalar 1-D)
+    if not arr.flags.c_contiguous:
+        arr = arr.copy(order="C")
+    dims = (ctypes.c_int64 * max(arr.ndim, 1))(*arr.shape)
+    t = lib.TF_AllocateTensor(dtype_enum, dims, arr.ndim, arr.nbytes)
+    if arr.nbytes:
+        ctypes.memmove(lib.TF_TensorData(t), arr.ctypes.data, arr.nbytes)
+    return t
+
+
+def _from_tensor(t: int) -> np.ndarray:
+    """A numpy copy of ``TF_Tensor*`` ``t`` (strings as ``bytes`` objects)."""
+    lib = _lib()
+    shape = tuple(int(lib.TF_Dim(t, i)) for i in range(lib.TF_NumDims(t)))
+    dtype_enum = int(lib.TF_TensorType(t))
+    base = lib.TF_TensorData(t)
+    if dtype_enum == _DT_STRING:
+        count = int(np.prod(shape)) if shape else 1
+        out = np.empty(count, dtype=object)
+        for i in range(count):
+            s = base + i * _TSTRING_SIZE
+            out[i] = ctypes.string_at(lib.TF_StringGetDataPointer(s), lib.TF_StringGetSize(s))
+        return out.reshape(shape)
+    dtype = _numpy_dtype(dtype_enum)
+    size = int(lib.TF_TensorByteSize(t))
+    raw = ctypes.string_at(base, size) if size else b""
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+
+
+def _delete_tensor(t: int, dtype_enum: int | None = None) -> None:
+    lib = _lib()
+    if dtype_enum is None:
+        dtype_enum = int(lib.TF_TensorType(t))
+    if dtype_enum == _DT_STRING:
+        count = int(lib.TF_TensorByteSize(t)) // _TSTRING_SIZE
+        base = lib.TF_TensorData(t)
+        for i in range(count):
+            lib.TF_StringDealloc(base + i * _TSTRING_SIZE)
+    lib.TF_DeleteTensor(t)
+
+
+class CSavedModelSession:
+    """A SavedModel loaded by TensorFlow's C++ loader (``LoadSavedModel``), as TF Serving loads it.
+
+    Raises :class:`CLoaderError` with TensorFlow's message when the loader
+    refuses the model. ``meta_graph`` is the ``MetaGraphDef`` the loader
+    read (signatures as the server sees them).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], tags: Sequence[str] = ("serve",), *,
+                 intra_op_threads: int = 2, inter_op_threads: int = 2) -> None:
+        self.lib = lib = _lib()
+        self.path = str(path)
+        self.graph = lib.TF_NewGraph()
+        self.session: int | None = None
+        options = lib.TF_NewSessionOptions()
+        status = _Status()
+        try:
+            config = config_pb2.ConfigProto(intra_op_parallelism_threads=intra_op_threads,
+                                            inter_op_parallelism_threads=inter_op_threads).SerializeToString()
+            buf = ctypes.create_string_buffer(config, len(config))
+            lib.TF_SetConfig(options, buf, len(config), status.ptr)
+            tag_array = (ctypes.c_char_p * len(tags))(*[t.encode() for t in tags])
+            meta = lib.TF_NewBuffer()
+            try:
+                session = lib.TF_LoadSessionFromSavedModel(options, None, self.path.encode(), tag_array, len(tags),
+                                                           self.graph, meta, status.ptr)
+                if status.code != 0:
+                    raise CLoaderError(f"{self.path}: TensorFlow's C++ SavedModel loader (TF Serving's) refused "
+                                       f"the model: {first_line(status.message)}")
+                self.session = session
+                self.meta_graph = meta_graph_pb2.MetaGraphDef.FromString(
+                    ctypes.string_at(meta.contents.data, meta.contents.length))
+            finally:
+                lib.TF_DeleteBuffer(meta)
+        except BaseException:
+            lib.TF_DeleteGraph(self.graph)
+            self.graph = None
+            raise
+        finally:
+            lib.TF_DeleteSessionOptions(options)
+
+    def _output(self, tensor: str) -> _Output:
+        name, _, port = tensor.rpartition(":")
+        if not name or not port.isdigit():
+            name, port = tensor, "0"
+        op = self.lib.TF_GraphOperationByName(self.graph, name.encode())
+        if not op:
+            raise CLoaderError(f"{self.path}: the graph the C++ loader built has no operation {name!r}")
+        if int(port) >= self.lib.TF_OperationNumOutputs(op):
+            raise CLoaderError(f"{self.path}: operation {name!r} has no output {port}")
+        return _Output(op, int(port))
+
+    def run(self, feeds: Mapping[str, tuple[Any, int] | Any], fetches: Sequence[str]) -> list[np.ndarray]:
+        """Run the session: ``feeds`` maps tensor names to ``(value, dtype enum)`` (or arrays, whose dtype is
+        taken from numpy), ``fetches`` are tensor names. Returns numpy copies."""
+        if self.session is None:
+            raise CLoaderError(f"{self.path}: the session is closed")
+        lib = self.lib
+        names = list(feeds)
+        inputs = (_Output * max(len(names), 1))(*[self._output(n) for n in names])
+        outputs = (_Output * max(len(fetches), 1))(*[self._output(f) for f in fetches])
+        in_values = (_vp * max(len(names), 1))()
+        dtypes: list[int] = []
+        out_values = (_vp * max(len(fetches), 1))()
+        status = _Status()
+        try:
+            for i, name in enumerate(names):
+                value = feeds[name]
+                if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], int):
+                    value, dtype_enum = value
+                else:
+                    arr = np.asarray(value)
+                    dtype_enum = _DT_STRING if arr.dtype.kind in "OSU" else int(tf.as_dtype(arr.dtype).as_datatype_enum)
+                dtypes.append(dtype_enum)
+                in_values[i] = _to_tensor(value, dtype_enum)
+            lib.TF_SessionRun(self.session, None, inputs, in_values, len(names), outputs, out_values, len(fetches),
+                              None, 0, None, status.ptr)
+            if status.code != 0:
+                raise CLoaderError(f"{self.path}: running the model in the C++ loader's session failed: "
+                                   f"{first_line(status.message)}")
+            return [_from_tensor(out_values[i]) for i in range(len(fetches))]
+        finally:
+            for i, dtype_enum in enumerate(dtypes):
+                if in_values[i]:
+                    _delete_tensor(in_values[i], dtype_enum)
+            for i in range(len(fetches)):
+                if out_values[i]:
+                    _delete_tensor(out_values[i])
+
+    def close(self) -> None:
+        if self.session is not None:
+            status = _Status()
+            self.lib.TF_CloseSession(self.session, status.ptr)
+            self.lib.TF_DeleteSession(self.session, status.ptr)
+            self.session = None
+        if self.graph is not None:
+            self.lib.TF_DeleteGraph(self.graph)
+            self.graph = None
+
+    def __enter__(self) -> CSavedModelSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+def _feed_dtype(value: Any) -> tuple[Any, int]:
+    """``(value, dtype enum)`` from a ``(value, dtype)`` pair or an array (its numpy dtype)."""
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], int):
+        return value
+    arr = np.asarray(value)
+    return value, _DT_STRING if arr.dtype.kind in "OSU" else int(tf.as_dtype(arr.dtype).as_datatype_enum)
+
+
+def _session_options(status: _Status, intra: int, inter: int) -> int:
+    lib = _lib()
+    options = lib.TF_NewSessionOptions()
+    config = config_pb2.ConfigProto(intra_op_parallelism_threads=intra,
+                                    inter_op_parallelism_threads=inter).SerializeToString()
+    buf = ctypes.create_string_buffer(config, len(config))
+    lib.TF_SetConfig(options, buf, len(config), status.ptr)
+    return options
+
+
+class CGraphDefSession:
+    """A frozen ``GraphDef`` in TensorFlow's C++ session: ``tensorflow::Session::Create(graph_def)``, as a C++
+    program runs a frozen graph (``TF_NewDeprecatedSession`` + ``TF_ExtendGraph`` of the C API).
+
+    Creating the session validates every ``NodeDef`` against its ``OpDef`` the way the SavedModel loader does
+    (Python's ``import_graph_def`` is more lenient); :class:`CLoaderError` carries TensorFlow's message.
+    """
+
+    def __init__(self, graph_def: bytes, label: str = "GraphDef", *, intra_op_threads: int = 2,
+                 inter_op_threads: int = 2) -> None:
+        self.lib = lib = _lib()
+        self.label = label
+        self.session: int | None = None
+        status = _Status()
+        options = _session_options(status, intra_op_threads, inter_op_threads)
+        try:
+            session = lib.TF_NewDeprecatedSession(options, status.ptr)
+            if status.code != 0:
+                raise CLoaderError(f"{label}: TensorFlow's C++ session could not be created: "
+                                   f"{first_line(status.message)}")
+            lib.TF_ExtendGraph(session, graph_def, len(graph_def), status.ptr)
+            if status.code != 0:
+                message = first_line(status.message)
+                lib.TF_CloseDeprecatedSession(session, status.ptr)
+                lib.TF_DeleteDeprecatedSession(session, status.ptr)
+                raise CLoaderError(f"{label}: TensorFlow's C++ session (Session::Create) refused the graph: "
+                                   f"{message}")
+            self.session = session
+        finally:
+            lib.TF_DeleteSessionOptions(options)
+
+    def run(self, feeds: Mapping[str, tuple[Any, int] | Any], fetches: Sequence[str],
+            targets: Sequence[str] = ()) -> list[np.ndarray]:
+        """Run: ``feeds`` maps tensor names to ``(value, dtype enum)`` or arrays; ``fetches`` are tensor names,
+        ``targets`` operation names run for their effect. Returns numpy copies of the fetches."""
+        if self.session is None:
+            raise CLoaderError(f"{self.label}: the session is closed")
+        lib = self.lib
+        names = list(feeds)
+        in_names = (ctypes.c_char_p * max(len(names), 1))(*[n.encode() for n in names])
+        out_names = (ctypes.c_char_p * max(len(fetches), 1))(*[f.encode() for f in fetches])
+        tgt_names = (ctypes.c_char_p * max(len(targets), 1))(*[t.encode() for t in targets])
+        in_values = (_vp * max(len(names), 1))()
+        out_values = (_vp * max(len(fetches), 1))()
+        dtypes: list[int] = []
+        status = _Status()
+        try:
+            for i, name in enumerate(names):
+                value, dtype_enum = _feed_dtype(feeds[name])
+                dtypes.append(dtype_enum)
+                in_values[i] = _to_tensor(value, dtype_enum)
+            lib.TF_Run(self.session, None, in_names, in_values, len(names), out_names, out_values, len(fetches),
+                       tgt_names, len(targets), None, status.ptr)
+            if status.code != 0:
+                raise CLoaderError(f"{self.label}: running the graph in TensorFlow's C++ session failed: "
+                                   f"{first_line(status.message)}")
+            return [_from_tensor(out_values[i]) for i in range(len(fetches))]
+        finally:
+            for i, dtype_enum in enumerate(dtypes):
+                if in_values[i]:
+                    _delete_tensor(in_values[i], dtype_enum)
+            for i in range(len(fetches)):
+                if out_values[i]:
+                    _delete_tensor(out_values[i])
+
+    def close(self) -> None:
+        if self.session is not None:
+            status = _Status()  # (kept in a variable: a temporary's status would be freed before the call)
+            self.lib.TF_CloseDeprecatedSession(self.session, status.ptr)
+            self.lib.TF_DeleteDeprecatedSession(self.session, status.ptr)
+            self.session = None
+
+    def __enter__(self) -> CGraphDefSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+__all__ = ["CGraphDefSession", "CLoaderError", "CSavedModelSession"]

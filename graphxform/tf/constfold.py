@@ -1,0 +1,308 @@
+"""Constant folding engine: the values of the constant frontier, from ONE batched TensorFlow run.
+
+Used by the ``fold_constants`` pass (``transforms/fold_constants.py``). Which nodes are constant, and which
+of them form the frontier (the ones whose outputs non-constant nodes or signatures read), is
+:mod:`graphxform.tf.constant_analysis`.
+
+:func:`evaluate_frontier` imports the constant ancestry of the frontier into
+one ``tf.Graph`` and fetches every frontier tensor with one ``session.run``.
+Before running, the static shapes TensorFlow infers on import are checked
+against the size budget, so ``Fill([100000, 100000], 1.0)`` is refused
+without allocating anything. Two ways a node drops out:
+
+* *excluded* — TensorFlow refused it (at import or at run time), or an
+  output is too big even to evaluate (``max(budget, 256 MiB)``): it is
+  treated as non-constant, so nothing after it folds;
+* *kept* — it can be evaluated but must not become a ``Const`` (an output
+  over ``max_constant_size_in_bytes``, or an ``Identity`` of a shared
+  ``Const``): it stays as it is, its constant inputs become frontier nodes
+  and its constant consumers (e.g. a ``Sum`` of it) still fold.
+
+Either way the frontier is recomputed and the missing tensors are fetched
+from the same session.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import graph_pb2, tensor_pb2
+
+from graphxform.core.errors import GraphxformError, RuleError
+from graphxform.core.graph import Graph
+from graphxform.core.names import parse_input
+from graphxform.core.opdefs import output_dtypes
+from graphxform.tf.constant_analysis import ConstantAnalysis, duplicate_reason, pass_through_source
+from graphxform.tf.session import GraphSession
+
+log = logging.getLogger(__name__)
+
+_NODE_IN_MESSAGE = re.compile(r"\{\{node ([^}]+)\}\}")
+#: Outputs bigger than this (or than the budget, if larger) are never evaluated.
+EVAL_LIMIT_BYTES = 256 * 1024 * 1024
+
+
+@dataclass
+class FoldResult:
+    """What :func:`evaluate_frontier` found.
+
+    ``values``: {``"node:port"``: ``TensorProto``} for every frontier output;
+    ``frontier``: {node: ports}; ``analysis``: the final constant analysis;
+    ``excluded`` / ``kept``: the nodes that dropped out, with reasons (see
+    :class:`ConstantAnalysis`); ``session_runs``: ``session.run`` calls made.
+    """
+
+    values: dict[str, tensor_pb2.TensorProto]
+    frontier: dict[str, list[int]]
+    analysis: ConstantAnalysis
+    excluded: dict[str, str]
+    kept: dict[str, str]
+    session_runs: int = 0
+
+
+def _value_nbytes(value: np.ndarray) -> int:
+    if value.dtype == object:
+        return int(sum(len(v) for v in value.flat)) + 8 * value.size
+    return int(value.nbytes)
+
+
+def _static_nbytes(tensor: Any) -> int | None:
+    """Bytes of a ``tf.Tensor`` from its static shape, ``None`` when unknown (or a string)."""
+    shape = tensor.shape
+    if shape.rank is None or not shape.is_fully_defined() or tensor.dtype.name == "string":
+        return None
+    return int(np.prod(shape.as_list(), dtype=np.int64)) * tensor.dtype.size
+
+
+def _failing_node(exc: BaseException, candidates: set[str]) -> str | None:
+    op = getattr(exc, "op", None)
+    if op is not None and getattr(op, "name", None) in candidates:
+        return op.name
+    for name in _NODE_IN_MESSAGE.findall(str(exc)):
+        if name in candidates:
+            return name
+    return None
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = getattr(exc, "message", None) or str(exc)
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _Evaluator:
+    def __init__(self, graph: Graph, *, max_bytes: int, ignore_errors: bool, excluded: Mapping[str, str] | None,
+                 kept: Mapping[str, str] | None) -> None:
+        self.graph = graph
+        self.max_bytes = max_bytes
+        self.eval_limit = max(max_bytes, EVAL_LIMIT_BYTES)
+        self.ignore_errors = ignore_errors
+        self.excluded: dict[str, str] = dict(excluded or {})
+        self.kept: dict[str, str] = dict(kept or {})
+        self.values: dict[str, tensor_pb2.TensorProto] = {}
+        self.session: Any = None
+        self.session_nodes: set[str] = set()
+        self.session_runs = 0
+        self.log_level: int | None = None  # None: warnings for failures, info for size refusals
+
+    # ---------------------------------------------------------------- helpers
+    def _analyse(self) -> tuple[ConstantAnalysis, dict[str, list[int]]]:
+        analysis = ConstantAnalysis(self.graph, self.excluded, self.kept)
+        return analysis, analysis.frontier()
+
+    def _fail(self, name: str, reason: str) -> None:
+        """``name`` cannot be evaluated: raise, or (``ignore_errors``) treat it as non-constant."""
+        if not self.ignore_errors:
+            node = self.graph.node(name)
+            raise RuleError(
+                f"fold_constants: evaluating {node.op} node {name!r} failed: {reason}. Fix the graph, or run "
+                "fold_constants(ignore_errors=true) to leave the node unfolded"
+            )
+        log.log(self.log_level or logging.WARNING, "fold_constants: not folding %s: %s", name, reason)
+        self.excluded[name] = reason
+
+    def _too_big(self, name: str, reason: str, *, evaluate: bool) -> None:
+        log.log(self.log_level or logging.INFO, "fold_constants: not folding %s: %s", name, reason)
+        (self.kept if evaluate else self.excluded)[name] = reason
+
+    def _subgraph(self, names: set[str]) -> graph_pb2.GraphDef:
+        gd = graph_pb2.GraphDef()
+        gd.versions.CopyFrom(self.graph.versions)
+        if self.graph.library.function:
+            gd.library.CopyFrom(self.graph.library)
+        for name in self.graph.node_names:  # keep the graph's order
+            if name not in names:
+                continue
+            node = gd.node.add()
+            node.CopyFrom(self.graph.node(name))
+            node.device = ""  # evaluate on this machine's CPU
+            for attr in ("_class", "_output_shapes"):  # colocation targets may be absent; shapes may be stale
+                if attr in node.attr:
+                    del node.attr[attr]
+        return gd
+
+    def _open_session(self, names: set[str]) -> bool:
+        """Import ``names`` into one session; on refusal drop the culprit and return False."""
+        self.close()
+        try:
+            self.session = GraphSession(self._subgraph(names), optimize=False)
+        except GraphxformError as exc:
+            culprit = _failing_node(exc, names)
+            if culprit is None:
+                if not self.ignore_errors:
+                    raise RuleError(f"fold_constants: TensorFlow refused the constant subgraph: {_short(exc)}. "
+                                    "Run fold_constants(ignore_errors=true) to skip folding") from exc
+                for name in names:
+                    if self.graph.node(name).op != "Const":
+                        self.excluded[name] = f"TensorFlow refused the constant subgraph: {_short(exc)}"
+                return False
+            self._fail(culprit, f"TensorFlow refused it: {_short(exc)}")
+            return False
+        self.session_nodes = set(names)
+        return True
+
+    def _check_static_sizes(self, names: set[str], todo: Mapping[str, list[int]]) -> bool:
+        """Drop nodes whose statically known outputs are too big; True if none was."""
+        ok = True
+        for name in names:
+            if self.graph.node(name).op == "Const" or name in self.excluded or name in self.kept:
+                continue
+            op = self.session.tf_graph.get_operation_by_name(name)
+            for port, t in enumerate(op.outputs):
+                nbytes = _static_nbytes(t)
+                if nbytes is None:
+                    continue
+                what = f"output {t.name} {t.shape} {t.dtype.name} would be {nbytes} bytes"
+                if nbytes > self.eval_limit:
+                    self._too_big(name, f"{what}: too big to evaluate (limit: max(max_constant_size_in_bytes, "
+                                        f"{EVAL_LIMIT_BYTES}) = {self.eval_limit})", evaluate=False)
+                elif port in todo.get(name, ()) and nbytes > self.max_bytes:
+                    self._too_big(name, f"{what}, over max_constant_size_in_bytes={self.max_bytes}", evaluate=True)
+                else:
+                    continue
+                ok = False
+                break
+        return ok
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+            self.session_nodes = set()
+
+    # ---------------------------------------------------------------- driver
+    def _todo(self, frontier: Mapping[str, list[int]]) -> dict[str, list[int]] | None:
+        """Frontier outputs still to fetch; ``None`` when the frontier changed (an Identity was kept)."""
+        todo: dict[str, list[int]] = {}
+        for name, ports in frontier.items():
+            node = self.graph.node(name)
+            src = pass_through_source(self.graph, node)
+            if src is not None and "value" in src.attr:
+                reason = duplicate_reason(self.graph, node)
+                if reason:
+                    self.kept[name] = reason
+                    return None
+                self.values.setdefault(f"{name}:0", src.attr["value"].tensor)
+                continue
+            missing = [p for p in ports if f"{name}:{p}" not in self.values]
+            if missing:
+                todo[name] = missing
+        return todo
+
+    def _fetch(self, todo: Mapping[str, list[int]], needed: set[str]) -> bool:
+        """One ``session.run`` for every tensor in ``todo``; False if something dropped out."""
+        fetch_names = [f"{n}:{p}" for n, ports in todo.items() for p in ports]
+        try:
+            self.session_runs += 1
+            fetched = self.session.run({}, fetch_names)
+        except tf.errors.OpError as exc:
+            culprit = _failing_node(exc, needed)
+            if culprit is not None:
+                self._fail(culprit, f"evaluation failed: {_short(exc)}")
+                return False
+            if not self.ignore_errors:
+                raise RuleError(f"fold_constants: evaluating the constant subgraph failed: {_short(exc)}. "
+                                "Run fold_constants(ignore_errors=true) to skip folding") from exc
+            for n in todo:
+                self.excluded[n] = f"evaluation failed: {_short(exc)}"
+            return False
+        ok = True
+        for tname, value in zip(fetch_names, fetched, strict=True):
+            value = np.asarray(value)
+            name, port, _ = parse_input(tname)
+            nbytes = _value_nbytes(value)
+            if nbytes > self.max_bytes:
+                self._too_big(name, f"output {tname} is {nbytes} bytes, over max_constant_size_in_bytes="
+                                    f"{self.max_bytes}", evaluate=True)
+                ok = False
+                continue
+            dtypes = output_dtypes(self.graph.node(name)) or []
+            dtype = tf.as_dtype(dtypes[port]) if port < len(dtypes) else None
+            self.values[tname] = tf.make_tensor_proto(value, dtype=dtype)
+        return ok
+
+    def run(self, *, fetch: bool = True) -> FoldResult:
+        """Evaluate the frontier (``fetch=False``: only the static checks, no ``session.run``)."""
+        try:
+            while True:
+                analysis, frontier = self._analyse()
+                todo = self._todo(frontier)
+                if todo is None:
+                    continue
+                if todo:
+                    needed = analysis.constant_ancestors(todo)
+                    if not needed <= self.session_nodes and not self._open_session(needed):
+                        continue
+                    if not self._check_static_sizes(needed, todo):
+                        continue
+                    if fetch:
+                        self._fetch(todo, needed)
+                        continue  # re-analyse; with nothing dropped out, every frontier value is there now
+                values = {t: v for t, v in self.values.items() if parse_input(t)[0] in frontier}
+                return FoldResult(values, frontier, analysis, dict(self.excluded), dict(self.kept),
+                                  self.session_runs)
+        finally:
+            self.close()
+
+
+def evaluate_frontier(
+    graph: Graph,
+    *,
+    max_bytes: int,
+    ignore_errors: bool = False,
+    excluded: Mapping[str, str] | None = None,
+    kept: Mapping[str, str] | None = None,
+) -> FoldResult:
+    """Values of every frontier tensor of ``graph``.
+
+    One ``session.run`` in the usual case; more only when a node fails or
+    turns out to be over budget after evaluation. Raises :class:`RuleError`
+    naming the node when evaluation fails and ``ignore_errors`` is false.
+    ``excluded``/``kept`` carry what an earlier round found (not retried).
+    """
+    return _Evaluator(graph, max_bytes=max_bytes, ignore_errors=ignore_errors, excluded=excluded, kept=kept).run()
+
+
+def static_analysis(
+    graph: Graph,
+    *,
+    max_bytes: int,
+    excluded: Mapping[str, str] | None = None,
+    kept: Mapping[str, str] | None = None,
+) -> ConstantAnalysis:
+    """The constant analysis after every check that needs no evaluation (one import, no ``session.run``).
+
+    Nodes TensorFlow refuses on import and outputs statically over budget
+    get their reasons, as in :func:`evaluate_frontier`; used by ``--explain``.
+    """
+    ev = _Evaluator(graph, max_bytes=max_bytes, ignore_errors=True, excluded=excluded, kept=kept)
+    ev.log_level = logging.DEBUG  # explaining is not folding: no warnings about what would be skipped
+    return ev.run(fetch=False).analysis
+
+
+__all__ = ["EVAL_LIMIT_BYTES", "FoldResult", "evaluate_frontier", "static_analysis"]
