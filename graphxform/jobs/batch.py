@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -83,9 +84,11 @@ class BatchOptions:
     keep_min_bytes: int | None = None
 
     def digest(self) -> str:
-        from graphxform import __version__
-
-        text = json.dumps({**asdict(self), "graphxform": __version__}, sort_keys=True)
+        try:
+            version = metadata.version("graphxform")
+        except metadata.PackageNotFoundError:  # pragma: no cover - run from a source tree
+            version = "unknown"
+        text = json.dumps({**asdict(self), "graphxform": version}, sort_keys=True)
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -142,7 +145,7 @@ def _models_under(root: Path) -> list[Path]:
             continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found += [here / f for f in sorted(filenames) if Path(f).suffix in GRAPH_DEF_SUFFIXES]
-    return found
+    return sorted(found)
 
 
 def _listed(list_file: Path) -> list[Path]:
@@ -194,14 +197,22 @@ def output_names(models: Sequence[Path]) -> list[str]:
         return "-".join([*p[-depth:-1], last] if depth > 1 else [last]) or "model"
 
     depth = [1] * len(models)
-    while True:
+    for _ in range(max((len(p) for p in parts), default=0)):
         names = [base(p, d) for p, d in zip(parts, depth)]
-        clash = {n for n in names if names.count(n) > 1}
-        grow = [i for i, n in enumerate(names) if n in clash and depth[i] < len(parts[i]) - 1]
-        if not grow:
+        groups: dict[str, list[int]] = {}
+        for i, n in enumerate(names):
+            groups.setdefault(n, []).append(i)
+        changed = False
+        for group in (g for g in groups.values() if len(g) > 1):
+            for d in range(max(depth[i] for i in group) + 1, max(len(parts[i]) for i in group)):
+                if len({base(parts[i], d) for i in group}) == len(group):
+                    for i in group:
+                        depth[i] = d
+                    changed = True
+                    break
+        if not changed:
             break
-        for i in grow:
-            depth[i] += 1
+    names = [base(p, d) for p, d in zip(parts, depth)]
     taken: dict[str, int] = {}
     out = []
     for n in names:
@@ -400,7 +411,8 @@ def batch(models: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
     elif todo:
         from graphxform.jobs.batch_beam import run_beam
 
-        run_beam(todo, beam_options_list(beam_options), on_done)
+        run_beam(todo, beam_options_list(beam_options), on_done, run_task,
+                 lambda t: _state_file(Path(t.output).parent, t.name))
     summary.records.sort(key=lambda r: r["name"])
     summary.seconds = time.perf_counter() - t0
     write_report(out_dir, {r["name"]: r for r in summary.records})

@@ -8,8 +8,9 @@ need graphxform installed (``--setup_file``, ``--requirements_file`` or a custom
 path and OUTDIR must be reachable by the workers under the same name (a shared filesystem).
 
 Each worker writes its model's record to ``OUTDIR/.graphxform-batch/<name>.json`` (see
-:func:`graphxform.jobs.batch.run_task`); this process watches those files for the progress display and
-collects them when the pipeline is done, so nothing has to travel back through the runner.
+:func:`graphxform.jobs.batch.run_task`, which :mod:`graphxform.jobs.batch` hands over with the tasks); this
+process watches those files for the progress display and collects them when the pipeline is done, so nothing
+has to travel back through the runner.
 """
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from graphxform.core.errors import GraphxformError
-from graphxform.jobs.batch import STATE_DIR, Task, run_task
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,10 @@ def _import_beam() -> Any:
 class _Watcher:
     """Calls ``on_done`` once per task whose record file was (re)written since the watcher started."""
 
-    def __init__(self, tasks: list[Task], on_done: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, tasks: list[Any], record_file: Callable[[Any], Path],
+                 on_done: Callable[[dict[str, Any]], None]) -> None:
         self.on_done = on_done
-        self.files = {t.name: Path(t.output).parent / STATE_DIR / f"{t.name}.json" for t in tasks}
+        self.files = {t.name: record_file(t) for t in tasks}
         self.before = {n: self._stamp(f) for n, f in self.files.items()}
         self.seen: set[str] = set()
         self.lock = threading.Lock()
@@ -83,16 +84,18 @@ class _Watcher:
         self.sweep()
 
 
-def build_pipeline(beam: Any, pipeline: Any, tasks: list[Task]) -> Any:
+def build_pipeline(beam: Any, pipeline: Any, tasks: list[Any], run: Callable[[Any], dict[str, Any]]) -> Any:
     """Add the batch's transforms to ``pipeline``; returns the PCollection of records."""
     return (pipeline
             | "Models" >> beam.Create(tasks)
             | "Spread" >> beam.Reshuffle()
-            | "Optimize" >> beam.Map(run_task))
+            | "Optimize" >> beam.Map(run))
 
 
-def run_beam(tasks: list[Task], flags: list[str], on_done: Callable[[dict[str, Any]], None]) -> None:
-    """Run the batch as a Beam pipeline with ``flags`` as its pipeline options (DirectRunner by default)."""
+def run_beam(tasks: list[Any], flags: list[str], on_done: Callable[[dict[str, Any]], None],
+             run: Callable[[Any], dict[str, Any]], record_file: Callable[[Any], Path]) -> None:
+    """Run ``run`` over ``tasks`` as a Beam pipeline with ``flags`` as its pipeline options (DirectRunner by
+    default); ``record_file(task)`` is where the worker leaves the task's record."""
     beam = _import_beam()
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -102,10 +105,10 @@ def run_beam(tasks: list[Task], flags: list[str], on_done: Callable[[dict[str, A
     except (SystemExit, ValueError) as exc:  # argparse exits on a malformed flag
         raise GraphxformError(f"--beam-options {' '.join(flags)!r}: Beam refused them ({exc})") from None
     log.info("running %d models on Beam's %s", len(tasks), runner)
-    with _Watcher(tasks, on_done) as watcher:
+    with _Watcher(tasks, record_file, on_done) as watcher:
         try:
             with beam.Pipeline(options=options) as p:
-                build_pipeline(beam, p, tasks)
+                build_pipeline(beam, p, tasks, run)
         except Exception as exc:  # noqa: BLE001 - the runner's own failure (not a model's: run_task never raises)
             raise GraphxformError(f"the Beam pipeline failed on {runner}: {' '.join(str(exc).split())[:500]}") \
                 from exc
