@@ -271,6 +271,7 @@ def _save_checkpoint(arrays: list[tuple[str, Any]], prefix: Path, work: Path) ->
             size += a.nbytes
             if size >= SHARD_BYTES:
                 flush()
+        value = a = None  # (a written group's arrays go now, not when the next variable has been read)
     flush()
     tf.raw_ops.MergeV2Checkpoints(checkpoint_prefixes=shards, destination_prefix=str(prefix), delete_old_dirs=True)
 
