@@ -25,11 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import platform
 import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -128,7 +129,14 @@ def main() -> None:
     t0 = time.perf_counter()
     weights = make_model(model, ns.rows)
     gen_s = time.perf_counter() - t0
-    results = {"rows": ns.rows, "weights_bytes": weights, "input_bytes": dir_bytes(model), "generate_seconds": gen_s,
+    import tensorflow as tf
+
+    results = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+                          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
+                          f"{platform.system()}",
+               "tensorflow": tf.__version__, "load_average_start": round(os.getloadavg()[0], 2),
+               "rows": ns.rows, "weights_bytes": weights, "input_bytes": dir_bytes(model), "generate_seconds": gen_s,
                "runs": {}}
     print(f"generated {model}: weights {weights / 2**30:.2f} GiB in {gen_s:.0f} s", flush=True)
     for label, extra in (("float, automatic keep, not verified", ["--quantize", "none", "--no-verify"]),
@@ -152,7 +160,10 @@ def main() -> None:
             shutil.rmtree(out, ignore_errors=True)
     if not ns.keep:
         shutil.rmtree(model, ignore_errors=True)
+    results["load_average_end"] = round(os.getloadavg()[0], 2)
     (HERE / "keep_variables.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(f"\n{results['date']}, {results['machine']}, TensorFlow {results['tensorflow']}, load average "
+          f"{results['load_average_start']} → {results['load_average_end']}")
     print(f"\n| run | exit | seconds | peak RSS GiB | input → output | loaders (c++/tf2/tf1) | max rel diff |")
     print("|---|---|---|---|---|---|---|")
     for label, r in results["runs"].items():
