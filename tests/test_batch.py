@@ -148,6 +148,16 @@ def test_a_worker_that_dies_fails_only_its_model_after_one_retry(tmp_path, monke
     assert not (tmp_path / "out" / "1").exists()
 
 
+def test_outdir_inside_the_models_directory_is_not_optimized_on_a_rerun(tmp_path):
+    fleet = make_fleet(tmp_path, broken=False)
+    shutil.rmtree(fleet / "b")
+    out = fleet / "optimized"
+    first = batch([fleet], out, jobs=1, verify=False)
+    assert [(r["name"], r["status"]) for r in first.records] == [("1", "ok")]
+    again = batch([fleet], out, jobs=1, verify=False)  # out/1 is a SavedModel under fleet/ now
+    assert [(r["name"], r["status"]) for r in again.records] == [("1", "skipped")]
+
+
 def test_find_models_and_output_names(tmp_path):
     fleet = make_fleet(tmp_path)
     shutil.copy(FIXTURES / "tf1_frozen_bn.pb", fleet / "frozen.pb")

@@ -377,10 +377,15 @@ def batch(models: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
         raise GraphxformError(f"runner {runner!r}: choose one of {', '.join(RUNNERS)}")
     t0 = time.perf_counter()
     opts = BatchOptions(**options)
-    paths = find_models(models)
+    out_dir = Path(out).expanduser().absolute()
+    found = find_models(models)
+    # OUTDIR inside a directory of models (`batch models/ --out models/optimized`): its outputs are not models to
+    # optimize on a re-run.
+    paths = [p for p in found if out_dir not in Path(os.path.abspath(p)).parents]
+    if len(paths) < len(found):
+        log.info("not optimizing %d model(s) under %s, the output directory", len(found) - len(paths), out_dir)
     if not paths:
         raise GraphxformError("no models to optimize: name models, directories of models or a text file listing them")
-    out_dir = Path(out).expanduser().absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
     previous = read_records(out_dir)
     tasks = [Task(str(Path(os.path.abspath(p))), str(out_dir / name), name, opts, previous.get(name), force)
