@@ -23,6 +23,7 @@ COMMANDS = {
     "rules": "graphxform.cli.rules_cmd:rules_cmd",
     "optimize": "graphxform.cli.optimize_cmd:optimize_cmd",
     "verify": "graphxform.cli.verify_cmd:verify_cmd",
+    "batch": "graphxform.cli.batch_cmd:batch_cmd",
 }
 
 HELP = {
@@ -32,7 +33,13 @@ HELP = {
     "rules": "List every rule with its aliases, parameters and before -> after.",
     "optimize": "Load, freeze, run the default pipeline, export a servable and verify it.",
     "verify": "Run two models on the same inputs and compare every signature output.",
+    "batch": "Optimize many models (a process pool or an Apache Beam pipeline), with a report and re-run skips.",
 }
+
+
+#: Commands whose own process needs no TensorFlow (``batch`` runs it in its workers; a re-run with nothing to do
+#: starts none).
+NO_TENSORFLOW = frozenset({"batch"})
 
 
 def _debug_first(args: list[str]) -> list[str]:
@@ -87,7 +94,7 @@ def cli(ctx: click.Context, debug: bool, verbose: int, load_ops: tuple[str, ...]
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
-    if not verbose and not {"-h", "--help"} & set(sys.argv[1:]):
+    if not verbose and not {"-h", "--help"} & set(sys.argv[1:]) and ctx.invoked_subcommand not in NO_TENSORFLOW:
         _quiet_tensorflow_import()
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

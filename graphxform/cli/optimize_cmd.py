@@ -8,7 +8,8 @@ import click
 from graphxform.cli.common import console, emit_json, err_console, json_option, tags_option
 
 STAGE_LABELS = {"load": "loading", "inputs": "preparing verification inputs", "freeze": "freezing variables",
-                "transform": "running rules", "export": "exporting", "verify": "verifying against the input"}
+                "transform": "running rules", "variables": "writing the kept variables", "export": "exporting",
+                "verify": "verifying against the input"}
 
 
 def _human_bytes(n: int) -> str:
@@ -46,6 +47,8 @@ class _Progress:
         extra = []
         if "nodes" in info:
             extra.append(f"{info['nodes']} nodes")
+        if info.get("kept"):
+            extra.append(f"{info['kept']} variables kept")
         if "bytes" in info:
             extra.append(_human_bytes(int(info["bytes"])))
         if "source" in info:
@@ -73,6 +76,10 @@ def print_report(report: Any) -> None:
     summary.add_row("nodes", f"{report.nodes_loaded} loaded, {report.nodes_frozen} frozen → {report.nodes_after}")
     summary.add_row("transforms", " ".join(report.transforms))
     summary.add_row("signatures", ", ".join(report.signatures))
+    if report.kept_variables:
+        kept = report.kept_variables
+        summary.add_row("kept variables", f"{len(kept)} in variables/, {_human_bytes(sum(k['bytes'] for k in kept))} "
+                                          f"({', '.join(sorted({k['dtype'] for k in kept}))})")
     summary.add_row("time", ", ".join(f"{k} {v:.2f} s" for k, v in report.seconds.items()))
     console.print(summary)
     rules = Table(title="rules")
@@ -126,13 +133,19 @@ def print_report(report: Any) -> None:
                    "LoadSavedModel), tf2 (tf.saved_model.load), tf1 (TF1 loader).")
 @click.option("--rtol", type=float, default=1e-5, show_default=True, help="Relative tolerance (float pipeline).")
 @click.option("--atol", type=float, default=1e-6, show_default=True, help="Absolute tolerance (float pipeline).")
+@click.option("--keep-variables/--no-keep-variables", "keep_variables", default=None,
+              help="Leave variables of at least --keep-min-bytes in the checkpoint (variables/), restored by a saver, "
+                   "instead of freezing them into the graph. Default: only when the frozen graph would pass "
+                   "protobuf's 2 GiB limit.")
+@click.option("--keep-min-bytes", type=click.IntRange(min=0), default=None, metavar="BYTES",
+              help="With --keep-variables: smallest variable kept (default 1048576; 0 keeps every resource variable).")
 @click.option("--bisect", "do_bisect", is_flag=True,
               help="When verification fails, replay the pipeline to name the first rewrite that changed the outputs.")
 @json_option
 def optimize_cmd(in_path: str, out_path: str, quantize: str, transforms: str | None, tags: str | None, force: bool,
                  no_verify: bool, inputs: str | None, input_names: str | None, output_names: str | None,
-                 allow_no_signatures: bool, loaders: str, rtol: float, atol: float, do_bisect: bool,
-                 as_json: bool) -> None:
+                 allow_no_signatures: bool, loaders: str, rtol: float, atol: float, keep_variables: bool | None,
+                 keep_min_bytes: int | None, do_bisect: bool, as_json: bool) -> None:
     """Optimize the model IN into a servable SavedModel OUT and check it against IN.
 
     Loads IN (SavedModel or frozen .pb/.pbtxt), freezes it, runs remove_identity, merge_duplicates,
@@ -150,6 +163,7 @@ def optimize_cmd(in_path: str, out_path: str, quantize: str, transforms: str | N
       graphxform optimize model/ opt/ --quantize none --json > report.json
       graphxform optimize model/ opt/ --transforms "remove_identity strip_unused" --force
       graphxform optimize frozen.pb opt/ --input-names input --output-names output
+      graphxform optimize huge_model/ opt/ --keep-variables --quantize int8
     """
     from graphxform.core.errors import VerificationError
     from graphxform.jobs.optimize import optimize
@@ -160,7 +174,8 @@ def optimize_cmd(in_path: str, out_path: str, quantize: str, transforms: str | N
                           verify=not no_verify, inputs=inputs, rtol=rtol, atol=atol, progress=progress,
                           graph_inputs=input_names, graph_outputs=output_names,
                           allow_no_signatures=allow_no_signatures,
-                          loaders=[x.strip() for x in loaders.split(",") if x.strip()])
+                          loaders=[x.strip() for x in loaders.split(",") if x.strip()],
+                          keep_variables=keep_variables, keep_min_bytes=keep_min_bytes)
     finally:
         progress.stop()
     if as_json:

@@ -88,6 +88,8 @@ class VariableStore:
 
     checkpoint_prefix: Path
     saver_def: bytes | None = None
+    #: The checkpoint is graphxform's own temporary one (kept variables): the exporter moves its files.
+    owned: bool = False
 
 
 # --------------------------------------------------------------------------- as saved_model_cli shows them

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -49,8 +50,11 @@ from graphxform.jobs.inputs import verification_inputs
 from graphxform.jobs.verify import VerifyReport
 from graphxform.jobs.verify import verify as verify_models
 from graphxform.model.export import check_target, dir_size, export, no_signature_message
+from graphxform.model.freeze import freeze_model
+from graphxform.model.keep import DEFAULT_KEEP_MIN_BYTES, needs_keep, plan_keep, write_kept
 from graphxform.model.loader import load, require_assets
 from graphxform.model.model import Model
+from graphxform.savedmodel import atomic
 from graphxform.savedmodel.read import GRAPH_DEF_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -95,6 +99,8 @@ class OptimizeReport:
     verification: VerifyReport | None = None
     signatures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: Variables left in the checkpoint (``keep_variables``): name, shape, stored dtype, bytes, source key.
+    kept_variables: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def lossy(self) -> bool:
@@ -134,6 +140,7 @@ class OptimizeReport:
             "seconds": {k: round(s, 3) for k, s in self.seconds.items()},
             "signatures": self.signatures,
             "notes": self.notes,
+            "kept_variables": self.kept_variables,
             "verification": v.to_dict() if v is not None else None,
         }
 
@@ -187,6 +194,8 @@ def optimize(
     graph_outputs: list[str] | str | None = None,
     allow_no_signatures: bool = False,
     loaders: list[str] | None = None,
+    keep_variables: bool | None = None,
+    keep_min_bytes: int | None = None,
 ) -> OptimizeReport:
     """Optimize the model at ``in_path`` into a servable at ``out_path``; see the module docstring.
 
@@ -196,6 +205,11 @@ def optimize(
     naming the candidate inputs/outputs) unless ``allow_no_signatures``; then
     it is written but not verified. ``loaders`` picks which of TensorFlow's
     loaders verify the output (default: all, see :mod:`graphxform.tf.loaders`).
+
+    ``keep_variables=True`` leaves resource variables of at least ``keep_min_bytes`` (default 1 MiB; 0: all)
+    in the checkpoint instead of freezing them (:mod:`graphxform.model.keep`): the output restores them from
+    ``variables/`` through a saver; with the default pipeline they are stored as ``quantize`` says. ``None``
+    (the default) keeps them only when the frozen graph would pass protobuf's 2 GiB limit; ``False`` never.
 
     Raises :class:`~graphxform.core.errors.GraphxformError` on load/transform/export
     failures (nothing is written then). A failed verification is reported in
@@ -239,10 +253,13 @@ def optimize(
             feeds = verification_inputs(model, inputs)
             timer.info.update(source="npz" if inputs is not None else "synthesized")
 
+    kept: list[Any] = []
+    source_prefix = model.variables.checkpoint_prefix if model.variables is not None else None
     if not model.frozen:
         with timer("freeze"):
-            model.freeze()
-            timer.info.update(nodes=len(model.graph))
+            kept = _plan_keep(model, keep_variables, keep_min_bytes, report, Path(out_path))
+            freeze_model(model, keep={k.node: k.key for k in kept})
+            timer.info.update(nodes=len(model.graph), kept=len(kept))
     report.nodes_frozen = len(model.graph)
     report.ops_before = dict(Counter(n.op for n in model.graph))
 
@@ -255,10 +272,24 @@ def optimize(
     report.nodes_after = len(model.graph)
     report.ops_after = dict(Counter(n.op for n in model.graph))
 
-    with timer("export"):
-        export(model, out_path, force=force, history=run.applied)
-        report.size_after = dir_size(out_path)
-        timer.info.update(bytes=report.size_after)
+    work = None
+    try:
+        if kept:
+            assert source_prefix is not None
+            Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+            work = atomic.new_dir(Path(os.path.abspath(out_path)))
+            with timer("variables"):
+                report.kept_variables = write_kept(model, kept, source_prefix, quantize if transforms is None
+                                                   else "none", work)
+                timer.info.update(kept=len(report.kept_variables),
+                                  bytes=sum(k["bytes"] for k in report.kept_variables))
+        with timer("export"):
+            export(model, out_path, force=force, history=run.applied)
+            report.size_after = dir_size(out_path)
+            timer.info.update(bytes=report.size_after)
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
 
     if verify:
         # OUT is loaded by each of TensorFlow's loaders (a GraphDef file with its signatures sidecar); a GraphDef
@@ -280,6 +311,27 @@ def optimize(
                                                  "given" if isinstance(inputs, Mapping) else "npz")
             timer.info.update(ok=report.verification.ok)
     return report
+
+
+def _plan_keep(model: Model, keep: bool | None, min_bytes: int | None, report: OptimizeReport,
+               out: Path) -> list[Any]:
+    """The variables to keep in the checkpoint (:mod:`graphxform.model.keep`): asked for, or needed because the
+    frozen graph would pass protobuf's 2 GiB limit."""
+    if keep is False:
+        return []
+    if keep is None:
+        if not needs_keep(model):
+            return []
+        report.notes.append("the weights would pass protobuf's 2 GiB limit frozen: large variables are kept in "
+                            "variables/ (--keep-variables)")
+    if out.suffix in GRAPH_DEF_SUFFIXES:
+        raise ExportError(f"{out}: a GraphDef file cannot hold variables; write a SavedModel directory to keep "
+                          "them (or freeze everything: --no-keep-variables)")
+    limit = DEFAULT_KEEP_MIN_BYTES if min_bytes is None else int(min_bytes)
+    kept = plan_keep(model, limit)
+    if not kept:
+        report.notes.append(f"no variable of {limit} bytes or more that the checkpoint holds whole: all frozen")
+    return kept
 
 
 class _Timer:

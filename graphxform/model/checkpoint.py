@@ -61,13 +61,17 @@ def _assigns(graph: Graph, var: str) -> list[node_def_pb2.NodeDef]:
             if idx == 0 and graph.node(d).op in ("AssignVariableOp", "Assign")]
 
 
-def read_values(model: Freezable, variables: list[node_def_pb2.NodeDef]) -> Values:
+def read_values(model: Freezable, variables: list[node_def_pb2.NodeDef],
+                by_key: Mapping[str, str] | None = None) -> Values:
     """Variable values from the checkpoint: restore once, then read them all in one batched session run.
 
     With a ``SaverDef`` its restore op fills the variables; without one, TF's
     checkpoint reader is asked for each variable's shared name (TF1 graphs).
     Variables the checkpoint lacks are aliased to what the init op assigns them
     (placeholder/constant), read after running the init op, or reported missing.
+    ``by_key`` ({variable: checkpoint key}) are read by key; when they cover every
+    variable the restore op is not run (it would load the whole checkpoint, kept
+    variables too: see :mod:`graphxform.model.keep`).
     """
     graph = model.graph
     store = model.variables
@@ -82,8 +86,10 @@ def read_values(model: Freezable, variables: list[node_def_pb2.NodeDef]) -> Valu
     # Variables and tables bound through the SavedObjectGraph take their checkpoint value by object path, as
     # tf.saved_model.load gives it to the functions that capture them, whatever the saver's restore op fills.
     from_objects = {n: k for n in names if binding is not None and (k := binding.variable_key(n))}
+    from_objects.update({n: k for n, k in (by_key or {}).items() if n in names})
     tables = checkpointed_tables(model)
     saver_tables = [t for t, src in tables.items() if src is None]
+    by_key_only = by_key is not None and not saver_tables and all(n in from_objects for n in names)
 
     tfg = tf.Graph()
     with tfg.as_default():
@@ -105,7 +111,7 @@ def read_values(model: Freezable, variables: list[node_def_pb2.NodeDef]) -> Valu
             exports = {t: _export_table(tfg, graph.node(t)) for t in saver_tables}
     config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=2, intra_op_parallelism_threads=2)
     with tf.compat.v1.Session(graph=tfg, config=config) as sess:
-        if saver_def.restore_op_name:
+        if saver_def.restore_op_name and not by_key_only:
             try:
                 restore = tfg.get_operation_by_name(parse_input(saver_def.restore_op_name)[0])
                 filename = tfg.get_tensor_by_name(saver_def.filename_tensor_name)
@@ -123,10 +129,10 @@ def read_values(model: Freezable, variables: list[node_def_pb2.NodeDef]) -> Valu
                 out.tables[t] = (np.asarray(keys), np.asarray(values))
                 out.table_sources[t] = f"restored by the saver ({parse_input(saver_def.restore_op_name)[0]})"
         else:
-            out.consts.update(_read_with_checkpoint_reader(prefix, variables))
+            if not by_key_only:
+                out.consts.update(_read_with_checkpoint_reader(prefix, variables))
             flags = {n: False for n in names}
         if from_objects or any(tables.values()):
-            assert binding is not None
             objs = _read_bound_values(prefix, graph, from_objects, {t: k for t, k in tables.items() if k})
             for n, value in objs.consts.items():
                 out.consts[n] = value

@@ -144,7 +144,12 @@ def _write_saved_model_into(model: Model, tmp: Path, out: Path, history: Sequenc
         prefix = Path(model.variables.checkpoint_prefix)
         for f in _checkpoint_files(prefix):
             # The index names shards by number only, so the prefix may be renamed to "variables".
-            atomic.copy_file(f, tmp / "variables" / ("variables" + f.name[len(prefix.name):]))
+            dst = tmp / "variables" / ("variables" + f.name[len(prefix.name):])
+            if model.variables.owned:  # graphxform's own temporary checkpoint (kept variables): moved, not copied
+                os.replace(f, dst)
+                atomic.fsync_file(dst)
+            else:
+                atomic.copy_file(f, dst)
     if assets:
         (tmp / "assets").mkdir()
         for fname, src, _ in assets:

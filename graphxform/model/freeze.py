@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -317,15 +317,32 @@ def _prune_meta_info(model: Freezable, removed: Iterable[str]) -> None:
     log.debug("freeze dropped %d nodes and %d collections", len(gone), len(colls) - len(kept))
 
 
-def freeze_model(model: Freezable) -> Freezable:
+def _reads_kept(g: Graph, node: node_def_pb2.NodeDef, keep: Collection[str]) -> bool:
+    """``node`` is a kept variable or reads one (through ``Identity`` s)."""
+    if node.name in keep:
+        return True
+    if node.op in VARIABLE_OPS or not node.input:
+        return False
+    src = parse_input(node.input[0])[0]
+    while src in g and g.node(src).op == "Identity" and g.node(src).input:
+        src = parse_input(g.node(src).input[0])[0]
+    return src in keep
+
+
+def freeze_model(model: Freezable, keep: Mapping[str, str] | None = None) -> Freezable:
     """Replace the model's variables by constants read from its checkpoint (in place; returns ``model``).
 
     After freezing ``model.variables`` is ``None``, no ``VarHandleOp``,
     ``ReadVariableOp``, ``ResourceGather`` or ``VariableV2`` is left, and
-    ``model.graph.lint()`` is empty.
+    ``model.graph.lint()`` is empty. ``keep`` ({variable: checkpoint key},
+    :mod:`graphxform.model.keep`) names resource variables that stay, with their
+    reads; the others are read by key where :func:`~graphxform.model.keep.variable_keys`
+    found one, and every save/restore/initialization op goes (the exporter needs a
+    new saver for the kept ones: :func:`graphxform.model.keep.write_kept`).
     """
     g = model.graph
-    variables = g.nodes_by_op(*VARIABLE_OPS)
+    keep = dict(keep or {})
+    variables = [v for v in g.nodes_by_op(*VARIABLE_OPS) if v.name not in keep]
     if model.variables is None:
         if variables:
             raise GraphError(
@@ -333,14 +350,19 @@ def freeze_model(model: Freezable) -> Freezable:
                 "checkpoint; load the SavedModel directory instead of a bare GraphDef"
             )
         return model
-    values = read_values(model, variables) if variables or checkpointed_tables(model) else Values()
+    keys = None
+    if keep:
+        from graphxform.model.keep import variable_keys
+
+        keys = variable_keys(model)
+    values = read_values(model, variables, keys) if variables or checkpointed_tables(model) else Values()
     freezer = _Freezer(model)
     freezer.run(values, variables)
     gd_lib = g.to_graph_def()
     dropped = prune_library(gd_lib)
     if dropped:
         g.library.CopyFrom(gd_lib.library)
-    left = g.nodes_by_op(*LEFTOVER_OPS)
+    left = [n for n in g.nodes_by_op(*LEFTOVER_OPS) if not (keep and _reads_kept(g, n, keep))]
     if left:
         raise GraphError(
             f"{model.source}: freezing left {left[0].op} node {left[0].name!r} (and {len(left) - 1} more) "

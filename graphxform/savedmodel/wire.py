@@ -29,7 +29,7 @@ def check_proto_size(message: Any, out: Path, what: str) -> None:
     if size > MAX_PROTO_BYTES:
         raise ExportError(
             f"{out}: the {what} would be {size / 1024**3:.2f} GiB, over protobuf's 2 GiB limit; nothing was written "
-            "(quantize the weights, or keep them as variables: transform with --no-freeze)")
+            "(keep the large variables in the checkpoint: optimize --keep-variables, or transform with --no-freeze)")
 
 
 def varint(value: int) -> bytes:
