@@ -27,6 +27,7 @@ from tensorflow.core.framework import function_pb2, graph_pb2, node_def_pb2, ver
 from graphxform.core import view
 from graphxform.core.errors import GraphError
 from graphxform.core.names import input_string, parse_input, tensor_name
+from graphxform.core.nodes import colocation
 from graphxform.core.queries import GraphQueries
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,6 +85,7 @@ class Graph(GraphQueries):
         self._name_counter: Counter[str] = Counter()
         self._delta: Delta | None = None
         self._input_lists: dict[str, tuple[node_def_pb2.NodeDef, list[str]]] = {}
+        self._colocation: dict[str, set[str]] | None = None  # built on first use, then kept up to date
         duplicates = []
         # Millions of long-lived, acyclic objects: the cyclic GC would rescan them again and again
         # (~40% of the build time of a 300k-node graph). Paused while building.
@@ -185,6 +187,9 @@ class Graph(GraphQueries):
         if self._delta is not None:
             for node in stored:
                 self._delta.before.setdefault(node.name, None)
+        if self._colocation is not None:
+            for node in stored:
+                self._index_colocation(node, add=True)
         return stored
 
     def update_node(self, node: node_def_pb2.NodeDef, *, adopt: bool = False) -> node_def_pb2.NodeDef:
@@ -209,6 +214,9 @@ class Graph(GraphQueries):
         if self._delta is not None:
             self._delta.before.setdefault(node.name, previous)
             self._delta.touched.update(sources)
+        if self._colocation is not None:
+            self._index_colocation(previous, add=False)
+            self._index_colocation(stored, add=True)
         if stored.op == "Placeholder" and self.signatures:
             self._sync_signature_inputs(previous, stored)
         return stored
@@ -249,6 +257,8 @@ class Graph(GraphQueries):
                 )
         node = self._nodes.pop(name)
         self._input_lists.pop(name, None)
+        if self._colocation is not None:
+            self._index_colocation(node, add=False)
         if self._delta is not None:
             self._delta.before.setdefault(name, node)
             self._delta.touched.update(parse_input(i)[0] for i in node.input)
@@ -274,6 +284,9 @@ class Graph(GraphQueries):
             view.remove_in_edges(self.nx, name)
         for name in names:
             node = self._nodes.pop(name)
+            self._input_lists.pop(name, None)
+            if self._colocation is not None:
+                self._index_colocation(node, add=False)
             if self._delta is not None:
                 self._delta.before.setdefault(name, node)
                 self._delta.touched.update(parse_input(i)[0] for i in node.input)
@@ -370,6 +383,26 @@ class Graph(GraphQueries):
                 delta.touched.update(e[1:] for e in extra)
         view.drop_dangling(self.nx, [old_node])
 
+    def colocation_index(self) -> Mapping[str, set[str]]:
+        """``{target: nodes naming it in their _class attr (loc:@target)}``. Read only.
+
+        Built on the first call, then kept up to date by the mutators (a rule asking before every rewrite
+        would otherwise scan every node each time)."""
+        if self._colocation is None:
+            self._colocation = {}
+            for node in self._nodes.values():
+                self._index_colocation(node, add=True)
+        return self._colocation
+
+    def _index_colocation(self, node: node_def_pb2.NodeDef, *, add: bool) -> None:
+        index = self._colocation
+        assert index is not None
+        for target in colocation(node):
+            users = index.setdefault(target, set())
+            users.add(node.name) if add else users.discard(node.name)
+            if not users:
+                del index[target]
+
     def _input_list(self, name: str, node: node_def_pb2.NodeDef) -> list[str]:
         """``list(node.input)``; kept for nodes with many inputs (a ``NoOp`` gathering hundreds of control
         dependencies, edited once per dependency moved) while ``node`` is the one stored. Read only."""
@@ -404,6 +437,7 @@ class Graph(GraphQueries):
             add().CopyFrom(nodes.pop(name))
         self.nx.clear()
         self._input_lists.clear()
+        self._colocation = None
         self.protected.clear()
         return gd
 

@@ -274,9 +274,9 @@ class _Evaluator:
                         continue
                     if not self._check_static_sizes(needed, todo):
                         continue
-                    if fetch:
-                        self._fetch(todo, needed)
-                        continue  # re-analyse; with nothing dropped out, every frontier value is there now
+                    if fetch and not self._fetch(todo, needed):
+                        continue  # something dropped out: re-analyse
+                    # (with nothing dropped out the analysis stands, and every frontier value is there now)
                 values = {t: v for t, v in self.values.items() if parse_input(t)[0] in frontier}
                 return FoldResult(values, frontier, analysis, dict(self.excluded), dict(self.kept),
                                   self.session_runs)
