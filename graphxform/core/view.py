@@ -177,5 +177,15 @@ def successors(g: nx.MultiDiGraph, name: str) -> list[str]:
     return list(g._succ.get(name, ()))  # noqa: SLF001
 
 
+def positions(items: list[str], item: str) -> list[int]:
+    """The indices of ``item`` in ``items`` (scanned by ``list.index``, in C: a hub has hundreds of inputs)."""
+    found: list[int] = []
+    try:
+        while True:
+            found.append(items.index(item, found[-1] + 1 if found else 0))
+    except ValueError:
+        return found
+
+
 __all__ = ["add_in_edges", "build", "drop_dangling", "has_consumers", "move_control_edges", "move_data_edges",
-           "out_edges", "remove_in_edges", "successors", "update_in_edges"]
+           "out_edges", "positions", "remove_in_edges", "successors", "update_in_edges"]
