@@ -10,7 +10,7 @@ from tensorflow.core.framework import graph_pb2
 from graphxform import attr, colocation, const, copy_node, make_node, with_attrs, with_colocation, with_inputs
 from graphxform.core.errors import GraphError
 from graphxform.core.graph import Graph
-from graphxform.core.nodes import tensor_proto_to_array
+from graphxform.core.nodes import tensor_proto, tensor_proto_to_array
 from graphxform.core.validate import node_violations
 
 
@@ -80,7 +80,7 @@ def test_with_attrs_replacing_an_attr_keeps_the_rest_of_the_node():
     c = const("w", np.ones((3, 4), np.float32), device="/cpu:0", control_inputs=["x"],
               attrs={"_class": [b"loc:@v"]})
     c.experimental_debug_info.original_node_names.append("orig")
-    out = with_attrs(c, value=np.zeros(2, np.float32), _class=None, extra=3)
+    out = with_attrs(c, value=tensor_proto(np.zeros(2, np.float32)), _class=None, extra=3)
     assert (out.name, out.op, list(out.input), out.device) == ("w", "Const", ["^x"], "/cpu:0")
     assert list(out.experimental_debug_info.original_node_names) == ["orig"]
     assert list(out.attr) == [k for k in c.attr if k != "_class"] + ["extra"]  # the node's own attrs keep their order
