@@ -10,7 +10,7 @@ from tensorflow.core.framework import graph_pb2
 from graphxform import attr, colocation, const, copy_node, make_node, with_attrs, with_colocation, with_inputs
 from graphxform.core.errors import GraphError
 from graphxform.core.graph import Graph
-from graphxform.core.nodes import tensor_proto_to_array
+from graphxform.core.nodes import tensor_proto, tensor_proto_to_array
 from graphxform.core.validate import node_violations
 
 
@@ -73,3 +73,17 @@ def test_built_nodes_run_in_tensorflow():
     g.add_nodes([x, two, y])
     assert g.lint() == []
     assert_close(run(g, {"x:0": np.array([1.0, -3.0], np.float32)}, ["y:0"]), [np.array([2.0, -6.0])])
+
+
+def test_with_attrs_replacing_an_attr_keeps_the_rest_of_the_node():
+    # (copied without the attr it replaces: a large old value is not carried along in the new node)
+    c = const("w", np.ones((3, 4), np.float32), device="/cpu:0", control_inputs=["x"],
+              attrs={"_class": [b"loc:@v"]})
+    c.experimental_debug_info.original_node_names.append("orig")
+    out = with_attrs(c, value=tensor_proto(np.zeros(2, np.float32)), _class=None, extra=3)
+    assert (out.name, out.op, list(out.input), out.device) == ("w", "Const", ["^x"], "/cpu:0")
+    assert list(out.experimental_debug_info.original_node_names) == ["orig"]
+    assert list(out.attr) == [k for k in c.attr if k != "_class"] + ["extra"]  # the node's own attrs keep their order
+    assert tensor_proto_to_array(out.attr["value"].tensor).tolist() == [0.0, 0.0]
+    assert tensor_proto_to_array(c.attr["value"].tensor).shape == (3, 4)  # the original is untouched
+    assert with_attrs(c, value=c.attr["value"].tensor) == c

@@ -209,17 +209,21 @@ def _affine_step(graph: Graph, node: NodeDef, x_index: int, layout: _Layout) -> 
     return _Step(node, 1.0 / v, zeros, consts)
 
 
-def _layout(graph: Graph, op: NodeDef, weights: np.ndarray) -> _Layout | str:
+def _layout(graph: Graph, op: NodeDef, weights: NodeDef) -> _Layout | str:
+    """Where the output channels of ``op`` are, from the shape of its ``weights`` (not converting the value)."""
+    if "value" not in weights.attr:  # (indexing a proto map would insert the key)
+        graph.const_value(weights.name)  # raises: the graph is corrupt
+    shape = [d.size for d in weights.attr["value"].tensor.tensor_shape.dim]
     if op.op == "MatMul":
-        if weights.ndim != 2:
-            return f"weights of {op.name!r} have rank {weights.ndim}, not 2"
-        return _Layout("NHWC", 2, int(weights.shape[0] if attr_bool(op, "transpose_b") else weights.shape[1]))
+        if len(shape) != 2:
+            return f"weights of {op.name!r} have rank {len(shape)}, not 2"
+        return _Layout("NHWC", 2, int(shape[0] if attr_bool(op, "transpose_b") else shape[1]))
     fmt = attr_str(op, "data_format", "NHWC")
     if fmt not in ("NHWC", "NCHW"):
         return f"{op.op} {op.name!r} has data_format {fmt}, unsupported (NHWC or NCHW)"
-    if weights.ndim != 4:
-        return f"weights of {op.name!r} have rank {weights.ndim}, not 4"
-    channels = weights.shape[3] if op.op == "Conv2D" else weights.shape[2] * weights.shape[3]
+    if len(shape) != 4:
+        return f"weights of {op.name!r} have rank {len(shape)}, not 4"
+    channels = shape[3] if op.op == "Conv2D" else shape[2] * shape[3]
     return _Layout(fmt, 4, int(channels))
 
 
@@ -239,7 +243,7 @@ def plan_fold(graph: Graph, op: NodeDef) -> _Plan | str:
     weights, path, reason = const_source(graph, data[1])
     if weights is None:
         return f"weights of {op.name!r}: {reason} (freeze the model first)"
-    layout = _layout(graph, op, graph.const_value(weights.name))
+    layout = _layout(graph, op, weights)
     if isinstance(layout, str):
         return layout
     steps: list[_Step] = []

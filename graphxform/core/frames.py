@@ -44,7 +44,7 @@ def frame_facts(graph: Graph) -> FrameFacts:
 def colocation_targets(graph: Graph, ignore: Iterable[str] = ()) -> set[str]:
     """The nodes that a node outside ``ignore`` names in its ``_class`` colocation attr."""
     skip = set(ignore)
-    return {t for node in graph if node.name not in skip for t in colocation(node)}
+    return {t for t, users in graph.colocation_index().items() if not users <= skip}
 
 
 def _flood(graph: Graph, starts: list[str], closers: frozenset[str], seen: set[str]) -> None:

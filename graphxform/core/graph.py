@@ -17,7 +17,8 @@ import copy as _copy
 import gc
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -26,12 +27,31 @@ from tensorflow.core.framework import function_pb2, graph_pb2, node_def_pb2, ver
 from graphxform.core import view
 from graphxform.core.errors import GraphError
 from graphxform.core.names import input_string, parse_input, tensor_name
+from graphxform.core.nodes import colocation
 from graphxform.core.queries import GraphQueries
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphxform.core.signature import Signature
 
 log = logging.getLogger(__name__)
+
+#: Nodes with more inputs than this have their input list kept as a Python list (see ``Graph._input_list``).
+_HUB_INPUTS = 32
+
+class Delta:
+    """What the mutations of a :class:`Graph` changed while it was :meth:`~Graph.recording`.
+
+    ``before``: every node added, updated or removed, with its ``NodeDef`` before the first change (``None``
+    for a node that did not exist), in the order they were first changed. ``touched``: nodes that gained or
+    lost a consumer (the producers of inputs that appeared or disappeared). The mutators know both, so nobody
+    has to snapshot nodes or diff input lists to find out.
+    """
+
+    __slots__ = ("before", "touched")
+
+    def __init__(self) -> None:
+        self.before: dict[str, node_def_pb2.NodeDef | None] = {}
+        self.touched: set[str] = set()
 
 
 class Graph(GraphQueries):
@@ -63,6 +83,9 @@ class Graph(GraphQueries):
         self._nodes: dict[str, node_def_pb2.NodeDef] = {}
         self.nx = nx.MultiDiGraph()
         self._name_counter: Counter[str] = Counter()
+        self._delta: Delta | None = None
+        self._input_lists: dict[str, tuple[node_def_pb2.NodeDef, list[str]]] = {}
+        self._colocation: dict[str, set[str]] | None = None  # built on first use, then kept up to date
         duplicates = []
         # Millions of long-lived, acyclic objects: the cyclic GC would rescan them again and again
         # (~40% of the build time of a 300k-node graph). Paused while building.
@@ -102,6 +125,15 @@ class Graph(GraphQueries):
         return self.nx._succ, self.nx._pred  # noqa: SLF001
 
     # -------------------------------------------------------------- mutation
+    @contextmanager
+    def recording(self) -> Iterator[Delta]:
+        """Record what the mutations inside the ``with`` block change (see :class:`Delta`)."""
+        outer, self._delta = self._delta, Delta()
+        try:
+            yield self._delta
+        finally:
+            self._delta = outer
+
     def unique_name(self, base: str) -> str:
         """A node name starting with ``base`` that is not used yet."""
         if base not in self._nodes and base not in self.nx:
@@ -152,6 +184,12 @@ class Graph(GraphQueries):
             raise
         for node in stored:
             view.add_in_edges(self.nx, node, self._nodes, strict=True)
+        if self._delta is not None:
+            for node in stored:
+                self._delta.before.setdefault(node.name, None)
+        if self._colocation is not None:
+            for node in stored:
+                self._index_colocation(node, add=True)
         return stored
 
     def update_node(self, node: node_def_pb2.NodeDef, *, adopt: bool = False) -> node_def_pb2.NodeDef:
@@ -172,8 +210,13 @@ class Graph(GraphQueries):
         previous = self._nodes[node.name]
         self._nodes[node.name] = stored
         self.nx.nodes[node.name]["op"] = stored.op
-        if previous.input != stored.input:
-            view.update_in_edges(self.nx, previous, stored)
+        sources = view.update_in_edges(self.nx, previous, stored) if previous.input != stored.input else ()
+        if self._delta is not None:
+            self._delta.before.setdefault(node.name, previous)
+            self._delta.touched.update(sources)
+        if self._colocation is not None:
+            self._index_colocation(previous, add=False)
+            self._index_colocation(stored, add=True)
         if stored.op == "Placeholder" and self.signatures:
             self._sync_signature_inputs(previous, stored)
         return stored
@@ -212,7 +255,13 @@ class Graph(GraphQueries):
                     f"cannot remove node {name!r}: it is protected (signature tensor, init op or table); "
                     "use replace_all_uses to move the signature first"
                 )
-        del self._nodes[name]
+        node = self._nodes.pop(name)
+        self._input_lists.pop(name, None)
+        if self._colocation is not None:
+            self._index_colocation(node, add=False)
+        if self._delta is not None:
+            self._delta.before.setdefault(name, node)
+            self._delta.touched.update(parse_input(i)[0] for i in node.input)
         if view.has_consumers(self.nx, name):  # consumers now dangle (force); lint reports them
             view.remove_in_edges(self.nx, name)
             self.nx.nodes[name]["op"] = None
@@ -234,7 +283,13 @@ class Graph(GraphQueries):
         for name in names:
             view.remove_in_edges(self.nx, name)
         for name in names:
-            del self._nodes[name]
+            node = self._nodes.pop(name)
+            self._input_lists.pop(name, None)
+            if self._colocation is not None:
+                self._index_colocation(node, add=False)
+            if self._delta is not None:
+                self._delta.before.setdefault(name, node)
+                self._delta.touched.update(parse_input(i)[0] for i in node.input)
             self.nx.remove_node(name)
             self.protected.discard(name)
 
@@ -272,13 +327,20 @@ class Graph(GraphQueries):
         # The consumers' edges move in the view, then each consumer is copied once with its inputs rewritten
         # (no generic update_node: no re-validation, no edge diff).
         count = 0
+        delta = self._delta
         for dst, edits in view.move_data_edges(self.nx, by_node).items():
+            previous = self._nodes[dst]
             node = node_def_pb2.NodeDef()
-            node.CopyFrom(self._nodes[dst])
+            node.CopyFrom(previous)
             for index, new_inp in edits:
+                if delta is not None:
+                    delta.touched.add(parse_input(node.input[index])[0])
+                    delta.touched.add(parse_input(new_inp)[0])
                 node.input[index] = new_inp
                 count += 1
             self._nodes[dst] = node
+            if delta is not None:
+                delta.before.setdefault(dst, previous)
         renames: dict[str, str] = {}
         for old_node, ports in by_node.items():
             for old_port, (new_node, new_port, _) in ports.items():
@@ -298,15 +360,59 @@ class Graph(GraphQueries):
             if n not in self._nodes:
                 raise GraphError(f"cannot add control dependency on {n!r}: no such node")
         old_input = "^" + old_node
+        delta = self._delta
         for dst in self.control_consumers(old_node):
             current = self._nodes[dst]
             extra = view.move_control_edges(self.nx, old_node, dst, new_nodes)
+            inputs = self._input_list(dst, current)
+            gone = [k for k, i in enumerate(inputs) if i == old_input]
             node = node_def_pb2.NodeDef()
             node.CopyFrom(current)
-            del node.input[:]
-            node.input.extend([i for i in current.input if i != old_input] + extra)
+            for k in reversed(gone):  # (deleting by index: the other inputs are not converted to str and back)
+                del node.input[k]
+            node.input.extend(extra)
             self._nodes[dst] = node
+            if len(inputs) > _HUB_INPUTS:
+                kept = list(inputs)
+                for k in reversed(gone):
+                    del kept[k]
+                self._input_lists[dst] = (node, kept + extra)
+            if delta is not None:
+                delta.before.setdefault(dst, current)
+                delta.touched.add(old_node)
+                delta.touched.update(e[1:] for e in extra)
         view.drop_dangling(self.nx, [old_node])
+
+    def colocation_index(self) -> Mapping[str, set[str]]:
+        """``{target: nodes naming it in their _class attr (loc:@target)}``. Read only.
+
+        Built on the first call, then kept up to date by the mutators (a rule asking before every rewrite
+        would otherwise scan every node each time)."""
+        if self._colocation is None:
+            self._colocation = {}
+            for node in self._nodes.values():
+                self._index_colocation(node, add=True)
+        return self._colocation
+
+    def _index_colocation(self, node: node_def_pb2.NodeDef, *, add: bool) -> None:
+        index = self._colocation
+        assert index is not None
+        for target in colocation(node):
+            users = index.setdefault(target, set())
+            users.add(node.name) if add else users.discard(node.name)
+            if not users:
+                del index[target]
+
+    def _input_list(self, name: str, node: node_def_pb2.NodeDef) -> list[str]:
+        """``list(node.input)``; kept for nodes with many inputs (a ``NoOp`` gathering hundreds of control
+        dependencies, edited once per dependency moved) while ``node`` is the one stored. Read only."""
+        entry = self._input_lists.get(name)
+        if entry is not None and entry[0] is node:
+            return entry[1]
+        inputs = list(node.input)
+        if len(inputs) > _HUB_INPUTS:
+            self._input_lists[name] = (node, inputs)
+        return inputs
 
     # ----------------------------------------------------------------- export
     def to_graph_def(self) -> graph_pb2.GraphDef:
@@ -330,6 +436,8 @@ class Graph(GraphQueries):
         for name in list(nodes):
             add().CopyFrom(nodes.pop(name))
         self.nx.clear()
+        self._input_lists.clear()
+        self._colocation = None
         self.protected.clear()
         return gd
 

@@ -185,7 +185,19 @@ def with_inputs(node: node_def_pb2.NodeDef, inputs: Iterable[str]) -> node_def_p
 
 def with_attrs(node: node_def_pb2.NodeDef, **attrs: Any) -> node_def_pb2.NodeDef:
     """A copy of ``node`` with ``attrs`` set (``None`` removes one)."""
-    return set_attrs(copy_node(node), attrs)
+    if not any(key in node.attr for key in attrs):
+        return set_attrs(copy_node(node), attrs)
+    # Copied without the attrs being replaced: a message keeps what it once held until it is freed, so a
+    # copy whose large "value" is then overwritten would carry the old weights along, unused.
+    out = node_def_pb2.NodeDef()
+    for field, value in node.ListFields():
+        if field.name != "attr":
+            out.MergeFrom(node_def_pb2.NodeDef(**{field.name: value}))
+    for key, value in node.attr.items():  # (in their order)
+        new = attrs.get(key, value)
+        if new is not None:
+            out.attr[key].CopyFrom(value if new is value else attr_value_of(new))
+    return set_attrs(out, {k: v for k, v in attrs.items() if k not in node.attr})
 
 
 def colocation(node: node_def_pb2.NodeDef) -> list[str]:

@@ -14,6 +14,7 @@ import networkx as nx
 import numpy as np
 from tensorflow.core.framework import node_def_pb2
 
+from graphxform.core import view
 from graphxform.core.errors import GraphError
 from graphxform.core.names import parse_input
 from graphxform.core.nodes import tensor_proto_to_array
@@ -83,10 +84,7 @@ class GraphQueries:
 
     def out_edges(self, name: str) -> list[Edge]:
         """Every edge leaving node ``name`` (data and control), in the view's order."""
-        if name not in self.nx:
-            return []
-        return [Edge(name, dst, d["src_port"], d["dst_port"], d["control"])
-                for _, dst, d in self.nx.out_edges(name, data=True)]
+        return [Edge(name, dst, d["src_port"], d["dst_port"], d["control"]) for dst, d in view.out_edges(self.nx, name)]
 
     def consumers(self, tensor_or_node: str) -> list[tuple[str, int]]:
         """Data consumers as ``(node, input_index)``.
@@ -95,21 +93,22 @@ class GraphQueries:
         gives the consumers of any of its outputs.
         """
         name, port, _ = parse_input(tensor_or_node)
-        only_port = port if ":" in tensor_or_node else None
-        return sorted({(e.dst, e.dst_port) for e in self.out_edges(name)
-                       if not e.control and (only_port is None or e.src_port == only_port)})
+        if ":" not in tensor_or_node:
+            return sorted({(dst, d["dst_port"]) for dst, d in view.out_edges(self.nx, name) if not d["control"]})
+        return sorted({(dst, d["dst_port"]) for dst, d in view.out_edges(self.nx, name)
+                       if not d["control"] and d["src_port"] == port})
 
     def output_ports(self, name: str) -> set[int]:
         """The outputs of ``name`` that some node reads (by data edge)."""
-        return {e.src_port for e in self.out_edges(name) if not e.control}
+        return {d["src_port"] for _, d in view.out_edges(self.nx, name) if not d["control"]}
 
     def control_consumers(self, name: str) -> list[str]:
         """Nodes with a control dependency ``^name``."""
-        return sorted({e.dst for e in self.out_edges(name) if e.control})
+        return sorted({dst for dst, d in view.out_edges(self.nx, name) if d["control"]})
 
     def consumer_nodes(self, name: str) -> list[str]:
         """Every node that reads ``name`` by data or control edge."""
-        return sorted(set(self.nx.successors(name))) if name in self.nx else []
+        return sorted(view.successors(self.nx, name))
 
     def input_nodes(self, name: str) -> list[str]:
         """Producers of the data inputs of ``name``, in input order."""

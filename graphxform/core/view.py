@@ -63,10 +63,11 @@ def add_in_edges(g: nx.MultiDiGraph, node: node_def_pb2.NodeDef, known: Mapping[
         g.add_edge(src, node.name, src_port=src_port, dst_port=-1 if control else dst_port, control=control)
 
 
-def update_in_edges(g: nx.MultiDiGraph, previous: node_def_pb2.NodeDef, node: node_def_pb2.NodeDef) -> None:
+def update_in_edges(g: nx.MultiDiGraph, previous: node_def_pb2.NodeDef, node: node_def_pb2.NodeDef) -> set[str]:
     """Change the in-edges of ``node`` from those of ``previous`` to its own: only the differing edges.
 
-    Data inputs are compared by position, control inputs as a multiset of strings.
+    Data inputs are compared by position, control inputs as a multiset of strings. Returns the producers
+    whose edges to ``node`` changed.
     """
     def split(inputs: list[str]) -> tuple[list[str], list[str]]:
         k = next((i for i, s in enumerate(inputs) if s.startswith("^")), len(inputs))
@@ -90,15 +91,19 @@ def update_in_edges(g: nx.MultiDiGraph, previous: node_def_pb2.NodeDef, node: no
         came.extend((s, -1) for s, c in (c_new - c_old).items() for _ in range(c))
     name = node.name
     adj = g._adj  # noqa: SLF001 - {src: {dst: {key: data}}}, read only here
+    sources: set[str] = set()
     for inp, dst_port in gone:
         src, src_port, control = parse_input(inp)
         key = next(k for k, d in adj[src][name].items()
                    if d["src_port"] == src_port and d["dst_port"] == dst_port and d["control"] == control)
         g.remove_edge(src, name, key)
         drop_dangling(g, [src])
+        sources.add(src)
     for inp, dst_port in came:
         src, src_port, control = parse_input(inp)
         g.add_edge(src, name, src_port=src_port, dst_port=dst_port, control=control)
+        sources.add(src)
+    return sources
 
 
 def remove_in_edges(g: nx.MultiDiGraph, name: str) -> None:
@@ -161,5 +166,26 @@ def has_consumers(g: nx.MultiDiGraph, name: str) -> bool:
     return bool(g._succ.get(name))  # noqa: SLF001 - O(1), no view object
 
 
+def out_edges(g: nx.MultiDiGraph, name: str) -> list[tuple[str, dict]]:
+    """``[(consumer, edge data), ...]`` of the edges leaving ``name``, in the view's order (what
+    ``g.out_edges(name, data=True)`` yields, without building view objects: rules ask this for every match)."""
+    return [(dst, d) for dst, keys in g._succ.get(name, {}).items() for d in keys.values()]  # noqa: SLF001
+
+
+def successors(g: nx.MultiDiGraph, name: str) -> list[str]:
+    """The nodes with an edge from ``name`` (each once)."""
+    return list(g._succ.get(name, ()))  # noqa: SLF001
+
+
+def positions(items: list[str], item: str) -> list[int]:
+    """The indices of ``item`` in ``items`` (scanned by ``list.index``, in C: a hub has hundreds of inputs)."""
+    found: list[int] = []
+    try:
+        while True:
+            found.append(items.index(item, found[-1] + 1 if found else 0))
+    except ValueError:
+        return found
+
+
 __all__ = ["add_in_edges", "build", "drop_dangling", "has_consumers", "move_control_edges", "move_data_edges",
-           "remove_in_edges", "update_in_edges"]
+           "out_edges", "positions", "remove_in_edges", "successors", "update_in_edges"]

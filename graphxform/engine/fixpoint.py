@@ -22,6 +22,62 @@ def node_hash(node: node_def_pb2.NodeDef) -> int:
     return hash(node.SerializeToString(deterministic=True))
 
 
+class NodeHashes:
+    """The fingerprint's node hashes, each computed once: a hash of the content of every node a rewrite stored,
+    cached with the stored ``NodeDef`` (stored nodes never change, so a cached hash never goes stale).
+
+    A node the run started with is never serialized (a weight ``Const`` of 100 MB would cost more to hash than
+    to fold): it stands for itself by a hash of its name, and a rewrite that changes it is told from one that
+    stores an equal node by comparing the two protos (which stops at the first difference). A graph returning
+    to its first state exactly is then seen one cycle later, when a state made by rewrites comes back.
+    """
+
+    __slots__ = ("_cache",)
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[node_def_pb2.NodeDef, int]] = {}
+
+    def _stored(self, name: str, node: node_def_pb2.NodeDef) -> int:
+        h = hash(node.SerializeToString(deterministic=True))
+        self._cache[name] = (node, h)
+        return h
+
+    def change(self, before: Mapping[str, node_def_pb2.NodeDef | None],
+               get: Callable[[str], node_def_pb2.NodeDef | None]) -> tuple[int, list[str]]:
+        """``(fingerprint delta, nodes changed or added)`` of a rewrite, from the nodes it changed as they were
+        (``before``; ``None``: added by it) and as they are now (``get``)."""
+        delta = 0
+        changed: list[str] = []
+        added: list[str] = []
+        cache = self._cache
+        for name, old in before.items():
+            new = get(name)
+            if new is old:
+                continue
+            if old is None:
+                delta ^= self._stored(name, new)  # type: ignore[arg-type]
+                added.append(name)
+                continue
+            entry = cache.get(name)
+            if entry is not None and entry[0] is old:
+                h_old = entry[1]
+            elif new is not None and old == new:  # a node the run started with, stored again as it was
+                continue
+            else:
+                h_old = hash(("\0original node", name))
+            if new is None:  # removed
+                delta ^= h_old
+                cache.pop(name, None)
+                continue
+            h_new = self._stored(name, new)
+            if h_new == h_old:
+                continue
+            delta ^= h_old ^ h_new
+            changed.append(name)
+        changed.extend(added)
+        return delta, changed
+
+
 def fingerprint_change(before: Mapping[str, node_def_pb2.NodeDef | None],
                        get: Callable[[str], node_def_pb2.NodeDef | None],
                        added: Iterable[str]) -> tuple[int, list[str], set[str]]:
@@ -131,4 +187,4 @@ class Termination:
                 + ". A rule keeps producing new matches for itself or another rule; run with --trace to see them.")
 
 
-__all__ = ["WINDOW", "Termination", "fingerprint_change", "node_hash"]
+__all__ = ["WINDOW", "NodeHashes", "Termination", "fingerprint_change", "node_hash"]

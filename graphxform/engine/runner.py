@@ -43,7 +43,7 @@ from graphxform.core.names import parse_input
 from graphxform.core.validate import validate_nodes
 from graphxform.engine.apply import apply_replacement, validate_replacement
 from graphxform.engine.context import Context
-from graphxform.engine.fixpoint import Termination, fingerprint_change
+from graphxform.engine.fixpoint import NodeHashes, Termination
 from graphxform.engine.passes import Pass
 from graphxform.engine.report import AppliedRewrite, RunReport
 from graphxform.engine.rule import BaseRule, Replacement, Rule
@@ -99,6 +99,7 @@ class _Engine:
         self.steps = 0
         self.round = 0
         self.fp = 0  # XOR of node hashes, relative to the start
+        self.hashes = NodeHashes()
         self.termination = Termination(report, max_steps)
         self._set_reach(rules)
 
@@ -259,31 +260,20 @@ class _Engine:
                 self._rule_failed(st, anchor, exc, "rewrite")
                 return
             raise exc
-        # Snapshot the nodes this replacement can touch (Graph stores a new NodeDef on every change, so an
-        # unchanged object means an untouched node).
-        get = graph.get
-        succ, _ = graph.adjacency()
-        before: dict[str, node_def_pb2.NodeDef | None] = {}
-        for node in rep.update:
-            before[node.name] = get(node.name)
-        for t in (*rep.replace, *rep.replace_control):
-            for c in succ.get(parse_input(t)[0], ()):
-                if c not in before:
-                    before[c] = get(c)
-        for name in rep.remove:
-            if name not in before:
-                before[name] = get(name)
         sigs_before = self._signature_state() if rep.replace else ()
         try:
-            removed = apply_replacement(graph, rep)
+            with graph.recording() as recorded:
+                removed = apply_replacement(graph, rep)
         except GraphError as exc:
             raise RuleError(
                 f"rule {rule.name!r}{f' at node {anchor!r}' if anchor else ''} produced an invalid rewrite: {exc}; "
                 "the graph may be half-rewritten, start again from the input"
             ) from exc
+        get = graph.get
         added_names = [n.name for n in rep.add]
-        delta, changed, touched = fingerprint_change(before, get, added_names)
-        touched.update(rep.replace.values())
+        delta, changed = self.hashes.change(recorded.before, get)
+        touched = recorded.touched
+        touched.update(parse_input(t)[0] for t in rep.replace.values())
         sigs_after = self._signature_state() if rep.replace else ()
         if sigs_after != sigs_before:  # a signature now names another tensor: a change no node shows
             delta ^= hash(sigs_before) ^ hash(sigs_after)
@@ -307,8 +297,7 @@ class _Engine:
         stat.applied += 1
         stat.added += len(added_names)
         stat.removed += len(removed)
-        mark_near(self.graph, self.log.append, changed, {parse_input(t)[0] for t in touched}, self.reach,
-                  self.reach_up)
+        mark_near(self.graph, self.log.append, changed, touched, self.reach, self.reach_up)
         if self.debug:
             problems = graph.lint()
             if problems:

@@ -31,12 +31,13 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import graph_pb2, tensor_pb2
+from tensorflow.core.framework import node_def_pb2, tensor_pb2
 
 from graphxform.core.errors import GraphxformError, RuleError
 from graphxform.core.graph import Graph
 from graphxform.core.names import parse_input
 from graphxform.core.opdefs import output_dtypes
+from graphxform.savedmodel.wire import field_prefix
 from graphxform.tf.constant_analysis import ConstantAnalysis, duplicate_reason, pass_through_source
 from graphxform.tf.session import GraphSession
 
@@ -71,12 +72,14 @@ def _value_nbytes(value: np.ndarray) -> int:
     return int(value.nbytes)
 
 
-def _static_nbytes(tensor: Any) -> int | None:
-    """Bytes of a ``tf.Tensor`` from its static shape, ``None`` when unknown (or a string)."""
-    shape = tensor.shape
-    if shape.rank is None or not shape.is_fully_defined() or tensor.dtype.name == "string":
+def _static_nbytes(dtype: tf.DType, shape: list[int | None] | None) -> int | None:
+    """Bytes of a tensor from its static shape, ``None`` when unknown (or a string)."""
+    if shape is None or None in shape or dtype.name == "string":
         return None
-    return int(np.prod(shape.as_list(), dtype=np.int64)) * tensor.dtype.size
+    count = 1
+    for d in shape:
+        count *= d
+    return count * dtype.size
 
 
 def _failing_node(exc: BaseException, candidates: set[str]) -> str | None:
@@ -130,27 +133,37 @@ class _Evaluator:
         log.log(self.log_level or logging.INFO, "fold_constants: not folding %s: %s", name, reason)
         (self.kept if evaluate else self.excluded)[name] = reason
 
-    def _subgraph(self, names: set[str]) -> graph_pb2.GraphDef:
-        gd = graph_pb2.GraphDef()
-        gd.versions.CopyFrom(self.graph.versions)
-        if self.graph.library.function:
-            gd.library.CopyFrom(self.graph.library)
+    def _subgraph(self, names: set[str]) -> bytes:
+        """The serialized ``GraphDef`` of ``names`` (in the graph's order), as :mod:`graphxform.savedmodel.wire`
+        writes one: node by node, a node copied only when attributes must go."""
+        chunks = []
         for name in self.graph.node_names:  # keep the graph's order
             if name not in names:
                 continue
-            node = gd.node.add()
-            node.CopyFrom(self.graph.node(name))
-            node.device = ""  # evaluate on this machine's CPU
-            for attr in ("_class", "_output_shapes"):  # colocation targets may be absent; shapes may be stale
-                if attr in node.attr:
-                    del node.attr[attr]
-        return gd
+            node = self.graph.node(name)
+            if node.device or "_class" in node.attr or "_output_shapes" in node.attr:
+                clean = node_def_pb2.NodeDef()
+                clean.CopyFrom(node)
+                clean.device = ""  # evaluate on this machine's CPU
+                for attr in ("_class", "_output_shapes"):  # colocation targets may be absent; shapes may be stale
+                    if attr in clean.attr:
+                        del clean.attr[attr]
+                node = clean
+            data = node.SerializeToString()
+            chunks.append(field_prefix(1, len(data)))
+            chunks.append(data)
+        if self.graph.library.function:
+            data = self.graph.library.SerializeToString()
+            chunks.append(field_prefix(2, len(data)) + data)
+        data = self.graph.versions.SerializeToString()
+        chunks.append(field_prefix(4, len(data)) + data)
+        return b"".join(chunks)
 
     def _open_session(self, names: set[str]) -> bool:
         """Import ``names`` into one session; on refusal drop the culprit and return False."""
         self.close()
         try:
-            self.session = GraphSession(self._subgraph(names), optimize=False)
+            self.session = GraphSession(self._subgraph(names), optimize=False, c_api=True)
         except GraphxformError as exc:
             culprit = _failing_node(exc, names)
             if culprit is None:
@@ -172,12 +185,13 @@ class _Evaluator:
         for name in names:
             if self.graph.node(name).op == "Const" or name in self.excluded or name in self.kept:
                 continue
-            op = self.session.tf_graph.get_operation_by_name(name)
-            for port, t in enumerate(op.outputs):
-                nbytes = _static_nbytes(t)
+            for port in range(self.session.num_outputs(name)):
+                dtype, shape = self.session.static_shape(f"{name}:{port}")
+                nbytes = _static_nbytes(dtype, shape)
                 if nbytes is None:
                     continue
-                what = f"output {t.name} {t.shape} {t.dtype.name} would be {nbytes} bytes"
+                what = (f"output {name}:{port} {tf.TensorShape(shape)} {dtype.name} would be "
+                        f"{nbytes} bytes")
                 if nbytes > self.eval_limit:
                     self._too_big(name, f"{what}: too big to evaluate (limit: max(max_constant_size_in_bytes, "
                                         f"{EVAL_LIMIT_BYTES}) = {self.eval_limit})", evaluate=False)
@@ -260,9 +274,9 @@ class _Evaluator:
                         continue
                     if not self._check_static_sizes(needed, todo):
                         continue
-                    if fetch:
-                        self._fetch(todo, needed)
-                        continue  # re-analyse; with nothing dropped out, every frontier value is there now
+                    if fetch and not self._fetch(todo, needed):
+                        continue  # something dropped out: re-analyse
+                    # (with nothing dropped out the analysis stands, and every frontier value is there now)
                 values = {t: v for t, v in self.values.items() if parse_input(t)[0] in frontier}
                 return FoldResult(values, frontier, analysis, dict(self.excluded), dict(self.kept),
                                   self.session_runs)

@@ -7,8 +7,10 @@ files' current paths.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +20,7 @@ from tensorflow.core.protobuf import config_pb2
 
 from graphxform.core.errors import GraphxformError
 from graphxform.core.names import canon, parse_input
+from graphxform.tf import capi
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphxform.model.model import Model
@@ -34,23 +37,38 @@ class GraphSession:
 
     def __init__(
         self,
-        graph_def: graph_pb2.GraphDef,
+        graph_def: graph_pb2.GraphDef | bytes,
         *,
         init_ops: Sequence[str] = (),
         init_feeds: Mapping[str, Any] | None = None,
         optimize: bool = True,
+        c_api: bool = False,
     ) -> None:
-        """``optimize=False`` turns Grappler and TF's graph optimizer off: cheaper for one-shot evaluations."""
+        """``optimize=False`` turns Grappler and TF's graph optimizer off: cheaper for one-shot evaluations.
+
+        ``c_api=True``: import and run through TensorFlow's C API (:class:`CGraph`), without a Python
+        ``tf.Graph`` (whose importer builds a Python ``Operation`` per node); feeds and fetches are tensor
+        names, static shapes are read with :meth:`static_shape`, init ops are not supported, and
+        :attr:`tf_graph` is ``None``. ``graph_def`` may then be its serialized bytes.
+        """
+        config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=2, intra_op_parallelism_threads=2)
+        if not optimize:
+            config.graph_options.optimizer_options.opt_level = config_pb2.OptimizerOptions.L0
+            config.graph_options.rewrite_options.disable_meta_optimizer = True
+        self.c_graph: CGraph | None = None
+        if c_api:
+            if init_ops:
+                raise GraphxformError("GraphSession(c_api=True) runs no init ops")
+            data = graph_def if isinstance(graph_def, bytes) else graph_def.SerializeToString()
+            self.tf_graph = None
+            self.c_graph = CGraph(data, config)
+            return
         self.tf_graph = tf.Graph()
         with self.tf_graph.as_default():
             try:
                 tf.graph_util.import_graph_def(graph_def, name="")
             except (ValueError, tf.errors.OpError) as exc:
                 raise GraphxformError(f"TensorFlow refused the graph: {exc}") from exc
-        config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=2, intra_op_parallelism_threads=2)
-        if not optimize:
-            config.graph_options.optimizer_options.opt_level = config_pb2.OptimizerOptions.L0
-            config.graph_options.rewrite_options.disable_meta_optimizer = True
         self.session = tf.compat.v1.Session(graph=self.tf_graph, config=config)
         if init_ops:
             try:
@@ -67,17 +85,158 @@ class GraphSession:
 
     def run(self, feeds: Mapping[str, Any], fetches: Iterable[str]) -> list[np.ndarray]:
         """Fetch ``fetches`` (tensor names) given ``feeds`` ({tensor name: value})."""
+        if self.c_graph is not None:
+            return self.c_graph.run({canon(k): v for k, v in feeds.items()}, [canon(f) for f in fetches])
         fetch_list = [self.tf_graph.get_tensor_by_name(canon(f)) for f in fetches]
         return self.session.run(fetch_list, feed_dict=self._feed(feeds))
 
+    def static_shape(self, tensor: str) -> tuple[tf.DType, list[int | None] | None]:
+        """The dtype and the static shape TensorFlow's shape inference gives ``tensor`` (``None``: unknown rank;
+        ``None`` entries: unknown dimensions)."""
+        if self.c_graph is not None:
+            return self.c_graph.static_shape(canon(tensor))
+        t = self.tf_graph.get_tensor_by_name(canon(tensor))
+        return t.dtype, (None if t.shape.rank is None else t.shape.as_list())
+
+    def num_outputs(self, op: str) -> int:
+        if self.c_graph is not None:
+            return self.c_graph.num_outputs(op)
+        return len(self.tf_graph.get_operation_by_name(op).outputs)
+
     def close(self) -> None:
-        self.session.close()
+        if self.c_graph is not None:
+            self.c_graph.close()
+        else:
+            self.session.close()
 
     def __enter__(self) -> GraphSession:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class CGraph:
+    """A ``GraphDef`` imported into a C API ``TF_Graph`` (``TF_GraphImportGraphDef``: TensorFlow's importer and
+    shape inference, without the Python ``Operation`` s) and run by a ``TF_Session`` on it."""
+
+    def __init__(self, graph_def: bytes, config: config_pb2.ConfigProto) -> None:
+        self.lib = lib = _c_lib()
+        self.graph: int | None = lib.TF_NewGraph()
+        self.session: int | None = None
+        status = capi._Status()  # noqa: SLF001 - the C API's plumbing lives in capi
+        options = lib.TF_NewImportGraphDefOptions()
+        buf = lib.TF_NewBufferFromString(graph_def, len(graph_def))
+        try:
+            lib.TF_GraphImportGraphDef(self.graph, buf, options, status.ptr)
+        finally:
+            lib.TF_DeleteBuffer(buf)
+            lib.TF_DeleteImportGraphDefOptions(options)
+        if status.code != 0:
+            self.close()
+            raise GraphxformError(f"TensorFlow refused the graph: {status.message}")
+        opts = lib.TF_NewSessionOptions()
+        try:
+            data = config.SerializeToString()
+            lib.TF_SetConfig(opts, ctypes.create_string_buffer(data, len(data)), len(data), status.ptr)
+            session = lib.TF_NewSession(self.graph, opts, status.ptr)
+        finally:
+            lib.TF_DeleteSessionOptions(opts)
+        if status.code != 0:
+            self.close()
+            raise GraphxformError(f"TensorFlow could not create a session: {status.message}")
+        self.session = session
+
+    def _output(self, tensor: str) -> capi._Output:
+        name, port, _ = parse_input(tensor)
+        op = self.lib.TF_GraphOperationByName(self.graph, name.encode())
+        if not op or port >= self.lib.TF_OperationNumOutputs(op):
+            raise GraphxformError(f"the graph has no tensor {tensor!r}")
+        return capi._Output(op, port)  # noqa: SLF001
+
+    def num_outputs(self, op_name: str) -> int:
+        op = self.lib.TF_GraphOperationByName(self.graph, op_name.encode())
+        if not op:
+            raise GraphxformError(f"the graph has no operation {op_name!r}")
+        return int(self.lib.TF_OperationNumOutputs(op))
+
+    def static_shape(self, tensor: str) -> tuple[tf.DType, list[int | None] | None]:
+        out = self._output(tensor)
+        status = capi._Status()  # noqa: SLF001
+        dtype = tf.as_dtype(int(self.lib.TF_OperationOutputType(out)))
+        rank = int(self.lib.TF_GraphGetTensorNumDims(self.graph, out, status.ptr))
+        if status.code != 0 or rank < 0:
+            return dtype, None
+        dims = (ctypes.c_int64 * max(rank, 1))()
+        self.lib.TF_GraphGetTensorShape(self.graph, out, dims, rank, status.ptr)
+        return dtype, [None if d < 0 else int(d) for d in dims[:rank]]
+
+    def run(self, feeds: Mapping[str, Any], fetches: Sequence[str]) -> list[np.ndarray]:
+        """Fetch ``fetches`` given ``feeds`` (tensor names); a failure raises ``tf.errors.OpError`` with
+        TensorFlow's message, as a Python session would."""
+        lib = self.lib
+        names = list(feeds)
+        inputs = (capi._Output * max(len(names), 1))(*[self._output(n) for n in names])  # noqa: SLF001
+        outputs = (capi._Output * max(len(fetches), 1))(*[self._output(f) for f in fetches])  # noqa: SLF001
+        in_values = (ctypes.c_void_p * max(len(names), 1))()
+        out_values = (ctypes.c_void_p * max(len(fetches), 1))()
+        dtypes: list[int] = []
+        status = capi._Status()  # noqa: SLF001
+        try:
+            for i, name in enumerate(names):
+                value, dtype_enum = capi._feed_dtype(feeds[name])  # noqa: SLF001
+                dtypes.append(dtype_enum)
+                in_values[i] = capi._to_tensor(value, dtype_enum)  # noqa: SLF001
+            lib.TF_SessionRun(self.session, None, inputs, in_values, len(names), outputs, out_values, len(fetches),
+                              None, 0, None, status.ptr)
+            if status.code != 0:
+                raise tf.errors.OpError(None, None, status.message, status.code)
+            return [capi._from_tensor(out_values[i]) for i in range(len(fetches))]  # noqa: SLF001
+        finally:
+            for i, dtype_enum in enumerate(dtypes):
+                if in_values[i]:
+                    capi._delete_tensor(in_values[i], dtype_enum)  # noqa: SLF001
+            for i in range(len(fetches)):
+                if out_values[i]:
+                    capi._delete_tensor(out_values[i])  # noqa: SLF001
+
+    def close(self) -> None:
+        if self.session is not None:
+            status = capi._Status()  # noqa: SLF001
+            self.lib.TF_CloseSession(self.session, status.ptr)
+            self.lib.TF_DeleteSession(self.session, status.ptr)
+            self.session = None
+        if self.graph is not None:
+            self.lib.TF_DeleteGraph(self.graph)
+            self.graph = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+@lru_cache(maxsize=1)
+def _c_lib() -> ctypes.CDLL:
+    """:func:`graphxform.tf.capi._lib` with the graph-building functions :class:`CGraph` needs declared too."""
+    lib = capi._lib()  # noqa: SLF001
+    vp = ctypes.c_void_p
+    sigs: dict[str, tuple[Any, list[Any]]] = {
+        "TF_NewImportGraphDefOptions": (vp, []),
+        "TF_DeleteImportGraphDefOptions": (None, [vp]),
+        "TF_NewBufferFromString": (ctypes.POINTER(capi._Buffer), [ctypes.c_char_p, ctypes.c_size_t]),  # noqa: SLF001
+        "TF_GraphImportGraphDef": (None, [vp, ctypes.POINTER(capi._Buffer), vp, vp]),  # noqa: SLF001
+        "TF_NewSession": (vp, [vp, vp, vp]),
+        "TF_OperationOutputType": (ctypes.c_int, [capi._Output]),  # noqa: SLF001
+        "TF_GraphGetTensorNumDims": (ctypes.c_int, [vp, capi._Output, vp]),  # noqa: SLF001
+        "TF_GraphGetTensorShape": (None, [vp, capi._Output, ctypes.POINTER(ctypes.c_int64), ctypes.c_int, vp]),  # noqa: SLF001
+    }
+    for name, (restype, argtypes) in sigs.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+    return lib
 
 
 def run_graph_def(
