@@ -14,6 +14,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from test_exporter import tf1_run, tf1_run_all, tf2_run_all, tree_hash
 
 from graphxform.core.errors import ExportError
+from graphxform.engine.pipeline import DEFAULT_PIPELINE
 from graphxform.jobs.optimize import optimize
 from graphxform.model import export as exporter
 from graphxform.savedmodel import atomic
@@ -139,8 +140,7 @@ def test_saved_model_cli_runs_optimized_estimator(runs, tmp_path):
 def test_report_rules_progress_and_dict(runs):
     report, events = runs[("keras_bn", "int8")]
     d = report.to_dict()
-    assert list(d["rules"]) == ["remove_identity", "merge_duplicates", "strip_unused", "fold_constants",
-                                "fold_batch_norms", "hoist_unary_through_concat", "quantize_weights"]
+    assert list(d["rules"]) == list(DEFAULT_PIPELINE)
     assert all(set(r) == {"count", "seconds", "nodes_added", "nodes_removed"} for r in d["rules"].values())
     assert d["rules"]["fold_batch_norms"]["nodes_removed"] > 0
     assert d["nodes"]["loaded"] > d["nodes"]["frozen"] > d["nodes"]["after"]

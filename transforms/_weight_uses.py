@@ -1,5 +1,8 @@
 """How a weight is read: its consumers through pass-through ops, the channel axis each one wants, and whether
 a consumer shows the weight is one ``quantize_weights`` made (a scale of int8 values). Used by that rule.
+
+Tables read by rows (``Gather``, ``GatherV2``, the ``SparseSegment*`` reductions of
+``tf.nn.embedding_lookup_sparse``) can be dequantized row by row.
 """
 from __future__ import annotations
 
@@ -15,6 +18,13 @@ ELEMENTWISE_OPS = frozenset(
     {"Mul", "Add", "AddV2", "Sub", "BiasAdd", "RealDiv", "Maximum", "Minimum", "SquaredDifference", "Einsum"}
 )
 GATHER_OPS = frozenset({"Gather", "GatherV2"})
+#: Sparse segment reductions read rows of their input 0 (``data``) by the indices of input 1, like a gather.
+SPARSE_SEGMENT_OPS = frozenset({
+    "SparseSegmentSum", "SparseSegmentMean", "SparseSegmentSqrtN", "SparseSegmentSumWithNumSegments",
+    "SparseSegmentMeanWithNumSegments", "SparseSegmentSqrtNWithNumSegments",
+})
+#: Everything that reads rows of a table: the row path dequantizes only the rows read.
+ROW_READER_OPS = GATHER_OPS | SPARSE_SEGMENT_OPS
 _CONV_LAST_AXIS = frozenset({"Conv2D", "Conv3D", "_FusedConv2D"})
 _MATMUL = frozenset({"MatMul", "_FusedMatMul"})
 _BATCH_MATMUL = frozenset({"BatchMatMul", "BatchMatMulV2", "BatchMatMulV3"})
@@ -68,6 +78,12 @@ def classify(graph: Graph, node: NodeDef, index: int, shape: list[int]) -> Use |
         reason = gather_reason(graph, node)
         use.gather_ok, use.gather_reason = reason is None, reason or ""
         return use
+    if op in SPARSE_SEGMENT_OPS:
+        if index != 0:
+            return f"it is the indices or segment ids of {where}"
+        if rank == 0:
+            return f"{where} reads a scalar"
+        return Use(node, index, 0, gather_ok=True)
     if op in ELEMENTWISE_OPS:
         return Use(node, index, None)
     if op == "Dequantize":
@@ -144,4 +160,4 @@ def collect_uses(graph: Graph, name: str) -> tuple[list[tuple[NodeDef, int]], li
     return uses, chain
 
 
-__all__ = ["DEPTHWISE", "ELEMENTWISE_OPS", "GATHER_OPS", "Use", "classify", "collect_uses", "dims", "produced_here"]
+__all__ = ["DEPTHWISE", "ELEMENTWISE_OPS", "GATHER_OPS", "ROW_READER_OPS", "SPARSE_SEGMENT_OPS", "Use", "classify", "collect_uses", "dims", "produced_here"]

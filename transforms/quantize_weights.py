@@ -36,7 +36,10 @@ channel:
   ``batch_dims`` 0) is quantized per row and each gather becomes
   ``Mul(Cast(GatherV2(table_int8, ids)), GatherV2(row_scales, ids))``: only
   the looked-up rows are dequantized, so a lookup costs the same whatever
-  the table size. Other gathers fall back to the plain form.
+  the table size. Other gathers fall back to the plain form. A sparse
+  segment reduction reading the table (``SparseSegmentMean(table, ids, seg)``,
+  what ``simplify_embedding_lookup`` makes of ``embedding_lookup_sparse``)
+  gets the same rows: ``SparseSegmentMean(rows(Unique(ids):0), Unique(ids):1, seg)``.
 - ``dtype=float16``: ``w`` becomes ``Cast(w_float16)``, chunked the same way
   when larger than ``chunk_size`` (for embeddings: ``Cast(GatherV2(table_float16, ids))``).
 
@@ -54,7 +57,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
-from graphxform.transforms._weight_uses import DEPTHWISE, GATHER_OPS, Use, classify, collect_uses, dims, produced_here
+from graphxform.transforms._weight_uses import (
+    DEPTHWISE,
+    ROW_READER_OPS,
+    SPARSE_SEGMENT_OPS,
+    Use,
+    classify,
+    collect_uses,
+    dims,
+    produced_here,
+)
 
 from graphxform import (
     Const,
@@ -158,7 +170,8 @@ class QuantizeWeights(Rule):
     a form Grappler folds back into one float32 ``Const`` when the model is loaded.
 
     Embedding tables read only by ``GatherV2(w, ids)`` become
-    ``Cast(GatherV2(w_int8, ids)) * GatherV2(row_scales, ids)``.
+    ``Cast(GatherV2(w_int8, ids)) * GatherV2(row_scales, ids)`` (a
+    ``SparseSegment*`` reduction of the table reads those rows of its unique ids).
     ``dtype=float16`` gives ``Cast(float16 Const)`` instead. See the module
     docstring for the axis chosen per consumer and what is never quantized.
     """
@@ -235,7 +248,7 @@ class QuantizeWeights(Rule):
 
     def _embedding_ok(self, graph: Graph, name: str, shape: list[int], plan: _Plan) -> bool:
         """Whether every use is a gather the row path can rewrite (else notes say why not)."""
-        if not all(u.node.op in GATHER_OPS for u in plan.uses):
+        if not all(u.node.op in ROW_READER_OPS for u in plan.uses):
             return False
         bad = [u.gather_reason for u in plan.uses if not u.gather_ok]
         if bad:
@@ -353,6 +366,9 @@ class QuantizeWeights(Rule):
             rep.add += [table, scales]
         for use in plan.uses:
             g = use.node
+            if g.op in SPARSE_SEGMENT_OPS:
+                self._rewrite_segment_rows(graph, g, table, scales, names, rep)
+                continue
             data = graph.data_inputs(g.name)
             ctrl = ["^" + c for c in graph.control_inputs(g.name)]
             ids = data[1:]
@@ -386,6 +402,39 @@ class QuantizeWeights(Rule):
         rep.update = [_recolocate(n, gone, table.name) if colocation(n) else n for n in rep.update]
         rep.remove += [*reversed(plan.chain), name]
         return rep
+
+    def _rewrite_segment_rows(self, graph: Graph, g: NodeDef, table: NodeDef, scales: NodeDef | None,
+                              names: _Names, rep: Replacement) -> None:
+        """``SparseSegment*(w, ids, seg)`` becomes ``SparseSegment*(rows(Unique(ids):0), Unique(ids):1, seg)``,
+        ``rows`` the dequantized int8 (float16) rows of the unique ids: only the rows read are widened."""
+        data = graph.data_inputs(g.name)
+        ctrl = ["^" + c for c in graph.control_inputs(g.name)]
+        idx = tf.as_dtype(attr_type(g, "Tidx", tf.int32.as_datatype_enum))
+        dev = g.device
+        uniq = _make_node(names(f"{g.name}/unique_ids"), "Unique", [data[1]], dev, T=idx, out_idx=_I32)
+        axis = _const(names(f"{g.name}/rows_axis"), np.array(0, np.int32), _I32, dev, [])
+        stored = tf.as_dtype(attr_type(table, "dtype"))
+        gather = {"Tindices": idx, "Taxis": _I32, "batch_dims": 0}
+        rows = _make_node(names(f"{g.name}/{'int8' if scales is not None else 'float16'}_rows"), "GatherV2",
+                          [table.name, f"{uniq.name}:0", axis.name], dev, Tparams=stored, **gather)
+        cast = _make_node(names(f"{g.name}/rows_float"), "Cast", [rows.name], dev, SrcT=stored, DstT=_F32,
+                          Truncate=False)
+        rep.add += [uniq, axis, rows, cast]
+        deq = cast
+        if scales is not None:
+            factor = scales.name
+            if not self.args["per_tensor"]:
+                row_scales = _make_node(names(f"{g.name}/row_scales"), "GatherV2",
+                                        [scales.name, f"{uniq.name}:0", axis.name], dev, Tparams=_F32, **gather)
+                rep.add.append(row_scales)
+                factor = row_scales.name
+            deq = _make_node(names(f"{g.name}/rows_dequantized"), "Mul", [cast.name, factor], dev, T=_F32)
+            rep.add.append(deq)
+        new = copy_node(g)
+        del new.input[:]
+        new.input.extend([deq.name, f"{uniq.name}:1", *data[2:], *ctrl])
+        new.attr["Tidx"].type = _I32.as_datatype_enum
+        rep.update.append(new)
 
 
 __all__ = ["FOLD_CHUNK_ELEMENTS", "QuantizeWeights", "symmetric_int8"]

@@ -12,15 +12,21 @@ from typing import Any, TypeVar
 
 from graphxform.core.frames import FrameFacts, frame_facts
 from graphxform.core.graph import Graph
+from graphxform.core.shapes import StaticShapes
 
 T = TypeVar("T")
 
 
 class Context:
-    """Caches for one rule in one run: anything keyed by name (:meth:`cached`), and the graph's frame facts."""
+    """Caches for one rule in one run: anything keyed by name (:meth:`cached`), and the graph's frame facts.
 
-    def __init__(self) -> None:
+    ``run_store`` (given by the runner) is shared by every rule of the run: what holds for the whole run, such as
+    the static shapes, is computed once for all of them.
+    """
+
+    def __init__(self, run_store: dict[str, Any] | None = None) -> None:
         self._store: dict[str, Any] = {}
+        self._run: dict[str, Any] = run_store if run_store is not None else {}
 
     def cached(self, key: str, build: Callable[[], T]) -> T:
         """The value stored under ``key``, built by ``build()`` the first time it is asked for."""
@@ -38,6 +44,16 @@ class Context:
         if facts is None or any(n not in facts.known for n in names):
             facts = self._store["frame_facts"] = frame_facts(graph)
         return facts
+
+    def static_shapes(self, graph: Graph) -> StaticShapes:
+        """The static shapes of ``graph`` 's tensors (:class:`graphxform.core.shapes.StaticShapes`), shared by every
+        rule of the run: the graph is imported into TensorFlow once, when first asked; nodes added or replaced
+        since are inferred one by one. (Every rewrite keeps the value, hence the shape, of the tensors it leaves
+        under their names.)"""
+        shapes: StaticShapes | None = self._run.get("static_shapes")
+        if shapes is None or shapes.graph is not graph:
+            shapes = self._run["static_shapes"] = StaticShapes(graph)
+        return shapes
 
 
 __all__ = ["Context"]

@@ -3,10 +3,13 @@
 >>> rules = build_pipeline("remove_nodes(op=Identity) fold_constants(ignore_errors=true)")  # doctest: +SKIP
 >>> run_pipeline(model.graph, rules)  # graphxform.engine.runner                             # doctest: +SKIP
 
-* :data:`DEFAULT_PIPELINE`: ``remove_identity, merge_duplicates, strip_unused,
-  fold_constants, fold_batch_norms, hoist_unary_through_concat`` then
-  ``quantize_weights`` (left out with
-  ``quantize=False``/``"none"``).
+* :data:`DEFAULT_PIPELINE`: :data:`FLOAT_PIPELINE` (``prune_control_deps,
+  remove_identity, merge_duplicates, strip_unused, fold_constants,
+  fold_batch_norms, hoist_unary_through_concat`` and the simplifications of
+  Grappler's default optimizers: ``remove_pass_through``,
+  ``remove_noop``, ``remove_neutral_arithmetic``, ``remove_identity_transpose``,
+  ``remove_redundant_cast``, ``merge_concat``, ``simplify_embedding_lookup``) then
+  ``quantize_weights`` (left out with ``quantize=False``/``"none"``).
 * Names are rule names or aliases (GTT names included). ``ignore_errors=true``
   is accepted by every transform, as in GTT: the rule's own parameter when it
   has one, otherwise the runner skips the nodes where the rule fails (logged,
@@ -34,9 +37,14 @@ from graphxform.engine.rule import BaseRule, Param
 
 log = logging.getLogger(__name__)
 
-#: The default float pipeline, then quantization.
-FLOAT_PIPELINE: tuple[str, ...] = ("remove_identity", "merge_duplicates", "strip_unused", "fold_constants",
-                                   "fold_batch_norms", "hoist_unary_through_concat")
+#: The default float pipeline, then quantization. ``prune_control_deps`` comes first: frozen Keras graphs hold
+#: every weight by a control edge, which every other rule would otherwise carry along.
+FLOAT_PIPELINE: tuple[str, ...] = (
+    "prune_control_deps", "remove_identity", "merge_duplicates", "strip_unused", "fold_constants",
+    "fold_batch_norms", "hoist_unary_through_concat", "remove_pass_through", "remove_noop",
+    "remove_neutral_arithmetic", "remove_identity_transpose",
+    "remove_redundant_cast", "merge_concat", "simplify_embedding_lookup",
+)
 DEFAULT_PIPELINE: tuple[str, ...] = (*FLOAT_PIPELINE, "quantize_weights")
 #: GTT transforms accepted as no-ops, with the reason.
 NOOP_TRANSFORMS = {

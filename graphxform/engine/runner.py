@@ -74,11 +74,12 @@ def run_rule_once(graph: Graph, rule: BaseRule, report: RunReport | None = None)
 
 # ----------------------------------------------------------------------------- the engine
 class _RuleState:
-    __slots__ = ("ctx", "cursor", "ignore_errors", "last_run", "rule")
+    __slots__ = ("ctx", "cursor", "ignore_errors", "last_run", "rule", "run_store")
 
-    def __init__(self, rule: BaseRule) -> None:
+    def __init__(self, rule: BaseRule, run_store: dict | None = None) -> None:
         self.rule = rule
-        self.ctx = Context()  # a pass's lasts the run; a rule's is renewed with each full pass
+        self.run_store = run_store if run_store is not None else {}  # what every rule of the run shares
+        self.ctx = Context(self.run_store)  # a pass's lasts the run; a rule's is renewed with each full pass
         self.cursor: int | None = None  # position in the change log; None: next run is a full pass
         self.last_run: int | None = None  # step count when a pass last started
         self.ignore_errors = bool(getattr(rule, "ignore_errors", False) or rule.args.get("ignore_errors", False))
@@ -94,7 +95,8 @@ class _Engine:
         self.debug = debug
         self.confirm = confirm
         self.progress = progress
-        self.states = [_RuleState(r) for r in rules]
+        run_store: dict = {}
+        self.states = [_RuleState(r, run_store) for r in rules]
         self.log: list[str] = []
         self.steps = 0
         self.round = 0
@@ -177,7 +179,7 @@ class _Engine:
         """Visit every candidate of ``st.rule``, with a new context."""
         graph, rule = self.graph, st.rule
         assert isinstance(rule, Rule)
-        st.ctx = Context()
+        st.ctx = Context(st.run_store)
         st.cursor = len(self.log)
         for node in rule.candidates(graph):
             if graph.get(node.name) is node:  # not removed/replaced by an earlier rewrite of this pass

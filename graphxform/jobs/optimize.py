@@ -9,8 +9,9 @@ Steps (each reported to ``progress``):
 2. **inputs**: the verification inputs are read (``inputs=``) or synthesized
    from the loaded model (:mod:`graphxform.tf.synth`) before anything changes;
 3. **freeze**: variables become constants;
-4. **transform**: the default pipeline ``remove_identity, merge_duplicates,
-   strip_unused, fold_constants, fold_batch_norms`` and then
+4. **transform**: the default pipeline (:data:`graphxform.engine.pipeline.FLOAT_PIPELINE`:
+   ``prune_control_deps, remove_identity, merge_duplicates, strip_unused,
+   fold_constants, fold_batch_norms`` and the other simplifications) and then
    ``quantize_weights(dtype=…)`` unless ``quantize="none"`` — or the rules
    given in ``transforms`` (GTT syntax accepted), which replace the default
    list entirely (quantization included);

@@ -15,9 +15,8 @@ average; transform times are medians of runs that alternate graphxform and
 Grappler, latencies medians of runs that alternate the servables):
 
 * **Keras applications / Transformer / embedding graph / TF1 convnet** (``models.py``):
-  graphxform's default float pipeline (``remove_identity merge_duplicates
-  strip_unused fold_constants fold_batch_norms hoist_unary_through_concat``,
-  via ``TransformGraph``) and the int8 one (``+ quantize_weights``) against
+  graphxform's default float pipeline
+  (``graphxform.engine.pipeline.FLOAT_PIPELINE``, via ``TransformGraph``) and the int8 one (``+ quantize_weights``) against
   Grappler run offline by ``tf_optimizer.OptimizeGraph`` in two configs
   (:func:`grappler_config`): *default* — TensorFlow's default
   ``RewriterConfig`` (every default optimizer, ``meta_optimizer_iterations``
@@ -62,8 +61,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-DEFAULT_TRANSFORMS = ["remove_identity", "merge_duplicates", "strip_unused", "fold_constants", "fold_batch_norms",
-                      "hoist_unary_through_concat"]
+from graphxform.engine.pipeline import FLOAT_PIPELINE  # noqa: E402
+
+DEFAULT_TRANSFORMS = list(FLOAT_PIPELINE)  # graphxform's default float pipeline, as `optimize` runs it
 INT8_TRANSFORMS = [*DEFAULT_TRANSFORMS, "quantize_weights"]
 ESTIMATOR_PYTHON = os.environ.get("GX_ESTIMATOR_PYTHON", ".venv-estimator/bin/python")
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "graphxform-bench"

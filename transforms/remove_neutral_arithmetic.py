@@ -1,0 +1,91 @@
+"""``remove_neutral_arithmetic``: ``x * 1``, ``x / 1``, ``x + 0``, ``x - 0`` are ``x`` when the shape stays.
+
+Grappler's constant folding does the same (``SimplifyArithmeticOperations``) when its symbolic shapes prove that
+the constant does not broadcast ``x`` to a bigger shape. Here the proof comes from the constant's shape alone
+when it can (a scalar, or all-1 dimensions no more than ``x`` 's rank), else from TensorFlow's static shapes
+(:class:`graphxform.core.shapes.StaticShapes`). Keras' swish (``x * sigmoid(beta * x)`` with ``beta = 1``) and
+an un-adapted ``Normalization`` layer (``(x - 0) / 1``) leave such ops. No GTT name.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphxform import Any, Const, Graph, Match, NodeDef, OneOf, Op, Replacement, Rule, register
+from graphxform.core.nodes import tensor_proto_to_array
+from graphxform.core.shapes import broadcast_keeps
+from graphxform.transforms._bypass import bypass, bypass_reason
+
+
+def _all(value: float):  # type: ignore[no-untyped-def]
+    def where(node: NodeDef) -> str | None:
+        v = tensor_proto_to_array(node.attr["value"].tensor)
+        if v.dtype == object or v.dtype == np.bool_:
+            return "not a number"
+        if v.size == 0 or not np.all(v == value):
+            return f"not all {value:g}"
+        return None
+    return where
+
+
+_ONE, _ZERO = _all(1), _all(0)
+
+
+@register
+class RemoveNeutralArithmetic(Rule):
+    """Replaces ``Mul(x, 1)``, ``Mul(1, x)``, ``RealDiv(x, 1)``, ``Add(x, 0)``, ``Sub(x, 0)``, ``BiasAdd(x, 0)`` by ``x``.
+
+    The constant may be any shape whose every element is exactly 1 (for
+    ``Mul``, ``RealDiv``, ``Div``, ``DivNoNan``) or 0 (for ``Add``, ``AddV2``,
+    ``Sub``, ``BiasAdd``); for the non-commutative ops it must be the second
+    operand (``1 / x`` and ``0 - x`` are not ``x``). Applied only when the
+    result provably has ``x`` 's shape: the constant is a scalar, or its
+    dimensions are all 1 and no more than ``x`` 's rank, or TensorFlow's
+    static shapes say each dimension of the constant is 1 or equals ``x`` 's
+    (``x[?, 1] * ones[8]`` broadcasts to ``[?, 8]`` and stays). Consumers
+    and signatures read ``x`` instead.
+
+    Not done: a constant fed as a signature input or with control inputs, a
+    node that is protected or has control inputs, a signature output that would name a signature input
+    or another output's tensor, TF1 control-flow frames and control-flow
+    neighbours, ``_class`` colocation.
+    """
+
+    name = "remove_neutral_arithmetic"
+    pattern = OneOf(
+        Op("Mul", Any(bind="x"), Const(bind="c", where=_ONE), commutative=True, bind="op"),
+        Op("RealDiv|Div|DivNoNan", Any(bind="x"), Const(bind="c", where=_ONE), bind="op"),
+        Op("Add|AddV2", Any(bind="x"), Const(bind="c", where=_ZERO), commutative=True, bind="op"),
+        Op("Sub|BiasAdd", Any(bind="x"), Const(bind="c", where=_ZERO), bind="op"),
+    )
+
+    def check(self, match: Match) -> str | None:
+        graph, node, c, x = match.graph, match["op"], match["c"], match.tensor("x")
+        for sig, side, key, _ in graph.signature_uses(c.name):
+            if side == "input":
+                return f"{c.name!r} is signature {sig.key!r} input {key!r}: its value is fed, not constant"
+        if graph.control_inputs(c.name):
+            return f"the constant {c.name!r} has control inputs: readers of {node.name!r} wait for them"
+        if node.op != "BiasAdd":  # a bias always has the channel dimension's size
+            cshape = tuple(d.size for d in c.attr["value"].tensor.tensor_shape.dim)
+            reason = _shape_kept(graph, match, x, cshape)
+            if reason:
+                return reason
+        return bypass_reason(match, node, x)
+
+    def rewrite(self, match: Match) -> Replacement:
+        return bypass(match.graph, match["op"], match.tensor("x"))
+
+
+def _shape_kept(graph: Graph, match: Match, x: str, cshape: tuple[int, ...]) -> str | None:
+    """``None`` when broadcasting ``x`` with a constant of ``cshape`` provably leaves ``x`` 's shape."""
+    if not cshape:
+        return None
+    shape = match.ctx.static_shapes(graph).shape(x)
+    if broadcast_keeps(shape, cshape):
+        return None
+    have = "unknown" if shape is None else "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+    return (f"the constant {match['c'].name!r} of shape {list(cshape)} may broadcast {x!r} (static shape {have}) "
+            "to a bigger shape")
+
+
+__all__ = ["RemoveNeutralArithmetic"]
