@@ -31,7 +31,6 @@ def _atrous(conv: str):
     return build(fn)
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("flatten_atrous_conv"))
 @pytest.mark.parametrize("conv, test", [("Conv2D", "TestFlattenAtrousConv2D"),
                                         ("DepthwiseConv2dNative", "TestFlattenAtrousDepthwiseConv2dNative")])
 def test_flatten_atrous_conv(conv, test):

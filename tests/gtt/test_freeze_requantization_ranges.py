@@ -14,7 +14,6 @@ import tensorflow as tf
 
 from .conftest import build, expect_near, node_map, not_implemented, refused, run, tensor_value, transform
 
-xfail = pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("freeze_requantization_ranges"))
 
 
 def _graph(names=("requantization_range_op",)):
@@ -45,7 +44,6 @@ LOG = ("Something irrelevant\n"
        "Something else irrelevant\n")
 
 
-@xfail
 def test_freeze_requantization_ranges(tmp_path):
     """FreezeRequantizationRangesTest.TestFreezeRequantizationRanges: the RequantizationRange goes, the
     Requantize's range inputs are Consts; output within 0.5."""
@@ -61,7 +59,6 @@ def test_freeze_requantization_ranges(tmp_path):
     expect_near(run(out, {}, ["dequantize_op"])[0], before, 0.5)
 
 
-@xfail
 def test_extract_min_max_records(tmp_path):
     """FreezeRequantizationRangesTest.TestExtractMinMaxRecords (the C++ test calls the internal
     ``ExtractMinMaxRecords``; here through the transform): of a log with two well-formed records and one with a

@@ -43,19 +43,16 @@ def fuse(gd, transforms, gone, tol=1e-5):
     return out
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("fuse_resize_pad_and_conv"))
 def test_fuse_resize_pad_and_conv():
     """FuseConvolutionsTest.TestFuseResizePadAndConv: no Conv2D, MirrorPad or ResizeBilinear left; within 1e-5."""
     fuse(resize_pad_conv(True, True), "fuse_resize_pad_and_conv", ["Conv2D", "MirrorPad", "ResizeBilinear"])
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("fuse_resize_and_conv"))
 def test_fuse_resize_and_conv():
     """FuseConvolutionsTest.TestFuseResizeAndConv: no Conv2D or ResizeBilinear left; within 1e-5."""
     fuse(resize_pad_conv(True, False), "fuse_resize_and_conv", ["Conv2D", "ResizeBilinear"])
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("fuse_pad_and_conv"))
 def test_fuse_pad_and_conv():
     """FuseConvolutionsTest.TestFusePadAndConv: no Conv2D or MirrorPad left; within 1e-5."""
     fuse(resize_pad_conv(False, True), "fuse_pad_and_conv", ["Conv2D", "MirrorPad"])

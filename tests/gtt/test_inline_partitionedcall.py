@@ -39,7 +39,6 @@ library {
 """
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=unknown("inline_partitionedcall"))
 def test_inlining():
     """InlinePartitionedCallTest.Inlining: no PartitionedCall left, 9 nodes (5 + the 4 of the body), every input
     resolves (``IsGraphValid``)."""

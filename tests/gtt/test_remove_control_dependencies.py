@@ -7,7 +7,6 @@ import pytest
 from .conftest import graph_def, node, node_map, not_implemented, refused, transform
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("remove_control_dependencies"))
 def test_remove_control_dependencies():
     """Not a C++ TEST (remove_control_dependencies.cc): every ``^name`` input is dropped, data inputs stay."""
     gd = graph_def(

@@ -9,7 +9,6 @@ import pytest
 from .conftest import node_map, not_implemented, refused, transform, tree_graph
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("remove_device"))
 def test_remove_device():
     """RemoveDeviceTest.TestRemoveDevice: every device is cleared."""
     gd = tree_graph(mul_node1={"device": "//cpu:0"}, add_node2={"device": "//device:GPU:1"})

@@ -22,7 +22,6 @@ def _splitter():
     )
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=unknown("rename_node"))
 def test_rename():
     """RenameNodeTest.Rename: ``rename_node(old_node_name=splitter, new_node_name=demux)`` renames the node and every
     input naming it, ports kept."""
@@ -31,7 +30,6 @@ def test_rename():
     assert list(out["adder"].input) == ["demux", "demux:1"]
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=unknown("rename_node"))
 def test_fail_when_name_already_exists():
     """RenameNodeTest.FailWhenNameAlreadyExists: renaming ``splitter`` to the existing ``adder`` is an error."""
     transform(_splitter(), [], ["adder"], "rename_node(old_node_name=splitter, new_node_name=demux)")  # it exists

@@ -10,7 +10,6 @@ import pytest
 from .conftest import node_map, not_implemented, refused, transform, tree_graph
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("rename_op"))
 def test_rename_op():
     """RenameOpTest.TestRenameOp: ``rename_op(old_op_name=Mul, new_op_name=Multiply)`` changes the Mul's op only."""
     out = node_map(transform(tree_graph(), [], ["mul_node1"], "rename_op(old_op_name=Mul, new_op_name=Multiply)"))

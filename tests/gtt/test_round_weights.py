@@ -12,7 +12,6 @@ import tensorflow as tf
 from .conftest import build, expect_near, node_map, not_implemented, refused, run, transform, values
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("round_weights"))
 def test_round_weights():
     """RoundWeightsTest.TestRoundWeights: output within 0.5; ``input_op`` and ``weights_op`` stay float Consts."""
     def fn():
