@@ -10,7 +10,6 @@ from conftest import FIXTURES, assert_close, assert_same_outputs, control_flow_v
 from graphxform.transforms.remove_identity import RemoveIdentity
 from tensorflow.core.framework import types_pb2
 
-from graphxform.core.errors import RuleError
 from graphxform.core.graph import Graph
 from graphxform.core.signature import TensorSpec
 from graphxform.engine.explain import explain

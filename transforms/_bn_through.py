@@ -7,6 +7,7 @@ Neither op mixes channels: a per-channel batch norm after it is a per-channel sc
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,12 +61,17 @@ def _feeds_only(graph: Graph, node: NodeDef, consumer: str) -> str | None:
     return None
 
 
-def plan_through(graph: Graph, bn: NodeDef) -> Through | str:
-    """The fold of batch norm ``bn`` through the ``ConcatV2``/``BatchToSpaceND`` it reads, or why there is none."""
-    from .fold_batch_norms import BN_OPS, _bn_step, _Layout, const_source  # (that module imports this one)
+#: ``const_source(graph, tensor)`` of fold_batch_norms: the Const behind ``tensor``, the path to it, or why not.
+SourceFn = Callable[[Graph, str], tuple]
+#: The per-channel ``(k, c)`` step of batch norm ``bn`` over ``channels`` NHWC channels, or why there is none.
+StepFn = Callable[[Graph, NodeDef, int], object]
 
-    if bn.op not in BN_OPS:
-        return f"{bn.name!r} is not a batch norm"
+
+def plan_through(graph: Graph, bn: NodeDef, step_of: StepFn, const_source: SourceFn) -> Through | str:
+    """The fold of batch norm ``bn`` through the ``ConcatV2``/``BatchToSpaceND`` it reads, or why there is none.
+
+    ``step_of`` and ``const_source`` are fold_batch_norms' (passed in: that module imports this one).
+    """
     op = graph.producer(graph.data_inputs(bn.name)[0])
     if op.op not in THROUGH_OPS:
         return f"{bn.name!r} reads a {op.op}: it is folded from the convolution before it, if any"
@@ -108,7 +114,7 @@ def plan_through(graph: Graph, bn: NodeDef) -> Through | str:
         if block is None or np.asarray(graph.const_value(block.name)).size > 2:
             return f"the block shape of {op.name!r} is not a Const of at most 2 dims (the channels must stay last)"
         on_channels, total = False, channels[0]
-    step = _bn_step(graph, bn, _Layout("NHWC", 4, total))
+    step = step_of(graph, bn, total)
     if isinstance(step, str):
         return step
     with np.errstate(all="ignore"):
@@ -120,8 +126,8 @@ def plan_through(graph: Graph, bn: NodeDef) -> Through | str:
     return Through(bn, op, convs, weights, scales, step.c, step.consts)
 
 
-def match_through(graph: Graph, bn: NodeDef, params: dict) -> Match | str:
-    plan = plan_through(graph, bn)
+def match_through(graph: Graph, bn: NodeDef, params: dict, step_of: StepFn, const_source: SourceFn) -> Match | str:
+    plan = plan_through(graph, bn, step_of, const_source)
     if isinstance(plan, str):
         return plan
     m = Match(graph, bn, {"anchor": bn, "op": plan.op, **{f"conv{i}": c for i, c in enumerate(plan.convs)}}, params)

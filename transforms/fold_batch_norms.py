@@ -353,7 +353,8 @@ class FoldBatchNorms(Rule):
 
     def match(self, graph: Graph, node: NodeDef) -> Match | str:
         if node.op in BN_OPS:
-            return match_through(graph, node, dict(self.args))
+            return match_through(graph, node, dict(self.args),
+                                 lambda g, bn, n: _bn_step(g, bn, _Layout("NHWC", 4, n)), const_source)
         plan = plan_fold(graph, node)
         if isinstance(plan, str):
             return plan

@@ -4,16 +4,16 @@
 GTT's ``backport_concatv2`` rewrites ``ConcatV2(values..., axis)`` as the old
 ``Concat(axis, values...)`` (no ``Tidx``); ``backport_tensor_array_v3`` turns
 ``TensorArrayV3`` into ``TensorArrayV2`` (its flow output replaced by a Const)
-and every ``TensorArray*V3`` op into its ``V2``. graphxform refuses both today.
+and every ``TensorArray*V3`` op into its ``V2``. graphxform implements both
+(``transforms/backport_concatv2.py``, ``transforms/backport_tensor_array_v3.py``).
 Bare NodeDefs, as in the C++ tests.
 """
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
-from .conftest import const, graph_def, node, node_map, not_implemented, refused, shape_proto, transform
+from .conftest import const, graph_def, node, node_map, shape_proto, transform
 
 
 def test_backport_concat_v2():

@@ -3,7 +3,6 @@ and ``summarize_graph`` read ``--in_graph`` (``LoadTextOrBinaryGraphFile``: bina
 file name), through ``graphxform transform IN OUT --transforms ""`` (no rule: the graph as read)."""
 from __future__ import annotations
 
-import pytest
 from google.protobuf import text_format
 
 from .conftest import cli, const, graph_def, iota, read_pb

@@ -14,7 +14,6 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import attr_value_pb2
 
-from graphxform.core.errors import RuleError
 
 from .conftest import (
     check_expect_suffixes,

@@ -4,7 +4,8 @@
 GTT's ``freeze_requantization_ranges(min_max_log_file=, min_percentile=5,
 max_percentile=5)`` reads the ranges that ``insert_logging`` printed for each
 ``RequantizationRange`` and replaces those ops by ``<name>/frozen_min`` /
-``<name>/frozen_max`` Consts. graphxform refuses it today.
+``<name>/frozen_max`` Consts. graphxform:
+``transforms/freeze_requantization_ranges.py``.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from .conftest import build, expect_near, node_map, not_implemented, refused, run, tensor_value, transform
+from .conftest import build, expect_near, node_map, run, tensor_value, transform
 
 
 

@@ -3,16 +3,15 @@
 GTT's ``fuse_resize_pad_and_conv``, ``fuse_resize_and_conv`` and
 ``fuse_pad_and_conv`` merge ``ResizeBilinear`` and/or ``MirrorPad`` into the
 following ``Conv2D`` as ``FusedResizeAndPadConv2D`` / ``FusedPadConv2D`` (ops
-that still exist in TF 2.x). graphxform refuses the three today.
+that still exist in TF 2.x). graphxform: ``transforms/fuse_*.py``.
 optimize_for_inference_test.py's fused-convolution TESTs are ported in
 test_optimize_for_inference.py.
 """
 from __future__ import annotations
 
-import pytest
 import tensorflow as tf
 
-from .conftest import build, expect_near, not_implemented, refused, run, transform, values
+from .conftest import build, expect_near, run, transform, values
 
 INPUT = [1.0, 4.0, 2.0, 5.0, 3.0, 6.0, -1.0, -4.0, -2.0, -5.0, -3.0, -6.0]
 WEIGHTS = [1.0, 2.0, 3.0, 4.0, 0.1, 0.2, 0.3, 0.4]

@@ -2,15 +2,14 @@
 
 GTT's ``insert_logging(op=, prefix=, show_name=, show_op=, first_n=, summarize=,
 message=)`` puts a ``Print`` after every node whose outputs are read (filtered
-by op types and name prefixes); consumers read the Print. graphxform refuses it
-today.
+by op types and name prefixes); consumers read the Print. graphxform:
+``transforms/insert_logging.py``.
 """
 from __future__ import annotations
 
-import pytest
 import tensorflow as tf
 
-from .conftest import build, iota, not_implemented, refused, run, transform
+from .conftest import build, iota, run, transform
 
 
 

@@ -1,14 +1,12 @@
 """Ports of ``tensorflow/tools/graph_transforms/obfuscate_names_test.cc`` (``ObfuscateNamesTest``).
 
 GTT's ``obfuscate_names`` gives every node but the inputs and outputs a short
-generated name, without clashes. graphxform refuses it today. Bare NodeDefs, as
+generated name, without clashes. graphxform: ``transforms/obfuscate_names.py``. Bare NodeDefs, as
 in the C++ tests.
 """
 from __future__ import annotations
 
-import pytest
-
-from .conftest import graph_def, node, node_map, not_implemented, refused, transform
+from .conftest import graph_def, node, node_map, transform
 
 
 

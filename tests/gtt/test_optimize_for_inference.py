@@ -28,8 +28,6 @@ from .conftest import (
     graph_def,
     node,
     node_map,
-    not_implemented,
-    refused,
     run,
     run_nchw,
     transform,

@@ -12,10 +12,10 @@ of ``RequantizationRange``, ``MergeAdjacentRequantizes``,
 ``MergeDuplicateNodes``, ``RemoveRedundantQuantizations``; ``ignore_op`` leaves
 op types float.
 
-graphxform does not implement ``quantize_nodes``: every port is xfail on the
-refusal. Several C++ TESTs call one internal step directly; the ports run the
-whole transform with ``ignore_op`` set so that only that step has work to do,
-and say so in their docstrings.
+graphxform: ``transforms/quantize_nodes.py`` (the steps in ``transforms/_quantize_steps.py``), all but
+``Conv2DBackpropInput``, whose ``QuantizedConv2DTranspose`` TensorFlow no longer has. Several C++ TESTs call one
+internal step directly; the ports run the whole transform with ``ignore_op`` set so that only that step has work
+to do, and say so in their docstrings.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.framework import op_def_registry
 
-from .conftest import build, expect_near, iota, node_map, not_implemented, op_counts, refused, run, transform, values
+from .conftest import build, expect_near, iota, node_map, op_counts, run, transform, values
 
 
 #: TestQuantizedVersusFloatGraph: none of these may be left (Reshape may be added by the quantization itself).

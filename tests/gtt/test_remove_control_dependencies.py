@@ -1,10 +1,9 @@
 """``remove_control_dependencies``: GTT has no C++ test for it; this case follows remove_control_dependencies.cc
-(every ``^name`` input is dropped, data inputs stay). graphxform refuses it today."""
+(every ``^name`` input is dropped, data inputs stay).
+graphxform: ``transforms/remove_control_dependencies.py``."""
 from __future__ import annotations
 
-import pytest
-
-from .conftest import graph_def, node, node_map, not_implemented, refused, transform
+from .conftest import graph_def, node, node_map, transform
 
 
 def test_remove_control_dependencies():

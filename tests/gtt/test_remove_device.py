@@ -1,12 +1,11 @@
 """Port of ``tensorflow/tools/graph_transforms/remove_device_test.cc`` (``RemoveDeviceTest``).
 
-GTT's ``remove_device`` clears every node's device. graphxform refuses it today.
+GTT's ``remove_device`` clears every node's device.
+graphxform: ``transforms/remove_device.py``.
 """
 from __future__ import annotations
 
-import pytest
-
-from .conftest import node_map, not_implemented, refused, transform, tree_graph
+from .conftest import node_map, transform, tree_graph
 
 
 def test_remove_device():

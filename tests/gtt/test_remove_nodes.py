@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from graphxform.core.errors import GraphError, RuleError
+from graphxform.core.errors import GraphError
 
 from .conftest import graph_def, node, node_map, transform
 

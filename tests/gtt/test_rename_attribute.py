@@ -7,9 +7,7 @@ digits and ``-._/`` unquoted.
 """
 from __future__ import annotations
 
-import pytest
-
-from .conftest import node_map, not_implemented, refused, transform, tree_graph
+from .conftest import node_map, transform, tree_graph
 
 ATTRS = {"mul_node1": {"foo": 23, "bar": "something"},
          "add_node2": {"foo": 46, "bob": 23, "bar": "something else"}}

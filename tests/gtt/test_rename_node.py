@@ -2,8 +2,7 @@
 
 GTT's ``rename_node(old_node_name=, new_node_name=)`` renames one node and every
 input naming it (ports and ``^`` kept); a name already taken is an error.
-graphxform does not know the name ``rename_node`` (not in its list of GTT
-transforms: "unknown rule").
+graphxform: ``transforms/rename_node.py``.
 """
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import pytest
 
 from graphxform.core.errors import GraphxformError
 
-from .conftest import graph_def, node, node_map, not_implemented, transform, unknown
+from .conftest import graph_def, node, node_map, transform
 
 
 def _splitter():

@@ -7,9 +7,7 @@ takes only letters, digits and ``-._/`` unquoted.
 """
 from __future__ import annotations
 
-import pytest
-
-from .conftest import not_implemented, refused, transform, tree_graph
+from .conftest import transform, tree_graph
 
 
 def _device_graph():

@@ -8,8 +8,8 @@ non-zero rows, ``<w>/InitializeTable`` fills ``<w>/HashTable`` and runs under
 the ``group_init_node`` NoOp, ``<gather>/LookupTableFind`` (default
 ``<gather>/Const`` 0.0) and ``ExpandDims(-1)`` named ``<gather>`` replace the
 gather; the variable's initializer and restore nodes go, and a ConcatV2 of the
-weight loses that input (an Identity if one input is left). graphxform refuses
-it today.
+weight loses that input (an Identity if one input is left). graphxform:
+``transforms/sparsify_gather.py``.
 
 The C++ tests use bare NodeDefs (``ids`` is a Const without a value): the
 graphs are looked at, never run. The C++ TESTs loop over the combinations
@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from .conftest import const, graph_def, node, node_map, not_implemented, refused, tensor_value, transform
+from .conftest import const, graph_def, node, node_map, tensor_value, transform
 
 
 WEIGHTS = np.array([[0.2], [0.000001], [1.2], [0.001]], np.float32)

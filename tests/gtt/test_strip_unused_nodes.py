@@ -10,7 +10,6 @@ The C++ tests use bare NodeDefs; so do the ports (the graphs are not run).
 """
 from __future__ import annotations
 
-import pytest
 import tensorflow as tf
 
 from .conftest import graph_def, node, node_map, transform
