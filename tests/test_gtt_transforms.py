@@ -91,6 +91,15 @@ def _check_attr_removed(g, _):
     assert convs and all("explicit_paddings" not in n.attr for n in convs)
 
 
+def _check_defaults(g, _):
+    from graphxform.core.opdefs import op_def
+
+    for n in g:
+        d = op_def(n.op)
+        if d is not None:
+            assert {a.name for a in d.attr if a.HasField("default_value")} <= set(n.attr), n.name
+
+
 CASES = {
     # transform string: (check of the written graph, rtol/atol of the outputs against the input's)
     "set_device(device=\"/device:CPU:0\")": (_check_devices, 1e-6),
@@ -100,6 +109,7 @@ CASES = {
     "insert_logging(op=Conv2D, first_n=1, summarize=2)": (_check_logging, 1e-6),
     "rename_op(old_op_name=AddV2, new_op_name=Add)": (_check_renamed_op, 1e-6),
     "remove_attribute(op_name=Conv2D, attribute_name=explicit_paddings)": (_check_attr_removed, 1e-6),
+    "add_default_attributes": (_check_defaults, 1e-6),
     "round_weights(num_steps=256)": (_check_rounded, 2e-2),  # lossy: up to half a step per weight
     "fold_constants fold_batch_norms quantize_nodes": (_check_quantized, 5e-2),  # eight-bit activations
 }

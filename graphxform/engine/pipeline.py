@@ -41,7 +41,6 @@ DEFAULT_PIPELINE: tuple[str, ...] = (*FLOAT_PIPELINE, "quantize_weights")
 #: GTT transforms accepted as no-ops, with the reason.
 NOOP_TRANSFORMS = {
     "sort_by_execution_order": "TensorFlow imports nodes in any order; the output keeps the input's order",
-    "add_default_attributes": "TensorFlow's importer adds default attribute values itself",
 }
 #: GTT transforms graphxform refuses, with the reason and what to use instead.
 REFUSED_GTT = {
