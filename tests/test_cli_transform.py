@@ -131,7 +131,8 @@ def test_custom_rules_file(tmp_path, capsys):
 @needs_frozen
 @pytest.mark.parametrize("args, message", [
     (["-t", "fold_constans"], "unknown rule 'fold_constans'. Did you mean fold_constants"),
-    (["-t", "fuse_pad_and_conv"], "GTT transform 'fuse_pad_and_conv' is not implemented"),
+    (["-t", "fuse_quantized_conv_and_requantize"], "GTT transform 'fuse_quantized_conv_and_requantize' is not "
+                                                  "supported"),
     (["-t", "fold_constants(bogus=1)"], "rule 'fold_constants' has no parameter 'bogus'"),
     (["-t", "quantize_weights(minimum_size=big)"], "minimum_size='big' is not a valid int"),
     (["-t", "fold_constants(", ], "missing its closing ')'"),

@@ -133,6 +133,7 @@ def test_json_structure_estimator_dnn():
     expected_keys = {"source", "format", "saved_model_version", "tags", "tag_sets", "frozen", "signatures",
                      "node_count", "op_histogram", "function_op_histogram", "parameters", "largest", "functions",
                      "tables", "assets", "init_op", "table_initializers", "candidate_inputs", "candidate_outputs",
+                     "inputs_with_default", "control_edges", "devices",
                      "warnings", "objects", "bound_only_by_object_graph"}
     assert set(data) == expected_keys
     assert data["objects"] == [] and data["bound_only_by_object_graph"] is None  # a TF1 graph

@@ -62,7 +62,8 @@ def test_registered_under_gtt_name_with_params():
     cls = get_rule("fold_constants")
     assert cls is FoldConstants and issubclass(cls, Pass)
     rule = cls(ignore_errors="true", max_constant_size_in_bytes="1024", clear_output_shapes="false")
-    assert rule.args == {"ignore_errors": True, "max_constant_size_in_bytes": 1024, "clear_output_shapes": False}
+    assert rule.args == {"ignore_errors": True, "max_constant_size_in_bytes": 1024, "clear_output_shapes": False,
+                         "exclude_op": [], "exclude_node": []}
     assert FoldConstants.doc().startswith("Replaces ")
     with pytest.raises(RuleError, match="no parameter"):
         cls(bogus=1)
@@ -144,6 +145,7 @@ def test_random_stateful_and_placeholders_are_not_folded():
         v = tf.Variable(np.ones((2, 3), np.float32), name="var")
         tf.add(v.read_value(), 1.0, name="v_plus")
         tf.raw_ops.Shape(input=x, name="x_shape")
+        tf.raw_ops.Shape(input=_ph((None, 3), name="x_any"), name="x_any_shape")
 
     gd = graph_def_of(build)
     g = Graph(gd)
@@ -152,14 +154,16 @@ def test_random_stateful_and_placeholders_are_not_folded():
     assert "depends on 'rnd'" in _explain(g, rule, "r_plus")
     assert "PlaceholderWithDefault" in _explain(g, rule, "pwd")
     assert "depends on 'pwd'" in _explain(g, rule, "pwd_plus")
-    assert "Placeholder" in _explain(g, rule, "x_shape")
+    assert _explain(g, rule, "x_shape") is None  # x is [2, 3]: its Shape is known statically (as in GTT)
+    assert "Placeholder" in _explain(g, rule, "x_any_shape")  # [?, 3]: not known
     assert "stateful" in _explain(g, rule, "var")
     assert "already a Const" in _explain(g, rule, "mul/y")
     assert _explain(g, rule, "mul") is None  # the Const*2 inside x_plus folds
     run_pipeline(g, [rule])
     assert g.lint() == []
     for name, op in [("rnd", "RandomUniform"), ("r_plus", "AddV2"), ("pwd", "PlaceholderWithDefault"),
-                     ("pwd_plus", "AddV2"), ("x_plus", "AddV2"), ("x_shape", "Shape"), ("v_plus", "AddV2")]:
+                     ("pwd_plus", "AddV2"), ("x_plus", "AddV2"), ("x_any_shape", "Shape"), ("v_plus", "AddV2"),
+                     ("x_shape", "Const")]:
         assert g.node(name).op == op, name
     assert g.node("sl").op == "Const"  # stateless random is deterministic: folded
     assert g.node(g.input_nodes("x_plus")[1]).op == "Const"

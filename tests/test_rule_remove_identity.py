@@ -10,7 +10,6 @@ from conftest import FIXTURES, assert_close, assert_same_outputs, control_flow_v
 from graphxform.transforms.remove_identity import RemoveIdentity
 from tensorflow.core.framework import types_pb2
 
-from graphxform.core.errors import RuleError
 from graphxform.core.graph import Graph
 from graphxform.core.signature import TensorSpec
 from graphxform.engine.explain import explain
@@ -48,11 +47,27 @@ def test_registered_under_gtt_alias():
     assert get_rule("remove_identity") is RemoveIdentity
 
 
-def test_rejects_ops_that_are_not_pass_through():
-    with pytest.raises(RuleError, match="PlaceholderWithDefault"):
-        RemoveIdentity(op="Identity,PlaceholderWithDefault")
-    with pytest.raises(RuleError, match="Relu"):
-        RemoveIdentity(op=["Relu"])
+def test_other_ops_are_replaced_by_their_first_input_as_in_gtt():
+    """GTT's remove_nodes: an op that is not pass-through, with 1..max_inputs data inputs, becomes its first input;
+    not when that changes the dtype, when it has more inputs, or when another output is read."""
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        fq = tf.quantization.fake_quant_with_min_max_vars(x, tf.constant(-1.0, name="lo"), tf.constant(1.0, name="hi"),
+                                                          name="fq")
+        tf.nn.relu(fq, name="y")
+        tf.nn.relu(tf.cast(x, tf.int32, name="cast"), name="z")
+        split = tf.split(x, 3, axis=1, name="split")
+        tf.add(split[0], split[1], name="s")
+
+    model = _model(graph_def_of(build), {"y": "y:0", "z": "z:0", "s": "s:0"})
+    g = model.graph
+    assert "max_inputs=1" in dict(explain(g, RemoveIdentity(op="FakeQuantWithMinMaxVars")))["fq"]
+    assert "DT_INT32" in dict(explain(g, RemoveIdentity(op="Cast")))["cast"]
+    assert "outputs [1]" in dict(explain(g, RemoveIdentity(op="Split", max_inputs=2)))["split"]
+    run_pipeline(g, [RemoveIdentity(op="FakeQuantWithMinMaxVars", max_inputs=3)], debug=True)
+    assert "fq" not in g and "lo" not in g and "hi" not in g and g.input_nodes("y") == ["x"]
+    assert g.lint() == []
+    assert_close([run_signature(model, "serving_default", {"x": X})["y"]], [np.maximum(X, 0)])
 
 
 def test_consumers_read_the_input_and_outputs_match():

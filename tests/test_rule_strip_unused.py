@@ -126,14 +126,14 @@ def test_table_initializer_subgraph_kept_when_only_the_init_op_needs_it():
     np.testing.assert_array_equal(after["ids"], before["ids"])
 
 
-def test_gtt_type_and_shape_set_on_signature_input_placeholders():
+def test_placeholder_type_and_shape_set_on_signature_input_placeholders():
     def build():
         x = tf.compat.v1.placeholder(tf.float32, None, name="x")
         tf.reduce_sum(x * 3.0, axis=-1, name="y")
 
     f32 = types_pb2.DT_FLOAT
     model = _model(graph_def_of(build), _sig({"x": ("x:0", f32)}, {"y": ("y:0", f32)}))
-    rule = get_rule("strip_unused_nodes")(type="float", shape="2,3")
+    rule = get_rule("strip_unused_nodes")(placeholder_type="float", placeholder_shape="2,3")
     assert run_rule_once(model.graph, rule) == 1
     g = model.graph
     assert g.lint() == []
@@ -156,7 +156,7 @@ def test_unknown_dim_and_bad_params():
 
     f32 = types_pb2.DT_FLOAT
     model = _model(graph_def_of(build), _sig({"x": ("x:0", f32)}, {"y": ("y:0", f32)}))
-    run_rule_once(model.graph, StripUnused(shape=["-1", "224", "224", "3"]))
+    run_rule_once(model.graph, StripUnused(placeholder_shape=["-1", "224", "224", "3"]))
     assert [d.size for d in model.graph.node("x").attr["shape"].shape.dim] == [-1, 224, 224, 3]
     assert model.signatures["serving_default"].inputs["x"].shape == [None, 224, 224, 3]
     with pytest.raises(RuleError, match="not a TensorFlow dtype"):
@@ -164,7 +164,7 @@ def test_unknown_dim_and_bad_params():
     with pytest.raises(RuleError, match="not a shape"):
         StripUnused(shape="1,x,3")
     with pytest.raises(RuleError, match="names no node"):
-        run_rule_once(model.graph, StripUnused(name="nope"))
+        run_rule_once(model.graph, StripUnused(keep="nope"))
 
 
 def test_bare_graph_def_is_left_alone_with_a_warning(caplog):
@@ -178,8 +178,8 @@ def test_bare_graph_def_is_left_alone_with_a_warning(caplog):
         assert run_rule_once(g, StripUnused()) == 0
     assert len(g) == 3
     assert "nothing removed" in caplog.text
-    # name= says what to keep.
-    assert run_rule_once(g, StripUnused(name="y")) == 1
+    # keep= says what to keep.
+    assert run_rule_once(g, StripUnused(keep="y")) == 1
     assert sorted(g.node_names) == ["x", "y"] and g.lint() == []
 
 

@@ -30,6 +30,8 @@ from graphxform.core.opdefs import (
     is_stateful,
 )
 
+from ._bn_through import _scaled, match_through, rewrite_through
+
 log = logging.getLogger(__name__)
 
 #: Ops whose weights (input 1) can absorb a per-output-channel scale.
@@ -289,21 +291,6 @@ def _compose(steps: list[_Step], channels: int) -> tuple[np.ndarray, np.ndarray]
     return scale, shift
 
 
-def _scaled(w2: np.ndarray, s2: np.ndarray, dtype: np.dtype, block: int = 1 << 18) -> np.ndarray:
-    """``w2 * s2`` (2-D, ``s2`` broadcast by rows or columns) in float64, cast to ``dtype``.
-
-    Computed a block of rows at a time: the float64 intermediate stays small
-    however large the weights are.
-    """
-    out = np.empty(w2.shape, dtype=dtype)
-    rows = max(1, block // max(1, w2.shape[1]))
-    per_row = s2.shape[0] != 1
-    with np.errstate(all="ignore"):
-        for i in range(0, w2.shape[0], rows):
-            out[i:i + rows] = w2[i:i + rows].astype(np.float64) * (s2[i:i + rows] if per_row else s2)
-    return out
-
-
 @register
 class FoldBatchNorms(Rule):
     """Replaces ``BatchNorm(Conv2D(x, W))`` (or ``Add(Mul(Conv2D(x, W), s), b)``) by ``BiasAdd(Conv2D(x, W*s), b')``.
@@ -321,14 +308,18 @@ class FoldBatchNorms(Rule):
     batch norms in training mode, non-Const parameters (run ``fold_constants``
     first for Keras' ``Rsqrt`` chains), multipliers that are not per-channel,
     intermediate tensors read elsewhere or named by a signature, and
-    unsupported data formats.
+    unsupported data formats. A batch norm after a ``ConcatV2`` of NHWC
+    convolutions (any axis; on the channel axis each gets its slice of the
+    scale) or after a ``BatchToSpaceND`` of one (atrous convolutions) folds
+    too (GTT's ``fold_old_batch_norms``): the scales go into each weights, the
+    offset into one ``BiasAdd`` after the concat / batch-to-space.
     """
 
     name = "fold_batch_norms"
     aliases = ("fold_old_batch_norms",)
     # No pattern: the match walks DOWN from the convolution through a chain of any length (a pattern looks up
     # from its anchor, a fixed depth). reach: candidates() maps a change in the chain back up to the anchor.
-    anchors = WEIGHTED_OPS
+    anchors = WEIGHTED_OPS | BN_OPS  # a batch norm after a ConcatV2 / BatchToSpaceND of convolutions anchors itself
     reach = 2
 
     def candidates(self, graph: Graph, names: Iterable[str] | None = None) -> list[NodeDef]:
@@ -358,13 +349,16 @@ class FoldBatchNorms(Rule):
             node = graph.get(name)
             if node is None:
                 continue
-            if node.op in WEIGHTED_OPS:
+            if node.op in WEIGHTED_OPS or node.op in BN_OPS:
                 found[name] = node
             elif (node.op in AFFINE_OPS or depth == 0) and depth < _MAX_CHAIN:
                 stack.extend((parse_input(i)[0], depth + 1) for i in graph.data_inputs(name))
         return list(found.values())
 
     def match(self, graph: Graph, node: NodeDef) -> Match | str:
+        if node.op in BN_OPS:
+            return match_through(graph, node, dict(self.args),
+                                 lambda g, bn, n: _bn_step(g, bn, _Layout("NHWC", 4, n)), const_source)
         plan = plan_fold(graph, node)
         if isinstance(plan, str):
             return plan
@@ -375,6 +369,8 @@ class FoldBatchNorms(Rule):
         return m
 
     def check(self, match: Match) -> str | None:
+        if "through" in match.extra:
+            return None
         plan: _Plan = match.extra["plan"]
         if not plan.steps:
             return plan.stop
@@ -387,6 +383,8 @@ class FoldBatchNorms(Rule):
         return None
 
     def rewrite(self, match: Match) -> Replacement:
+        if "through" in match.extra:
+            return rewrite_through(match)
         graph = match.graph
         plan: _Plan = match.extra["plan"]
         op, end = plan.op, plan.steps[-1].node

@@ -1,17 +1,23 @@
 """``fold_constants``: evaluate every side-effect-free subgraph fed only by ``Const`` s, once, in one batch.
 
 GTT name: ``fold_constants`` (same parameters: ``ignore_errors``,
-``clear_output_shapes``; ``max_constant_size_in_bytes`` is ours).
+``clear_output_shapes``, ``max_constant_size_in_bytes``, ``exclude_op``,
+``exclude_node``). As GTT's, it folds ``Shape``/``Size``/``Rank`` of tensors
+whose shape is statically known and removes what no output needs.
 The evaluation engine lives in :mod:`graphxform.tf.constfold`.
 """
 from __future__ import annotations
 
 import logging
 
-from graphxform import Context, Param, Pass, Replacement, const, register
+from graphxform import Context, Param, Pass, Replacement, const, register, with_inputs
 from graphxform.core.frames import colocation_targets
 from graphxform.core.graph import Graph
 from graphxform.tf.constfold import FoldResult, evaluate_frontier, static_analysis
+
+from ._graph_edits import consumers_first
+from ._static_shapes import copy_with, static_shape_folds
+from .strip_unused import needed_nodes
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +92,11 @@ class FoldConstants(Pass):
     params = {
         "ignore_errors": Param(bool, False, "leave nodes whose evaluation fails unfolded instead of failing"),
         "max_constant_size_in_bytes": Param(int, 10 * MiB, "largest output (bytes) a fold may create"),
-        "clear_output_shapes": Param(bool, True, "GTT compatibility: new Consts get no _output_shapes attr "
-                                                 "(false: they get their exact shape)"),
+        "clear_output_shapes": Param(bool, True, "ignore _output_shapes attrs when telling static shapes; new "
+                                                 "Consts get none (false: use them, and new Consts get their "
+                                                 "exact shape)"),
+        "exclude_op": Param(list, [], "op types never folded (GTT)"),
+        "exclude_node": Param(list, [], "node names never folded (GTT)"),
     }
 
     @staticmethod
@@ -102,25 +111,54 @@ class FoldConstants(Pass):
                 (excluded if kind == "excluded" else kept)[name] = reason
         return excluded, kept
 
+    def _excluded_by_params(self, graph: Graph) -> dict[str, str]:
+        """The nodes ``exclude_op``/``exclude_node`` keep from folding, with the reason."""
+        ops, names = set(self.args["exclude_op"]), set(self.args["exclude_node"])
+        if not ops and not names:
+            return {}
+        return {n.name: f"{n.name!r} is excluded by " + (f"exclude_op={n.op}" if n.op in ops else
+                                                        f"exclude_node={n.name}")
+                for n in graph if n.op in ops or n.name in names}
+
+    @staticmethod
+    def _unused(graph: Graph) -> dict[str, str]:
+        """Nodes no signature or protected node needs (GTT's ``RemoveUnusedNodes``): not evaluated, removed."""
+        needed = needed_nodes(graph)
+        if needed is None:
+            return {}
+        return {n: f"{n!r} is not needed by any output (fold_constants removes it)" for n in graph.node_names
+                if n not in needed}
+
     def run(self, graph: Graph, ctx: Context) -> list[Replacement]:
         excluded, kept = self._known(graph, ctx)
-        result = evaluate_frontier(graph, max_bytes=self.args["max_constant_size_in_bytes"],
+        unused = self._unused(graph)
+        skip = {**self._excluded_by_params(graph), **unused}
+        excluded.update(skip)
+        shapes = static_shape_folds(graph, skip, use_output_shapes=not self.args["clear_output_shapes"])
+        work = copy_with(graph, shapes) if shapes is not None else graph  # evaluated with the shapes folded
+        result = evaluate_frontier(work, max_bytes=self.args["max_constant_size_in_bytes"],
                                    ignore_errors=self.args["ignore_errors"], excluded=excluded, kept=kept)
         store = ctx.cached("dropped", dict)
         for kind, dropped in (("excluded", result.excluded), ("kept", result.kept)):
             for name, reason in dropped.items():
                 node = graph.get(name)
-                if node is not None:
+                if node is not None and name not in skip:  # parameters and unused-ness are looked at each run
                     store[name] = (node.SerializeToString(deterministic=True), kind, reason)
-        reps = fold_replacements(graph, result, output_shapes=not self.args["clear_output_shapes"])
+        reps = fold_replacements(work, result, output_shapes=not self.args["clear_output_shapes"])
         if reps:
             log.info("fold_constants: %d nodes folded (%d session runs; %d not evaluable, %d kept as they are)",
                      len(reps), result.session_runs, len(result.excluded), len(result.kept))
-        return reps
+        if unused:  # GTT's fold_constants ends with RemoveUnusedNodes
+            order, cyclic = consumers_first(graph, set(unused))
+            reps.append(Replacement(update=[with_inputs(graph.node(n), []) for n in cyclic], remove=order))
+            log.info("fold_constants: %d nodes no output needs are removed", len(unused))
+        return ([shapes] if shapes is not None else []) + reps
 
     def explain(self, graph: Graph, ctx: Context) -> dict[str, str | None]:
         """For every node: why it does not fold, from the static analysis (nothing is evaluated)."""
         excluded, kept = self._known(graph, ctx)
+        excluded.update({**self._excluded_by_params(graph), **self._unused(graph)})
+        shapes = static_shape_folds(graph, excluded, use_output_shapes=not self.args["clear_output_shapes"])
         analysis = static_analysis(graph, max_bytes=self.args["max_constant_size_in_bytes"], excluded=excluded,
                                    kept=kept)
         frontier = analysis.frontier()
@@ -129,6 +167,8 @@ class FoldConstants(Pass):
             name = node.name
             if node.op == "Const":
                 out[name] = f"{name!r} is already a Const"
+            elif shapes is not None and name in {n.name for n in shapes.update}:
+                out[name] = None  # its input's shape is known statically
             elif (reason := analysis.reason(name)) is not None:
                 out[name] = reason
             elif name not in frontier and not graph.consumers(name):

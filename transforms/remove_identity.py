@@ -8,8 +8,7 @@ import logging
 
 from tensorflow.core.framework import types_pb2
 
-from graphxform import Match, Op, Param, Replacement, Rule, canon, parse_input, register, with_inputs
-from graphxform.core.errors import RuleError
+from graphxform import Match, NodeDef, Op, Param, Replacement, Rule, canon, parse_input, register, with_inputs
 from graphxform.core.graph import Graph
 from graphxform.core.opdefs import CONTROL_FLOW_OPS, FORWARDING_OPS
 
@@ -24,7 +23,10 @@ class RemoveIdentity(Rule):
 
     ``IdentityN`` output ``i`` is replaced by its input ``i``. Also handles the
     other pass-through ops given in ``op`` (``Snapshot``, ``StopGradient``,
-    ``CheckNumerics``, ``PreventGradient``). An Identity that is a signature
+    ``CheckNumerics``, ``PreventGradient``), and, as GTT's ``remove_nodes``,
+    any other op with 1..``max_inputs`` data inputs whose output 0 alone is
+    read: it is replaced by its first input (``op=FakeQuantWithMinMaxVars,
+    max_inputs=3``); not when that would change the dtype. An Identity that is a signature
     output is removed by pointing the signature at its input. Not removed:
     nodes inside TF1 control-flow frames or next to control-flow ops,
     colocation targets and nodes with ``_class``, ref/resource/variant
@@ -37,19 +39,14 @@ class RemoveIdentity(Rule):
     aliases = ("remove_nodes",)
     pattern = Op("Identity", bind="identity")
     params = {
-        "op": Param(list, ["Identity"], "pass-through ops to remove: " + ", ".join(sorted(FORWARDING_OPS))),
-        "max_inputs": Param(int, 1, "accepted for GTT compatibility; pass-through ops map input i to output i"),
+        "op": Param(list, ["Identity"], "ops to remove: pass-through ops (" + ", ".join(sorted(FORWARDING_OPS))
+                    + ") forward input i to output i; any other op (GTT) is replaced by its first input"),
+        "max_inputs": Param(int, 1, "GTT: remove an op that is not pass-through only when it has at most this "
+                                    "many data inputs"),
     }
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)
-        bad = [op for op in self.args["op"] if op not in FORWARDING_OPS]
-        if bad:
-            raise RuleError(
-                f"rule {self.name!r}: op={','.join(bad)} is not a pass-through op; "
-                f"choose from {', '.join(sorted(FORWARDING_OPS))} (PlaceholderWithDefault is a feed point "
-                "and is never removed)"
-            )
         self.pattern = Op("|".join(dict.fromkeys(self.args["op"])), bind="identity")  # type: ignore[misc]
         self.anchors = self.pattern.op_set  # type: ignore[misc]
 
@@ -59,6 +56,10 @@ class RemoveIdentity(Rule):
         data = graph.data_inputs(name)
         if not data:
             return f"{node.op} {name!r} has no data input"
+        if node.op not in FORWARDING_OPS:
+            reason = _generic_reason(graph, node, self.args["max_inputs"])
+            if reason:
+                return reason
         if name in graph.protected:
             return f"{name!r} is protected (init op, table initializer, asset or listed by the user)"
         if "_class" in node.attr:  # (indexing a proto map would insert the key)
@@ -124,9 +125,28 @@ class RemoveIdentity(Rule):
                 if extra:
                     rep.update.append(with_inputs(consumer, [*consumer.input, *("^" + c for c in extra)]))
         if graph.control_consumers(name):
-            rep.replace_control[name] = list(dict.fromkeys([*graph.input_nodes(name), *ctrl]))
+            sources = graph.input_nodes(name)[:1] if node.op not in FORWARDING_OPS else graph.input_nodes(name)
+            rep.replace_control[name] = list(dict.fromkeys([*sources, *ctrl]))
         rep.remove.append(name)
+        if node.op not in FORWARDING_OPS:  # GTT drops the other inputs; here the Consts nothing else reads go
+            rep.remove.extend(n for n in graph.input_nodes(name)[1:] if graph.node(n).op == "Const")
         return rep
+
+
+def _generic_reason(graph: Graph, node: NodeDef, max_inputs: int) -> str | None:
+    """Why an op that is not pass-through cannot be replaced by its first input (GTT's ``remove_nodes``), or
+    ``None``: it needs 1..``max_inputs`` data inputs, only its output 0 may be read, and that output must have
+    the first input's dtype."""
+    name, data = node.name, graph.data_inputs(node.name)
+    if len(data) > max_inputs:
+        return f"{node.op} {name!r} has {len(data)} data inputs, more than max_inputs={max_inputs}"
+    used = graph.output_ports(name) | {port for _, side, _, port in graph.signature_uses(name) if side == "output"}
+    if used - {0}:
+        return f"outputs {sorted(used - {0})} of {name!r} are read; only output 0 can become its first input"
+    out_type, in_type = graph.output_dtype(f"{name}:0"), graph.output_dtype(data[0])
+    if out_type is not None and in_type is not None and out_type != in_type:
+        return f"{name!r} outputs {types_pb2.DataType.Name(out_type)} but reads {types_pb2.DataType.Name(in_type)}"
+    return None
 
 
 def _source(graph: Graph, name: str, port: int) -> str:

@@ -1,7 +1,8 @@
 """``strip_unused``: remove every node that no signature, init op, table or asset needs.
 
-GTT name: ``strip_unused_nodes``; its ``type``/``shape`` parameters set the
-dtype and shape of the input placeholders.
+GTT name: ``strip_unused_nodes``, with GTT's parameters: an input that is not a
+``Placeholder`` becomes one (``type``/``shape``, or ``name`` + ``type_for_name``/
+``shape_for_name``) and what only it needed goes.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from graphxform import (
     Pass,
     Replacement,
     colocation,
+    make_node,
     parse_input,
     register,
     with_attrs,
@@ -24,12 +26,13 @@ from graphxform import (
 )
 from graphxform.core.errors import RuleError
 from graphxform.core.graph import Graph
+from graphxform.core.opdefs import FEED_OPS
 
 log = logging.getLogger(__name__)
 
 
 def _roots(graph: Graph, extra: list[str]) -> dict[str, str]:
-    """{node: why it must stay}: signature tensors, protected nodes (init op, tables, assets), ``extra``."""
+    """{node: why it must stay}: signature tensors, protected nodes (init op, tables, assets), ``extra`` (keep=)."""
     roots: dict[str, str] = {}
     for sig in graph.signatures.values():
         for kind, specs in (("input", sig.inputs), ("output", sig.outputs)):
@@ -39,15 +42,16 @@ def _roots(graph: Graph, extra: list[str]) -> dict[str, str]:
     for name in sorted(graph.protected):
         roots.setdefault(name, "protected (init op, table initializer, asset or listed by the user)")
     for name in extra:
-        roots.setdefault(parse_input(name)[0], "listed in name=")
+        roots.setdefault(parse_input(name)[0], "listed in keep=")
     return roots
 
 
 class _Needs:
     """Which root (or colocating node) first reaches each needed node, walking inputs backwards: O(graph)."""
 
-    def __init__(self, graph: Graph, roots: dict[str, str]) -> None:
+    def __init__(self, graph: Graph, roots: dict[str, str], cut: frozenset[str] = frozenset()) -> None:
         self.roots = roots
+        self.cut = cut  # inputs that become Placeholders: what is above them is not needed through them
         #: needed node -> (the root, or the colocation target, that needs it; whether it is a colocation target)
         self.why: dict[str, tuple[str, bool]] = {}
         self.colocated_by: dict[str, str] = {}  # colocation target -> a kept node with _class loc:@target
@@ -71,11 +75,14 @@ class _Needs:
                     continue
                 self.why[name] = label
                 added.append(name)
-                stack.extend(parse_input(i)[0] for i in graph.node(name).input)
+                if name not in self.cut:
+                    stack.extend(parse_input(i)[0] for i in graph.node(name).input)
         return added
 
     def reason(self, name: str) -> str | None:
         """Why ``name`` is kept, or ``None`` when it is unused."""
+        if name in self.cut:
+            return None
         if name in self.roots:
             return f"{name!r} is {self.roots[name]}"
         if name not in self.why:
@@ -97,56 +104,93 @@ def parse_shape(dims: list[str]) -> tensor_shape_pb2.TensorShapeProto:
     return shape
 
 
+def needed_nodes(graph: Graph) -> set[str] | None:
+    """The nodes the signatures, the protected nodes and their ancestors need (``None``: the graph has neither,
+    so nothing can be told unused). What ``fold_constants`` keeps, as GTT's ``RemoveUnusedNodes``."""
+    roots = _roots(graph, [])
+    return set(_Needs(graph, roots).why) if roots else None
+
+
+def _dtype(rule: str, value: str) -> int:
+    try:
+        return tf.as_dtype(value).as_datatype_enum
+    except TypeError:
+        raise RuleError(f"rule {rule!r}: type {value!r} is not a TensorFlow dtype (use e.g. float, int32, "
+                        "string)") from None
+
+
+def _shape(rule: str, dims: list[str]) -> tensor_shape_pb2.TensorShapeProto:
+    try:
+        return parse_shape(dims)
+    except ValueError:
+        raise RuleError(f"rule {rule!r}: shape {','.join(dims)!r} is not a shape; write it as \"1,224,224,3\" "
+                        "(-1 for an unknown dimension)") from None
+
+
 @register
 class StripUnused(Pass):
-    """Replaces ``graph`` by ``ancestors(signature tensors + init op + tables + assets + name=)`` (dead nodes removed).
+    """Replaces ``graph`` by ``ancestors(signature tensors + init op + tables + assets + keep=)`` (dead nodes removed).
 
     Kept: every node a signature input or output of any signature needs, the
     protected nodes (init op, table initializers, asset path tensors) and
     everything they need — so lookup tables and their initializers stay even
-    when only the init op uses them — plus nodes listed in ``name`` and
-    colocation targets of kept nodes. ``type``/``shape`` (GTT) set the dtype
-    and shape of the Placeholders that feed signature inputs. A graph with
-    no signatures and nothing protected is left alone (with a warning).
+    when only the init op uses them — plus nodes listed in ``keep`` and
+    colocation targets of kept nodes. A signature input (GTT: a node named in
+    ``inputs``) that is not a ``Placeholder`` or ``PlaceholderWithDefault`` is
+    replaced by a ``Placeholder`` and what only it needed goes (GTT's
+    ``type``/``shape``, ``name`` + ``type_for_name``/``shape_for_name``; by
+    default its own dtype, else float, and the signature's shape, else a
+    scalar). ``placeholder_type``/``placeholder_shape`` retype the existing
+    Placeholders that feed signature inputs. A graph with no signatures and
+    nothing protected is left alone (with a warning).
     """
 
     name = "strip_unused"
     aliases = ("strip_unused_nodes",)
     idempotent = True
     params = {
-        "type": Param(str, None, "dtype for the signature input placeholders, e.g. float, int32"),
-        "shape": Param(list, None, 'shape for the signature input placeholders, e.g. "1,224,224,3" (-1: unknown)'),
-        "name": Param(list, [], "extra nodes to keep (and everything they need)"),
+        "type": Param(str, None, "dtype of the Placeholders that replace inputs that are not Placeholders "
+                                 "(GTT; default: the input's own dtype, else float)"),
+        "shape": Param(list, None, 'shape of those Placeholders, e.g. "1,224,224,3" (-1: unknown; GTT; default: '
+                                   "the signature's shape, else a scalar)"),
+        "name": Param(list, [], "GTT: the inputs that type_for_name / shape_for_name apply to, in order"),
+        "type_for_name": Param(list, [], "GTT: the dtype of the Placeholder replacing each name= input"),
+        "shape_for_name": Param(list, [], 'GTT: the shape ("1,2") of the Placeholder replacing each name= input',
+                                split=False),
+        "keep": Param(list, [], "extra nodes to keep (and everything they need)"),
+        "placeholder_type": Param(str, None, "set the dtype of the existing Placeholders feeding signature inputs"),
+        "placeholder_shape": Param(list, None, "set the shape of the existing Placeholders feeding signature "
+                                               'inputs, e.g. "1,224,224,3" (-1: unknown)'),
     }
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)
-        self._dtype: int | None = None
-        self._shape: tensor_shape_pb2.TensorShapeProto | None = None
-        if self.args["type"] is not None:
-            try:
-                self._dtype = tf.as_dtype(self.args["type"]).as_datatype_enum
-            except TypeError:
-                raise RuleError(f"rule {self.name!r}: type={self.args['type']!r} is not a TensorFlow dtype "
-                                "(use e.g. float, int32, string)") from None
-        if self.args["shape"] is not None:
-            try:
-                self._shape = parse_shape(self.args["shape"])
-            except ValueError:
-                raise RuleError(f"rule {self.name!r}: shape={','.join(self.args['shape'])!r} is not a shape; "
-                                'write it as "1,224,224,3" (-1 for an unknown dimension)') from None
+        a = self.args
+        self._dtype = _dtype(self.name, a["placeholder_type"]) if a["placeholder_type"] is not None else None
+        self._shape = _shape(self.name, a["placeholder_shape"]) if a["placeholder_shape"] is not None else None
+        self._cut_dtype = _dtype(self.name, a["type"]) if a["type"] is not None else None
+        self._cut_shape = _shape(self.name, a["shape"]) if a["shape"] is not None else None
+        for key in ("type_for_name", "shape_for_name"):
+            if a[key] and len(a[key]) != len(a["name"]):
+                raise RuleError(f"rule {self.name!r}: pass one {key} for every name (e.g. strip_unused_nodes("
+                                'name=foo, type_for_name=float, shape_for_name="1,2", name=bar, ...)); got '
+                                f"{len(a['name'])} name and {len(a[key])} {key}")
+        self._for_name = {n: (_dtype(self.name, t) if t else None, _shape(self.name, sh.split(",")) if sh else None)
+                          for n, t, sh in zip(a["name"], a["type_for_name"] or [""] * len(a["name"]),
+                                              a["shape_for_name"] or [""] * len(a["name"]))}
 
     def run(self, graph: Graph, ctx: Context) -> list[Replacement]:
-        missing = [n for n in self.args["name"] if parse_input(n)[0] not in graph]
+        missing = [n for n in self.args["keep"] if parse_input(n)[0] not in graph]
         if missing:
-            raise RuleError(f"rule {self.name!r}: name={','.join(missing)} names no node in the graph")
-        roots = _roots(graph, self.args["name"])
+            raise RuleError(f"rule {self.name!r}: keep={','.join(missing)} names no node in the graph")
+        roots = _roots(graph, self.args["keep"])
         if not roots:
-            log.warning("strip_unused: the graph has no signatures, protected nodes or name= entries, so every "
-                        "node looks unused; nothing removed. Pass name=<output node> to say what to keep.")
+            log.warning("strip_unused: the graph has no signatures, protected nodes or keep= entries, so every "
+                        "node looks unused; nothing removed. Pass keep=<output node> to say what to keep.")
             return []
-        keep = _Needs(graph, roots).why
-        rep = Replacement(update=self._placeholder_updates(graph))
+        cut = _cut_inputs(graph)
+        keep = _Needs(graph, roots, frozenset(cut)).why
+        rep = Replacement(update=self._placeholder_updates(graph) + [self._placeholder_for(graph, n) for n in cut])
         dead = {n for n in graph.node_names if n not in keep}
         if dead:
             rep.remove, cyclic = _consumers_first(graph, dead)
@@ -156,12 +200,32 @@ class StripUnused(Pass):
         return [] if rep.is_empty() else [rep]
 
     def explain(self, graph: Graph, ctx: Context) -> dict[str, str | None]:
-        """For every node: why it is kept (``None``: it is unused and would be removed)."""
-        needs = _Needs(graph, _roots(graph, self.args["name"]))
+        """For every node: why it is kept (``None``: it is unused and would be removed, or an input that would
+        become a Placeholder)."""
+        needs = _Needs(graph, _roots(graph, self.args["keep"]), frozenset(_cut_inputs(graph)))
         if not needs.roots:
-            return {n: "the graph has no signatures, protected nodes or name= entries; nothing is stripped"
+            return {n: "the graph has no signatures, protected nodes or keep= entries; nothing is stripped"
                     for n in graph.node_names}
         return {n: needs.reason(n) for n in graph.node_names}
+
+    def _placeholder_for(self, graph: Graph, name: str) -> NodeDef:
+        """GTT's Placeholder for input ``name``: type_for_name/shape_for_name, else type/shape, else its own
+        dtype (float when unknown) and its signature's shape (a scalar when unknown)."""
+        dtype, shape = self._for_name.get(name, (None, None))
+        if name in self._for_name and (dtype is None or shape is None):
+            raise RuleError(f"rule {self.name!r}: input {name!r} becomes a Placeholder, so name={name} needs a "
+                            "type_for_name and a shape_for_name (GTT requires both)")
+        if dtype is None:
+            dtype = self._cut_dtype or graph.output_dtype(f"{name}:0") or tf.float32.as_datatype_enum
+        if shape is None:
+            shape = self._cut_shape
+        if shape is None:
+            known = next((sp.shape for sig in graph.signatures.values() for sp in sig.inputs.values()
+                          if sp.name and parse_input(sp.name)[:2] == (name, 0) and sp.shape is not None), None)
+            shape = parse_shape(["-1" if d is None else str(d) for d in known]) if known is not None \
+                else tensor_shape_pb2.TensorShapeProto()
+        node = graph.node(name)
+        return make_node("Placeholder", name, device=node.device, attrs={"dtype": tf.as_dtype(dtype), "shape": shape})
 
     def _placeholder_updates(self, graph: Graph) -> list[NodeDef]:
         if self._dtype is None and self._shape is None:
@@ -177,8 +241,8 @@ class StripUnused(Pass):
                         continue
                     seen.add(name)
                     if node.op != "Placeholder":
-                        log.info("strip_unused: signature input %s is a %s, not a Placeholder; type/shape not set",
-                                 t, node.op)
+                        log.info("strip_unused: signature input %s is a %s, not a Placeholder; placeholder_type/"
+                                 "placeholder_shape not set", t, node.op)
                         continue
                     changes = {"dtype": tf.as_dtype(self._dtype)} if self._dtype is not None else {}
                     if self._shape is not None:
@@ -187,6 +251,24 @@ class StripUnused(Pass):
                     if new != node:
                         out.append(new)
         return out
+
+
+def _cut_inputs(graph: Graph) -> list[str]:
+    """Signature inputs that are not feed ops (GTT: ``inputs`` that are not Placeholders): they become
+    Placeholders. Left as they are: an input read at another port than 0 (a Placeholder has one output)."""
+    out: list[str] = []
+    for sig in graph.signatures.values():
+        for spec in sig.inputs.values():
+            for t in spec.tensor_names():
+                name, port, _ = parse_input(t)
+                node = graph.get(name)
+                if node is None or node.op in FEED_OPS or name in out:
+                    continue
+                if port != 0 or graph.output_ports(name) - {0}:
+                    log.info("strip_unused: input %s is output %d of a %s; it stays as it is", t, port, node.op)
+                    continue
+                out.append(name)
+    return out
 
 
 def _consumers_first(graph: Graph, names: set[str]) -> tuple[list[str], list[str]]:
@@ -209,4 +291,4 @@ def _consumers_first(graph: Graph, names: set[str]) -> tuple[list[str], list[str
     return order + cyclic, cyclic
 
 
-__all__ = ["StripUnused", "parse_shape"]
+__all__ = ["StripUnused", "needed_nodes", "parse_shape"]

@@ -81,7 +81,10 @@ def print_summary(s: dict[str, Any], top: int) -> None:
         console.print("Tag sets: " + "; ".join("'" + ", ".join(t) + "'" for t in s["tag_sets"]), highlight=False)
     fn_nodes = sum(f["node_count"] for f in s["functions"])
     fns = f" + {len(s['functions'])} library functions ({fn_nodes:,} nodes)" if s["functions"] else ""
-    console.print(f"Nodes: {s['node_count']:,}{fns}", highlight=False)
+    edges = f", {s['control_edges']:,} control edges" if s["control_edges"] else ""
+    console.print(f"Nodes: {s['node_count']:,}{fns}{edges}", highlight=False)
+    if s["devices"]:
+        console.print("Devices: " + ", ".join(f"{d} ({n:,} nodes)" for d, n in s["devices"].items()), highlight=False)
     if s["init_op"]:
         console.print(f"Init op: {s['init_op']}", highlight=False)
     click.echo("")
@@ -214,7 +217,7 @@ def print_summary(s: dict[str, Any], top: int) -> None:
         table = _table("Possible inputs (Placeholders)")
         for col in ("name", "dtype", "shape"):
             table.add_column(col, overflow="fold")
-        for i in s["candidate_inputs"]:
+        for i in s["candidate_inputs"] + s["inputs_with_default"]:
             table.add_row(i["name"] + (" [dim](with default)[/dim]" if i["op"] != "Placeholder" else ""),
                           i["dtype"], i["shape_str"])
         console.print(table)
@@ -225,7 +228,7 @@ def print_summary(s: dict[str, Any], top: int) -> None:
             table.add_row(o["name"], o["op"], ", ".join(o["dtypes"]) if o["dtypes"] else "?")
         console.print(table)
         if s["candidate_inputs"] or s["candidate_outputs"]:
-            ins = ",".join(i["name"] for i in s["candidate_inputs"] if i["op"] == "Placeholder")
+            ins = ",".join(i["name"] for i in s["candidate_inputs"])
             outs = ",".join(o["name"] for o in s["candidate_outputs"])
             console.print(f"[dim]e.g. graphxform transform {s['source']} OUT --inputs {ins} --outputs {outs} …[/dim]",
                           highlight=False, soft_wrap=True)  # a command to copy: never wrapped

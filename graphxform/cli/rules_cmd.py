@@ -34,7 +34,7 @@ def rules_cmd(names: tuple[str, ...], rules_files: tuple[str, ...], as_json: boo
       graphxform rules fold_batch_norms remove_nodes
       graphxform rules --rules my_rules.py --json
     """
-    from graphxform.engine.pipeline import DEFAULT_PIPELINE, NOOP_TRANSFORMS, UNSUPPORTED_GTT
+    from graphxform.engine.pipeline import DEFAULT_PIPELINE, NOOP_TRANSFORMS, REFUSED_GTT
     from graphxform.engine.registry import get_rule, load_rules_file, registry
 
     for path in rules_files:
@@ -45,7 +45,7 @@ def rules_cmd(names: tuple[str, ...], rules_files: tuple[str, ...], as_json: boo
         info["default_pipeline"] = info["name"] in DEFAULT_PIPELINE
     if as_json:
         emit_json({"rules": infos, "default_pipeline": list(DEFAULT_PIPELINE),
-                   "gtt_noops": dict(NOOP_TRANSFORMS), "gtt_unsupported": sorted(UNSUPPORTED_GTT)})
+                   "gtt_noops": dict(NOOP_TRANSFORMS), "gtt_unsupported": dict(REFUSED_GTT)})
         return
     from rich.table import Table
 
@@ -63,6 +63,8 @@ def rules_cmd(names: tuple[str, ...], rules_files: tuple[str, ...], as_json: boo
                 console.print(f"    [dim]parameters:[/dim] {params}", highlight=False)
         console.print()
         console.print("GTT transforms accepted as no-ops: " + ", ".join(sorted(NOOP_TRANSFORMS)), highlight=False)
+        for name, reason in sorted(REFUSED_GTT.items()):
+            console.print(f"GTT transform refused: {name} ({reason})", highlight=False, markup=False)
         console.print("default pipeline: " + " ".join(DEFAULT_PIPELINE), highlight=False)
         console.print("details: graphxform rules NAME", highlight=False)
         return

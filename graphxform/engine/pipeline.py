@@ -15,8 +15,8 @@
   has one, otherwise the runner skips the nodes where the rule fails (logged,
   listed in the report) instead of stopping.
 * The GTT transforms :data:`NOOP_TRANSFORMS` are accepted and do nothing (a
-  log line says so); the other GTT transforms graphxform does not implement
-  (:data:`UNSUPPORTED_GTT`) are refused with the list of what is supported.
+  log line says so); the GTT transforms graphxform refuses (:data:`REFUSED_GTT`)
+  are refused with the reason and the modern alternative.
 * The same rule with the same parameters given twice (``fold_batch_norms
   fold_old_batch_norms``) runs once.
 * ``quantize_weights`` (and any rule with ``final = True``) runs after the
@@ -49,15 +49,17 @@ DEFAULT_PIPELINE: tuple[str, ...] = (*FLOAT_PIPELINE, "quantize_weights")
 #: GTT transforms accepted as no-ops, with the reason.
 NOOP_TRANSFORMS = {
     "sort_by_execution_order": "TensorFlow imports nodes in any order; the output keeps the input's order",
-    "add_default_attributes": "TensorFlow's importer adds default attribute values itself",
 }
-#: GTT transforms graphxform does not implement.
-UNSUPPORTED_GTT = frozenset({
-    "backport_concatv2", "backport_tensor_array_v3", "flatten_atrous_conv", "freeze_requantization_ranges",
-    "fuse_pad_and_conv", "fuse_resize_and_conv", "fuse_resize_pad_and_conv", "insert_logging", "obfuscate_names",
-    "quantize_nodes", "remove_attribute", "remove_control_dependencies", "remove_device", "rename_attribute",
-    "rename_op", "round_weights", "set_device", "sparsify_gather",
-})
+#: GTT transforms graphxform refuses, with the reason and what to use instead.
+REFUSED_GTT = {
+    "fuse_quantized_conv_and_requantize": (
+        "GTT builds it only into Intel MKL builds of TensorFlow, and the fused QuantizedConv2D*AndRequantize "
+        "kernels it emits run only with oneDNN enabled and only with qint8 filters, which the graphs "
+        "quantize_nodes makes never have (quint8); keep QuantizedConv2D + Requantize (quantize_nodes, then "
+        "freeze_requantization_ranges), or quantize with TensorFlow Lite or Intel Neural Compressor"),
+}
+#: Kept for scripts that imported it: the GTT transforms graphxform refuses.
+UNSUPPORTED_GTT = frozenset(REFUSED_GTT)
 
 Spec = str | BaseRule | type[BaseRule] | tuple[str, dict[str, Any]]
 
@@ -71,11 +73,8 @@ def _rule_class(name: str) -> type[BaseRule]:
     try:
         return get_rule(name)
     except RuleError:
-        if name in UNSUPPORTED_GTT:
-            raise RuleError(
-                f"GTT transform {name!r} is not implemented by graphxform. Supported: "
-                f"{', '.join(supported_names())} (`graphxform rules` describes them)"
-            ) from None
+        if name in REFUSED_GTT:
+            raise RuleError(f"GTT transform {name!r} is not supported by graphxform: {REFUSED_GTT[name]}") from None
         raise
 
 
@@ -165,5 +164,5 @@ def describe_pipeline(rules: Sequence[BaseRule]) -> str:
     return " ".join(parts)
 
 
-__all__ = ["DEFAULT_PIPELINE", "FLOAT_PIPELINE", "NOOP_TRANSFORMS", "UNSUPPORTED_GTT", "build_pipeline", "build_rule",
-           "default_pipeline", "describe_pipeline", "supported_names"]
+__all__ = ["DEFAULT_PIPELINE", "FLOAT_PIPELINE", "NOOP_TRANSFORMS", "REFUSED_GTT", "UNSUPPORTED_GTT", "build_pipeline",
+           "build_rule", "default_pipeline", "describe_pipeline", "supported_names"]

@@ -44,13 +44,16 @@ class Param:
     """A typed rule parameter: ``Param(int, 1024, "minimum elements")``.
 
     ``type`` is ``int``, ``float``, ``bool``, ``str`` or ``list`` (a list of
-    strings; GTT passes ``"a,b"`` or repeats the parameter).
+    strings; GTT passes ``"a,b"`` or repeats the parameter). ``split=False``
+    keeps each given value of a list whole (GTT's repeated
+    ``shape_for_name="1,2"``) instead of splitting it at commas.
     """
 
     type: type
     default: Any = None
     help: str = ""
     choices: tuple[Any, ...] | None = None
+    split: bool = True
 
     def convert(self, rule: str, name: str, value: Any) -> Any:
         try:
@@ -65,6 +68,8 @@ class Param:
                     out = False
                 else:
                     raise ValueError(value)
+            elif self.type is list and not self.split:
+                out = [value] if isinstance(value, str) else [str(v) for v in value]
             elif self.type is list:
                 if isinstance(value, str):
                     out = [v for v in value.split(",") if v]

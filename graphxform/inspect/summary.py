@@ -32,7 +32,7 @@ from graphxform.core.opdefs import FORWARDING_OPS, TABLE_INIT_OPS, TABLE_OPS, VA
 from graphxform.core.opdefs import attr_value as node_attr_value
 from graphxform.core.signature import TensorSpec, dtype_name, shape_list, shape_str
 from graphxform.inspect.scan import scan_warnings
-from graphxform.model.candidates import candidate_inputs, candidate_outputs
+from graphxform.model.candidates import candidate_inputs, candidate_outputs, file_graph, graph_counts
 from graphxform.model.loader import load
 from graphxform.model.model import Model
 from graphxform.savedmodel.read import read_saved_model_proto
@@ -385,10 +385,13 @@ def summarize(model: Model, *, top: int = 10) -> dict[str, Any]:
     ``tag_sets``, ``frozen``, ``signatures``, ``node_count``,
     ``op_histogram``, ``function_op_histogram``, ``parameters``,
     ``largest``, ``functions``, ``tables``, ``objects`` (TF2 object paths), ``assets``, ``init_op``,
-    ``table_initializers``, ``candidate_inputs``, ``candidate_outputs``,
-    ``warnings``, ``bound_only_by_object_graph`` (see :func:`unservable_nodes`).
+    ``table_initializers``, ``candidate_inputs``, ``inputs_with_default``, ``candidate_outputs``,
+    ``control_edges``, ``devices``, ``warnings``, ``bound_only_by_object_graph`` (see :func:`unservable_nodes`).
+
+    A bare GraphDef is described as it is in the file (``summarize_graph``'s view): its function calls are
+    not inlined in the node count, op histogram, parameters and candidate inputs/outputs.
     """
-    g = model.graph
+    g = file_graph(model)
     sm = read_saved_model_proto(model.source) if model.format == "saved_model" else None
     file_mg = _file_meta_graph(sm, model.tags) if sm is not None else None
     params, largest = parameters_summary(g, top, _served_nodes(model))
@@ -416,7 +419,9 @@ def summarize(model: Model, *, top: int = 10) -> dict[str, Any]:
         "init_op": model.init_op,
         "table_initializers": list(model.table_initializers),
         "candidate_inputs": candidate_inputs(g),
+        "inputs_with_default": candidate_inputs(g, ("PlaceholderWithDefault",)),
         "candidate_outputs": candidate_outputs(g),
+        **graph_counts(g),
         "warnings": scan_warnings(model),
         "bound_only_by_object_graph": unservable_nodes(model),
     }

@@ -70,8 +70,12 @@ def transform(
         model = load(in_path, tags=tags)
     else:
         model = load(in_path, tags=tags, inputs=list(inputs) or None, outputs=list(outputs) or None)
+    sig = model.signatures.get("serving_default") if not Path(in_path).is_dir() else None
     for name in [*inputs, *outputs]:
-        node = parse_input(name)[0]
+        node, port, _ = parse_input(name)
+        key = node if port == 0 else f"{node}_{port}"
+        if node not in model.graph and sig is not None and (key in sig.inputs or key in sig.outputs):
+            continue  # an output of an inlined function call: the signature names (and protects) its tensor
         if node not in model.graph:
             raise GraphxformError(f"{in_path}: --inputs/--outputs names {name!r}, which is not a node of the graph")
         model.graph.protected.add(node)

@@ -107,6 +107,32 @@ def read_model_file(path: Path) -> tuple[str, graph_pb2.GraphDef | saved_model_p
     saved_model_first = path.name in SAVED_MODEL_FILES
     text = is_text(path, data)
     errors: list[str] = []
+    found = _parse_model(data, text, saved_model_first, errors)
+    if found is None and not text and _looks_like_text(data):
+        # A text proto in a binary-named file: GTT's LoadTextOrBinaryGraphFile tries binary, then text.
+        found = _parse_model(data, True, saved_model_first, [])
+    if found is not None:
+        return found
+    what = "text" if text else "binary"
+    # The first kind tried is the likelier one: its error is the one worth showing.
+    expected = "SavedModel" if saved_model_first else "GraphDef or SavedModel"
+    raise ModelLoadError(f"{path}: not a {what} {expected}: {errors[0]}; {HINT}")
+
+
+def _looks_like_text(data: bytes) -> bool:
+    head = data[:4096]
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _parse_model(data: bytes, text: bool, saved_model_first: bool,
+                 errors: list[str]) -> tuple[str, graph_pb2.GraphDef | saved_model_pb2.SavedModel] | None:
+    """``data`` parsed as a ``GraphDef`` or a ``SavedModel`` (text or binary), or ``None`` with ``errors`` filled."""
     kinds: list[tuple[str, type]] = [("graph_def", graph_pb2.GraphDef), ("saved_model", saved_model_pb2.SavedModel)]
     if saved_model_first or (text and re.match(rb"\s*(saved_model_schema_version|meta_graphs)", data[:4096])):
         kinds.reverse()
@@ -132,10 +158,7 @@ def read_model_file(path: Path) -> tuple[str, graph_pb2.GraphDef | saved_model_p
         if problem is None:
             return kind, proto
         errors.append(f"parses as an invalid {label}: {problem}")
-    what = "text" if text else "binary"
-    # The first kind tried is the likelier one: its error is the one worth showing.
-    expected = "SavedModel" if saved_model_first else "GraphDef or SavedModel"
-    raise ModelLoadError(f"{path}: not a {what} {expected}: {errors[0]}; {HINT}")
+    return None
 
 
 def read_graph_def(path: Path) -> graph_pb2.GraphDef:

@@ -60,12 +60,12 @@ def own_reason(graph: Graph, node: node_def_pb2.NodeDef, feed_nodes: set[str],
     dict for a whole pass over a graph).
     """
     name, op = node.name, node.op
+    if name in feed_nodes:  # a Const named as an input too: it is fed, so nothing folds through it
+        return f"{name!r} is a signature input (a feed point)"
     if op == "Const":
         return None
     if name in graph.protected:
         return f"{name!r} is protected (init op, table initializer, asset or listed by the user)"
-    if name in feed_nodes:
-        return f"{name!r} is a signature input (a feed point)"
     if op_reasons is not None and op in op_reasons:
         template = op_reasons[op]
     else:

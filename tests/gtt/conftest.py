@@ -11,8 +11,9 @@ build the same graphs in Python and go through graphxform's public API only:
 Conventions of the ports:
 
 * each test's docstring names the C++ ``TEST`` it ports;
-* a case graphxform fails today is marked ``xfail(strict=True)`` with the gap
-  in one line, so that fixing the gap turns the mark into a failure to remove;
+* a case graphxform would fail is marked ``xfail(strict=True)`` with the gap
+  in one line, so that fixing the gap turns the mark into a failure to remove
+  (none is left: every ported TEST passes or asserts a deliberate difference);
 * a case where graphxform deliberately differs asserts graphxform's
   documented behaviour and says so in its docstring (``Deliberate
   difference: ...``); ``docs/gtt.md`` lists them all.
@@ -33,26 +34,11 @@ import tensorflow as tf
 from tensorflow.core.framework import attr_value_pb2, graph_pb2, node_def_pb2, tensor_pb2, tensor_shape_pb2
 
 import graphxform
-from graphxform.core.errors import RuleError
 
 #: ``test::ExpectClose``'s default tolerance for float (5 ulp at 1.0), used as atol and rtol.
 FLOAT_EPS5 = 5 * float(np.finfo(np.float32).eps)
 
 ROOT = Path(__file__).resolve().parents[2]
-
-#: The transforms graphxform refuses today: a port of their tests fails with this error at build time.
-not_implemented = RuleError
-
-
-def refused(name: str) -> str:
-    """The xfail reason of a port of a transform graphxform refuses."""
-    return f"{name} is not implemented (refused as a GTT transform)"
-
-
-def unknown(name: str) -> str:
-    """The xfail reason of a port of a GTT transform graphxform does not even know by name."""
-    return f"{name} is not implemented and not listed among the GTT transforms (unknown rule)"
-
 
 # ----------------------------------------------------------------------------- building graphs
 def attr(value: Any) -> attr_value_pb2.AttrValue:
@@ -362,6 +348,6 @@ def run_nchw(gd: graph_pb2.GraphDef, feeds: dict[str, Any] | None, fetches: Sequ
 
 __all__ = [
     "FLOAT_EPS5", "attr", "build", "check_expect_suffixes", "cli", "const", "expect_close", "expect_near",
-    "graph_def", "iota", "node", "node_map", "not_implemented", "op_counts", "read_pb", "refused", "run", "run_nchw",
-    "shape_proto", "tensor_value", "transform", "tree_graph", "unknown", "values", "write_pb",
+    "graph_def", "iota", "node", "node_map", "op_counts", "read_pb", "run", "run_nchw", "shape_proto",
+    "tensor_value", "transform", "tree_graph", "values", "write_pb",
 ]

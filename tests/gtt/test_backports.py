@@ -4,19 +4,18 @@
 GTT's ``backport_concatv2`` rewrites ``ConcatV2(values..., axis)`` as the old
 ``Concat(axis, values...)`` (no ``Tidx``); ``backport_tensor_array_v3`` turns
 ``TensorArrayV3`` into ``TensorArrayV2`` (its flow output replaced by a Const)
-and every ``TensorArray*V3`` op into its ``V2``. graphxform refuses both today.
+and every ``TensorArray*V3`` op into its ``V2``. graphxform implements both
+(``transforms/backport_concatv2.py``, ``transforms/backport_tensor_array_v3.py``).
 Bare NodeDefs, as in the C++ tests.
 """
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
-from .conftest import const, graph_def, node, node_map, not_implemented, refused, shape_proto, transform
+from .conftest import const, graph_def, node, node_map, shape_proto, transform
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("backport_concatv2"))
 def test_backport_concat_v2():
     """BackportConcatV2Test.TestBackportConcatV2: the ConcatV2 becomes a Concat with the axis first, no Tidx."""
     gd = graph_def(
@@ -36,7 +35,6 @@ def test_backport_concat_v2():
         assert out[name].op == "Const"
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("backport_tensor_array_v3"))
 def test_backport_tensor_array_v3():
     """BackportTensorArrayV3Test.TestBackportTensorArrayV3: TensorArrayV3 -> TensorArrayV2, TensorArrayGradV3 ->
     TensorArrayGradV2, and nothing reads ``tensor_array_node:1`` (the V3 flow output) any more."""
@@ -62,7 +60,6 @@ V3_OPS = ["TensorArrayWriteV3", "TensorArrayReadV3", "TensorArrayGatherV3", "Ten
           "TensorArrayConcatV3", "TensorArraySplitV3", "TensorArraySizeV3", "TensorArrayCloseV3"]
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("backport_tensor_array_v3"))
 def test_backport_tensor_array_v3_subtypes():
     """BackportTensorArrayV3Test.TestBackportTensorArrayV3Subtypes: each TensorArray*V3 op becomes its V2 (the C++
     test passes one empty output name)."""

@@ -3,7 +3,6 @@ and ``summarize_graph`` read ``--in_graph`` (``LoadTextOrBinaryGraphFile``: bina
 file name), through ``graphxform transform IN OUT --transforms ""`` (no rule: the graph as read)."""
 from __future__ import annotations
 
-import pytest
 from google.protobuf import text_format
 
 from .conftest import cli, const, graph_def, iota, read_pb
@@ -39,8 +38,6 @@ def test_load_text_or_binary_graph_file(tmp_path):
         assert not (tmp_path / "never.pb").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="a text GraphDef in a file named .pb is refused; GTT's "
-                                       "LoadTextOrBinaryGraphFile falls back to text whatever the name")
 def test_text_graph_in_a_pb_file(tmp_path):
     """Not a C++ TEST (file_utils.cc): GTT tries binary, then text, whatever the extension, so a text GraphDef
     saved as ``graph.pb`` loads."""

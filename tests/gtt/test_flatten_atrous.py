@@ -2,14 +2,14 @@
 
 GTT's ``flatten_atrous_conv`` replaces ``BatchToSpaceND(Conv(SpaceToBatchND(x)))``
 (how ``atrous_conv2d`` is built) by one convolution with an upsampled
-(dilated, zero-filled) filter. graphxform refuses it today.
+(dilated, zero-filled) filter. graphxform: ``transforms/flatten_atrous_conv.py``.
 """
 from __future__ import annotations
 
 import pytest
 import tensorflow as tf
 
-from .conftest import build, expect_near, node_map, not_implemented, refused, run, transform, values
+from .conftest import build, expect_near, node_map, run, transform, values
 
 
 def _atrous(conv: str):
@@ -31,7 +31,6 @@ def _atrous(conv: str):
     return build(fn)
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("flatten_atrous_conv"))
 @pytest.mark.parametrize("conv, test", [("Conv2D", "TestFlattenAtrousConv2D"),
                                         ("DepthwiseConv2dNative", "TestFlattenAtrousDepthwiseConv2dNative")])
 def test_flatten_atrous_conv(conv, test):

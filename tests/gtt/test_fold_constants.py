@@ -14,7 +14,6 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import attr_value_pb2
 
-from graphxform.core.errors import RuleError
 
 from .conftest import (
     check_expect_suffixes,
@@ -70,7 +69,6 @@ def test_simple_add(suffix):
                                   2 * iota([WIDTH]))
 
 
-@pytest.mark.xfail(strict=True, raises=RuleError, reason="fold_constants has no exclude_op parameter")
 def test_op_exclusion_add():
     """ConstantFoldingTest.TestOpExclusionAdd: ``exclude_op=Add`` keeps the Add and its inputs."""
     gd = _simple_add("a_expect_remains", "b_expect_remains", "add_expect_remains")
@@ -80,7 +78,6 @@ def test_op_exclusion_add():
     assert node_map(out)["add_expect_remains"].op == "Add"
 
 
-@pytest.mark.xfail(strict=True, raises=RuleError, reason="fold_constants has no exclude_node parameter")
 def test_node_exclusion_add():
     """Not a C++ TEST: GTT's ``exclude_node`` parameter (fold_constants_lib.cc), the node-name twin of
     ``exclude_op``, on TestOpExclusionAdd's graph."""
@@ -122,8 +119,6 @@ def _placeholder_with_output_shapes():
     )
 
 
-@pytest.mark.xfail(strict=True, reason="clear_output_shapes=false: Shape of a Placeholder whose _output_shapes "
-                                       "is fully known is not folded")
 def test_preserve_output_shapes():
     """ConstantFoldingTest.TestPreserveOutputShapes: with ``clear_output_shapes=false`` the Placeholder's
     ``_output_shapes`` ([1,1,3]) lets ``Shape`` fold.
@@ -137,7 +132,6 @@ def test_preserve_output_shapes():
     check_expect_suffixes(gd, out, kept_by_graphxform=["cast_expect_removed"])
 
 
-@pytest.mark.xfail(strict=True, reason="Shape of a Placeholder with a fully known static shape attr is not folded")
 def test_shape_of_placeholder_with_known_shape_folds():
     """Not a C++ TEST (issue #13): GTT's shape map comes from shape inference, so ``Shape`` of a Placeholder
     whose ``shape`` attr is fully known ([1,1,3]) folds even with the default ``clear_output_shapes``."""
@@ -162,20 +156,24 @@ def _send(name, inp):
 
 def test_replace_send_recvs():
     """ConstantFoldingTest.TestReplaceSendRecvs, through ``fold_constants`` (the C++ test calls the internal
-    ``ReplaceSendRecvs``): the graph's own ``_Recv``/``_Send`` and the input stay, and no feed/fetch plumbing
-    (``_recv_placeholder_0``, a new ``_Send``) is left in the result."""
+    ``ReplaceSendRecvs``): no feed/fetch plumbing (``_recv_placeholder_0``, a new ``_Send``) is left in the result,
+    and the graph's own ``_Recv``/``_Send`` stay unchanged when an output needs them. With ``a_const`` the only
+    output they are not needed, and GTT's ``fold_constants`` (its ``RemoveUnusedNodes``) drops them, as
+    graphxform's does."""
     gd = graph_def(
         _recv("original_recv"),
         const("a_const", iota([WIDTH])),
         node("placeholder", "Placeholder", dtype=tf.float32),
         _send("original_send", "a_const"),
     )
-    out = transform(gd, ["placeholder"], ["a_const"], "fold_constants")
+    out = transform(gd, ["placeholder"], ["a_const", "original_send", "original_recv"], "fold_constants")
     names = node_map(out)
     for kept in ("original_recv", "a_const", "placeholder", "original_send"):
-        assert kept in names, kept
+        assert names[kept] == node_map(gd)[kept], kept
     assert "_recv_placeholder_0" not in names and "new_send" not in names
     assert sorted(n.op for n in out.node) == sorted(n.op for n in gd.node)
+    names = node_map(transform(gd, ["placeholder"], ["a_const"], "fold_constants"))
+    assert sorted(names) == ["a_const", "placeholder"]
 
 
 def test_replace_send_recvs_prefix_names():
@@ -217,8 +215,6 @@ def test_remove_unused_nodes():
     assert "unused" not in names
 
 
-@pytest.mark.xfail(strict=True, reason="fold_constants keeps nodes the outputs do not need; GTT's fold_constants "
-                                       "ends with RemoveUnusedNodes")
 def test_fold_constants_removes_unused_nodes():
     """ConstantFoldingTest.TestRemoveUnusedNodes, the part GTT's ``fold_constants`` itself does: its result goes
     through ``RemoveUnusedNodes``, so ``unused`` (needed by no output) is gone after ``fold_constants`` alone."""
@@ -238,8 +234,6 @@ def test_max_constant_size_in_bytes():
     assert node_map(out)["add_expect_remains"].op == "Add"
 
 
-@pytest.mark.xfail(strict=True, reason="a Const named in inputs is folded through: feeding it afterwards has no "
-                                       "effect (GTT feeds inputs while folding)")
 def test_inputs_are_cut_points():
     """Not a C++ TEST (issue #13; fold_constants_lib.cc feeds the ``inputs`` through ``RewriteGraphForExecution``
     before folding): ``y = x * 2 + 1`` with a ``Const`` ``x`` named as an input must still follow ``x`` when it is

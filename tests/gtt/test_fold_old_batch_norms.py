@@ -105,12 +105,18 @@ def _concat_graph(split: bool):
     return gd
 
 
-@pytest.mark.xfail(strict=True, reason="fold_old_batch_norms leaves FusedBatchNorm after ConcatV2(Conv2D, Conv2D)")
 @pytest.mark.parametrize("split", [True, False], ids=["split", "unsplit"])
 def test_fold_fused_batch_norms_with_concat(split):
     """FoldOldBatchNormsTest.TestFoldFusedBatchNormsWithConcat (split: concat on the channel axis, the scale and
-    offset split between the two convolutions; unsplit: concat on axis 2). No FusedBatchNorm is left."""
-    out = _fold(_concat_graph(split), lambda a, b: expect_close(a, b))
+    offset split between the two convolutions; unsplit: concat on axis 2). No FusedBatchNorm is left.
+
+    Deliberate difference (rounding, unsplit case): graphxform computes the folded weights and offset in float64
+    and rounds once; GTT computes them in float32 exactly as TensorFlow's FusedBatchNorm kernel does, so its
+    folded graph reproduces this test's outputs bit for bit. Here the unsplit outputs (|y| up to 141, with
+    cancellation against the means 10 and 20) differ by up to 1.5e-5, checked at the 2e-5 of the other
+    FusedBatchNorm TESTs of this file; the split case meets ``ExpectClose``'s 5 ulp."""
+    tol = {} if split else {"atol": 2e-5, "rtol": 2e-5}
+    out = _fold(_concat_graph(split), lambda a, b: expect_close(a, b, **tol))
     assert all(n.op != "FusedBatchNorm" for n in out.node)
 
 
@@ -138,7 +144,6 @@ def test_fold_fused_batch_norms_with_batch_to_space():
     assert all(n.op != "FusedBatchNormWithBatchToSpace" for n in out.node)
 
 
-@pytest.mark.xfail(strict=True, reason="fold_old_batch_norms leaves FusedBatchNorm after BatchToSpaceND(Conv2D)")
 def test_fold_fused_batch_norms_with_batch_to_space_folds():
     """FoldOldBatchNormsTest.TestFoldFusedBatchNormsWithBatchToSpace, GTT's actual result
     (fold_old_batch_norms.cc, FuseBatchNormWithBatchToSpace): the batch norm is gone, the scale in the weights and

@@ -4,7 +4,8 @@
 GTT's ``freeze_requantization_ranges(min_max_log_file=, min_percentile=5,
 max_percentile=5)`` reads the ranges that ``insert_logging`` printed for each
 ``RequantizationRange`` and replaces those ops by ``<name>/frozen_min`` /
-``<name>/frozen_max`` Consts. graphxform refuses it today.
+``<name>/frozen_max`` Consts. graphxform:
+``transforms/freeze_requantization_ranges.py``.
 """
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from .conftest import build, expect_near, node_map, not_implemented, refused, run, tensor_value, transform
+from .conftest import build, expect_near, node_map, run, tensor_value, transform
 
-xfail = pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("freeze_requantization_ranges"))
 
 
 def _graph(names=("requantization_range_op",)):
@@ -45,7 +45,6 @@ LOG = ("Something irrelevant\n"
        "Something else irrelevant\n")
 
 
-@xfail
 def test_freeze_requantization_ranges(tmp_path):
     """FreezeRequantizationRangesTest.TestFreezeRequantizationRanges: the RequantizationRange goes, the
     Requantize's range inputs are Consts; output within 0.5."""
@@ -61,7 +60,6 @@ def test_freeze_requantization_ranges(tmp_path):
     expect_near(run(out, {}, ["dequantize_op"])[0], before, 0.5)
 
 
-@xfail
 def test_extract_min_max_records(tmp_path):
     """FreezeRequantizationRangesTest.TestExtractMinMaxRecords (the C++ test calls the internal
     ``ExtractMinMaxRecords``; here through the transform): of a log with two well-formed records and one with a

@@ -3,16 +3,15 @@
 GTT's ``fuse_resize_pad_and_conv``, ``fuse_resize_and_conv`` and
 ``fuse_pad_and_conv`` merge ``ResizeBilinear`` and/or ``MirrorPad`` into the
 following ``Conv2D`` as ``FusedResizeAndPadConv2D`` / ``FusedPadConv2D`` (ops
-that still exist in TF 2.x). graphxform refuses the three today.
+that still exist in TF 2.x). graphxform: ``transforms/fuse_*.py``.
 optimize_for_inference_test.py's fused-convolution TESTs are ported in
 test_optimize_for_inference.py.
 """
 from __future__ import annotations
 
-import pytest
 import tensorflow as tf
 
-from .conftest import build, expect_near, not_implemented, refused, run, transform, values
+from .conftest import build, expect_near, run, transform, values
 
 INPUT = [1.0, 4.0, 2.0, 5.0, 3.0, 6.0, -1.0, -4.0, -2.0, -5.0, -3.0, -6.0]
 WEIGHTS = [1.0, 2.0, 3.0, 4.0, 0.1, 0.2, 0.3, 0.4]
@@ -43,19 +42,16 @@ def fuse(gd, transforms, gone, tol=1e-5):
     return out
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("fuse_resize_pad_and_conv"))
 def test_fuse_resize_pad_and_conv():
     """FuseConvolutionsTest.TestFuseResizePadAndConv: no Conv2D, MirrorPad or ResizeBilinear left; within 1e-5."""
     fuse(resize_pad_conv(True, True), "fuse_resize_pad_and_conv", ["Conv2D", "MirrorPad", "ResizeBilinear"])
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("fuse_resize_and_conv"))
 def test_fuse_resize_and_conv():
     """FuseConvolutionsTest.TestFuseResizeAndConv: no Conv2D or ResizeBilinear left; within 1e-5."""
     fuse(resize_pad_conv(True, False), "fuse_resize_and_conv", ["Conv2D", "ResizeBilinear"])
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("fuse_pad_and_conv"))
 def test_fuse_pad_and_conv():
     """FuseConvolutionsTest.TestFusePadAndConv: no Conv2D or MirrorPad left; within 1e-5."""
     fuse(resize_pad_conv(False, True), "fuse_pad_and_conv", ["Conv2D", "MirrorPad"])

@@ -2,16 +2,16 @@
 
 GTT's ``inline_partitionedcall`` replaces each ``PartitionedCall`` by the body of
 its library function (nodes named ``<call>/<node>``). graphxform's loader
-inlines TF2 functions when it flattens a SavedModel, but the GTT transform
-name is unknown to it ("unknown rule").
+inlines TF2 functions when it loads a SavedModel or a GraphDef file;
+``transforms/inline_partitionedcall.py`` inlines the calls of a GraphDef handed to
+``TransformGraph`` (and calls nested in inlined bodies).
 """
 from __future__ import annotations
 
-import pytest
 from google.protobuf import text_format
 from tensorflow.core.framework import graph_pb2
 
-from .conftest import not_implemented, transform, unknown
+from .conftest import transform
 
 GRAPH = """
 node { name: "y" op: "Placeholder" }
@@ -39,7 +39,6 @@ library {
 """
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=unknown("inline_partitionedcall"))
 def test_inlining():
     """InlinePartitionedCallTest.Inlining: no PartitionedCall left, 9 nodes (5 + the 4 of the body), every input
     resolves (``IsGraphValid``)."""

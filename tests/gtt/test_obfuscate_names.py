@@ -1,19 +1,15 @@
 """Ports of ``tensorflow/tools/graph_transforms/obfuscate_names_test.cc`` (``ObfuscateNamesTest``).
 
 GTT's ``obfuscate_names`` gives every node but the inputs and outputs a short
-generated name, without clashes. graphxform refuses it today. Bare NodeDefs, as
+generated name, without clashes. graphxform: ``transforms/obfuscate_names.py``. Bare NodeDefs, as
 in the C++ tests.
 """
 from __future__ import annotations
 
-import pytest
-
-from .conftest import graph_def, node, node_map, not_implemented, refused, transform
-
-xfail = pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("obfuscate_names"))
+from .conftest import graph_def, node, node_map, transform
 
 
-@xfail
+
 def test_simple_tree():
     """ObfuscateNamesTest.TestSimpleTree: only the input ``const_node1`` and the output ``add_node1`` keep their
     names."""
@@ -32,7 +28,6 @@ def test_simple_tree():
         assert name not in out
 
 
-@xfail
 def test_many_nodes():
     """ObfuscateNamesTest.TestManyNodes: 1000 Consts; the input and the output keep their names, the others not."""
     gd = graph_def(*(node(f"const_node{i}", "Const") for i in range(1000)))
@@ -40,7 +35,6 @@ def test_many_nodes():
     assert "const_node0" in out and "const_node999" in out and "const_node500" not in out
 
 
-@xfail
 def test_name_clashes():
     """ObfuscateNamesTest.TestNameClashes: 1000 nodes named ``1<i>``; the generated names never clash with the
     kept ``10`` and ``19``."""

@@ -28,8 +28,6 @@ from .conftest import (
     graph_def,
     node,
     node_map,
-    not_implemented,
-    refused,
     run,
     run_nchw,
     transform,
@@ -173,21 +171,18 @@ def test_fold_fused_batch_norms_v3(data_format, conv):
                       rtol=1e-4, nchw=data_format == "NCHW")
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("fuse_resize_pad_and_conv"))
 def test_fuse_resize_pad_and_conv():
     """OptimizeForInferenceTest.testFuseResizePadAndConv (``fuse_resize_and_conv`` in the library; GTT's
     ``fuse_resize_pad_and_conv``): no Conv2D, MirrorPad or ResizeBilinear left (assertAllClose tolerances)."""
     fuse(resize_pad_conv(True, True), "fuse_resize_pad_and_conv", ["Conv2D", "MirrorPad", "ResizeBilinear"], 1e-6)
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("fuse_resize_and_conv"))
 def test_fuse_resize_and_conv():
     """OptimizeForInferenceTest.testFuseResizeAndConv (GTT's ``fuse_resize_and_conv``): no Conv2D left (nor a
     MirrorPad, which this graph never had)."""
     fuse(resize_pad_conv(True, False), "fuse_resize_and_conv", ["Conv2D", "MirrorPad"], 1e-6)
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("fuse_pad_and_conv"))
 def test_fuse_pad_and_conv():
     """OptimizeForInferenceTest.testFusePadAndConv (GTT's ``fuse_pad_and_conv``): no Conv2D left (nor a
     ResizeBilinear, which this graph never had)."""

@@ -12,10 +12,10 @@ of ``RequantizationRange``, ``MergeAdjacentRequantizes``,
 ``MergeDuplicateNodes``, ``RemoveRedundantQuantizations``; ``ignore_op`` leaves
 op types float.
 
-graphxform does not implement ``quantize_nodes``: every port is xfail on the
-refusal. Several C++ TESTs call one internal step directly; the ports run the
-whole transform with ``ignore_op`` set so that only that step has work to do,
-and say so in their docstrings.
+graphxform: ``transforms/quantize_nodes.py`` (the steps in ``transforms/_quantize_steps.py``), all but
+``Conv2DBackpropInput``, whose ``QuantizedConv2DTranspose`` TensorFlow no longer has. Several C++ TESTs call one
+internal step directly; the ports run the whole transform with ``ignore_op`` set so that only that step has work
+to do, and say so in their docstrings.
 """
 from __future__ import annotations
 
@@ -24,9 +24,8 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.framework import op_def_registry
 
-from .conftest import build, expect_near, iota, node_map, not_implemented, op_counts, refused, run, transform, values
+from .conftest import build, expect_near, iota, node_map, op_counts, run, transform, values
 
-xfail = pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("quantize_nodes"))
 
 #: TestQuantizedVersusFloatGraph: none of these may be left (Reshape may be added by the quantization itself).
 QUANTIZABLE_OPS = {"BiasAdd", "Concat", "Conv2D", "MatMul", "Relu", "Relu6", "AvgPool", "MaxPool"}
@@ -58,7 +57,6 @@ def _matmul(m, n, k, a, b):
     return build(fn)
 
 
-@xfail
 def test_quantize_mat_mul_tiny():
     """QuantizeNodesTest.TestQuantizeMatMulTiny: tiny MatMuls, including min == max of a matrix."""
     for m, n, k, a, b in [(1, 1, 1, [2], [3]), (1, 2, 1, [1], [2, 3]), (1, 1, 2, [1, 1], [1, 1]),
@@ -66,7 +64,6 @@ def test_quantize_mat_mul_tiny():
         _quantized_versus_float(_matmul(m, n, k, a, b), {}, ["mat_mul_op"])
 
 
-@xfail
 def test_quantize_mat_mul_small():
     """QuantizeNodesTest.TestQuantizeMatMulSmall: a 2x3 by 3x4 MatMul."""
     _quantized_versus_float(_matmul(2, 4, 3, list(range(1, 7)), list(range(7, 19))), {}, ["mat_mul_op"])
@@ -80,21 +77,18 @@ def _conv(depth, width, height, batch, filter_size, filter_count, stride, paddin
     return build(fn)
 
 
-@xfail
 def test_odd_padding_problem():
     """QuantizeNodesTest.TestOddPaddingProblem: a 4x4 input, 3x3 filter, stride 2, SAME."""
     _quantized_versus_float(_conv(1, 4, 4, 1, 3, 1, 2, "SAME", list(range(1, 17)), list(range(1, 10))), {},
                             ["conv_op"])
 
 
-@xfail
 def test_quantize_conv2d():
     """QuantizeNodesTest.TestQuantizeConv2D: a 3x4 input, 3x3 filter, stride 1, SAME."""
     _quantized_versus_float(_conv(1, 4, 3, 1, 3, 1, 1, "SAME", list(range(1, 13)), [1, 4, 7, 2, 5, 8, 3, 6, 9]), {},
                             ["conv_op"])
 
 
-@xfail
 def test_quantize_bias_add():
     """QuantizeNodesTest.TestQuantizeBiasAdd."""
     def fn():
@@ -103,7 +97,6 @@ def test_quantize_bias_add():
     _quantized_versus_float(build(fn), {}, ["bias_add_op"])
 
 
-@xfail
 def test_quantize_concat():
     """QuantizeNodesTest.TestQuantizeConcat. (The C++ API's ``Concat`` builds a ``ConcatV2``, which GTT's op list,
     holding the V1 ``Concat``, leaves float; the check "no Concat left" holds either way.)"""
@@ -127,7 +120,6 @@ def _unary(fn_name):
     return build(fn)
 
 
-@xfail
 @pytest.mark.parametrize("name, test", [("relu_op", "TestQuantizeRelu"), ("relu6_op", "TestQuantizeRelu6"),
                                         ("max_pool_op", "TestQuantizeMaxPool"), ("avg_pool_op", "TestQuantizeAvgPool")])
 def test_quantize_unary(name, test):
@@ -136,7 +128,6 @@ def test_quantize_unary(name, test):
     _quantized_versus_float(_unary(name), {}, [name])
 
 
-@xfail
 def test_quantize_reshape():
     """QuantizeNodesTest.TestQuantizeReshape: [4, 5] to [10, 2]."""
     def fn():
@@ -175,7 +166,6 @@ def _requantize_round_trip(deq):
     tf.raw_ops.Dequantize(input=q.output, min_range=q.output_min, max_range=q.output_max, name="final_dequantize")
 
 
-@xfail
 def test_remove_redundant_quantization():
     """QuantizeNodesTest.TestRemoveRedundantQuantization (the C++ test calls the internal
     ``RemoveRedundantQuantizations``; here ``quantize_nodes(ignore_op=Reshape)``, so that only that step has work):
@@ -189,7 +179,6 @@ def test_remove_redundant_quantization():
     assert node_map(out)["final_dequantize"].input[0] == "quantized_op"
 
 
-@xfail
 def test_remove_redundant_quantization_with_bias_add():
     """QuantizeNodesTest.TestRemoveRedundantQuantizationWithBiasAdd (internal step, as above):
     ``final_dequantize`` reads ``requantize_op`` directly."""
@@ -199,7 +188,6 @@ def test_remove_redundant_quantization_with_bias_add():
     assert node_map(out)["final_dequantize"].input[0] == "requantize_op"
 
 
-@xfail
 def test_remove_redundant_quantization_with_multiple_outputs():
     """QuantizeNodesTest.TestRemoveRedundantQuantizationWithMultipleOutputs (internal step; ``ignore_op=Reshape,
     ignore_op=Relu``): ``dequantize_op`` also feeds a float Relu, so it stays: two Dequantize ops in all."""
@@ -218,7 +206,6 @@ def _placeholder_relu():
     return build(fn)
 
 
-@xfail
 def test_quantize_placeholders():
     """QuantizeNodesTest.TestQuantizePlaceholders: with ``input_min=-10.0, input_max=10.0`` the float Placeholder
     becomes a quint8 one and its reader goes through a Dequantize (the C++ test calls the internal
@@ -251,7 +238,6 @@ def _bias_add_placeholder():
     return build(fn)
 
 
-@xfail
 def test_input_range():
     """QuantizeNodesTest.TestInputRange: ``input_min=0, input_max=100``; the quantized graph is fed the quint8
     version of the float input; outputs within 1.0."""
@@ -261,7 +247,6 @@ def test_input_range():
                   quantized_feeds={"placeholder:0": float_to_quint8(x, 0.0, 100.0)})
 
 
-@xfail
 def test_fallback_range():
     """QuantizeNodesTest.TestFallbackRange: ``fallback_min=0, fallback_max=200`` replaces every
     RequantizationRange by constants; outputs within 2.0."""
@@ -282,7 +267,6 @@ def _bias_add_fake_quant(hoist: bool = False):
     return build(fn)
 
 
-@xfail
 def test_convert_fake_quants_to_requantize():
     """QuantizeNodesTest.TestConvertFakeQuantsToRequantize (internal ``ConvertFakeQuantsToRequantize``; here
     ``ignore_op=BiasAdd``): the FakeQuantWithMinMaxVars is gone, outputs within 1.0."""
@@ -290,7 +274,6 @@ def test_convert_fake_quants_to_requantize():
     assert "FakeQuantWithMinMaxVars" not in op_counts(out)
 
 
-@xfail
 def test_merge_adjacent_requantizes():
     """QuantizeNodesTest.TestMergeAdjacentRequantizes (internal ``MergeAdjacentRequantizes``; the graph is already
     quantized, so ``quantize_nodes`` has only that to do): the dynamic Requantize and the constant one merge."""
@@ -321,7 +304,6 @@ def test_merge_adjacent_requantizes():
     assert op_counts(out)["Requantize"] == 1
 
 
-@xfail
 def test_convert_fake_quants_end_to_end():
     """QuantizeNodesTest.TestConvertFakeQuantsEndToEnd: ``quantize_nodes`` on BiasAdd + FakeQuant: no FakeQuant
     left, and one Requantize (the BiasAdd's dynamic one merged with the FakeQuant's trained range)."""
@@ -331,7 +313,6 @@ def test_convert_fake_quants_end_to_end():
     assert counts["Requantize"] == 1
 
 
-@xfail
 def test_hoist_fake_quants():
     """QuantizeNodesTest.TestHoistFakeQuants (internal ``HoistFakeQuants``; here with ``ignore_op`` for BiasAdd,
     Relu and MaxPool): the FakeQuant after BiasAdd -> Relu -> MaxPool moves up to right after the BiasAdd, and
@@ -346,7 +327,6 @@ def test_hoist_fake_quants():
     assert nodes[hoisted.input[0].split(":")[0]].op == "Requantize"
 
 
-@xfail
 def test_exclude_non_float():
     """QuantizeNodesTest.TestExcludeNonFloat: an int32 Reshape/Relu chain stays as it is, the float Reshape is
     quantized (becomes a Dequantize of the quantized result)."""

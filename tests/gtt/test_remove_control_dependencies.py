@@ -1,13 +1,11 @@
 """``remove_control_dependencies``: GTT has no C++ test for it; this case follows remove_control_dependencies.cc
-(every ``^name`` input is dropped, data inputs stay). graphxform refuses it today."""
+(every ``^name`` input is dropped, data inputs stay).
+graphxform: ``transforms/remove_control_dependencies.py``."""
 from __future__ import annotations
 
-import pytest
-
-from .conftest import graph_def, node, node_map, not_implemented, refused, transform
+from .conftest import graph_def, node, node_map, transform
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("remove_control_dependencies"))
 def test_remove_control_dependencies():
     """Not a C++ TEST (remove_control_dependencies.cc): every ``^name`` input is dropped, data inputs stay."""
     gd = graph_def(

@@ -1,15 +1,13 @@
 """Port of ``tensorflow/tools/graph_transforms/remove_device_test.cc`` (``RemoveDeviceTest``).
 
-GTT's ``remove_device`` clears every node's device. graphxform refuses it today.
+GTT's ``remove_device`` clears every node's device.
+graphxform: ``transforms/remove_device.py``.
 """
 from __future__ import annotations
 
-import pytest
-
-from .conftest import node_map, not_implemented, refused, transform, tree_graph
+from .conftest import node_map, transform, tree_graph
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("remove_device"))
 def test_remove_device():
     """RemoveDeviceTest.TestRemoveDevice: every device is cleared."""
     gd = tree_graph(mul_node1={"device": "//cpu:0"}, add_node2={"device": "//device:GPU:1"})

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from graphxform.core.errors import GraphError, RuleError
+from graphxform.core.errors import GraphError
 
 from .conftest import graph_def, node, node_map, transform
 
@@ -90,8 +90,6 @@ def test_remove_chained_nodes():
         assert name not in out
 
 
-@pytest.mark.xfail(strict=True, raises=RuleError, reason="remove_nodes refuses ops that are not pass-through "
-                                                         "(op=FakeQuantWithMinMaxVars) and multi-input max_inputs")
 def test_remove_multiple_inputs():
     """RemoveNodesTest.TestRemoveMultipleInputs: ``remove_nodes(op=FakeQuantWithMinMaxVars, max_inputs=3)`` replaces
     the 3-input FakeQuant by its first input."""

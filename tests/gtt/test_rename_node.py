@@ -2,8 +2,7 @@
 
 GTT's ``rename_node(old_node_name=, new_node_name=)`` renames one node and every
 input naming it (ports and ``^`` kept); a name already taken is an error.
-graphxform does not know the name ``rename_node`` (not in its list of GTT
-transforms: "unknown rule").
+graphxform: ``transforms/rename_node.py``.
 """
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import pytest
 
 from graphxform.core.errors import GraphxformError
 
-from .conftest import graph_def, node, node_map, not_implemented, transform, unknown
+from .conftest import graph_def, node, node_map, transform
 
 
 def _splitter():
@@ -22,7 +21,6 @@ def _splitter():
     )
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=unknown("rename_node"))
 def test_rename():
     """RenameNodeTest.Rename: ``rename_node(old_node_name=splitter, new_node_name=demux)`` renames the node and every
     input naming it, ports kept."""
@@ -31,7 +29,6 @@ def test_rename():
     assert list(out["adder"].input) == ["demux", "demux:1"]
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=unknown("rename_node"))
 def test_fail_when_name_already_exists():
     """RenameNodeTest.FailWhenNameAlreadyExists: renaming ``splitter`` to the existing ``adder`` is an error."""
     transform(_splitter(), [], ["adder"], "rename_node(old_node_name=splitter, new_node_name=demux)")  # it exists

@@ -1,16 +1,13 @@
 """Port of ``tensorflow/tools/graph_transforms/rename_op_test.cc`` (``RenameOpTest``).
 
 GTT's ``rename_op(old_op_name=, new_op_name=)`` changes the op of every node of
-one type. graphxform refuses it today. The graph is bare NodeDefs, as in C++.
+one type. graphxform: ``transforms/rename_op.py``. The graph is bare NodeDefs, as in C++.
 """
 from __future__ import annotations
 
-import pytest
-
-from .conftest import node_map, not_implemented, refused, transform, tree_graph
+from .conftest import node_map, transform, tree_graph
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("rename_op"))
 def test_rename_op():
     """RenameOpTest.TestRenameOp: ``rename_op(old_op_name=Mul, new_op_name=Multiply)`` changes the Mul's op only."""
     out = node_map(transform(tree_graph(), [], ["mul_node1"], "rename_op(old_op_name=Mul, new_op_name=Multiply)"))

@@ -2,17 +2,15 @@
 
 GTT's ``round_weights(num_steps=256)`` rounds every large float Const to one of
 ``num_steps`` evenly spaced values between its min and max, keeping it a float
-Const (it compresses well). graphxform refuses it today.
+Const (it compresses well). graphxform: ``transforms/round_weights.py``.
 """
 from __future__ import annotations
 
-import pytest
 import tensorflow as tf
 
-from .conftest import build, expect_near, node_map, not_implemented, refused, run, transform, values
+from .conftest import build, expect_near, node_map, run, transform, values
 
 
-@pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("round_weights"))
 def test_round_weights():
     """RoundWeightsTest.TestRoundWeights: output within 0.5; ``input_op`` and ``weights_op`` stay float Consts."""
     def fn():

@@ -8,8 +8,8 @@ non-zero rows, ``<w>/InitializeTable`` fills ``<w>/HashTable`` and runs under
 the ``group_init_node`` NoOp, ``<gather>/LookupTableFind`` (default
 ``<gather>/Const`` 0.0) and ``ExpandDims(-1)`` named ``<gather>`` replace the
 gather; the variable's initializer and restore nodes go, and a ConcatV2 of the
-weight loses that input (an Identity if one input is left). graphxform refuses
-it today.
+weight loses that input (an Identity if one input is left). graphxform:
+``transforms/sparsify_gather.py``.
 
 The C++ tests use bare NodeDefs (``ids`` is a Const without a value): the
 graphs are looked at, never run. The C++ TESTs loop over the combinations
@@ -25,9 +25,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from .conftest import const, graph_def, node, node_map, not_implemented, refused, tensor_value, transform
+from .conftest import const, graph_def, node, node_map, tensor_value, transform
 
-xfail = pytest.mark.xfail(strict=True, raises=not_implemented, reason=refused("sparsify_gather"))
 
 WEIGHTS = np.array([[0.2], [0.000001], [1.2], [0.001]], np.float32)
 
@@ -103,7 +102,6 @@ SINGLE += [(v2, True, var, False, "shared_inits") for var, v2 in itertools.produ
 SINGLE += [(v2, init, var, True, name) for v2, init, var, _, name in SINGLE]
 
 
-@xfail
 @pytest.mark.parametrize("gather_v2, include_shared_init, test_variable, test_kept_concat, shared_init_name", SINGLE)
 def test_single_partition(tmp_path, gather_v2, include_shared_init, test_variable, test_kept_concat,
                           shared_init_name):
@@ -148,7 +146,6 @@ MULTI = [(v2, init, var, "group_deps") for var, v2, init in itertools.product((F
 MULTI += [(v2, True, var, "shared_inits") for var, v2 in itertools.product((False, True), repeat=2)]
 
 
-@xfail
 @pytest.mark.parametrize("gather_v2, include_shared_init, test_variable, shared_init_name", MULTI)
 def test_multi_partition(tmp_path, gather_v2, include_shared_init, test_variable, shared_init_name):
     """SparsifyGatherTest.TestMultiPartition (its 12 combinations): two weights, one ``ids`` for both gathers."""
@@ -182,7 +179,6 @@ def test_multi_partition(tmp_path, gather_v2, include_shared_init, test_variable
     assert sorted(out[shared_init_name].input) == ["^w1/part_1/InitializeTable", "^w2/part_1/InitializeTable"]
 
 
-@xfail
 def test_tensor_slice(tmp_path):
     """SparsifyGatherTest.TestTensorSlice (the C++ test calls the internal ``ReadTensorFromCheckpoint`` on
     ``w/part_0`` with the slice spec ``4 1 0,2:0,1``; here a variable restored from that slice of a checkpoint

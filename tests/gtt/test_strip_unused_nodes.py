@@ -10,7 +10,6 @@ The C++ tests use bare NodeDefs; so do the ports (the graphs are not run).
 """
 from __future__ import annotations
 
-import pytest
 import tensorflow as tf
 
 from .conftest import graph_def, node, node_map, transform
@@ -65,8 +64,6 @@ def _placeholder(n, dtype, dims):
     assert tf.TensorShape(n.attr["shape"].shape).as_list() == dims
 
 
-@pytest.mark.xfail(strict=True, reason="strip_unused_nodes does not turn an interior input (a Mul) into a "
-                                       "Placeholder nor drop its ancestors")
 def test_simple_placeholder():
     """StripUnusedNodesTest.TestSimplePlaceholder: the input ``mul_node`` becomes a float scalar Placeholder and its
     inputs ``b_node``, ``c_node`` go."""
@@ -76,8 +73,6 @@ def test_simple_placeholder():
     assert "b_node" not in out and "c_node" not in out
 
 
-@pytest.mark.xfail(strict=True, reason="strip_unused_nodes does not turn an interior input into a Placeholder "
-                                       "of type=/shape=")
 def test_placeholder_default_args():
     """StripUnusedNodesTest.TestPlaceholderDefaultArgs: ``type=int32, shape="1,2,3"`` type and shape it."""
     out = node_map(transform(_mul_input_graph(), ["mul_node"], ["add_node"],
@@ -87,8 +82,6 @@ def test_placeholder_default_args():
     assert "b_node" not in out and "c_node" not in out
 
 
-@pytest.mark.xfail(strict=True, reason="strip_unused_nodes has no type_for_name/shape_for_name; its name= means "
-                                       "'keep', not GTT's 'the input these apply to'")
 def test_placeholder_named_args():
     """StripUnusedNodesTest.TestPlaceholderNamedArgs: ``name=a_node, type_for_name=int64, shape_for_name="1,2",
     name=mul_node, type_for_name=quint8, shape_for_name="1, 2, 3"`` gives each input its own type and shape."""
@@ -102,8 +95,6 @@ def test_placeholder_named_args():
     assert "b_node" not in out and "c_node" not in out
 
 
-@pytest.mark.xfail(strict=True, reason="strip_unused_nodes(type=, shape=) retypes/reshapes an input that already "
-                                       "is a Placeholder; GTT keeps existing Placeholders as they are")
 def test_existing_placeholder_input_is_kept_as_is():
     """Not a C++ TEST (strip_unused_nodes.cc: an input that is already a ``Placeholder`` is copied unchanged;
     ``type``/``shape`` only type the Placeholders that replace other inputs)."""

@@ -1,0 +1,120 @@
+"""``Shape``/``Size``/``Rank``/``ShapeN`` of tensors whose shape TensorFlow infers statically, as ``Const`` s.
+
+``fold_constants`` folds them as GTT's does (its shape map comes from TensorFlow's shape inference on import):
+the graph the nodes read is imported once into a ``tf.Graph``, and every such node whose input shape is fully
+known (for ``Rank``: whose rank is known) becomes a ``Const`` of the same name. ``_output_shapes`` attrs count
+only when asked (GTT's ``clear_output_shapes=false``).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import graph_pb2
+
+from graphxform import Replacement, const
+from graphxform.core.graph import Graph
+from graphxform.core.opdefs import CONTROL_FLOW_OPS
+from graphxform.engine.apply import apply_replacement
+from graphxform.engine.context import Context
+
+log = logging.getLogger(__name__)
+
+SHAPE_OPS = frozenset({"Shape", "Size", "Rank", "ShapeN"})
+
+
+def _candidates(graph: Graph, skip: Mapping[str, str]) -> list[str]:
+    """Shape ops whose inputs are not all ``Const`` s (those fold anyway), outside TF1 control-flow frames."""
+    out = []
+    for node in graph.nodes_by_op(*SHAPE_OPS):
+        if node.name in skip or graph.is_protected(node.name):
+            continue
+        if all(graph.producer(i).op == "Const" for i in graph.data_inputs(node.name)):
+            continue
+        out.append(node.name)
+    if out and any(graph.nodes_by_op(*CONTROL_FLOW_OPS)):
+        in_frame = Context().frame_facts(graph).in_frame
+        out = [n for n in out if n not in in_frame]
+    return out
+
+
+def _imported(graph: Graph, names: list[str], use_output_shapes: bool) -> tf.Graph | None:
+    gd = graph_pb2.GraphDef()
+    gd.versions.CopyFrom(graph.versions)
+    if graph.library.function:
+        gd.library.CopyFrom(graph.library)
+    needed = graph.ancestors(names)
+    for name in graph.node_names:
+        if name not in needed:
+            continue
+        node = gd.node.add()
+        node.CopyFrom(graph.node(name))
+        node.device = ""
+        for key in ("_class", *(() if use_output_shapes else ("_output_shapes",))):
+            if key in node.attr:
+                del node.attr[key]
+    g = tf.Graph()
+    try:
+        with g.as_default():
+            tf.graph_util.import_graph_def(gd, name="")
+    except (ValueError, TypeError, tf.errors.OpError) as exc:
+        log.debug("fold_constants: static shapes unknown, TensorFlow refused the graph: %s", exc)
+        return None
+    return g
+
+
+def _values(op: tf.Operation) -> list[np.ndarray] | None:
+    """The values ``op`` (a shape op) computes, when its inputs' static shapes tell them."""
+    out_type = op.get_attr("out_type").as_numpy_dtype if op.type != "Rank" else np.int32
+    shapes = [t.shape for t in op.inputs]
+    if op.type == "Rank":
+        return None if shapes[0].rank is None else [np.array(shapes[0].rank, np.int32)]
+    if not all(s.is_fully_defined() for s in shapes):
+        return None
+    if op.type == "Size":
+        return [np.array(shapes[0].num_elements(), out_type)]
+    return [np.array(s.as_list(), out_type) for s in shapes]
+
+
+def static_shape_folds(graph: Graph, skip: Mapping[str, str], *, use_output_shapes: bool) -> Replacement | None:
+    """The replacement that turns every shape op of statically known value into a ``Const`` (``None``: none).
+
+    Output 0 keeps the node's name; output ``p`` of a ``ShapeN`` becomes ``<name>/output_<p>``.
+    """
+    names = _candidates(graph, skip)
+    if not names:
+        return None
+    g = _imported(graph, names, use_output_shapes)
+    if g is None:
+        return None
+    rep = Replacement()
+    for name in names:
+        values = _values(g.get_operation_by_name(name))
+        if values is None:
+            continue
+        node = graph.node(name)
+        for port, value in enumerate(values):
+            attrs = {"_output_shapes": [tf.TensorShape(value.shape).as_proto()]} if use_output_shapes else None
+            if port == 0:
+                rep.update.append(const(name, value, device=node.device, attrs=attrs))
+            elif port in graph.output_ports(name):
+                new = graph.unique_name(f"{name}/output_{port}")
+                rep.add.append(const(new, value, device=node.device, attrs=attrs))
+                rep.replace[f"{name}:{port}"] = f"{new}:0"
+    if rep.is_empty():
+        return None
+    log.info("fold_constants: %d shape ops have statically known values", len(rep.update))
+    return rep
+
+
+def copy_with(graph: Graph, rep: Replacement) -> Graph:
+    """A copy of ``graph`` (signatures and protection included) with ``rep`` applied; ``graph`` is untouched."""
+    out = Graph(graph.to_graph_def(), signatures=copy.deepcopy(graph.signatures), protected=set(graph.protected))
+    apply_replacement(out, rep)
+    return out
+
+
+__all__ = ["SHAPE_OPS", "copy_with", "static_shape_folds"]
