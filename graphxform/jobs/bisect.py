@@ -198,13 +198,15 @@ def bisect(
     tags: list[str] | str | None = None,
     graph_inputs: list[str] | str | None = None,
     graph_outputs: list[str] | str | None = None,
+    synthesize_missing: bool = False,
 ) -> BisectResult:
     """Find the first rewrite of ``transforms`` (default: the default pipeline for ``quantize``) that changes the
     outputs of ``source`` (a path or a loaded :class:`Model`, which is not modified).
 
     ``rules_files`` are imported first, so user rules can be named in ``transforms``. ``inputs`` are the
     verification inputs (``.npz`` path or ``{signature: {input: array}}``); by default they are synthesized from the
-    model. Raises :class:`GraphxformError` when the model has no signatures or cannot be run.
+    model; inputs they leave out are an error unless ``synthesize_missing``. Raises :class:`GraphxformError` when
+    the model has no signatures or cannot be run.
     """
     t0 = time.perf_counter()
     rules = (build_pipeline(transforms, rules_files=[str(p) for p in rules_files]) if transforms is not None
@@ -220,7 +222,7 @@ def bisect(
     if not [k for k in model.signatures if not k.startswith("__")]:
         raise GraphxformError(f"{label}: has no signatures, so there are no outputs to compare; name the inputs "
                               "and outputs of a frozen graph (--input-names/--output-names)")
-    feeds = verification_inputs(model, inputs)
+    feeds = verification_inputs(model, inputs, synthesize_missing=synthesize_missing)
     if not model.frozen:
         model.freeze()
     result = BisectResult(label, describe_pipeline(rules), 0)
