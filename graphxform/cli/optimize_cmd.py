@@ -174,7 +174,7 @@ def optimize_cmd(in_path: str, out_path: str, quantize: str, transforms: str | N
                 progress.update("bisecting: replaying the pipeline")
                 found = bisect(in_path, transforms, quantize=quantize, inputs=inputs, rtol=rtol, atol=atol,
                                lossy=report.lossy, tags=tags, graph_inputs=input_names, graph_outputs=output_names,
-                               synthesize_missing=synthesize_missing)
+                               synthesize_missing=synthesize_missing, status=progress.update)
             if as_json:
                 emit_json({**report.to_dict(), "bisect": found.to_dict()}, timings)
             else:

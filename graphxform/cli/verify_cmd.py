@@ -169,7 +169,7 @@ def verify_cmd(reference: str, candidate: str, inputs: str | None, examples: str
             progress.update("bisecting: replaying the pipeline on the reference")
             found = bisect(reference, transforms, rules_files=rules_files, quantize="int8" if lossy else "none",
                            inputs=inputs, rtol=rtol, atol=atol, lossy=lossy, tags=tag_list,
-                           synthesize_missing=synthesize_missing)
+                           synthesize_missing=synthesize_missing, status=progress.update)
         if as_json:
             emit_json({**report.to_dict(), "bisect": found.to_dict()}, timings)
         else:
