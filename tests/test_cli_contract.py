@@ -477,6 +477,41 @@ def test_progress_goes_to_a_terminal_stderr_only(tmp_path):
     assert res.code == 0 and "✓" not in err and err.strip() == ""
 
 
+@pytest.mark.parametrize("command", ["inspect", "render", "rules", "transform", "verify"])
+def test_every_command_shows_live_progress_on_a_terminal(command, tmp_path, monkeypatch):
+    """A spinner on a terminal's stderr names what runs (loading, each rule, each signature); none in a pipe.
+    (What the spinner is told is recorded: it draws only some of it, at its own pace.)"""
+    from graphxform.cli.common import StageProgress
+
+    shown: list[str] = []
+    real_update = StageProgress.update
+
+    def update(self, text):  # type: ignore[no-untyped-def]
+        if self.status is not None:
+            shown.append(text)
+        real_update(self, text)
+
+    monkeypatch.setattr(StageProgress, "update", update)
+    argv, said = {
+        "inspect": (["inspect", str(FROZEN)], "loading " + str(FROZEN)),
+        "render": (["render", str(FROZEN), "-o", str(tmp_path / "g.dot")], "drawing " + str(tmp_path / "g.dot")),
+        "rules": (["rules"], "loading the rules"),
+        "transform": (["transform", str(FROZEN), str(tmp_path / "t.pb"), "--input-names", "input",
+                       "--output-names", "output", "-t", "remove_identity", "--force"], "round 1: remove_identity…"),
+        "verify": (["verify", str(LOOKUP), str(LOOKUP), "--loaders", "tf1"],
+                   "signature serving_default: running the candidate in tf1 (TF1 saved_model.loader.load)…"),
+    }[command]
+    res, _, err = render(argv, tty=False, err_tty=True)
+    assert res.code == 0, res.stderr
+    assert said in shown, shown
+    assert "".join(shown[-1].split()) in "".join(err.split())  # drawn on stderr (at least when it stops)
+    shown.clear()
+    if command == "render":
+        (tmp_path / "g.dot").unlink()
+    res, _, err = render(argv, tty=False, err_tty=False)
+    assert res.code == 0 and shown == [] and said not in err, err
+
+
 def test_verify_reports_progress_per_signature_and_loader():
     from graphxform.jobs.verify import verify
 

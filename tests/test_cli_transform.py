@@ -63,7 +63,8 @@ def test_transform_frozen_graph_with_the_gtt_recipe(tmp_path, capsys):
 
 @needs_frozen
 def test_transform_prints_a_table_per_rule(tmp_path, capsys):
-    code, stdout, _ = cli(capsys, "transform", FROZEN, tmp_path / "o.pb", "--input-names", "input", "--output-names", "output",
+    code, stdout, _ = cli(capsys, "transform", FROZEN, tmp_path / "o.pb", "--input-names", "input", "--output-names",
+                          "output",
                           "-t", "remove_identity fold_constants fold_batch_norms")
     assert code == 0
     for word in ("remove_identity", "fold_constants", "fold_batch_norms", "applied", "seconds", "nodes 21 →"):
@@ -192,7 +193,8 @@ def test_oscillating_rules_file_fails_with_the_rule_names(tmp_path, capsys):
             def rewrite(self, m):
                 return _as(m.anchor, "Relu")
     '''))
-    code, _, err = cli(capsys, "transform", FROZEN, tmp_path / "o.pb", "--input-names", "input", "--output-names", "output",
+    code, _, err = cli(capsys, "transform", FROZEN, tmp_path / "o.pb", "--input-names", "input", "--output-names",
+                       "output",
                        "--rules", rules, "-t", "cli_osc_a cli_osc_b")
     assert code == 2 and "cli_osc_a" in err and "cli_osc_b" in err and "undo each other" in err
     assert not (tmp_path / "o.pb").exists()

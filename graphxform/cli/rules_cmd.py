@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from graphxform.cli.common import console, emit_json, json_option
+from graphxform.cli.common import StageProgress, console, emit_json, json_option
 
 #: ``literal``, :role:`target` and :role:`~dotted.target` in docstrings (reStructuredText, as the rules are written).
 _RST_LITERAL = re.compile(r"``(?P<lit>.+?)``|:[a-z]+:`~?(?P<ref>[^`]+)`")
@@ -61,13 +61,15 @@ def rules_cmd(names: tuple[str, ...], rules_files: tuple[str, ...], as_json: boo
       graphxform rules fold_batch_norms remove_nodes
       graphxform rules --rules my_rules.py --json
     """
-    from graphxform.engine.pipeline import DEFAULT_PIPELINE, NOOP_TRANSFORMS, UNSUPPORTED_GTT
-    from graphxform.engine.registry import get_rule, load_rules_file, registry
+    with StageProgress() as progress:  # importing the rules imports TensorFlow: seconds
+        progress.update("loading the rules")
+        from graphxform.engine.pipeline import DEFAULT_PIPELINE, NOOP_TRANSFORMS, UNSUPPORTED_GTT
+        from graphxform.engine.registry import get_rule, load_rules_file, registry
 
-    for path in rules_files:
-        load_rules_file(path)
-    classes = [get_rule(n) for n in names] if names else [registry()[k] for k in sorted(registry())]
-    infos = [cls.describe() for cls in classes]
+        for path in rules_files:
+            load_rules_file(path)
+        classes = [get_rule(n) for n in names] if names else [registry()[k] for k in sorted(registry())]
+        infos = [cls.describe() for cls in classes]
     for info in infos:
         info["default_pipeline"] = info["name"] in DEFAULT_PIPELINE
     if as_json:

@@ -425,6 +425,7 @@ __all__ = [
     "MAIN_OP_COLLECTIONS", "MAX_PROTO_BYTES", "SAVED_MODEL_FILES", "TABLE_INITIALIZER_COLLECTION", "TEXT_SUFFIXES",
     "VARIABLE_COLLECTIONS", "check_asset_name", "check_variables", "choose_meta_graph", "find_assets",
     "check_collections", "check_unique_names", "find_init_op", "find_meta_graph", "is_saved_model_dir", "is_text", "node_list", "parse_saved_model",
-    "keras_file_message", "read_graph_def", "read_model_file", "read_saved_model", "read_saved_model_proto", "saved_model_tags",
+    "keras_file_message", "read_graph_def", "read_model_file", "read_saved_model", "read_saved_model_proto",
+    "saved_model_tags",
     "shape_of", "signature_prefixes", "signatures_from_meta_graph", "spec_from_info",
 ]
