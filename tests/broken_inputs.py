@@ -197,9 +197,9 @@ def small_graph(extra=()):  # type: ignore[no-untyped-def]
 
 
 IO_ARGS = {"optimize": ("--input-names", "x", "--output-names", "y"),
-           "transform": ("--inputs", "x", "--outputs", "y")}
+           "transform": ("--input-names", "x", "--output-names", "y")}
 FROZEN_IO = {"optimize": ("--input-names", "input", "--output-names", "output"),
-             "transform": ("--inputs", "input", "--outputs", "output")}
+             "transform": ("--input-names", "input", "--output-names", "output")}
 
 
 # --------------------------------------------------------------------------- byte-level damage
@@ -962,11 +962,11 @@ def _cases() -> list[Case]:  # noqa: C901 - one flat list of cases, read top to 
     add("graph_output_name_missing", "graph", "optimize --output-names names a node the graph lacks",
         frozen_graph(lambda: small_graph()), names=["{path}", "no_such_output"], commands=("optimize", "transform"),
         extra_args={"optimize": ("--input-names", "x", "--output-names", "no_such_output"),
-                    "transform": ("--inputs", "x", "--outputs", "no_such_output")})
+                    "transform": ("--input-names", "x", "--output-names", "no_such_output")})
     add("graph_input_name_missing", "graph", "optimize --input-names names a node the graph lacks",
         frozen_graph(lambda: small_graph()), names=["{path}", "no_such_input"], commands=("optimize", "transform"),
         extra_args={"optimize": ("--input-names", "no_such_input", "--output-names", "y"),
-                    "transform": ("--inputs", "no_such_input", "--outputs", "y")})
+                    "transform": ("--input-names", "no_such_input", "--output-names", "y")})
     for m in ("estimator_dnn", "keras3_saved_model"):
         def sm_dangling(mg: Any) -> None:
             n = next(n for n in mg.graph_def.node if n.input and n.op not in ("NoOp",))

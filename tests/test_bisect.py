@@ -95,14 +95,19 @@ def test_bisect_names_the_broken_bias_rule_on_a_frozen_graph(rules_file):
     ops = {n.name: n.op for n in model.graph}
     with np.load(FIXTURES / "samples" / "tf1_frozen_bn.npz", allow_pickle=False) as data:
         x = data["input:0"]
+    said: list[str] = []
     result = bisect(model, f"{PIPELINE} test_bisect_double_bias", rules_files=[rules_file],
-                    inputs={"serving_default": {"input": x}})
+                    inputs={"serving_default": {"input": x}}, status=said.append)
     # fold_batch_norms adds a BiasAdd of its own; the first doubled bias that changes the output is named.
     assert result.found and result.first_bad.rule == "test_bisect_double_bias", result.summary()
     assert result.first_bad.updated and result.first_bad.updated[0] in result.first_bad.matched
     by_k = {e.k: e for e in result.evaluations}
     assert by_k[result.first_bad.step].bad and not by_k[result.first_bad.step - 1].bad
     assert ops  # the loaded model was not modified by the bisection
+    # progress: each step is said, the narrowing included
+    assert said[0] == "bisect: preparing inputs" and "bisect: running the pipeline once to record its rewrites" in said
+    assert f"bisect: running the model after all {result.steps} rewrites" in said
+    assert len([s for s in said if "the first change is between rewrites" in s]) == len(result.evaluations) - 2
     assert {n.name: n.op for n in model.graph} == ops
 
 

@@ -40,7 +40,7 @@ def test_debug_after_the_arguments_of_transform_turns_on_linting(monkeypatch, tm
         return real(*args, **kwargs)
     monkeypatch.setattr(runner, "run_pipeline", spy)
     pb = fixture_path("tf1_frozen_bn.pb")
-    names = ["--inputs", "input", "--outputs", "output"]
+    names = ["--input-names", "input", "--output-names", "output"]
     for i, args in enumerate((["transform", str(pb), str(tmp_path / "a"), "-t", "remove_identity", *names, "--debug"],
                               ["--debug", "transform", str(pb), str(tmp_path / "b"), "-t", "remove_identity", *names],
                               ["transform", str(pb), str(tmp_path / "c"), "-t", "remove_identity", *names])):

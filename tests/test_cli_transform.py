@@ -43,7 +43,7 @@ def _sample() -> np.ndarray:
 def test_transform_frozen_graph_with_the_gtt_recipe(tmp_path, capsys):
     out = tmp_path / "out.pb"
     trace = tmp_path / "trace.jsonl"
-    code, stdout, _ = cli(capsys, "transform", FROZEN, out, "--inputs", "input", "--outputs", "output",
+    code, stdout, _ = cli(capsys, "transform", FROZEN, out, "--input-names", "input", "--output-names", "output",
                           "--transforms", RECIPE_FLOAT, "--trace", trace, "--json")
     assert code == 0
     result = json.loads(stdout)
@@ -63,7 +63,8 @@ def test_transform_frozen_graph_with_the_gtt_recipe(tmp_path, capsys):
 
 @needs_frozen
 def test_transform_prints_a_table_per_rule(tmp_path, capsys):
-    code, stdout, _ = cli(capsys, "transform", FROZEN, tmp_path / "o.pb", "--inputs", "input", "--outputs", "output",
+    code, stdout, _ = cli(capsys, "transform", FROZEN, tmp_path / "o.pb", "--input-names", "input", "--output-names",
+                          "output",
                           "-t", "remove_identity fold_constants fold_batch_norms")
     assert code == 0
     for word in ("remove_identity", "fold_constants", "fold_batch_norms", "applied", "seconds", "nodes 21 →"):
@@ -87,7 +88,7 @@ def test_transform_saved_model_to_saved_model_keeps_outputs(tmp_path, capsys):
 
 @needs_frozen
 def test_explain_without_output(tmp_path, capsys):
-    code, stdout, _ = cli(capsys, "transform", FROZEN, "--inputs", "input", "--outputs", "output",
+    code, stdout, _ = cli(capsys, "transform", FROZEN, "--input-names", "input", "--output-names", "output",
                           "-t", "", "--explain", "remove_nodes(op=Identity)", "--json")
     assert code == 0
     result = json.loads(stdout)
@@ -95,7 +96,7 @@ def test_explain_without_output(tmp_path, capsys):
     rows = {r["node"]: r for r in result["explain"]["nodes"]}
     assert rows["output"]["reason"].startswith("'output' is protected")
     assert rows["bn/gamma/read"]["op"] == "Identity" and "colocation" in rows["bn/gamma/read"]["reason"]
-    code, stdout, _ = cli(capsys, "transform", FROZEN, "--inputs", "input", "--outputs", "output",
+    code, stdout, _ = cli(capsys, "transform", FROZEN, "--input-names", "input", "--output-names", "output",
                           "--explain", "fold_batch_norms", "-t", "fold_constants")
     assert code == 0 and "why fold_batch_norms() does not fire" in stdout and "conv2" in stdout
 
@@ -120,7 +121,7 @@ def test_custom_rules_file(tmp_path, capsys):
                 return Replacement(update=[new])
     '''))
     out = tmp_path / "o.pbtxt"
-    code, stdout, _ = cli(capsys, "transform", FROZEN, out, "--inputs", "input", "--outputs", "output",
+    code, stdout, _ = cli(capsys, "transform", FROZEN, out, "--input-names", "input", "--output-names", "output",
                           "--rules", rules, "-t", "cli_test_relu6", "--json")
     assert code == 0, stdout
     row = json.loads(stdout)["rules"][0]
@@ -136,7 +137,7 @@ def test_custom_rules_file(tmp_path, capsys):
     (["-t", "fold_constants(bogus=1)"], "rule 'fold_constants' has no parameter 'bogus'"),
     (["-t", "quantize_weights(minimum_size=big)"], "minimum_size='big' is not a valid int"),
     (["-t", "fold_constants(", ], "missing its closing ')'"),
-    (["--outputs", "nope"], "nope"),
+    (["--output-names", "nope"], "nope"),
     (["--rules", "/nonexistent/rules.py"], "does not exist"),
 ])
 def test_errors_exit_2_with_one_line(tmp_path, capsys, args, message):
@@ -150,10 +151,10 @@ def test_errors_exit_2_with_one_line(tmp_path, capsys, args, message):
 def test_existing_output_needs_force(tmp_path, capsys):
     out = tmp_path / "o.pb"
     out.write_bytes(b"old")
-    code, _, err = cli(capsys, "transform", FROZEN, out, "--inputs", "input", "--outputs", "output", "-t",
+    code, _, err = cli(capsys, "transform", FROZEN, out, "--input-names", "input", "--output-names", "output", "-t",
                        "remove_identity")
     assert code == 2 and "already exists" in err and out.read_bytes() == b"old"
-    code, _, _ = cli(capsys, "transform", FROZEN, out, "--inputs", "input", "--outputs", "output", "-t",
+    code, _, _ = cli(capsys, "transform", FROZEN, out, "--input-names", "input", "--output-names", "output", "-t",
                      "remove_identity", "--force")
     assert code == 0 and len(_gd(out).node) > 0
 
@@ -193,7 +194,8 @@ def test_oscillating_rules_file_fails_with_the_rule_names(tmp_path, capsys):
             def rewrite(self, m):
                 return _as(m.anchor, "Relu")
     '''))
-    code, _, err = cli(capsys, "transform", FROZEN, tmp_path / "o.pb", "--inputs", "input", "--outputs", "output",
+    code, _, err = cli(capsys, "transform", FROZEN, tmp_path / "o.pb", "--input-names", "input", "--output-names",
+                       "output",
                        "--rules", rules, "-t", "cli_osc_a cli_osc_b")
     assert code == 2 and "cli_osc_a" in err and "cli_osc_b" in err and "undo each other" in err
     assert not (tmp_path / "o.pb").exists()
@@ -237,7 +239,7 @@ def test_rules_lists_a_rules_file(tmp_path, capsys):
 def test_outputs_protect_nodes_of_a_saved_model(tmp_path, capsys):
     keep = "serve/StatefulPartitionedCall/keras_bn_1/bn1_1/Cast/ReadVariableOp"  # an Identity after freezing
     out = tmp_path / "o.pbtxt"
-    code, _, err = cli(capsys, "transform", KERAS, out, "-t", "remove_identity", "--outputs", keep, "--json")
+    code, _, err = cli(capsys, "transform", KERAS, out, "-t", "remove_identity", "--output-names", keep, "--json")
     assert code == 0, err
     assert f'name: "{keep}"' in out.read_text()
     code, _, err = cli(capsys, "transform", KERAS, tmp_path / "p.pbtxt", "-t", "remove_identity")

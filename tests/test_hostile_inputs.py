@@ -346,7 +346,7 @@ def test_transform_cli_never_runs_write_file(tmp_path):
     pb = tmp_path / "model.pb"
     pb.write_bytes(_file_ops_graph(secret, target).SerializeToString())
     out = tmp_path / "out"
-    res = run_cli(["transform", str(pb), str(out), "--inputs", "x", "--outputs", "y,read,glob",
+    res = run_cli(["transform", str(pb), str(out), "--input-names", "x", "--output-names", "y,read,glob",
                    "--transforms", "fold_constants merge_duplicates remove_identity"])
     assert res.code == 0, res.stderr
     assert not target.exists()

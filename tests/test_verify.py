@@ -317,6 +317,11 @@ def test_a_model_the_cpp_loader_refuses_fails_verification_with_tfs_message(dnn_
     assert code == 1 and "transpose_b" in err
     data = json.loads(out)
     assert [(r["loader"], r["loaded"]) for r in data["loaders"]] == [("c++", False), ("tf2", True), ("tf1", True)]
+    # the tables, then TensorFlow's message once, whole, in the error line (not also cut in the report)
+    code, out, err = _main(["verify", str(FIXTURES / "estimator_dnn"), str(broken)], capsys)
+    assert code == 1 and "FAIL" in out
+    assert (out + err).count("AttrValue missing value with expected type 'bool'") == 1
+    assert "AttrValue missing value with expected type 'bool' for attr 'transpose_b'" in err.splitlines()[-1]
 
 
 def test_an_init_op_signature_is_an_extra_signature(dnn_copy, tmp_path):

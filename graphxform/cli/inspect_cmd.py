@@ -6,7 +6,14 @@ from typing import Any
 
 import click
 
-from graphxform.cli.common import console, emit_json, json_option, tags_option
+from graphxform.cli.common import (
+    StageProgress,
+    console,
+    emit_json,
+    fit_table,
+    json_option,
+    tags_option,
+)
 
 _TOP_OPS_COLUMNS = 3
 
@@ -16,9 +23,16 @@ def _fmt_count(n: int | None) -> str:
 
 
 def _table(title: str | None = None) -> Any:
-    from rich.table import Table
+    """A table whose cells fold rather than being cut (columns added with :func:`_col`)."""
+    return fit_table(title=title, title_justify="left")
 
-    return Table(title=title, title_justify="left", min_width=len(title) if title else None)
+
+def _col(table: Any, name: str, kind: str = "text") -> None:
+    """``kind``: ``"text"`` folds long names onto the next line; ``"num"`` right-aligned, never cut."""
+    if kind == "num":
+        table.add_column(name, justify="right", no_wrap=True)
+    else:
+        table.add_column(name, overflow="fold")
 
 
 def _fmt_value(v: Any) -> str:
@@ -96,8 +110,8 @@ def print_summary(s: dict[str, Any], top: int) -> None:
     table = _table(f"Op histogram ({len(ops)} op types)")
     cols = min(_TOP_OPS_COLUMNS, max(1, len(ops)))
     for _ in range(cols):
-        table.add_column("op")
-        table.add_column("count", justify="right")
+        _col(table, "op")
+        _col(table, "count", "num")
     rows = (len(ops) + cols - 1) // cols
     for r in range(rows):
         cells: list[str] = []
@@ -117,7 +131,7 @@ def print_summary(s: dict[str, Any], top: int) -> None:
                   f"({counted})", highlight=False)
     table = _table()
     for col in ("dtype", "tensors", "elements", "bytes"):
-        table.add_column(col, justify="left" if col == "dtype" else "right")
+        _col(table, col, "text" if col == "dtype" else "num")
     for dt, b in p["by_dtype"].items():
         table.add_row(dt, str(b["tensors"]), _fmt_count(b["count"]), human_bytes(b["bytes"]))
     table.add_row("[dim]constants[/dim]", str(p["constants"]["tensors"]), _fmt_count(p["constants"]["count"]),
@@ -135,11 +149,11 @@ def print_summary(s: dict[str, Any], top: int) -> None:
 
     if s["largest"]:
         table = _table(f"Largest {len(s['largest'])} constants/variables")
-        table.add_column("name", overflow="fold")
+        _col(table, "name")
         for col in ("kind", "dtype", "shape"):
-            table.add_column(col)
-        table.add_column("elements", justify="right")
-        table.add_column("bytes", justify="right")
+            _col(table, col)
+        _col(table, "elements", "num")
+        _col(table, "bytes", "num")
         for r in s["largest"]:
             table.add_row(r["name"], r["kind"], r["dtype"], _shape(r["shape"]), _fmt_count(r["count"]),
                           human_bytes(r["bytes"]))
@@ -147,10 +161,10 @@ def print_summary(s: dict[str, Any], top: int) -> None:
 
     if s["functions"]:
         table = _table(f"Library functions ({len(s['functions'])})")
-        table.add_column("name", overflow="fold")
-        table.add_column("nodes", justify="right")
-        table.add_column("in/out", justify="right")
-        table.add_column("main ops", overflow="fold")
+        _col(table, "name")
+        _col(table, "nodes", "num")
+        _col(table, "in/out", "num")
+        _col(table, "main ops")
         shown = s["functions"][: max(top, 20)]
         for f in shown:
             main = ", ".join(f"{op} {n}" for op, n in list(f["ops"].items())[:4])
@@ -161,10 +175,8 @@ def print_summary(s: dict[str, Any], top: int) -> None:
 
     if s["tables"]:
         table = _table("Lookup tables")
-        table.add_column("table", overflow="fold")
-        table.add_column("op")
-        table.add_column("key → value")
-        table.add_column("filled by", overflow="fold")
+        for col in ("table", "op", "key → value", "filled by"):
+            _col(table, col)
         for t in s["tables"]:
             inits = []
             for i in t["initializers"]:
@@ -182,11 +194,8 @@ def print_summary(s: dict[str, Any], top: int) -> None:
 
     if s.get("objects"):
         table = _table("Variables and tables by object path (TF2 object graph, as tf.saved_model.load binds them)")
-        table.add_column("graph node", overflow="fold")
-        table.add_column("op")
-        table.add_column("object path", overflow="fold")
-        table.add_column("in the checkpoint", overflow="fold")
-        table.add_column("saver")
+        for col in ("graph node", "op", "object path", "in the checkpoint", "saver"):
+            _col(table, col)
         for o in s["objects"]:
             key = o["checkpoint_key"]
             if isinstance(key, list):  # a table: keys and values
@@ -205,9 +214,9 @@ def print_summary(s: dict[str, Any], top: int) -> None:
 
     if s["assets"]:
         table = _table("Assets")
-        table.add_column("file")
-        table.add_column("size", justify="right")
-        table.add_column("path tensor", overflow="fold")
+        _col(table, "file")
+        _col(table, "size", "num")
+        _col(table, "path tensor")
         for a in s["assets"]:
             size = "[red]missing[/red]" if a["size"] is None else human_bytes(a["size"])
             table.add_row(a["filename"], size, a["tensor"])
@@ -216,22 +225,22 @@ def print_summary(s: dict[str, Any], top: int) -> None:
     if s["format"] != "saved_model" or not s["signatures"]:
         table = _table("Possible inputs (Placeholders)")
         for col in ("name", "dtype", "shape"):
-            table.add_column(col, overflow="fold")
+            _col(table, col)
         for i in s["candidate_inputs"] + s["inputs_with_default"]:
             table.add_row(i["name"] + (" [dim](with default)[/dim]" if i["op"] != "Placeholder" else ""),
                           i["dtype"], i["shape_str"])
         console.print(table)
         table = _table("Possible outputs (nodes nothing consumes)")
         for col in ("name", "op", "dtypes"):
-            table.add_column(col, overflow="fold")
+            _col(table, col)
         for o in s["candidate_outputs"]:
             table.add_row(o["name"], o["op"], ", ".join(o["dtypes"]) if o["dtypes"] else "?")
         console.print(table)
         if s["candidate_inputs"] or s["candidate_outputs"]:
             ins = ",".join(i["name"] for i in s["candidate_inputs"])
             outs = ",".join(o["name"] for o in s["candidate_outputs"])
-            console.print(f"[dim]e.g. graphxform transform {s['source']} OUT --inputs {ins} --outputs {outs} …[/dim]",
-                          highlight=False, soft_wrap=True)  # a command to copy: never wrapped
+            console.print(f"[dim]e.g. graphxform transform {s['source']} OUT --input-names {ins} --output-names "
+                          f"{outs} …[/dim]", highlight=False, soft_wrap=True)  # a command to copy: never wrapped
 
     if s["warnings"]:
         for w in s["warnings"]:
@@ -258,30 +267,36 @@ def print_node(info: dict[str, Any]) -> None:
         console.print("[dim]protected: rules may not remove it[/dim]")
     if info["attrs"]:
         table = _table("attrs")
-        table.add_column("attr")
-        table.add_column("value", overflow="fold")
+        _col(table, "attr")
+        _col(table, "value")
         for k, v in info["attrs"].items():
             table.add_row(k, _fmt_value(v))
         console.print(table)
-    table = _table(f"inputs ({len(info['inputs'])})")
-    for col in ("#", "input", "producer op"):
-        table.add_column(col, overflow="fold")
-    for i in info["inputs"]:
-        table.add_row("^" if i["control"] else str(i["index"]), i["input"], i["op"] or "[red]missing[/red]")
-    console.print(table)
-    table = _table(f"consumers ({len(info['consumers'])})")
-    for col in ("node", "op", "reads"):
-        table.add_column(col, overflow="fold")
-    for c in info["consumers"]:
-        reads = "control" if c["control"] else f"output {c['port']} as input {c['input_index']}"
-        table.add_row(c["node"], c["op"] or "?", reads)
-    console.print(table)
+    if info["inputs"]:
+        table = _table(f"inputs ({len(info['inputs'])})")
+        for col in ("#", "input", "producer op"):
+            _col(table, col)
+        for i in info["inputs"]:
+            table.add_row("^" if i["control"] else str(i["index"]), i["input"], i["op"] or "[red]missing[/red]")
+        console.print(table)
+    else:
+        console.print("inputs: none", highlight=False)
+    if info["consumers"]:
+        table = _table(f"consumers ({len(info['consumers'])})")
+        for col in ("node", "op", "reads"):
+            _col(table, col)
+        for c in info["consumers"]:
+            reads = "control" if c["control"] else f"output {c['port']} as input {c['input_index']}"
+            table.add_row(c["node"], c["op"] or "?", reads)
+        console.print(table)
+    else:
+        console.print("consumers: none" + (" (a signature output)" if info["signatures"] else ""), highlight=False)
     if "value" in info:
         v = info["value"]
         console.print(f"value: {v['dtype']} {v['shape_str']}, {human_bytes(v['bytes'])}", highlight=False)
         table = _table("value statistics")
-        table.add_column("stat")
-        table.add_column("value", overflow="fold")
+        _col(table, "stat")
+        _col(table, "value")
         for k, val in v["stats"].items():
             table.add_row(k, _fmt_value(val))
         console.print(table)
@@ -309,7 +324,9 @@ def inspect_cmd(model_path: Path, tags: str | None, as_json: bool, top: int, nod
     from graphxform.inspect.node import node_info
     from graphxform.inspect.summary import load_for_inspect, summarize
 
-    model = load_for_inspect(model_path, tags)
+    with StageProgress() as progress:
+        progress.update(f"loading {model_path}")
+        model = load_for_inspect(model_path, tags)
     if node_name is not None:
         info = node_info(model, node_name)
         if as_json:
@@ -317,7 +334,9 @@ def inspect_cmd(model_path: Path, tags: str | None, as_json: bool, top: int, nod
         else:
             print_node(info)
         return
-    summary = summarize(model, top=top)
+    with StageProgress() as progress:
+        progress.update("summarizing")
+        summary = summarize(model, top=top)
     if as_json:
         emit_json(summary)
     else:

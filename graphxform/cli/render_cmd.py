@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from graphxform.cli.common import emit_json, err_console, json_option, tags_option
+from graphxform.cli.common import StageProgress, emit_json, json_option, print_line, tags_option
 
 
 @click.command("render")
@@ -37,10 +37,13 @@ def render_cmd(model_path: Path, output: Path, around: str | None, depth: int, m
 
     if output_format(output) != "dot":
         dot_program()  # say Graphviz is missing before loading the model
-    model = load_for_inspect(model_path, tags)
-    result = render(model, output, around=around, depth=depth, max_nodes=max_nodes)
+    with StageProgress() as progress:
+        progress.update(f"loading {model_path}")
+        model = load_for_inspect(model_path, tags)
+        progress.update(f"drawing {output}")
+        result = render(model, output, around=around, depth=depth, max_nodes=max_nodes)
     if as_json:
         emit_json(result)
     else:
-        err_console.print(f"wrote {result['output']} ({result['nodes']} nodes, {result['edges']} edges)",
-                          highlight=False)
+        print_line(f"wrote {result['output']} ({result['nodes']} nodes, {result['edges']} edges)", markup=False,
+                   err=True)

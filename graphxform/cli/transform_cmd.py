@@ -6,78 +6,62 @@ from typing import Any
 import click
 
 from graphxform.cli.common import (
+    StageProgress,
     console,
+    deprecated_alias,
     emit_json,
-    err_console,
     json_option,
+    new_table,
+    plural,
+    print_line,
     tags_option,
+    timings_option,
 )
-
-
-class _Status:
-    """A spinner on stderr saying which rule runs (nothing is printed when stderr is not a terminal)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.status = err_console.status("loading…") if enabled and err_console.is_terminal else None
-        if self.status is not None:
-            self.status.start()
-
-    def update(self, text: str) -> None:
-        if self.status is not None:
-            self.status.update(text)
-
-    def __call__(self, rule: str, status: str, info: dict[str, Any]) -> None:
-        if status == "start":
-            self.update(f"round {info.get('round', '?')}: {rule}…")
-        else:
-            self.update(f"round {info.get('round', '?')}: {rule} — {info.get('count', 0)} rewrites, "
-                        f"{info.get('nodes', '?')} nodes")
-
-    def stop(self) -> None:
-        if self.status is not None:
-            self.status.stop()
 
 
 def _names(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
+def print_ignored(messages: list[str]) -> None:
+    """Each error a rule's ``ignore_errors=true`` skipped, once."""
+    from rich.markup import escape
+
+    for msg in messages[:20]:
+        print_line(f"[yellow]ignored:[/yellow] {escape(msg)}")
+    if len(messages) > 20:
+        print_line(f"[yellow]ignored:[/yellow] … {len(messages) - 20} more (see --json)")
+
+
 def _print_table(result: dict[str, Any]) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
     if not result["rules"]:
-        console.print(f"no rules ran; nodes: {result['nodes_before']}", highlight=False)
+        print_line(f"no rules ran; nodes: {result['nodes_before']}")
         return
-    table = Table(title=escape(f"{result['input']} → {result['output'] or '(not written)'}"))
-    for col, just in (("rule", "left"), ("applied", "right"), ("seconds", "right"), ("visited", "right"),
-                      ("nodes −", "right"), ("nodes +", "right")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    table = new_table(escape(f"{result['input']} → {result['output'] or '(not written)'}"), "rule",
+                      ("applied", "num"), ("seconds", "num"), ("visited", "num"), ("nodes −", "num"),
+                      ("nodes +", "num"))
     for row in result["rules"]:
-        table.add_row(row["rule"], str(row["applied"]), f"{row['seconds']:.3f}", str(row["visited"]),
+        table.add_row(escape(row["rule"]), str(row["applied"]), f"{row['seconds']:.3f}", str(row["visited"]),
                       str(row["nodes_removed"]), str(row["nodes_added"]))
     console.print(table)
-    console.print(f"nodes {result['nodes_before']} → {result['nodes_after']}, {result['rounds']} rounds, "
-                  f"{result['steps']} rewrites, {result['seconds']:.2f} s" +
-                  (f"; trace: {result['trace']}" if result.get("trace") else ""), highlight=False)
-    for msg in result.get("ignored_errors", [])[:20]:
-        console.print(f"[yellow]ignored:[/yellow] {escape(msg)}", highlight=False)
+    print_line(f"nodes {result['nodes_before']} → {result['nodes_after']}, {plural(result['rounds'], 'round')}, "
+               f"{plural(result['steps'], 'rewrite')}, {result['seconds']:.2f} s"
+               + (f"; trace: {escape(str(result['trace']))}" if result.get("trace") else ""))
+    print_ignored(result.get("ignored_errors", []))
 
 
 def _print_explain(rule: str, rows: list[dict[str, Any]]) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
     if not rows:
-        console.print(f"{rule}: the graph has no node it could start from")
+        print_line(f"{escape(rule)}: the graph has no node it could start from")
         return
-    table = Table(title=f"why {rule} does not fire")
-    table.add_column("node")
-    table.add_column("op")
-    table.add_column("reason")
+    table = new_table(escape(f"why {rule} does not fire"), "node", "op", "reason")
     for row in rows:
         reason = escape(row["reason"]) if row["reason"] is not None else "[green]would fire[/green]"
-        table.add_row(escape(row["node"]), row["op"] or "", reason)
+        table.add_row(escape(row["node"]), escape(row["op"] or ""), reason)
     console.print(table)
 
 
@@ -87,9 +71,13 @@ def _print_explain(rule: str, rows: list[dict[str, Any]]) -> None:
 @click.option("-t", "--transforms", default=None,
               help='Rules to run, e.g. "remove_nodes(op=Identity) fold_constants(ignore_errors=true)" '
                    "(GTT syntax and names accepted). Default: the default pipeline.")
-@click.option("--inputs", default=None, help="Input nodes/tensors, comma separated: kept (protected); for a "
-                                              "frozen .pb/.pbtxt they also make the serving_default signature.")
-@click.option("--outputs", default=None, help="Output nodes/tensors, comma separated (like --inputs).")
+@click.option("--input-names", default=None, metavar="NAMES",
+              help="Input nodes/tensors, comma separated: kept (protected); for a frozen .pb/.pbtxt they also make "
+                   "the serving_default signature. (--inputs, the old spelling, is accepted.)")
+@click.option("--output-names", default=None, metavar="NAMES",
+              help="Output nodes/tensors, comma separated (like --input-names; --outputs is accepted).")
+@deprecated_alias("--inputs", "--input-names")
+@deprecated_alias("--outputs", "--output-names")
 @tags_option
 @click.option("--rules", "rules_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="A Python file of custom rules (@register'ed Rule classes); may be repeated.")
@@ -104,11 +92,13 @@ def _print_explain(rule: str, rows: list[dict[str, Any]]) -> None:
 @click.option("--allow-no-signatures", is_flag=True,
               help="Write a SavedModel OUT even when the model has no signatures (refused otherwise, exit 2).")
 @json_option
+@timings_option
 @click.pass_context
 def transform_cmd(ctx: click.Context, in_path: str, out_path: str | None, transforms: str | None,
-                  inputs: str | None, outputs: str | None, tags: str | None, rules_files: tuple[str, ...],
+                  input_names: str | None, output_names: str | None, inputs_deprecated: str | None,
+                  outputs_deprecated: str | None, tags: str | None, rules_files: tuple[str, ...],
                   explain_spec: str | None, trace: str | None, force: bool, no_freeze: bool, max_steps: int | None,
-                  allow_no_signatures: bool, as_json: bool) -> None:
+                  allow_no_signatures: bool, as_json: bool, timings: bool) -> None:
     """Run rewrite rules on the model IN and write it to OUT.
 
     IN is a SavedModel directory or a frozen .pb/.pbtxt; OUT a SavedModel directory, or a frozen GraphDef when
@@ -121,7 +111,7 @@ def transform_cmd(ctx: click.Context, in_path: str, out_path: str | None, transf
 
     \b
     Examples:
-      graphxform transform in.pb out.pb --inputs x --outputs y \\
+      graphxform transform in.pb out.pb --input-names x --output-names y \\
           --transforms "remove_nodes(op=Identity) fold_constants(ignore_errors=true) fold_batch_norms"
       graphxform transform model/ out/ --rules my_rules.py -t "drop_double_neg strip_unused"
       graphxform transform model/ -t "fold_constants" --explain fold_batch_norms
@@ -130,16 +120,20 @@ def transform_cmd(ctx: click.Context, in_path: str, out_path: str | None, transf
 
     if out_path is None and explain_spec is None:
         raise click.UsageError("missing OUT (it may be left out only with --explain)")
-    status = _Status(enabled=True)
-    try:
-        result = transform(in_path, out_path, transforms=transforms, inputs=_names(inputs), outputs=_names(outputs),
+    for new, old, flag in ((input_names, inputs_deprecated, "--inputs"), (output_names, outputs_deprecated,
+                                                                          "--outputs")):
+        if new is not None and old is not None:
+            raise click.UsageError(f"{flag} and {flag[:-1]}-names say the same thing: give only {flag[:-1]}-names")
+    ins = _names(input_names if input_names is not None else inputs_deprecated)
+    outs = _names(output_names if output_names is not None else outputs_deprecated)
+    with StageProgress() as progress:
+        result = transform(in_path, out_path, transforms=transforms, inputs=ins, outputs=outs,
                            tags=tags, rules_files=rules_files, explain_spec=explain_spec, trace=trace, force=force,
                            freeze=not no_freeze, max_steps=max_steps, debug=bool((ctx.obj or {}).get("debug")),
-                           allow_no_signatures=allow_no_signatures, status=status.update, progress=status)
-    finally:
-        status.stop()
+                           allow_no_signatures=allow_no_signatures, status=progress.update,
+                           progress=lambda rule, status, info: progress(f"rule:{rule}", status, info))
     if as_json:
-        emit_json(result)
+        emit_json(result, timings)
         return
     _print_table(result)
     if "explain" in result:

@@ -34,6 +34,10 @@ class TensorSpec:
     shape: list[int | None] | None
     components: dict[str, str] | None = None
 
+    def __repr__(self) -> str:  # the dtype by name (``float32``), not its enum number
+        comps = f", components={self.components!r}" if self.components else ""
+        return f"TensorSpec(name={self.name!r}, dtype={self.dtype_name}, shape={self.shape!r}{comps})"
+
     def tensor_names(self) -> list[str]:
         if self.components:
             return list(self.components.values())

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,15 +198,20 @@ def bisect(
     tags: list[str] | str | None = None,
     graph_inputs: list[str] | str | None = None,
     graph_outputs: list[str] | str | None = None,
+    synthesize_missing: bool = False,
+    status: Callable[[str], None] | None = None,
 ) -> BisectResult:
     """Find the first rewrite of ``transforms`` (default: the default pipeline for ``quantize``) that changes the
     outputs of ``source`` (a path or a loaded :class:`Model`, which is not modified).
 
     ``rules_files`` are imported first, so user rules can be named in ``transforms``. ``inputs`` are the
     verification inputs (``.npz`` path or ``{signature: {input: array}}``); by default they are synthesized from the
-    model. Raises :class:`GraphxformError` when the model has no signatures or cannot be run.
+    model; inputs they leave out are an error unless ``synthesize_missing``. ``status(text)`` hears each step
+    (loading, replaying, each evaluation). Raises :class:`GraphxformError` when the model has no signatures or
+    cannot be run.
     """
     t0 = time.perf_counter()
+    say = status or (lambda text: None)
     rules = (build_pipeline(transforms, rules_files=[str(p) for p in rules_files]) if transforms is not None
              else build_pipeline(None, quantize=quantize, rules_files=[str(p) for p in rules_files]))
     if isinstance(source, Model):
@@ -215,22 +220,28 @@ def bisect(
         names: dict[str, Any] = {}
         if graph_inputs or graph_outputs:
             names = {"inputs": graph_inputs, "outputs": graph_outputs}
+        say(f"bisect: loading {source}")
         model = load(source, tags=tags, **names)
     label = str(model.source)
     if not [k for k in model.signatures if not k.startswith("__")]:
         raise GraphxformError(f"{label}: has no signatures, so there are no outputs to compare; name the inputs "
                               "and outputs of a frozen graph (--input-names/--output-names)")
-    feeds = verification_inputs(model, inputs)
+    say("bisect: preparing inputs")
+    feeds = verification_inputs(model, inputs, synthesize_missing=synthesize_missing)
     if not model.frozen:
+        say("bisect: freezing variables")
         model.freeze()
     result = BisectResult(label, describe_pipeline(rules), 0)
     replayer = _Replayer(model, rules, feeds, rtol=rtol, atol=atol, lossy=lossy)
+    say("bisect: running the pipeline once to record its rewrites")
     _, replayer.trace = replayer.rewrite(None)
     n = result.steps = len(replayer.trace)
+    say(f"bisect: running the model before the first of {n} rewrites")
     start = replayer.evaluate(0)
     if start.bad:
         raise GraphxformError(f"{label}: two runs of the untransformed model disagree ({'; '.join(start.failures)}); "
                               "its outputs are not deterministic (random ops?), so bisect cannot work")
+    say(f"bisect: running the model after all {n} rewrites")
     end = replayer.evaluate(n)
     if not end.bad:
         result.note = (f"after all {n} rewrites the outputs still match; the difference comes from elsewhere "
@@ -239,6 +250,7 @@ def bisect(
         lo, hi = 0, n  # outputs match after lo rewrites, differ after hi
         while hi - lo > 1:
             mid = (lo + hi) // 2
+            say(f"bisect: the first change is between rewrites {lo + 1} and {hi} of {n}; running after {mid}")
             if replayer.evaluate(mid).bad:
                 hi = mid
             else:

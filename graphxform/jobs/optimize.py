@@ -29,12 +29,16 @@ Steps (each reported to ``progress``):
 
 A failed verification does not delete the output: the report says
 ``ok=False`` (the CLI prints it and exits 1), so the numbers can be inspected.
+An interrupt (Ctrl-C) during verification removes the output this run wrote,
+since it was not verified (:func:`discard_output`), and re-raises
+``KeyboardInterrupt`` saying so; ``verify=False`` keeps an unverified output on purpose.
 """
 from __future__ import annotations
 
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -47,7 +51,7 @@ from graphxform.core.testhooks import pause_point
 from graphxform.engine.pipeline import build_pipeline, describe_pipeline
 from graphxform.engine.rule import BaseRule
 from graphxform.engine.runner import run_pipeline
-from graphxform.jobs.inputs import verification_inputs
+from graphxform.jobs.inputs import PreparedInputs, model_inputs
 from graphxform.jobs.verify import VerifyReport
 from graphxform.jobs.verify import verify as verify_models
 from graphxform.model.export import check_target, dir_size, export, no_signature_message
@@ -56,6 +60,7 @@ from graphxform.model.keep import DEFAULT_KEEP_MIN_BYTES, needs_keep, plan_keep,
 from graphxform.model.loader import load, require_assets
 from graphxform.model.model import Model
 from graphxform.savedmodel import atomic
+from graphxform.savedmodel.atomic import fsync_dir, tmp_prefix
 from graphxform.savedmodel.read import GRAPH_DEF_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -102,6 +107,8 @@ class OptimizeReport:
     notes: list[str] = field(default_factory=list)
     #: Variables left in the checkpoint (``keep_variables``): name, shape, stored dtype, bytes, source key.
     kept_variables: list[dict[str, Any]] = field(default_factory=list)
+    #: Errors a rule's ``ignore_errors=true`` skipped (the nodes it left as they were).
+    ignored_errors: list[str] = field(default_factory=list)
 
     @property
     def lossy(self) -> bool:
@@ -142,6 +149,7 @@ class OptimizeReport:
             "signatures": self.signatures,
             "notes": self.notes,
             "kept_variables": self.kept_variables,
+            "ignored_errors": self.ignored_errors,
             "verification": v.to_dict() if v is not None else None,
         }
 
@@ -197,6 +205,7 @@ def optimize(
     loaders: list[str] | None = None,
     keep_variables: bool | None = None,
     keep_min_bytes: int | None = None,
+    synthesize_missing: bool = False,
 ) -> OptimizeReport:
     """Optimize the model at ``in_path`` into a servable at ``out_path``; see the module docstring.
 
@@ -206,6 +215,8 @@ def optimize(
     naming the candidate inputs/outputs) unless ``allow_no_signatures``; then
     it is written but not verified. ``loaders`` picks which of TensorFlow's
     loaders verify the output (default: all, see :mod:`graphxform.tf.loaders`).
+    ``inputs`` are checked against the input's signatures before anything is
+    written; inputs they leave out are an error unless ``synthesize_missing``.
 
     ``keep_variables=True`` leaves resource variables of at least ``keep_min_bytes`` (default 1 MiB; 0: all)
     in the checkpoint instead of freezing them (:mod:`graphxform.model.keep`): the output restores them from
@@ -242,7 +253,7 @@ def optimize(
         raise ExportError(no_signature_message(model, Path(out_path)))
     report.size_before = dir_size(in_path)
 
-    feeds: dict[str, dict[str, Any]] | None = None
+    prepared: PreparedInputs | None = None
     if verify and not report.signatures:
         log.warning("%s has no signatures, so the output cannot be verified%s", in_path,
                     "; name its inputs and outputs (--input-names/--output-names)" if model.format == "graph_def"
@@ -251,8 +262,8 @@ def optimize(
         verify = False
     if verify:
         with timer("inputs"):
-            feeds = verification_inputs(model, inputs)
-            timer.info.update(source="npz" if inputs is not None else "synthesized")
+            prepared = model_inputs(model, inputs, synthesize_missing=synthesize_missing)
+            timer.info.update(source=prepared.source)
 
     kept: list[Any] = []
     source_prefix = model.variables.checkpoint_prefix if model.variables is not None else None
@@ -266,6 +277,7 @@ def optimize(
 
     with timer("transform"):
         report.rules, report.rounds, run = _run_rules(model, rules, prog)
+        report.ignored_errors = list(run.ignored_errors)
         problems = model.graph.lint()
         if problems:
             raise RuleError("the transformed graph is invalid: " + "; ".join(problems[:5]))
@@ -273,6 +285,7 @@ def optimize(
     report.nodes_after = len(model.graph)
     report.ops_after = dict(Counter(n.op for n in model.graph))
 
+    written = False
     work = None
     try:
         if kept:
@@ -286,31 +299,21 @@ def optimize(
                                   bytes=sum(k["bytes"] for k in report.kept_variables))
         with timer("export"):
             export(model, out_path, force=force, history=run.applied)
+            written = True
             report.size_after = dir_size(out_path)
             timer.info.update(bytes=report.size_after)
+        if verify:
+            _verify_output(report, model, in_path, out_path, prepared, timer, tag_list, rtol, atol, loaders, prog,
+                           load_input)
+    except KeyboardInterrupt:  # OUT is whole but unverified: it goes, so that no one takes it for checked
+        if not (written and verify):
+            raise
+        discard_output(Path(out_path))
+        raise KeyboardInterrupt(f"{out_path} was written but not verified, so it was removed (--no-verify "
+                                "keeps an unverified output)") from None
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
-
-    if verify:
-        # OUT is loaded by each of TensorFlow's loaders (a GraphDef file with its signatures sidecar); a GraphDef
-        # input is run as loaded with its names (TensorFlow's SavedModel loader runs SavedModel directories).
-        reference: Any = in_path if model.format == "saved_model" else load_input()
-        with timer("verify"):
-            try:
-                report.verification = verify_models(reference, out_path, inputs=feeds, rtol=rtol, atol=atol,
-                                              lossy=report.lossy, tags=tag_list, loaders=loaders)
-            except GraphxformError as exc:
-                if isinstance(exc, VerificationError):
-                    raise
-                # OUT is complete; say so, and exit like a failed verification (1: OUT kept), not 2.
-                raise VerificationError(f"{out_path} was written but could not be verified: {exc}; check it "
-                                        "with `graphxform verify`, or pass --no-verify") from exc
-            report.verification.reference = str(in_path)
-            report.verification.candidate = str(out_path)
-            report.verification.inputs_source = ("synthesized" if inputs is None else
-                                                 "given" if isinstance(inputs, Mapping) else "npz")
-            timer.info.update(ok=report.verification.ok)
     return report
 
 
@@ -333,6 +336,48 @@ def _plan_keep(model: Model, keep: bool | None, min_bytes: int | None, report: O
     if not kept:
         report.notes.append(f"no variable of {limit} bytes or more that the checkpoint holds whole: all frozen")
     return kept
+
+
+def _verify_output(report: OptimizeReport, model: Model, in_path: str | os.PathLike[str],
+                   out_path: str | os.PathLike[str], prepared: PreparedInputs | None, timer: _Timer,
+                   tag_list: list[str] | None, rtol: float, atol: float, loaders: list[str] | None,
+                   prog: ProgressFn, load_input: Callable[[], Model]) -> None:
+    """The verify stage: OUT in each of TensorFlow's loaders against IN, on ``prepared`` inputs."""
+    # OUT is loaded by each of TensorFlow's loaders (a GraphDef file with its signatures sidecar); a GraphDef
+    # input is run as loaded with its names (TensorFlow's SavedModel loader runs SavedModel directories).
+    reference: Any = in_path if model.format == "saved_model" else load_input()
+    with timer("verify"):
+        try:
+            assert prepared is not None
+            report.verification = verify_models(reference, out_path, inputs=prepared.feeds, rtol=rtol, atol=atol,
+                                                lossy=report.lossy, tags=tag_list, loaders=loaders, progress=prog)
+        except GraphxformError as exc:
+            if isinstance(exc, VerificationError):
+                raise
+            # OUT is complete; say so, and exit like a failed verification (1: OUT kept), not 2.
+            raise VerificationError(f"{out_path} was written but could not be verified: {exc}; check it "
+                                    "with `graphxform verify`, or pass --no-verify") from exc
+        report.verification.reference = str(in_path)
+        report.verification.candidate = str(out_path)
+        report.verification.inputs_source = prepared.source
+        report.verification.synthesized = prepared.synthesized
+        timer.info.update(ok=report.verification.ok)
+
+
+def discard_output(out: Path) -> None:
+    """Remove the output ``out`` (and a GraphDef file's sidecar): renamed aside first, so that it disappears at
+    once; what a second interrupt leaves aside is a temporary name the next export to ``out`` removes."""
+    for path in (out, out.with_name(out.name + ".signatures.json") if out.suffix in GRAPH_DEF_SUFFIXES else None):
+        if path is None or not (path.exists() or path.is_symlink()):
+            continue
+        aside = Path(tempfile.mkdtemp(prefix=tmp_prefix(path, "tmp") + "unverified-", dir=path.parent))
+        aside.rmdir()
+        os.rename(path, aside)
+        fsync_dir(path.parent)
+        if aside.is_dir() and not aside.is_symlink():
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            aside.unlink(missing_ok=True)
 
 
 class _Timer:
@@ -363,4 +408,4 @@ class _Timer:
             self.progress(self.stage, "failed", {"seconds": secs, "error": str(exc)})
 
 
-__all__ = ["OptimizeReport", "RuleStats", "build_rules", "optimize"]
+__all__ = ["OptimizeReport", "RuleStats", "build_rules", "discard_output", "optimize"]

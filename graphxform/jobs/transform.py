@@ -77,14 +77,14 @@ def transform(
         if node not in model.graph and sig is not None and (key in sig.inputs or key in sig.outputs):
             continue  # an output of an inlined function call: the signature names (and protects) its tensor
         if node not in model.graph:
-            raise GraphxformError(f"{in_path}: --inputs/--outputs names {name!r}, which is not a node of the graph")
+            raise GraphxformError(f"{in_path}: --input-names/--output-names name {name!r}, which is not a node of "
+                                  "the graph")
         model.graph.protected.add(node)
     if out_path is not None:
         require_assets(model)
         check_target(model, Path(out_path), force)
         if not allow_no_signatures and Path(out_path).suffix not in GRAPH_DEF_SUFFIXES and not user_signatures(model):
-            raise GraphxformError(no_signature_message(model, Path(out_path)).replace(
-                "--input-names/--output-names", "--inputs/--outputs"))
+            raise GraphxformError(no_signature_message(model, Path(out_path)))
     frozen_now = False
     if not model.frozen and freeze:
         status("freezing variables…")

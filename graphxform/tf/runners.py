@@ -45,6 +45,8 @@ class SigInfo:
     inputs: dict[str, str]  # input key -> tensor name
     outputs: dict[str, list[tuple[str, str]]]  # output key -> [(reported name, tensor name)]
     input_dtypes: dict[str, int] = field(default_factory=dict)
+    #: input key -> the signature's shape (None: unknown rank; a None dimension: any size); absent: not known
+    input_shapes: dict[str, list[int | None] | None] = field(default_factory=dict)
 
 
 class Runner:
@@ -92,8 +94,16 @@ def outputs_from_tensor_info(outputs: Mapping[str, Any]) -> dict[str, list[tuple
 def signature_infos(signature_defs: Mapping[str, Any]) -> dict[str, SigInfo]:
     """Runner signature infos from a ``signature_def`` map (the init op's signature left out)."""
     return {key: SigInfo(sd.method_name, {k: v.name for k, v in sd.inputs.items() if v.name},
-                         outputs_from_tensor_info(sd.outputs), {k: v.dtype for k, v in sd.inputs.items()})
+                         outputs_from_tensor_info(sd.outputs), {k: v.dtype for k, v in sd.inputs.items()},
+                         {k: _shape_of(v) for k, v in sd.inputs.items()})
             for key, sd in signature_defs.items() if key != INIT_OP_SIGNATURE_KEY}
+
+
+def _shape_of(info: Any) -> list[int | None] | None:
+    """A ``TensorInfo``'s shape as a list (``None``: unknown rank or not recorded; a ``None`` dimension: any size)."""
+    if not info.HasField("tensor_shape") or info.tensor_shape.unknown_rank:
+        return None
+    return [d.size if d.size >= 0 else None for d in info.tensor_shape.dim]
 
 
 def first_line(exc: BaseException) -> str:
@@ -236,7 +246,8 @@ def model_signature_infos(model: Model) -> dict[str, SigInfo]:
             elif spec.name:
                 outs[k] = [(k, spec.name)]
         infos[key] = SigInfo(sig.method_name, {k: s.name for k, s in sig.inputs.items() if s.name}, outs,
-                             {k: s.dtype for k, s in sig.inputs.items()})
+                             {k: s.dtype for k, s in sig.inputs.items()},
+                             {k: list(s.shape) if s.shape is not None else None for k, s in sig.inputs.items()})
     return infos
 
 
