@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 
-from graphxform.cli.common import console, emit_json, err_console, json_option, tags_option
+from graphxform.cli.common import console, emit_json, err_console, json_option, new_table, print_line, tags_option, \
+    timings_option
 
 
 class _Progress:
@@ -16,7 +17,8 @@ class _Progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=err_console, transient=False)
+                            TimeElapsedColumn(), console=err_console.current, transient=False,
+                            disable=not err_console.is_terminal)  # a bar only on a terminal, as every command
         self.task: Any = None
 
     def start(self, total: int | None = None) -> None:
@@ -28,6 +30,10 @@ class _Progress:
         self.bar.update(self.task, total=total, completed=total - counts["left"],
                         description=f"done {counts['ok'] + counts['skipped']} ({counts['skipped']} skipped) · "
                                     f"failed {counts['failed']} · left {counts['left']}")
+        if self.bar.disable:  # no terminal (a log file, a pipe): one plain line per model instead of a bar
+            print_line(f"{rec['name']}: {rec['status']}; done {counts['ok'] + counts['skipped']} "
+                       f"({counts['skipped']} skipped) · failed {counts['failed']} · left {counts['left']}",
+                       markup=False, err=True)
         if rec["status"] not in ("ok", "skipped"):
             self.bar.console.print(f"[red]✗[/red] {rec['name']}: {rec.get('error') or rec['status']}",
                                    highlight=False, markup=True)
@@ -48,18 +54,16 @@ def _fmt_bytes(n: Any) -> str:
 
 
 def print_summary(summary: Any) -> None:
-    from rich.table import Table
+    from rich.markup import escape
 
-    table = Table(title=f"batch → {summary.out} ({summary.runner})")
-    for col, just in (("model", "left"), ("status", "left"), ("size", "right"), ("nodes", "right"),
-                      ("max rel diff", "right"), ("seconds", "right")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    table = new_table(f"batch → {escape(str(summary.out))} ({summary.runner})", "model", ("status", "word"),
+                      "size", "nodes", ("max rel diff", "num"), ("seconds", "num"))
     colour = {"ok": "green", "skipped": "cyan", "verification_failed": "yellow", "failed": "red"}
     for r in summary.records:
         nodes = r.get("nodes") or {}
         v = r.get("verification") or {}
         rel = v.get("max_rel_diff")
-        table.add_row(r["name"], f"[{colour.get(r['status'], 'white')}]{r['status']}[/]",
+        table.add_row(escape(r["name"]), f"[{colour.get(r['status'], 'white')}]{r['status']}[/]",
                       f"{_fmt_bytes(r.get('size_before'))} → {_fmt_bytes(r.get('size_after'))}"
                       if r.get("size_after") is not None else "—",
                       f"{nodes.get('loaded', '—')} → {nodes.get('after', '—')}" if nodes else "—",
@@ -67,9 +71,9 @@ def print_summary(summary: Any) -> None:
     console.print(table)
     for r in summary.records:
         if r.get("error"):
-            console.print(f"[red]{r['name']}[/red]: {r['error']}", highlight=False)
+            print_line(f"[red]{escape(r['name'])}[/red]: {escape(str(r['error']))}")
     counts = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in summary.counts.items())
-    console.print(f"{counts} in {summary.seconds:.1f} s; report: {summary.out}/batch_report.jsonl", highlight=False)
+    print_line(f"{counts} in {summary.seconds:.1f} s; report: {summary.out}/batch_report.jsonl", markup=False)
 
 
 @click.command("batch")
@@ -99,10 +103,11 @@ def print_summary(summary: Any) -> None:
               help="With --keep-variables: smallest variable kept (default 1048576).")
 @click.option("--force", is_flag=True, help="Optimize every model again, even those whose output is complete.")
 @json_option
+@timings_option
 def batch_cmd(models: tuple[str, ...], out: str, runner: str, jobs: int | None, beam_options: tuple[str, ...],
               quantize: str, transforms: str | None, tags: str | None, no_verify: bool, loaders: str, rtol: float,
               atol: float, keep_variables: bool | None, keep_min_bytes: int | None, force: bool,
-              as_json: bool) -> None:
+              as_json: bool, timings: bool) -> None:
     """Optimize every MODEL into OUTDIR/<model name>, as `graphxform optimize` does (verification included).
 
     A MODEL is a SavedModel directory or .pb/.pbtxt file, a directory holding models (at any depth), or a text
@@ -133,7 +138,7 @@ def batch_cmd(models: tuple[str, ...], out: str, runner: str, jobs: int | None, 
     finally:
         progress.stop()
     if as_json:
-        emit_json(summary.to_dict())
+        emit_json(summary.to_dict(), timings)
     else:
         print_summary(summary)
     if summary.exit_code:

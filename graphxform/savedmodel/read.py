@@ -28,6 +28,7 @@ from graphxform.core.names import parse_input
 from graphxform.core.nodes import tensor_proto_to_array
 from graphxform.core.opdefs import CALL_OPS
 from graphxform.core.signature import Asset, Signature, TensorSpec
+from graphxform.savedmodel.sniff import keras_file_message
 
 log = logging.getLogger(__name__)
 
@@ -86,31 +87,6 @@ def _saved_model_problem(sm: saved_model_pb2.SavedModel) -> str | None:
     return None
 
 
-#: What a Keras file starts with: a Keras 3 ``.keras`` file is a ZIP archive, a Keras 2 ``.h5`` an HDF5 file.
-_ZIP_MAGIC = b"PK\x03\x04"
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-
-
-def keras_file_message(path: Path, data: bytes) -> str | None:
-    """The error for a Keras (or other non-TensorFlow) file given as a model, told by its magic bytes, or None."""
-    export = "open it in Keras, export it with `model.export(dir)` and pass that SavedModel directory"
-    if data.startswith(_ZIP_MAGIC):
-        import io
-        import zipfile
-
-        try:
-            names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
-        except (zipfile.BadZipFile, OSError, ValueError):
-            names = set()
-        if names & {"config.json", "metadata.json", "model.weights.h5"}:
-            return f"{path}: this is a Keras file (a Keras 3 .keras archive), not a SavedModel: {export}"
-        return f"{path}: this is a ZIP archive, not a model; unpack it, or {HINT}"
-    if any(data[offset:offset + 8] == _HDF5_MAGIC for offset in (0, 512, 1024, 2048)):
-        return (f"{path}: this is an HDF5 file, as Keras writes .h5 models, not a SavedModel: {export} "
-                "(tf.keras/Keras 2: `model.save(dir, save_format=\"tf\")` works too)")
-    return None
-
-
 def read_model_file(path: Path) -> tuple[str, graph_pb2.GraphDef | saved_model_pb2.SavedModel]:
     """Parse ``path`` as a ``GraphDef`` or a ``SavedModel`` proto (binary or text)."""
     try:
@@ -129,7 +105,7 @@ def read_model_file(path: Path) -> tuple[str, graph_pb2.GraphDef | saved_model_p
         raise ModelLoadError(f"{path}: cannot read the file ({exc.strerror}); check its permissions") from None
     if not data:
         raise ModelLoadError(f"{path}: the file is empty; {HINT}")
-    keras = keras_file_message(path, data)
+    keras = keras_file_message(path, data, HINT)
     if keras is not None:
         raise ModelLoadError(keras)
     saved_model_first = path.name in SAVED_MODEL_FILES
