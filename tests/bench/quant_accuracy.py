@@ -112,7 +112,10 @@ def build(name: str, batch: int = BATCH) -> Frozen:
         m = models.keras_application(app, size, CLASSES, logits=True, head="pca", **spec)
         x = models.image_batch(batch, size, seed=1)
     elif "transformer" in spec:
+        import keras
+
         kw = spec["transformer"]
+        keras.utils.set_random_seed(0)  # the kernels' initialisers
         model = models.transformer_encoder_model(**kw, classes=CLASSES, logits=True)
         rng = np.random.default_rng(5)
         models.principal_head(model, rng.integers(0, kw["vocab"], (256, kw["seq"])).astype(np.int32))
@@ -215,7 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=BATCH, help="inputs per model")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON instead of the table")
     args = ap.parse_args(argv)
-    rows = [measure(name, args.batch)[0] for name in args.models]
+    rows = []
+    for name in args.models:
+        rows.append(measure(name, args.batch)[0])
+        print(f"{name}: {json.dumps(asdict(rows[-1]))}", file=sys.stderr, flush=True)
     print(json.dumps([asdict(r) for r in rows], indent=1) if args.json else table(rows))
     return 0
 
