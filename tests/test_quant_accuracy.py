@@ -37,13 +37,14 @@ README_LABEL = {"MobileNetV2_a035": "MobileNetV2 α 0.35, 64×64", "TransformerE
                 "TF1ConvNet": "TF1 convnet"}
 
 
-def readme_row(name: str) -> list[float]:
+def readme_row(name: str) -> list[float | None]:
     """The README's figures for ``name``: rel-RMS int8, float16, TFLite, agreement int8, float16, TFLite (0-1)."""
     label = README_LABEL.get(name, name)
     text = (ROOT / "README.md").read_text()
     line = next(ln for ln in text.splitlines() if ln.startswith(f"| {label} |"))
-    cells = [c.strip().strip("*").rstrip("%") for c in line.strip("|").split("|")[1:]]
-    return [float(c) for c in cells[:3]] + [float(c) / 100 for c in cells[3:6]]
+    cells = [c.strip().strip("*") for c in line.strip("|").split("|")[1:7]]
+    # a figure marked † is not from the current code (see the README): not compared
+    return [None if "†" in c else float(c.rstrip("%")) / (100 if c.endswith("%") else 1) for c in cells]
 
 
 def _bench():
@@ -67,9 +68,9 @@ def test_int8_is_as_accurate_as_tflite_dynamic_range(name):
     measured = [row.rel_rms_int8, row.rel_rms_float16, row.rel_rms_tflite, row.agree_int8, row.agree_float16,
                 row.agree_tflite]
     for pub, got in zip(published[:3], measured[:3]):
-        assert got == pytest.approx(pub, rel=0.1), (name, published, measured)
+        assert pub is None or got == pytest.approx(pub, rel=0.1), (name, published, measured)
     for pub, got in zip(published[3:], measured[3:]):
-        assert abs(got - pub) <= 2 / row.batch + 1e-3, (name, published, measured)
+        assert pub is None or abs(got - pub) <= 2 / row.batch + 1e-3, (name, published, measured)
     ref = out["float"]
     # A meaningful reference: the logits depend on the input and many classes win.
     assert row.classes_won >= 5, f"{name}: degenerate float model, classes {np.bincount(ref.argmax(1))}"
