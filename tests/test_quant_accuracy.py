@@ -20,7 +20,6 @@ inputs as the float graph. Over **all** inputs:
 from __future__ import annotations
 
 import importlib.util
-import re
 import sys
 from pathlib import Path
 
