@@ -18,19 +18,12 @@ input — it checks that
   same graph (Grappler's default config leaves fewer nodes on EfficientNetB0
   until the rules of docs/grappler_gaps.md exist);
 * the default pipeline with int8 ``quantize_weights`` gives a GraphDef at
-  most 0.3x the original's size, and keeps the top-1 class.
+  most 0.3x the original's size, with int8 weights.
 
-Top-1 agreement is meaningful only where the float prediction depends on
-the input and is not a coin toss. The models are built so that it does
-(``keras_application``): BN statistics calibrated on images, the last BN
-of each residual branch scaled by 0.25 as in trained residual networks (so
-the input survives the depth), the classifier bias centred (so every class
-wins for some inputs). Random deep networks still amplify weight noise
-layer after layer (int8 moves the logits by 5-20 % of their range), so a
-near-tie flips whatever the quantizer does: the top-1 check uses the 16
-most confident of 128 images (largest top-1 margin) and asserts they cover
-at least 3 classes; a looser floor applies to all 128. A quantizer with the
-wrong channel axis or scale gives a far larger error and fails both.
+The int8 outputs' accuracy is not gated here: ``tests/test_quant_accuracy.py``
+compares graphxform's int8 and float16 with TFLite's dynamic-range
+quantization on these models (and InceptionV3, DenseNet121, the Transformer
+encoder), over all inputs.
 """
 from __future__ import annotations
 
@@ -98,12 +91,6 @@ def rel_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - np.asarray(b, np.float64))) / max(float(np.max(np.abs(a))), 1e-12))
 
 
-def confident_inputs(logits: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` rows with the largest top-1 margin (top-1 minus top-2 logit)."""
-    srt = np.sort(logits, axis=1)
-    return np.argsort(srt[:, -2] - srt[:, -1])[:k]
-
-
 @pytest.fixture(scope="module")
 def bench():
     return _bench_module("models"), _bench_module("run_bench")
@@ -156,17 +143,11 @@ def test_keras_application(bench, name):
     assert len(ours.node) <= len(grappled.node), \
         f"{name}: {len(ours.node)} nodes, Grappler {len(grappled.node)}"
 
-    # 4. int8: size and top-1.
+    # 4. int8: size (accuracy: tests/test_quant_accuracy.py).
     size_ratio = q8.ByteSize() / gd.ByteSize()
     assert size_ratio <= 0.3, f"{name}: int8 GraphDef is {size_ratio:.3f}x the float one"
     assert any(n.op == "Const" and n.attr["dtype"].type == types_pb2.DT_INT8 for n in q8.node)
-    pick = confident_inputs(orig, 16)
-    assert len(set(classes[pick].tolist())) >= 3, f"{name}: the confident inputs are all of {set(classes[pick])}"
-    agree16 = float(np.mean(classes[pick] == got8[pick].argmax(1)))
-    agree_all = float(np.mean(classes == got8.argmax(1)))
     log.warning("%s: %d -> %d nodes (Grappler %d) in %.2fs (int8 %.2fs, Grappler %.2fs); rel diff %.1e; "
-                "int8 size %.3f, rel diff %.3f, top-1 agreement %.3f (16 confident) %.3f (128)",
+                "int8 size %.3f, rel diff %.3f",
                 name, len(gd.node), len(ours.node), len(grappled.node), t_ours, t_q8, t_grappler, diff,
-                size_ratio, rel_diff(orig, got8), agree16, agree_all)
-    assert agree16 >= 0.9, f"{name}: int8 top-1 agreement {agree16:.3f} on the 16 most confident inputs"
-    assert agree_all >= 0.6, f"{name}: int8 top-1 agreement {agree_all:.3f} on 128 inputs"
+                size_ratio, rel_diff(orig, got8))

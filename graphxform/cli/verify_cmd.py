@@ -17,6 +17,7 @@ from graphxform.cli.common import (
     tags_option,
     timings_option,
 )
+from graphxform.jobs.compare import BROKEN_AGREEMENT, BROKEN_REL_L2
 
 
 def format_number(x: float | None) -> str:
@@ -111,7 +112,9 @@ VERIFY_LABELS = {"verify": "verifying"}
 @click.option("--rtol", type=float, default=1e-5, show_default=True, help="Relative tolerance.")
 @click.option("--atol", type=float, default=1e-6, show_default=True, help="Absolute tolerance.")
 @click.option("--lossy", is_flag=True,
-              help="Quantized candidate: report differences, fail only on broken outputs (shape, NaN, class flips).")
+              help="Quantized candidate: report differences, fail only on broken outputs: shape or dtype changed, "
+                   f"new NaN/Inf, relative L2 error above {BROKEN_REL_L2:g}, or top-1 (class/row) agreement below "
+                   f"{100 * BROKEN_AGREEMENT:g}% (limits set from TFLite's dynamic-range quantization, see README).")
 @click.option("--batch", type=int, default=4, show_default=True, help="Batch size of synthesized inputs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of synthesized inputs.")
 @tags_option

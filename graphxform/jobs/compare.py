@@ -17,6 +17,20 @@ Two modes:
   Only clearly broken outputs fail: shape or dtype changed, NaN/Inf that the
   reference does not have, relative L2 error ``‖a - b‖ / ‖b‖`` above
   :data:`BROKEN_REL_L2`, or class/row agreement below :data:`BROKEN_AGREEMENT`.
+
+  The limits come from TFLite's dynamic-range quantization (int8 weights per
+  output channel, activations quantized on the fly), measured on the
+  test/benchmark corpus of Keras applications, a Transformer encoder and a
+  TF1 convnet (``tests/bench/quant_accuracy.py``, table in the README). On
+  every model of it but one, the anchor's relative RMS error of the logits is
+  at most 0.35 and its top-1 agreement at least 85% (the worst: MobileNetV2
+  with random weights); an output further from its reference than that, with
+  a margin, is broken: error above 0.4, agreement below 75% (three rows of
+  four: ``verify`` synthesizes 4 rows by default, so one near-tie flipping
+  never fails an output, two do). The exception, InceptionV3 with random
+  weights at 96x96, loses half its classes under TFLite's quantization (and
+  a third under graphxform's): a model its int8 weights cannot serve, which
+  the gate reports as broken.
 """
 from __future__ import annotations
 
@@ -28,8 +42,10 @@ import numpy as np
 
 DEFAULT_RTOL = 1e-5
 DEFAULT_ATOL = 1e-6
-BROKEN_REL_L2 = 0.5
-BROKEN_AGREEMENT = 0.5
+#: Lossy mode: an output whose relative L2 error ``‖a - b‖ / ‖b‖`` is above this is broken (see the module doc).
+BROKEN_REL_L2 = 0.4
+#: Lossy mode: an output whose class (or row) agreement is below this is broken.
+BROKEN_AGREEMENT = 0.75
 CLASS_OUTPUT_NAMES = frozenset({"classes", "class_ids", "probabilities", "scores", "logits", "logistic",
                                 "all_class_ids", "all_classes", "predictions", "class"})
 

@@ -118,6 +118,31 @@ def center_classifier(model, images: np.ndarray) -> None:
     head.bias.assign((bias - logits.mean(0)).astype(bias.dtype))
 
 
+def principal_head(model, images: np.ndarray) -> None:
+    """Make the last Dense layer read the features' principal directions over ``images``, whitened.
+
+    Logit ``k`` becomes the feature vector's coordinate along the ``k``-th
+    direction of largest variance over ``images`` (centred, scaled to unit
+    variance): the head reads what varies from input to input, as a trained
+    classifier's does, instead of random directions where a random body's
+    features barely change (there the logits are mostly noise of the body).
+    Every class wins for some inputs.
+    """
+    import keras
+
+    head = model.layers[-1]
+    if not isinstance(head, keras.layers.Dense) or head.bias is None:
+        return
+    feats = np.asarray(keras.Model(model.inputs, head.input)([images], training=False), np.float64)
+    feats = feats.reshape(len(feats), -1)
+    mean = feats.mean(0)
+    _, sv, vt = np.linalg.svd(feats - mean, full_matrices=False)
+    k = int(head.kernel.shape[-1])
+    kernel = vt[:k].T / sv[:k] * np.sqrt(len(feats))
+    head.kernel.assign(kernel.astype(np.float32))
+    head.bias.assign((-mean @ kernel).astype(np.float32))
+
+
 def freeze_keras(model, input_shape: tuple[int, ...], name: str, dtype: str = "float32",
                  make_inputs: Callable[[int], np.ndarray] | None = None) -> BenchModel:
     """Freeze ``model`` (inference mode) into a GraphDef; ``make_inputs(batch)`` makes input arrays (default uniform)."""
@@ -145,7 +170,8 @@ def freeze_keras(model, input_shape: tuple[int, ...], name: str, dtype: str = "f
 
 
 def keras_application(name: str, size: int = 224, classes: int = 1000, *, logits: bool = False,
-                      calibrate: bool = True, residual_scale: float = 0.25, seed: int = 0) -> BenchModel:
+                      calibrate: bool = True, residual_scale: float = 0.25, seed: int = 0, head: str = "centre",
+                      **kwargs) -> BenchModel:
     """A frozen ``keras.applications.<name>`` (weights=None) with non-trivial weights.
 
     Kernels come from Keras' initialisers (seeded), BN gamma/beta and biases
@@ -155,10 +181,15 @@ def keras_application(name: str, size: int = 224, classes: int = 1000, *, logits
     (:func:`calibrate_batch_norms`) and the classifier bias centred
     (:func:`center_classifier`), so the predicted class follows the input.
     ``logits``: no softmax on the classifier (outputs are the logits).
-    Inputs come from :func:`image_batch` (seeded by the batch size).
+    ``head="pca"``: the classifier reads the features' principal directions
+    instead (:func:`principal_head`, on 256 images). ``kwargs`` go to the
+    constructor (e.g. ``alpha``). Inputs come from :func:`image_batch`
+    (seeded by the batch size).
     """
     model = keras_application_model(name, size, classes, logits=logits, calibrate=calibrate,
-                                    residual_scale=residual_scale, seed=seed)
+                                    residual_scale=residual_scale, seed=seed, **kwargs)
+    if head == "pca":
+        principal_head(model, image_batch(256, size, seed=30_000 + seed))
     return freeze_keras(model, (size, size, 3), name, make_inputs=lambda b: image_batch(b, size, seed=b))
 
 
@@ -186,8 +217,9 @@ def transformer_encoder(seq: int = 64, dim: int = 128, heads: int = 4, layers: i
     return freeze_keras(model, (seq,), "TransformerEncoder", dtype="int32")
 
 
-def transformer_encoder_model(seq: int = 64, dim: int = 128, heads: int = 4, layers: int = 2, vocab: int = 8000):
-    """The Keras model :func:`transformer_encoder` freezes."""
+def transformer_encoder_model(seq: int = 64, dim: int = 128, heads: int = 4, layers: int = 2, vocab: int = 8000,
+                              classes: int = 2, logits: bool = False):
+    """The Keras model :func:`transformer_encoder` freezes (``logits``: no softmax on the classifier)."""
     import keras
     from keras import layers as L
 
@@ -199,7 +231,7 @@ def transformer_encoder_model(seq: int = 64, dim: int = 128, heads: int = 4, lay
         f = L.Dense(dim * 4, activation="gelu")(x)
         f = L.Dense(dim)(f)
         x = L.LayerNormalization()(x + f)
-    out = L.Dense(2, activation="softmax")(L.GlobalAveragePooling1D()(x))
+    out = L.Dense(classes, activation=None if logits else "softmax")(L.GlobalAveragePooling1D()(x))
     model = keras.Model(inp, out)
     _randomize(model)
     return model
