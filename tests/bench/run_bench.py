@@ -74,6 +74,21 @@ def load_avg() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def machine_info() -> dict:
+    """Where the benchmark runs: ``machine`` ("x86_64 2 cores"), ``cores``, ``cpu`` (the CPU model)."""
+    cores = os.cpu_count() or 1
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"machine": f"{platform.machine()} {cores} cores", "cores": cores,
+            "cpu": cpu or platform.processor() or platform.machine()}
+
+
 def median_time(fn, repeat: int) -> tuple[float, object]:
     times, out = [], None
     for _ in range(repeat):
@@ -551,7 +566,7 @@ def _f(v, fmt: str) -> str:
 
 
 def markdown(results: dict) -> str:
-    lines = [f"Machine: {results['machine']}; load average {results['load_avg_start']} at the start, "
+    lines = [f"Machine: {results['machine']} ({results.get('cpu') or 'CPU model not recorded'}); load average {results['load_avg_start']} at the start, "
              f"{results.get('load_avg_end', '?')} at the end (other jobs share the 2 cores)  ",
              f"TensorFlow {results['tensorflow']}, run {results['date']}", ""]
     models = [r for r in results["models"] if "skipped" not in r and "nodes_in" in r]
@@ -660,7 +675,8 @@ def merge_results(old: dict, new: dict) -> dict:
     scaling = {(r["shape"], r["nodes"]): r for r in old.get("scaling", [])}
     scaling.update({(r["shape"], r["nodes"]): r for r in new["scaling"]})
     merged = dict(old)
-    merged.update(machine=new["machine"], tensorflow=new["tensorflow"], models=list(models.values()),
+    merged.update(machine=new["machine"], cores=new.get("cores"), cpu=new.get("cpu"), tensorflow=new["tensorflow"],
+                  models=list(models.values()),
                   scaling=sorted(scaling.values(), key=lambda r: (r["shape"], r["nodes"])))
     merged["runs"] = [*old.get("runs", [{"date": old.get("date"), "load_avg_start": old.get("load_avg_start"),
                                          "load_avg_end": old.get("load_avg_end")}]),
@@ -712,7 +728,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.models if args.models is not None else (["MobileNetV2", "ResNet50"] if args.quick
                                                           else models.ALL_MODELS)
     sizes = [int(s) for s in ("10000,100000" if args.quick else args.sizes).split(",") if s]
-    results = {"machine": f"{platform.machine()} {os.cpu_count()} cores", "tensorflow": tf.__version__,
+    results = {**machine_info(), "tensorflow": tf.__version__,
                "date": time.strftime("%Y-%m-%d %H:%M"), "load_avg_start": load_avg(), "models": [], "scaling": []}
     for name in names:
         results["models"].append(bench_model(name, args.repeat, args.runs, latency=not args.no_latency))
