@@ -287,6 +287,8 @@ FAMILIES: dict[str, Callable[[Measure, str], str]] = {
     "file-mb": lambda m, arg: f"{(FIXTURES / arg).stat().st_size / 1e6:.1f} MB",
     "variable-mb": lambda m, arg: f"{m.summary(arg)['parameters']['variables']['bytes'] / 1e6:.2f} MB",
     "ops": family_ops,
+    # bench:MODEL:FIELD:FORMAT, a figure of one model's row of results.json (say which run it is from beside it)
+    "bench": lambda m, arg: format(_models(m.bench)[arg.split(":")[0]][arg.split(":")[1]], arg.split(":")[2]),
     "all-ops": family_all_ops,
 }
 
@@ -298,6 +300,90 @@ def hostile_counts(m: Measure) -> str:
     return (f"a corpus of {len(MUST_FAIL)} such inputs in {len(CATEGORIES)} categories, each asserted on its own "
             f"through\n  `inspect`, `optimize` and `transform` ({fail_runs} runs), and {len(MUST_SUCCEED)} odd but "
             "valid inputs")
+
+
+def hostile_table(m: Measure, current: str) -> str:
+    """docs/hostile.md's corpus table: the counts of each category (the descriptions are kept; a new category gets
+    a row to describe)."""
+    from broken_inputs import counts_by_category
+
+    lines = current.strip("\n").splitlines()
+    described = {}
+    for line in lines[2:]:
+        cells = line.strip().strip("|").split(" | ")
+        described[cells[0].strip().strip("`")] = cells[3].strip() if len(cells) > 3 else "—"
+    rows = [f"| `{cat}` | {fail} | {ok} | {described.get(cat, '— (describe this category)')} |"
+            for cat, (fail, ok) in counts_by_category().items()]
+    return "\n" + "\n".join([*lines[:2], *rows]) + "\n"
+
+
+def _hostile() -> tuple[list, list, int, int, int]:
+    from broken_inputs import MUST_FAIL, MUST_SUCCEED
+    from test_hostile_inputs import SUBPROCESS_SAMPLE
+
+    fail_runs = sum(1 for c in MUST_FAIL for _, e in c.runs() if e == "fail")
+    ok_runs = sum(1 for c in MUST_FAIL for _, e in c.runs() if e == "ok")
+    return MUST_FAIL, MUST_SUCCEED, fail_runs, ok_runs, len(SUBPROCESS_SAMPLE)
+
+
+def hostile_totals(m: Measure) -> str:
+    fail, ok, *_ = _hostile()
+    return (f"**{len(fail)} broken inputs** that must fail and, in a separate list, **{len(ok)} odd but valid\n"
+            "inputs**")
+
+
+def quantize_accuracy(m: Measure) -> str:
+    """docs/rules.md's "accuracy to expect": seeded Gaussian weights through ``quantize_weights``, run in TensorFlow.
+
+    Max error over all outputs relative to max |output|; for weights whose output channels span 3 decades, the
+    worst output column's error relative to that column's own max."""
+    import numpy as np
+    import tensorflow as tf
+    from conftest import graph_def_of, run
+
+    from graphxform.core.graph import Graph
+    from graphxform.engine.registry import get_rule
+    from graphxform.engine.runner import run_pipeline
+
+    rng = np.random.default_rng(0)
+
+    def err(build, x, per_column=False, **params) -> float:
+        gd = graph_def_of(build)
+        ref = run(gd, {"x:0": x}, ["out:0"])[0]
+        g = Graph(gd, protected=("out",))
+        run_pipeline(g, [get_rule("quantize_weights")(**params)])
+        got = run(g, {"x:0": x}, ["out:0"])[0]
+        if per_column:
+            return float((np.abs(got - ref).max(axis=0) / np.abs(ref).max(axis=0)).max())
+        return float(np.abs(got - ref).max() / np.abs(ref).max())
+
+    def conv(w):
+        def build():
+            xp = tf.compat.v1.placeholder(tf.float32, [None, 8, 8, w.shape[2]], name="x")
+            tf.identity(tf.nn.conv2d(xp, tf.constant(w, name="w"), 1, "SAME"), name="out")
+        return build
+
+    def matmul(w):
+        def build():
+            xp = tf.compat.v1.placeholder(tf.float32, [None, w.shape[0]], name="x")
+            tf.identity(tf.matmul(xp, tf.constant(w, name="w")), name="out")
+        return build
+
+    wc = rng.standard_normal((3, 3, 64, 128)).astype(np.float32)
+    xc = rng.standard_normal((4, 8, 8, 64)).astype(np.float32)
+    wm = rng.standard_normal((512, 256)).astype(np.float32)
+    xm = rng.standard_normal((16, 512)).astype(np.float32)
+    spread = rng.standard_normal((128, 64)).astype(np.float32) * np.logspace(-3, 0, 64).astype(np.float32)
+    xs = rng.standard_normal((16, 128)).astype(np.float32)
+
+    def pct(e: float) -> str:
+        return f"{100 * e:.2g} %" if e < 1 else f"{100 * e:.0f} %"
+
+    return (f"Conv2D 3×3×64×128 {pct(err(conv(wc), xc))}, MatMul 512×256 {pct(err(matmul(wm), xm))} (per-tensor "
+            f"{pct(err(matmul(wm), xm, per_tensor=True))}); float16 {pct(err(conv(wc), xc, dtype='float16'))} "
+            f"(Conv2D). With channel magnitudes spread over 3 decades (MatMul 128×64), per-channel keeps every output "
+            f"column within {pct(err(matmul(spread), xs, per_column=True))} of its own scale, per-tensor loses the "
+            f"small columns (up to {pct(err(matmul(spread), xs, per_column=True, per_tensor=True))})")
 
 
 # ----------------------------------------------------------------------------- benchmark blocks
@@ -474,6 +560,12 @@ BLOCKS: dict[str, Block] = {b.name: b for b in [
     Block("fixture-sizes", fixture_sizes, "fixtures", keeps_text=True),
     Block("fixtures-total", fixtures_total, "fixtures"),
     Block("hostile-counts", hostile_counts, "corpus"),
+    Block("hostile-table", hostile_table, "corpus", keeps_text=True),
+    Block("hostile-totals", hostile_totals, "corpus"),
+    Block("hostile-fail-runs", lambda m: f"{_hostile()[2]} runs in all", "corpus"),
+    Block("hostile-ok-runs", lambda m: f"those {_hostile()[3]} runs must exit 0", "corpus"),
+    Block("hostile-sample", lambda m: f"{_hostile()[4]} cases runs through the installed", "corpus"),
+    Block("quantize-accuracy", quantize_accuracy, "fixtures"),
     Block("bench-header", bench_header, "bench"),
     Block("bench-table", bench_table_readme, "bench"),
     Block("bench-max-rel-diff", bench_max_rel_diff, "bench"),
@@ -492,7 +584,7 @@ def block_for(name: str) -> Block | None:
         return BLOCKS[name]
     family, _, arg = name.partition(":")
     if family in FAMILIES and arg:
-        return Block(name, functools.partial(FAMILIES[family], arg=arg), "fixtures")
+        return Block(name, functools.partial(FAMILIES[family], arg=arg), "bench" if family == "bench" else "fixtures")
     return None
 
 
