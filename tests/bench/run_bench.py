@@ -8,7 +8,10 @@ Run from the repo root (``tests`` is not a package: ``-m`` puts the root on ``sy
     python -m tests.bench.run_bench --only DenseNet121 --no-latency   # one row of results.json, ~1 min
 
 Writes ``tests/bench/results.json`` and ``tests/bench/RESULTS.md`` (``--out``
-moves both). Not part of the test run: nothing here is collected by pytest.
+moves both), with the machine (cores, CPU model), TensorFlow version, date and
+load average of the run; ``python -m tests.figures --update`` then quotes the
+new figures in README.md and docs/. Not part of the test run: nothing here is
+collected by pytest.
 
 What is measured (the machine is shared: every figure records the load
 average; transform times are medians of runs that alternate graphxform and
@@ -680,7 +683,8 @@ def merge_results(old: dict, new: dict) -> dict:
                   scaling=sorted(scaling.values(), key=lambda r: (r["shape"], r["nodes"])))
     merged["runs"] = [*old.get("runs", [{"date": old.get("date"), "load_avg_start": old.get("load_avg_start"),
                                          "load_avg_end": old.get("load_avg_end")}]),
-                      {"date": new["date"], "load_avg_start": new["load_avg_start"], "load_avg_end": new["load_avg_end"],
+                      {"date": new["date"], "machine": new["machine"], "cpu": new.get("cpu"),
+                       "load_avg_start": new["load_avg_start"], "load_avg_end": new["load_avg_end"],
                        "models": [r["model"] for r in new["models"]],
                        "scaling": [f"{r['shape']} {r['nodes']}" for r in new["scaling"]]}]
     merged["date"], merged["load_avg_start"], merged["load_avg_end"] = new["date"], new["load_avg_start"], new["load_avg_end"]
@@ -745,6 +749,7 @@ def main(argv: list[str] | None = None) -> int:
     md = markdown(results)
     out.with_name("RESULTS.md").write_text(md)
     print(md)
+    print("README.md and docs/ quote these figures: run `python -m tests.figures --update`", file=sys.stderr)
     return 0
 
 
