@@ -27,6 +27,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -152,12 +153,22 @@ class Measure:
     def bench(self) -> dict:
         return json.loads(RESULTS_JSON.read_text())
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - one Measure per process
+    @functools.cached_property
+    def fixture_files(self) -> list[Path]:
+        """The files of fixtures/ as the repository holds them (``git ls-files``; every file outside a git checkout),
+        so nothing a local run left behind is counted."""
+        try:
+            out = subprocess.run(["git", "ls-files", "-z", "fixtures"], cwd=ROOT, capture_output=True, check=True,
+                                 timeout=60).stdout.decode()
+            files = [ROOT / f for f in out.split("\0") if f]
+        except (OSError, subprocess.SubprocessError):
+            files = []
+        return [f for f in files if f.is_file()] or [p for p in FIXTURES.rglob("*")
+                                                     if p.is_file() and "__pycache__" not in p.parts]
+
     def fixture_bytes(self, name: str) -> int:
         path = FIXTURES / name
-        if path.is_file():
-            return path.stat().st_size
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        return sum(f.stat().st_size for f in self.fixture_files if f == path or path in f.parents)
 
     @functools.lru_cache(maxsize=None)  # noqa: B019
     def stored_graph(self, name: str):
@@ -222,9 +233,20 @@ def servable_cases(m: Measure) -> str:
     return str(len(m.matrix["models"]) * len(m.matrix["quantize"]) * len(m.matrix["kinds"]))
 
 
+def fixture_models() -> list[str]:
+    """What fixtures/ holds: SavedModel directories, frozen ``.pb`` files and ``samples``."""
+    return sorted(p.name for p in FIXTURES.iterdir()
+                  if (p.is_dir() and ((p / "saved_model.pb").is_file() or p.name == "samples"))
+                  or (p.is_file() and p.suffix == ".pb"))
+
+
 def fixture_sizes(m: Measure, current: str) -> str:
-    """fixtures/README.md's table: every column kept but the last, the size of each fixture's files."""
+    """fixtures/README.md's table: every column kept but the last, the size of each fixture's files; a fixture the
+    table lacks gets a row to describe."""
     lines = current.strip("\n").splitlines()
+    listed = {re.findall(r"`([^`]+)`", line)[0].rstrip("/") for line in lines[2:]}
+    lines += [f"| `{name}{'' if name.endswith('.pb') else '/'}` | — | — (describe this fixture) | |"
+              for name in fixture_models() if name not in listed]
     out = lines[:2]
     for line in lines[2:]:
         cells = line.strip().strip("|").split(" | ")
@@ -240,7 +262,7 @@ def fixture_sizes(m: Measure, current: str) -> str:
 
 
 def fixtures_total(m: Measure) -> str:
-    total = sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    total = sum(f.stat().st_size for f in m.fixture_files)
     return f"{total / 1e6:.2f} MB ({total / 2**20:.2f} MiB)"
 
 
@@ -690,6 +712,14 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(problems), file=sys.stderr)
         return 2
     m = Measure()
+    try:
+        return _run(args, m)
+    finally:
+        if "workdir" in m.__dict__ and m._workdir is None:
+            shutil.rmtree(m.workdir, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, m: Measure) -> int:
     if args.update:
         for path in update(m):
             print(f"updated {path.relative_to(ROOT)}")

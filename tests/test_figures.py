@@ -8,6 +8,7 @@ benchmark writes, with the date, machine, TensorFlow version and load average of
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import figures
@@ -28,12 +29,10 @@ def test_markers_are_balanced_and_known():
 
 
 def test_fixture_figures_match_a_fresh_run(measured):
-    """README's and docs/export.md's optimize tables, fixtures/README.md's sizes, node and op counts."""
+    """README's and docs/export.md's optimize tables, fixtures/README.md's sizes, node and op counts, docs/rules.md's
+    quantization accuracy; and, as README and docs/export.md say under the optimize table, the differences are the
+    same in all three loaders (one test: the optimize runs are made once per test process)."""
     _fail(figures.disagreements(measured, {"fixtures"}))
-
-
-def test_differences_are_the_same_in_all_three_loaders(measured):
-    """README and docs/export.md say so under the optimize table."""
     for (name, mode), run in measured.runs.items():
         assert set(run.per_loader) == {"c++", "tf2", "tf1"}, (name, mode, run.per_loader)
         assert len(set(run.per_loader.values())) == 1, (name, mode, run.per_loader)
@@ -64,6 +63,15 @@ def test_benchmark_records_the_machine():
 
     info = machine_info()
     assert info["cores"] >= 1 and info["cpu"] and info["machine"].endswith(f"{info['cores']} cores")
+
+
+def test_every_fixture_has_a_row_in_fixtures_readme(tmp_path, monkeypatch):
+    current = figures.published()["fixture-sizes"][0][1]
+    listed = {re.findall(r"`([^`]+)`", line)[0].rstrip("/") for line in current.strip().splitlines()[2:]}
+    assert set(figures.fixture_models()) <= listed
+    monkeypatch.setattr(figures, "fixture_models", lambda: ["keras_bn", "new_model"])
+    new = figures.fixture_sizes(figures.Measure(), current)
+    assert "| `new_model/` | — | — (describe this fixture) |" in new
 
 
 def _doc(tmp_path: Path, monkeypatch, text: str) -> Path:
