@@ -482,12 +482,12 @@ def bench_gaps(m: Measure) -> str:
     gaps = []
     for shape in ("chain", "fan"):
         big = _at(m.bench, shape, 6)
-        if big and big["load_s"] + big["pipeline_s"] >= 60:
-            gaps.append(f"the 1M-node {shape} takes {big['load_s'] + big['pipeline_s']:.0f} s, not 60")
+        if big and big["load_s"] + big["pipeline_s"] >= 30:
+            gaps.append(f"the 1M-node {shape} takes {big['load_s'] + big['pipeline_s']:.0f} s (target: under 30)")
     over = {NAMES.get(k, k): r["rss_ratio"] for k, r in _models(m.bench).items()
             if r.get("rss_ratio") is not None and r["rss_ratio"] > 2.5}
     if over:
-        gaps.append(f"peak RSS is over 2.5× the file on {', '.join(over)} ({min(over.values()):.1f}–"
+        gaps.append(f"peak RSS is over 2.5× the file (the target) on {', '.join(over)} ({min(over.values()):.1f}–"
                     f"{max(over.values()):.1f}×)")
     return "; ".join(gaps) if gaps else "none"
 
@@ -509,7 +509,8 @@ def bench_embedding_lookup(m: Measure) -> str:
 
 
 def bench_targets(m: Measure) -> str:
-    """docs/bench.md's targets, each with what the last benchmark measured."""
+    """docs/bench.md's targets (those of the benchmark's issue, and README's int8 latency claim), each with what the
+    last benchmark measured."""
     models = {k: v for k, v in _models(m.bench).items() if k != "EstimatorDNN100kx64"}
     est = _models(m.bench).get("EstimatorDNN100kx64")
     rows = []
@@ -517,36 +518,36 @@ def bench_targets(m: Measure) -> str:
     def row(target: str, values: dict[str, float], limit: float, fmt: str = ".2f") -> None:
         if not values:
             return
-        met = [k for k, v in values.items() if v <= limit]
-        verdict = "yes" if len(met) == len(values) else "no" if not met else \
-            "no: " + ", ".join(k for k in values if k not in met)
-        rows.append([target, ", ".join(f"{k} {format(v, fmt)}" for k, v in values.items()), verdict])
+        over = [k for k, v in values.items() if v > limit]
+        verdict = "yes" if not over else "no" if len(over) == len(values) else "no: " + ", ".join(over)
+        rows.append([target, ", ".join(f"{k} {sci(v) if fmt == 'sci' else format(v, fmt)}" for k, v in values.items()),
+                     verdict])
 
-    times = {NAMES.get(k, k): r["ratio_vs_grappler"] for k, r in models.items()}
-    if est:
-        times["Estimator pipeline"] = est["t_graphxform"]["pipeline"] / est["t_grappler"]
-    row("transform time ≤ 1.0× Grappler default, every model", times, 1.0)
     nodes = {NAMES.get(k, k): r["nodes_ratio_vs_grappler"] for k, r in models.items()}
     if est:
         nodes["Estimator"] = est["nodes_graphxform"] / est["nodes_grappler"]
-    row("nodes ≤ Grappler default, every model", nodes, 1.0)
-    if "ResNet50" in models:
-        row("nodes ≤ 0.6× Grappler default on ResNet50", {"ResNet50": models["ResNet50"]["nodes_ratio_vs_grappler"]},
-            0.6)
-    lat = {k: r for k, r in models.items() if "latency_ratio_b1" in r}
-    if "ResNet50" in lat:
-        row("ResNet50 latency b1 ≤ 0.9× original", {"ResNet50": lat["ResNet50"]["latency_ratio_b1"]}, 0.9)
-    row("int8 latency b1 ≤ 1.0× original", {NAMES.get(k, k): r["latency_ratio_int8_b1"] for k, r in lat.items()}, 1.0)
+    row("nodes ≤ Grappler default, every model (ratio)", nodes, 1.0)
+    times = {NAMES.get(k, k): r["ratio_vs_grappler"] for k, r in models.items()}
+    if est:
+        times["Estimator pipeline"] = est["t_graphxform"]["pipeline"] / est["t_grappler"]
+    row("transform time ≤ 0.5× Grappler default, every model", times, 0.5)
+    diffs = {NAMES.get(k, k): r["max_rel_diff"] for k, r in models.items()}
+    if est:
+        diffs["Estimator"] = est["max_rel_diff"]
+    row("outputs within rtol 1e-5 (max rel diff)", diffs, 1e-5, "sci")
     per_node, wall = {}, {}
     for shape in ("chain", "fan"):
         big, mid = _at(m.bench, shape, 6), _at(m.bench, shape, 5)
+        if big:
+            wall[shape] = big["load_s"] + big["pipeline_s"]
         if big and mid:
             per_node[shape] = big["us_per_node"] / mid["us_per_node"]
-            wall[shape] = big["load_s"] + big["pipeline_s"]
-    row("1M µs/node ≤ 1.3× 100k", per_node, 1.3)
-    row("1M-node pipeline < 60 s (s)", wall, 60, ".1f")
+    row("1M-node pipeline < 30 s (s)", wall, 30, ".1f")
+    row("1M µs/node ≤ 1.2× 100k", per_node, 1.2)
     row("peak RSS ≤ 2.5× file above the TF import", {NAMES.get(k, k): r["rss_ratio"] for k, r in models.items()
                                                       if r.get("rss_ratio") is not None}, 2.5)
+    lat = {NAMES.get(k, k): r["latency_ratio_int8_b1"] for k, r in models.items() if "latency_ratio_int8_b1" in r}
+    row("int8 latency b1 ≤ 1.0× original (README)", lat, 1.0)
     return table(["target", "measured", "met?"], rows)
 
 
