@@ -13,8 +13,20 @@ every block in memory and fails, naming the block and this command, when the tex
     python -m tests.figures --update   # rewrite every block, tests/bench/RESULTS.md and the TF2-idioms table
     python -m tests.figures --update --no-idioms   # the blocks only (the idioms table takes a few minutes)
 
+(The TF2-idioms table of README.md has its own markers and is measured and checked row by row by
+``tests/test_tf2_idioms.py``; ``--update`` runs it with ``GRAPHXFORM_UPDATE_README=1``.)
+
+To publish a new figure, put it between markers and either name a block of :data:`BLOCKS` (add a function for a
+new table or sentence) or ask a family of :data:`FAMILIES` in the name itself, with no code:
+
+* ``nodes:FIXTURE`` (as graphxform loads it), ``top-nodes:FIXTURE`` and ``functions:FIXTURE`` (its stored graph),
+  ``variable-elements:FIXTURE``, ``variable-mb:FIXTURE``, ``file-mb:PATH`` (under fixtures/);
+* ``ops:FIXTURE:top|functions|all:Op1,Op2`` ("`Op1` ×2 and `Op2`"), ``all-ops:FIXTURE`` ("Ops (21 nodes): …");
+* ``bench:MODEL:FIELD:FORMAT``, a field of a model's row of results.json (say which run it is from beside it,
+  e.g. with the ``bench-header`` block).
+
 A block name may appear in several files (one sentence quoted twice); every registered block must appear
-somewhere, and every marker must name a registered block. Differences between models (max abs/rel diff) depend
+somewhere, and every marker must name a registered block or a family. Differences between models (max abs/rel diff) depend
 on float rounding, which differs between CPUs: those figures (printed as ``1.2e-3``) must agree within a factor
 of :data:`ROUNDING_FACTOR`, zero exactly; everything else must agree to the character.
 """
