@@ -8,7 +8,10 @@ Run from the repo root (``tests`` is not a package: ``-m`` puts the root on ``sy
     python -m tests.bench.run_bench --only DenseNet121 --no-latency   # one row of results.json, ~1 min
 
 Writes ``tests/bench/results.json`` and ``tests/bench/RESULTS.md`` (``--out``
-moves both). Not part of the test run: nothing here is collected by pytest.
+moves both), with the machine (cores, CPU model), TensorFlow version, date and
+load average of the run; ``python -m tests.figures --update`` then quotes the
+new figures in README.md and docs/. Not part of the test run: nothing here is
+collected by pytest.
 
 What is measured (the machine is shared: every figure records the load
 average; transform times are medians of runs that alternate graphxform and
@@ -72,6 +75,21 @@ ESTIMATOR_ROW = "EstimatorDNN100kx64"
 
 def load_avg() -> float:
     return round(os.getloadavg()[0], 2)
+
+
+def machine_info() -> dict:
+    """Where the benchmark runs: ``machine`` ("x86_64 2 cores"), ``cores``, ``cpu`` (the CPU model)."""
+    cores = os.cpu_count() or 1
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"machine": f"{platform.machine()} {cores} cores", "cores": cores,
+            "cpu": cpu or platform.processor() or platform.machine()}
 
 
 def median_time(fn, repeat: int) -> tuple[float, object]:
@@ -551,7 +569,7 @@ def _f(v, fmt: str) -> str:
 
 
 def markdown(results: dict) -> str:
-    lines = [f"Machine: {results['machine']}; load average {results['load_avg_start']} at the start, "
+    lines = [f"Machine: {results['machine']} ({results.get('cpu') or 'CPU model not recorded'}); load average {results['load_avg_start']} at the start, "
              f"{results.get('load_avg_end', '?')} at the end (other jobs share the 2 cores)  ",
              f"TensorFlow {results['tensorflow']}, run {results['date']}", ""]
     models = [r for r in results["models"] if "skipped" not in r and "nodes_in" in r]
@@ -660,11 +678,13 @@ def merge_results(old: dict, new: dict) -> dict:
     scaling = {(r["shape"], r["nodes"]): r for r in old.get("scaling", [])}
     scaling.update({(r["shape"], r["nodes"]): r for r in new["scaling"]})
     merged = dict(old)
-    merged.update(machine=new["machine"], tensorflow=new["tensorflow"], models=list(models.values()),
+    merged.update(machine=new["machine"], cores=new.get("cores"), cpu=new.get("cpu"), tensorflow=new["tensorflow"],
+                  models=list(models.values()),
                   scaling=sorted(scaling.values(), key=lambda r: (r["shape"], r["nodes"])))
     merged["runs"] = [*old.get("runs", [{"date": old.get("date"), "load_avg_start": old.get("load_avg_start"),
                                          "load_avg_end": old.get("load_avg_end")}]),
-                      {"date": new["date"], "load_avg_start": new["load_avg_start"], "load_avg_end": new["load_avg_end"],
+                      {"date": new["date"], "machine": new["machine"], "cpu": new.get("cpu"),
+                       "load_avg_start": new["load_avg_start"], "load_avg_end": new["load_avg_end"],
                        "models": [r["model"] for r in new["models"]],
                        "scaling": [f"{r['shape']} {r['nodes']}" for r in new["scaling"]]}]
     merged["date"], merged["load_avg_start"], merged["load_avg_end"] = new["date"], new["load_avg_start"], new["load_avg_end"]
@@ -712,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.models if args.models is not None else (["MobileNetV2", "ResNet50"] if args.quick
                                                           else models.ALL_MODELS)
     sizes = [int(s) for s in ("10000,100000" if args.quick else args.sizes).split(",") if s]
-    results = {"machine": f"{platform.machine()} {os.cpu_count()} cores", "tensorflow": tf.__version__,
+    results = {**machine_info(), "tensorflow": tf.__version__,
                "date": time.strftime("%Y-%m-%d %H:%M"), "load_avg_start": load_avg(), "models": [], "scaling": []}
     for name in names:
         results["models"].append(bench_model(name, args.repeat, args.runs, latency=not args.no_latency))
@@ -729,6 +749,7 @@ def main(argv: list[str] | None = None) -> int:
     md = markdown(results)
     out.with_name("RESULTS.md").write_text(md)
     print(md)
+    print("README.md and docs/ quote these figures: run `python -m tests.figures --update`", file=sys.stderr)
     return 0
 
 

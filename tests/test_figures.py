@@ -1,0 +1,119 @@
+"""Every published figure is measured again and must agree with the text (tests/figures.py; update with
+``python -m tests.figures --update``).
+
+The fixture figures are measured here (``optimize`` of every fixture of the servable matrix in every ``--quantize``
+mode, once per session); the benchmark figures are quoted from ``tests/bench/results.json``, which only the
+benchmark writes, with the date, machine, TensorFlow version and load average of its run.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import figures
+import pytest
+
+
+@pytest.fixture(scope="session")
+def measured(tmp_path_factory) -> figures.Measure:
+    return figures.Measure(tmp_path_factory.mktemp("figures"))
+
+
+def _fail(problems: list[str]) -> None:
+    assert not problems, "\n\n".join(problems)
+
+
+def test_markers_are_balanced_and_known():
+    _fail(figures.marker_problems())
+
+
+def test_fixture_figures_match_a_fresh_run(measured):
+    """README's and docs/export.md's optimize tables, fixtures/README.md's sizes, node and op counts, docs/rules.md's
+    quantization accuracy; and, as README and docs/export.md say under the optimize table, the differences are the
+    same in all three loaders (one test: the optimize runs are made once per test process)."""
+    _fail(figures.disagreements(measured, {"fixtures"}))
+    for (name, mode), run in measured.runs.items():
+        assert set(run.per_loader) == {"c++", "tf2", "tf1"}, (name, mode, run.per_loader)
+        assert len(set(run.per_loader.values())) == 1, (name, mode, run.per_loader)
+
+
+def test_corpus_figures_match_the_corpus(measured):
+    _fail(figures.disagreements(measured, {"corpus"}))
+
+
+def test_benchmark_figures_quote_results_json(measured):
+    """README, docs/bench.md, docs/engine.md and docs/rules.md quote results.json; RESULTS.md is made from it."""
+    _fail(figures.disagreements(measured, {"bench"}))
+    assert figures.RESULTS_MD.read_text() == figures.results_md(measured), \
+        f"tests/bench/RESULTS.md is not what results.json gives: run `{figures.UPDATE_COMMAND}`"
+
+
+def test_benchmark_results_say_when_and_where():
+    results = json.loads(figures.RESULTS_JSON.read_text())
+    for key in ("date", "machine", "tensorflow", "load_avg_start", "load_avg_end"):
+        assert results.get(key) not in (None, ""), key
+    for row in results["models"] + results.get("scaling", []):
+        assert row.get("measured", results["date"]) and (row.get("load_avg_start") or row.get("load_avg")), row
+
+
+def test_benchmark_records_the_machine():
+    """What run_bench writes at the top of results.json: cores, CPU model, TensorFlow, date, load average."""
+    from tests.bench.run_bench import machine_info
+
+    info = machine_info()
+    assert info["cores"] >= 1 and info["cpu"] and info["machine"].endswith(f"{info['cores']} cores")
+
+
+def test_every_fixture_has_a_row_in_fixtures_readme(tmp_path, monkeypatch):
+    current = figures.published()["fixture-sizes"][0][1]
+    listed = {re.findall(r"`([^`]+)`", line)[0].rstrip("/") for line in current.strip().splitlines()[2:]}
+    assert set(figures.fixture_models()) <= listed
+    monkeypatch.setattr(figures, "fixture_models", lambda: ["keras_bn", "new_model"])
+    new = figures.fixture_sizes(figures.Measure(), current)
+    assert "| `new_model/` | — | — (describe this fixture) |" in new
+
+
+def _doc(tmp_path: Path, monkeypatch, text: str) -> Path:
+    doc = tmp_path / "doc.md"
+    doc.write_text(text)
+    monkeypatch.setattr(figures, "documents", lambda: [doc])
+    monkeypatch.setattr(figures, "ROOT", tmp_path)
+    return doc
+
+
+def test_a_drifted_figure_fails_and_update_rewrites_it(tmp_path, monkeypatch, measured):
+    """The mechanism itself: a block that says another number is reported with its name and the update command;
+    --update rewrites it; text outside the markers is left alone."""
+    good = figures.render(figures.BLOCKS["servable-cases"], measured, "")
+    doc = _doc(tmp_path, monkeypatch, "in each of the <!-- figures:servable-cases -->41<!-- /figures:servable-cases "
+                                      "--> cases, 7 fixtures\n")
+    (problem,) = figures.disagreements(measured)
+    assert "figures:servable-cases" in problem and figures.UPDATE_COMMAND in problem and "-41" in problem
+    monkeypatch.setattr(figures, "RESULTS_MD", tmp_path / "RESULTS.md")
+    (tmp_path / "RESULTS.md").write_text(figures.results_md(measured))
+    figures.update(measured)
+    assert doc.read_text() == (f"in each of the <!-- figures:servable-cases -->{good}<!-- /figures:servable-cases "
+                               "--> cases, 7 fixtures\n")
+    assert figures.disagreements(measured) == []
+
+
+def test_unknown_unbalanced_and_missing_blocks_are_reported(tmp_path, monkeypatch):
+    _doc(tmp_path, monkeypatch, "<!-- figures:no-such-block -->1<!-- /figures:no-such-block -->\n"
+                                "<!-- figures:servable-cases -->42\n")
+    problems = "\n".join(figures.marker_problems())
+    assert "unknown block figures:no-such-block" in problems
+    assert "figures:servable-cases is never closed" in problems
+    assert "figures:bench-table is registered but appears in no document" in problems
+
+
+@pytest.mark.parametrize("published, measured_text, same", [
+    ("8.7e-7 | 100%", "8.7e-7 | 100%", True),
+    ("8.7e-7 | 100%", "1.2e-6 | 100%", True),      # float rounding of another CPU
+    ("8.7e-7 | 100%", "8.7e-6 | 100%", False),     # ten times: not rounding
+    ("0 | 100%", "1.0e-9 | 100%", False),          # zero stays zero
+    ("8.7e-7 | 100%", "8.7e-7 | 99%", False),      # everything else to the character
+    ("691/185 → 79", "691/185 → 61", False),
+])
+def test_only_rounding_figures_have_a_tolerance(published, measured_text, same):
+    assert figures.same_figures(published, measured_text) is same
