@@ -97,7 +97,8 @@ def rules_cmd(names: tuple[str, ...], rules_files: tuple[str, ...], as_json: boo
                 console.print(Padding(Text.assemble(("parameters: ", "dim"), params), (0, 0, 0, 4), expand=False),
                               highlight=False)
         console.print()
-        print_line("GTT transforms accepted as no-ops: " + ", ".join(sorted(NOOP_TRANSFORMS)), markup=False)
+        if NOOP_TRANSFORMS:
+            print_line("GTT transforms accepted as no-ops: " + ", ".join(sorted(NOOP_TRANSFORMS)), markup=False)
         for name, reason in sorted(REFUSED_GTT.items()):
             print_line(f"GTT transform refused: {name} ({reason})", markup=False)
         print_line("default pipeline: " + " ".join(DEFAULT_PIPELINE), markup=False)

@@ -8,8 +8,7 @@ never disagree; :meth:`Graph.lint` checks that they do not. The read-only
 questions (producers, consumers, protection, values) are
 :class:`~graphxform.core.queries.GraphQueries`.
 
-Tensor names follow TensorFlow (:mod:`graphxform.core.names`): ``"node:0"``; an
-input string ``"node"`` means port 0 and ``"^node"`` is a control dependency.
+Tensor names follow TensorFlow (:mod:`graphxform.core.names`).
 """
 from __future__ import annotations
 
@@ -57,8 +56,7 @@ class Delta:
 class Graph(GraphQueries):
     """A mutable TensorFlow graph: ``NodeDef`` s by name plus a networkx view.
 
-    ``protected`` names nodes a rule may not remove (signature tensors are
-    protected automatically through :attr:`signatures`).
+    ``protected`` names nodes a rule may not remove (signature tensors are, through :attr:`signatures`).
 
     The Graph keeps the ``NodeDef`` s of the ``graph_def`` it is built from
     instead of copying them, and never modifies a node it holds: every change
@@ -87,14 +85,11 @@ class Graph(GraphQueries):
         self._input_lists: dict[str, tuple[node_def_pb2.NodeDef, list[str]]] = {}
         self._colocation: dict[str, set[str]] | None = None  # built on first use, then kept up to date
         duplicates = []
-        # Millions of long-lived, acyclic objects: the cyclic GC would rescan them again and again
-        # (~40% of the build time of a 300k-node graph). Paused while building.
+        # The cyclic GC would rescan millions of long-lived acyclic objects (~40% of a 300k-node build).
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            # The nodes are kept, not copied: a Graph never modifies a NodeDef it holds (every change
-            # stores a new one), so sharing them costs no memory and leaves ``graph_def`` as it was.
-            nodes = self._nodes
+            nodes = self._nodes  # kept, not copied (see the class docstring)
             for node in graph_def.node:
                 name = node.name
                 if name in nodes:
@@ -271,6 +266,13 @@ class Graph(GraphQueries):
             view.drop_dangling(self.nx, sources)
         self.protected.discard(name)
 
+    def reorder(self, names: Iterable[str]) -> None:
+        """List the nodes in the order of ``names`` (every node once): the order the ``GraphDef`` is written in."""
+        order = list(names)
+        if len(order) != len(self._nodes) or set(order) != self._nodes.keys():
+            raise GraphError("reorder: the names must list every node of the graph exactly once")
+        self._nodes = {n: self._nodes[n] for n in order}
+
     def remove_nodes(self, names: Iterable[str]) -> None:
         """Remove a set of nodes that only consume each other (any order)."""
         names = set(names)
@@ -324,8 +326,7 @@ class Graph(GraphQueries):
                 for new_node, new_port, _ in ports.values():
                     if new_port in by_node.get(new_node, ()):
                         return sum(self.replace_uses({old: new}) for old, new in mapping.items())
-        # The consumers' edges move in the view, then each consumer is copied once with its inputs rewritten
-        # (no generic update_node: no re-validation, no edge diff).
+        # Edges move in the view, then each consumer is copied once with its inputs rewritten (no re-validation).
         count = 0
         delta = self._delta
         for dst, edits in view.move_data_edges(self.nx, by_node).items():

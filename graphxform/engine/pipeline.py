@@ -47,9 +47,7 @@ FLOAT_PIPELINE: tuple[str, ...] = (
 )
 DEFAULT_PIPELINE: tuple[str, ...] = (*FLOAT_PIPELINE, "quantize_weights")
 #: GTT transforms accepted as no-ops, with the reason.
-NOOP_TRANSFORMS = {
-    "sort_by_execution_order": "TensorFlow imports nodes in any order; the output keeps the input's order",
-}
+NOOP_TRANSFORMS: dict[str, str] = {}
 #: GTT transforms graphxform refuses, with the reason and what to use instead.
 REFUSED_GTT = {
     "fuse_quantized_conv_and_requantize": (
