@@ -28,6 +28,8 @@ from graphxform.core.errors import RuleError
 from graphxform.core.graph import Graph
 from graphxform.core.opdefs import FEED_OPS
 
+from ._graph_edits import consumers_first
+
 log = logging.getLogger(__name__)
 
 
@@ -193,7 +195,7 @@ class StripUnused(Pass):
         rep = Replacement(update=self._placeholder_updates(graph) + [self._placeholder_for(graph, n) for n in cut])
         dead = {n for n in graph.node_names if n not in keep}
         if dead:
-            rep.remove, cyclic = _consumers_first(graph, dead)
+            rep.remove, cyclic = consumers_first(graph, dead)
             # Dead TF1 loops are cycles (NextIteration -> Merge): cut their inputs so they can go one by one.
             rep.update.extend(with_inputs(graph.node(name), []) for name in cyclic)
             log.info("strip_unused: %d of %d nodes are unused", len(dead), len(graph))
@@ -269,26 +271,6 @@ def _cut_inputs(graph: Graph) -> list[str]:
                     continue
                 out.append(name)
     return out
-
-
-def _consumers_first(graph: Graph, names: set[str]) -> tuple[list[str], list[str]]:
-    """``names`` ordered consumers before producers, and those of them on cycles (at the end of the order)."""
-    out_deg = {n: sum(1 for c in graph.consumer_nodes(n) if c in names) for n in names}
-    ready = [n for n, d in out_deg.items() if d == 0]
-    order: list[str] = []
-    while ready:
-        n = ready.pop()
-        order.append(n)
-        for src in {parse_input(i)[0] for i in graph.node(n).input}:
-            if src in out_deg:
-                out_deg[src] -= 1
-                if out_deg[src] == 0:
-                    ready.append(src)
-    cyclic: list[str] = []
-    if len(order) < len(names):
-        done = set(order)
-        cyclic = sorted(n for n in names if n not in done)
-    return order + cyclic, cyclic
 
 
 __all__ = ["StripUnused", "needed_nodes", "parse_shape"]
