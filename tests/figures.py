@@ -492,6 +492,16 @@ def bench_scaling_sentence(m: Measure) -> str:
 
 def bench_gaps(m: Measure) -> str:
     gaps = []
+    models = _models(m.bench)
+    more = {NAMES.get(k, k): f"{r['nodes_graphxform']} vs {r['nodes_grappler']}" for k, r in models.items()
+            if r.get("nodes_graphxform", 0) > r.get("nodes_grappler", 1 << 62)}
+    if more:
+        gaps.append("more nodes than Grappler's default on " + ", ".join(f"{k} ({v})" for k, v in more.items()))
+    slow = {NAMES.get(k, k): r["ratio_vs_grappler"] for k, r in models.items()
+            if k != "EstimatorDNN100kx64" and r.get("ratio_vs_grappler", 0) > 0.5}
+    if slow:
+        gaps.append("transform time over 0.5× Grappler's default (the target) on "
+                    + ", ".join(f"{k} ({v:.2f}×)" for k, v in slow.items()))
     for shape in ("chain", "fan"):
         big = _at(m.bench, shape, 6)
         if big and big["load_s"] + big["pipeline_s"] >= 30:
