@@ -18,6 +18,7 @@ from tensorflow.core.framework import graph_pb2
 from graphxform import Replacement, const
 from graphxform.core.graph import Graph
 from graphxform.core.opdefs import CONTROL_FLOW_OPS
+from graphxform.core.shapes import light_copy
 from graphxform.engine.apply import apply_replacement
 from graphxform.engine.context import Context
 
@@ -51,11 +52,8 @@ def _imported(graph: Graph, names: list[str], use_output_shapes: bool) -> tf.Gra
         if name not in needed:
             continue
         node = gd.node.add()
-        node.CopyFrom(graph.node(name))
+        node.CopyFrom(light_copy(graph.node(name), keep_output_shapes=use_output_shapes))  # weights not copied
         node.device = ""
-        for key in ("_class", *(() if use_output_shapes else ("_output_shapes",))):
-            if key in node.attr:
-                del node.attr[key]
     g = tf.Graph()
     try:
         with g.as_default():
@@ -79,21 +77,28 @@ def _values(op: tf.Operation) -> list[np.ndarray] | None:
     return [np.array(s.as_list(), out_type) for s in shapes]
 
 
-def static_shape_folds(graph: Graph, skip: Mapping[str, str], *, use_output_shapes: bool) -> Replacement | None:
+def static_shape_folds(graph: Graph, skip: Mapping[str, str], *, use_output_shapes: bool,
+                       unknown: dict[str, bytes] | None = None) -> Replacement | None:
     """The replacement that turns every shape op of statically known value into a ``Const`` (``None``: none).
 
-    Output 0 keeps the node's name; output ``p`` of a ``ShapeN`` becomes ``<name>/output_<p>``.
+    Output 0 keeps the node's name; output ``p`` of a ``ShapeN`` becomes ``<name>/output_<p>``. ``unknown``
+    (kept by the caller for a run) remembers the shape ops found not foldable, so later rounds do not import
+    the graph again for them: a rewrite keeps the value, hence the shape, of every tensor it leaves.
     """
-    names = _candidates(graph, skip)
+    unknown = {} if unknown is None else unknown
+    names = [n for n in _candidates(graph, skip)
+             if unknown.get(n) != graph.node(n).SerializeToString(deterministic=True)]
     if not names:
         return None
     g = _imported(graph, names, use_output_shapes)
     if g is None:
+        unknown.update((n, graph.node(n).SerializeToString(deterministic=True)) for n in names)
         return None
     rep = Replacement()
     for name in names:
         values = _values(g.get_operation_by_name(name))
         if values is None:
+            unknown[name] = graph.node(name).SerializeToString(deterministic=True)
             continue
         node = graph.node(name)
         for port, value in enumerate(values):

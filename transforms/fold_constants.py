@@ -134,7 +134,8 @@ class FoldConstants(Pass):
         unused = self._unused(graph)
         skip = {**self._excluded_by_params(graph), **unused}
         excluded.update(skip)
-        shapes = static_shape_folds(graph, skip, use_output_shapes=not self.args["clear_output_shapes"])
+        shapes = static_shape_folds(graph, skip, use_output_shapes=not self.args["clear_output_shapes"],
+                                    unknown=ctx.cached("shape_ops_not_foldable", dict))
         work = copy_with(graph, shapes) if shapes is not None else graph  # evaluated with the shapes folded
         result = evaluate_frontier(work, max_bytes=self.args["max_constant_size_in_bytes"],
                                    ignore_errors=self.args["ignore_errors"], excluded=excluded, kept=kept)

@@ -75,17 +75,19 @@ def _placeholder(name: str, dtype: int, shape: Shape, control: list[str] | None 
     return node
 
 
-def _light_copy(node: node_def_pb2.NodeDef) -> node_def_pb2.NodeDef:
-    """``node`` as imported for shape inference: a big ``Const`` becomes a ``Placeholder`` of its shape."""
+def light_copy(node: node_def_pb2.NodeDef, *, keep_output_shapes: bool = False) -> node_def_pb2.NodeDef:
+    """``node`` as imported for shape inference: a big ``Const`` becomes a ``Placeholder`` of its shape (weights
+    are never copied), ``_class`` (and ``_output_shapes`` unless ``keep_output_shapes``) go."""
     if node.op == "Const" and _const_nbytes(node) > SMALL_CONST_BYTES:
         t = node.attr["value"].tensor
         shape = tuple(d.size for d in t.tensor_shape.dim)
         return _placeholder(node.name, t.dtype, shape, [i for i in node.input if i.startswith("^")])
-    if not any(k in node.attr for k in _DROPPED_ATTRS):
+    dropped = ("_class",) if keep_output_shapes else _DROPPED_ATTRS
+    if not any(k in node.attr for k in dropped):
         return node
     copy = node_def_pb2.NodeDef()
     copy.CopyFrom(node)
-    for k in _DROPPED_ATTRS:
+    for k in dropped:
         if k in copy.attr:
             del copy.attr[k]
     return copy
@@ -160,7 +162,7 @@ class StaticShapes:
         gd.library.CopyFrom(graph.library)
         snapshot = {}
         for node in graph:
-            gd.node.append(_light_copy(node))
+            gd.node.append(light_copy(node))
             snapshot[node.name] = node
         g = tf.Graph()
         try:
@@ -284,5 +286,5 @@ def broadcast_keeps(shape: Shape, other: tuple[int, ...]) -> bool:
     return True
 
 
-__all__ = ["MAX_IMPORT_NODES", "SMALL_CONST_BYTES", "Shape", "StaticShapes", "broadcast_keeps", "broadcast_shape",
+__all__ = ["MAX_IMPORT_NODES", "SMALL_CONST_BYTES", "Shape", "StaticShapes", "broadcast_keeps", "broadcast_shape", "light_copy",
            "same_size_shapes_equal"]
