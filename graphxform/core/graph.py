@@ -250,13 +250,7 @@ class Graph(GraphQueries):
                     f"cannot remove node {name!r}: it is protected (signature tensor, init op or table); "
                     "use replace_all_uses to move the signature first"
                 )
-        node = self._nodes.pop(name)
-        self._input_lists.pop(name, None)
-        if self._colocation is not None:
-            self._index_colocation(node, add=False)
-        if self._delta is not None:
-            self._delta.before.setdefault(name, node)
-            self._delta.touched.update(parse_input(i)[0] for i in node.input)
+        self._forget(name)
         if view.has_consumers(self.nx, name):  # consumers now dangle (force); lint reports them
             view.remove_in_edges(self.nx, name)
             self.nx.nodes[name]["op"] = None
@@ -265,6 +259,16 @@ class Graph(GraphQueries):
             self.nx.remove_node(name)  # and its in-edges
             view.drop_dangling(self.nx, sources)
         self.protected.discard(name)
+
+    def _forget(self, name: str) -> None:
+        """Drop the ``NodeDef`` of ``name`` and its bookkeeping (the view is the caller's)."""
+        node = self._nodes.pop(name)
+        self._input_lists.pop(name, None)
+        if self._colocation is not None:
+            self._index_colocation(node, add=False)
+        if self._delta is not None:
+            self._delta.before.setdefault(name, node)
+            self._delta.touched.update(parse_input(i)[0] for i in node.input)
 
     def reorder(self, names: Iterable[str]) -> None:
         """List the nodes in the order of ``names`` (every node once): the order the ``GraphDef`` is written in."""
@@ -285,13 +289,7 @@ class Graph(GraphQueries):
         for name in names:
             view.remove_in_edges(self.nx, name)
         for name in names:
-            node = self._nodes.pop(name)
-            self._input_lists.pop(name, None)
-            if self._colocation is not None:
-                self._index_colocation(node, add=False)
-            if self._delta is not None:
-                self._delta.before.setdefault(name, node)
-                self._delta.touched.update(parse_input(i)[0] for i in node.input)
+            self._forget(name)
             self.nx.remove_node(name)
             self.protected.discard(name)
 

@@ -57,14 +57,8 @@ def is_text(path: Path, data: bytes) -> bool:
         return True
     if path.suffix.lower() == ".pb":
         return False
-    head = data[:4096]
-    if b"\x00" in head:
-        return False
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return bool(re.match(rb"\s*(#|node\s*\{|saved_model_schema_version|meta_graphs|versions|library)", head))
+    return _looks_like_text(data) and bool(
+        re.match(rb"\s*(#|node\s*\{|saved_model_schema_version|meta_graphs|versions|library)", data[:4096]))
 
 
 def _graph_def_problem(gd: graph_pb2.GraphDef) -> str | None:

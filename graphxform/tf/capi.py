@@ -191,6 +191,16 @@ def _delete_tensor(t: int, dtype_enum: int | None = None) -> None:
     lib.TF_DeleteTensor(t)
 
 
+def _delete_run_tensors(in_values: Any, dtypes: list[int], out_values: Any, n_out: int) -> None:
+    """Free a run's input tensors (those made so far, with their dtypes) and its output tensors."""
+    for i, dtype_enum in enumerate(dtypes):
+        if in_values[i]:
+            _delete_tensor(in_values[i], dtype_enum)
+    for i in range(n_out):
+        if out_values[i]:
+            _delete_tensor(out_values[i])
+
+
 class CSavedModelSession:
     """A SavedModel loaded by TensorFlow's C++ loader (``LoadSavedModel``), as TF Serving loads it.
 
@@ -273,12 +283,7 @@ class CSavedModelSession:
                                    f"{first_line(status.message)}")
             return [_from_tensor(out_values[i]) for i in range(len(fetches))]
         finally:
-            for i, dtype_enum in enumerate(dtypes):
-                if in_values[i]:
-                    _delete_tensor(in_values[i], dtype_enum)
-            for i in range(len(fetches)):
-                if out_values[i]:
-                    _delete_tensor(out_values[i])
+            _delete_run_tensors(in_values, dtypes, out_values, len(fetches))
 
     def close(self) -> None:
         if self.session is not None:
@@ -379,12 +384,7 @@ class CGraphDefSession:
                                    f"{first_line(status.message)}")
             return [_from_tensor(out_values[i]) for i in range(len(fetches))]
         finally:
-            for i, dtype_enum in enumerate(dtypes):
-                if in_values[i]:
-                    _delete_tensor(in_values[i], dtype_enum)
-            for i in range(len(fetches)):
-                if out_values[i]:
-                    _delete_tensor(out_values[i])
+            _delete_run_tensors(in_values, dtypes, out_values, len(fetches))
 
     def close(self) -> None:
         if self.session is not None:
