@@ -269,6 +269,55 @@ def test_pass_runs_once_per_round_and_only_after_changes():
     assert rule2.calls == 1  # nothing changed after its first run: not called again
 
 
+class _CountingIdempotent(Pass):
+    """Finds nothing, counts its calls; ``removals_give_work`` set per test."""
+
+    name = "t_counting_idempotent"
+    idempotent = True
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)
+        self.calls = 0
+
+    def run(self, graph: Graph, ctx: Context) -> list[Replacement]:
+        self.calls += 1
+        return []
+
+
+class _DropOneDeadRelu(Pass):
+    """Removes one Relu nothing reads per call (a pure removal)."""
+
+    name = "t_drop_dead_relu"
+
+    def run(self, graph: Graph, ctx: Context) -> list[Replacement]:
+        for node in graph:
+            if node.op == "Relu" and not graph.consumer_nodes(node.name) and node.name != "out":
+                return [Replacement(remove=[node.name])]
+        return []
+
+
+@pytest.mark.parametrize("removals_give_work", [True, False])
+def test_idempotent_pass_skips_rounds_of_removals_only_when_they_give_it_no_work(removals_give_work):
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [3, 4], name="x")
+        tf.nn.relu(x, name="out")
+        for i in range(3):
+            tf.nn.relu(x, name=f"dead{i}")
+
+    g = _graph(graph_def_of(build), "out")
+    counting = type("Counting", (_CountingIdempotent,), {"removals_give_work": removals_give_work})()
+    report = run_pipeline(g, [counting, _DropOneDeadRelu()])
+    assert report.counts["t_drop_dead_relu"] == 3 and [n.op for n in g].count("Relu") == 1
+    # rounds 1-3 remove one dead Relu each, round 4 finds nothing
+    assert counting.calls == (4 if removals_give_work else 1)
+    # any other change (a rewire) still runs it again
+    counting2 = type("Counting", (_CountingIdempotent,), {"removals_give_work": False})()
+    gd = graph_def_of(lambda: tf.nn.relu(tf.identity(tf.compat.v1.placeholder(tf.float32, [3], name="x")),
+                                         name="out"))
+    run_pipeline(_graph(gd, "out"), [counting2, CountingGlobal()])
+    assert counting2.calls == 2
+
+
 def test_final_rules_run_in_their_own_stage_after_the_others():
     def build():
         x = tf.compat.v1.placeholder(tf.float32, [3, 4], name="x")

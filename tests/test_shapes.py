@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from conftest import graph_def_of
 
+from graphxform.core.clib import ShapeGraph, ShapeGraphError
 from graphxform.core.graph import Graph
 from graphxform.core.nodes import const
 from graphxform.core.shapes import SMALL_CONST_BYTES, StaticShapes, broadcast_keeps, broadcast_shape
@@ -64,3 +66,29 @@ def test_broadcasting_facts():
     assert not broadcast_keeps((None, None), (3,))       # the unknown dimension may be 1
     assert broadcast_shape((None, 1), (8,)) == (None, 8)
     assert broadcast_shape((2, 3), (4, 3)) is None
+
+
+def test_shape_graph_answers_static_shapes_through_the_c_api():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 8], name="x")
+        w = tf.constant(np.ones((8, 3), np.float32), name="w")
+        y = tf.matmul(x, w, name="y")
+        tf.split(y, [1, 2], axis=1, name="split")
+        tf.compat.v1.placeholder(tf.float32, None, name="any")
+
+    gd = graph_def_of(build)
+    with ShapeGraph(gd) as g:
+        assert g.shape("y") == (None, 3)
+        assert g.shapes("split") == [(None, 1), (None, 2)]
+        assert g.shape("any") is None  # not even the rank
+        assert g.shape("nope") is None and g.shapes("nope") is None and g.shape("y", 5) is None
+
+
+def test_shape_graph_refusal_carries_tensorflows_message():
+    def build():
+        tf.compat.v1.placeholder(tf.float32, [2], name="x")
+
+    gd = graph_def_of(build)
+    gd.node.add(name="bad", op="NoSuchOp", input=["x"])
+    with pytest.raises(ShapeGraphError, match="NoSuchOp"):
+        ShapeGraph(gd)

@@ -15,7 +15,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
-from graphxform import Replacement, const
+from graphxform import NodeDef, Replacement, const, parse_input
+from graphxform.core.clib import ShapeGraph, ShapeGraphError
 from graphxform.core.graph import Graph
 from graphxform.core.opdefs import CONTROL_FLOW_OPS
 from graphxform.core.shapes import light_copy
@@ -42,7 +43,7 @@ def _candidates(graph: Graph, skip: Mapping[str, str]) -> list[str]:
     return out
 
 
-def _imported(graph: Graph, names: list[str], use_output_shapes: bool) -> tf.Graph | None:
+def _imported(graph: Graph, names: list[str], use_output_shapes: bool) -> ShapeGraph | None:
     gd = graph_pb2.GraphDef()
     gd.versions.CopyFrom(graph.versions)
     if graph.library.function:
@@ -54,27 +55,26 @@ def _imported(graph: Graph, names: list[str], use_output_shapes: bool) -> tf.Gra
         node = gd.node.add()
         node.CopyFrom(light_copy(graph.node(name), keep_output_shapes=use_output_shapes))  # weights not copied
         node.device = ""
-    g = tf.Graph()
     try:
-        with g.as_default():
-            tf.graph_util.import_graph_def(gd, name="")
-    except (ValueError, TypeError, tf.errors.OpError) as exc:
+        return ShapeGraph(gd)
+    except ShapeGraphError as exc:
         log.debug("fold_constants: static shapes unknown, TensorFlow refused the graph: %s", exc)
         return None
-    return g
 
 
-def _values(op: tf.Operation) -> list[np.ndarray] | None:
-    """The values ``op`` (a shape op) computes, when its inputs' static shapes tell them."""
-    out_type = op.get_attr("out_type").as_numpy_dtype if op.type != "Rank" else np.int32
-    shapes = [t.shape for t in op.inputs]
-    if op.type == "Rank":
-        return None if shapes[0].rank is None else [np.array(shapes[0].rank, np.int32)]
-    if not all(s.is_fully_defined() for s in shapes):
+def _values(g: ShapeGraph, node: NodeDef) -> list[np.ndarray] | None:
+    """The values ``node`` (a shape op) computes, when its inputs' static shapes tell them."""
+    shapes = [g.shape(*parse_input(i)[:2]) for i in node.input if not i.startswith("^")]
+    if not shapes:
         return None
-    if op.type == "Size":
-        return [np.array(shapes[0].num_elements(), out_type)]
-    return [np.array(s.as_list(), out_type) for s in shapes]
+    if node.op == "Rank":
+        return None if shapes[0] is None else [np.array(len(shapes[0]), np.int32)]
+    if not all(s is not None and None not in s for s in shapes):
+        return None
+    out_type = tf.as_dtype(node.attr["out_type"].type if "out_type" in node.attr else tf.int32).as_numpy_dtype
+    if node.op == "Size":
+        return [np.array(int(np.prod(shapes[0], dtype=np.int64)), out_type)]
+    return [np.array(s, out_type) for s in shapes]
 
 
 def static_shape_folds(graph: Graph, skip: Mapping[str, str], *, use_output_shapes: bool,
@@ -95,8 +95,10 @@ def static_shape_folds(graph: Graph, skip: Mapping[str, str], *, use_output_shap
         unknown.update((n, graph.node(n).SerializeToString(deterministic=True)) for n in names)
         return None
     rep = Replacement()
+    with g:
+        values_of = {name: _values(g, graph.node(name)) for name in names}
     for name in names:
-        values = _values(g.get_operation_by_name(name))
+        values = values_of[name]
         if values is None:
             unknown[name] = graph.node(name).SerializeToString(deterministic=True)
             continue

@@ -89,6 +89,7 @@ class FoldConstants(Pass):
 
     name = "fold_constants"
     idempotent = True
+    removals_give_work = False
     params = {
         "ignore_errors": Param(bool, False, "leave nodes whose evaluation fails unfolded instead of failing"),
         "max_constant_size_in_bytes": Param(int, 10 * MiB, "largest output (bytes) a fold may create"),

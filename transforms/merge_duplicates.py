@@ -288,6 +288,7 @@ class MergeDuplicates(Pass):
     name = "merge_duplicates"
     aliases = ("merge_duplicate_nodes",)
     idempotent = True
+    removals_give_work = False
 
     def run(self, graph: Graph, ctx: Context) -> list[Replacement]:
         # Millions of small tuples: with the cyclic GC on, its full scans of the (large) graph cost ~3x.

@@ -9,6 +9,8 @@ an un-adapted ``Normalization`` layer (``(x - 0) / 1``) leave such ops. No GTT n
 from __future__ import annotations
 
 import numpy as np
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.framework.tensor_pb2 import TensorProto
 
 from graphxform import Any, Const, Graph, Match, NodeDef, OneOf, Op, Replacement, Rule, register
 from graphxform.core.nodes import tensor_proto_to_array
@@ -16,14 +18,39 @@ from graphxform.core.shapes import broadcast_keeps
 from graphxform.transforms._bypass import bypass, bypass_reason
 
 
+#: Where a small constant of these dtypes keeps its values when ``tensor_content`` is empty.
+_VALUE_FIELDS = {types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val", types_pb2.DT_INT32: "int_val",
+                 types_pb2.DT_INT16: "int_val", types_pb2.DT_INT8: "int_val", types_pb2.DT_UINT8: "int_val",
+                 types_pb2.DT_INT64: "int64_val"}
+
+
+def _all_equal_fast(t: TensorProto, value: float) -> bool | None:
+    """Whether every element of the constant ``t`` equals ``value``, read from its ``*_val`` field (no array is
+    built: this is asked of every constant operand of every arithmetic node); ``None`` when it cannot tell so."""
+    field = _VALUE_FIELDS.get(t.dtype)
+    if field is None or t.tensor_content:
+        return None
+    count = 1
+    for d in t.tensor_shape.dim:
+        count *= d.size
+    vals = getattr(t, field)
+    if count <= 0 or len(vals) > count:
+        return None
+    if not vals:  # no value written: all zeros
+        return value == 0
+    return all(v == value for v in vals)  # (fewer values than elements: the last one repeats)
+
+
 def _all(value: float):  # type: ignore[no-untyped-def]
     def where(node: NodeDef) -> str | None:
-        v = tensor_proto_to_array(node.attr["value"].tensor)
-        if v.dtype == object or v.dtype == np.bool_:
-            return "not a number"
-        if v.size == 0 or not np.all(v == value):
-            return f"not all {value:g}"
-        return None
+        t = node.attr["value"].tensor
+        same = _all_equal_fast(t, value)
+        if same is None:
+            v = tensor_proto_to_array(t)
+            if v.dtype == object or v.dtype == np.bool_:
+                return "not a number"
+            same = v.size > 0 and bool(np.all(v == value))
+        return None if same else f"not all {value:g}"
     return where
 
 

@@ -7,7 +7,7 @@ known up to the batch) ask :class:`StaticShapes`::
     shapes.shape("conv:0")      # (None, 56, 56, 64): a tuple, None for an unknown dimension
     shapes.shape("x:0")         # None: not even the rank is known
 
-How: the graph is imported once into a ``tf.Graph`` (TensorFlow's C++ ``ShapeRefiner`` runs every op's shape
+How: the graph is imported once into a ``TF_Graph`` through the C API (TensorFlow's C++ ``ShapeRefiner`` runs every op's shape
 function on import, with the constant values and partial shapes it can see: ``Placeholder`` shapes, ``Const``
 values, ``Shape -> StridedSlice -> Pack`` chains), and the shapes are read from it when asked. Large constants are
 imported as ``Placeholder`` s of the same shape and dtype, so weights are never copied (their values do not
@@ -22,10 +22,11 @@ under the same name, so what was inferred stays true for the run.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tensorflow.core.framework import graph_pb2, node_def_pb2
 
+from graphxform.core.clib import ShapeGraph, ShapeGraphError
 from graphxform.core.names import parse_input
 from graphxform.core.opdefs import FEED_OPS, output_count
 
@@ -54,12 +55,6 @@ def _const_nbytes(node: node_def_pb2.NodeDef) -> int:
         return 0
     t = node.attr["value"].tensor
     return len(t.tensor_content) or t.ByteSize()
-
-
-def _as_shape(tf_shape: Any) -> Shape:
-    if tf_shape.rank is None:
-        return None
-    return tuple(d for d in tf_shape.as_list())
 
 
 def _placeholder(name: str, dtype: int, shape: Shape, control: list[str] | None = None) -> node_def_pb2.NodeDef:
@@ -98,7 +93,7 @@ class StaticShapes:
 
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
-        self._imported: Any = None  # the tf.Graph, once imported
+        self._imported: ShapeGraph | None = None  # the graph, once imported
         self._snapshot: dict[str, node_def_pb2.NodeDef] = {}  # what was imported, by name
         self._tried = False
         self._extra: dict[str, tuple[node_def_pb2.NodeDef, list[Shape]]] = {}  # inferred one by one
@@ -133,12 +128,8 @@ class StaticShapes:
         if node is None:
             return None
         self._import_once()
-        if self._snapshot.get(name) is node:
-            try:
-                op = self._imported.get_operation_by_name(name)
-            except (KeyError, ValueError):
-                return None
-            return [_as_shape(o.shape) for o in op.outputs]
+        if self._snapshot.get(name) is node and self._imported is not None:
+            return self._imported.shapes(name)
         known = self._extra.get(name)
         if known is not None and known[0] is node:
             return known[1]
@@ -155,8 +146,6 @@ class StaticShapes:
         if len(graph) > MAX_IMPORT_NODES:
             log.debug("static shapes: %d nodes, inferring node by node when asked", len(graph))
             return
-        import tensorflow as tf
-
         gd = graph_pb2.GraphDef()
         gd.versions.CopyFrom(graph.versions)
         gd.library.CopyFrom(graph.library)
@@ -164,11 +153,9 @@ class StaticShapes:
         for node in graph:
             gd.node.append(light_copy(node))
             snapshot[node.name] = node
-        g = tf.Graph()
         try:
-            with g.as_default():
-                tf.graph_util.import_graph_def(gd, name="")
-        except Exception as exc:  # noqa: BLE001 - any refusal: shapes are inferred node by node instead
+            g = ShapeGraph(gd)
+        except ShapeGraphError as exc:  # any refusal: shapes are inferred node by node instead
             log.debug("static shapes: TensorFlow refused the graph (%s); inferring node by node",
                       " ".join(str(exc).split())[:200])
             return
@@ -184,7 +171,6 @@ class StaticShapes:
             return [None if s.unknown_rank else tuple(None if d.size < 0 else d.size for d in s.dim)]
         if depth >= _MAX_DEPTH:
             return None
-        import tensorflow as tf
 
         gd = graph_pb2.GraphDef()
         gd.versions.CopyFrom(graph.versions)
@@ -220,16 +206,13 @@ class StaticShapes:
             if k in copy.attr:
                 del copy.attr[k]
         gd.node.append(copy)
-        g = tf.Graph()
         try:
-            with g.as_default():
-                tf.graph_util.import_graph_def(gd, name="")
-            op = g.get_operation_by_name(node.name)
-        except Exception as exc:  # noqa: BLE001 - unknown to TensorFlow: unknown shapes
+            with ShapeGraph(gd) as g:
+                return g.shapes(node.name)
+        except ShapeGraphError as exc:  # unknown to TensorFlow: unknown shapes
             log.debug("static shapes: cannot infer %r on its own: %s", node.name, " ".join(str(exc).split())[:200])
             count = output_count(node)
             return None if count is None else [None] * count
-        return [_as_shape(o.shape) for o in op.outputs]
 
 
 def broadcast_shape(a: Shape, b: Shape) -> Shape:

@@ -22,10 +22,17 @@ class Pass(BaseRule):
 
     ``idempotent``: one :meth:`run` reaches the pass's own fixpoint (running it again right after finds
     nothing), so the runner runs it again only when another rule changed the graph.
+
+    ``removals_give_work``: whether removing nodes, with nothing else changed (what ``strip_unused`` does), can
+    give the pass something new to do. When ``False``, an idempotent pass is not run again after rounds in
+    which the other rules only removed nodes: no two nodes become duplicates, and no node becomes constant,
+    because other nodes went away. (What a removal alone can free — a colocation constraint or a second reader
+    of a constant gone — waits for the next run another change causes: at worst a node left that could have gone, never a wrong result.)
     """
 
     whole_graph: ClassVar[bool] = True
     idempotent: ClassVar[bool] = False
+    removals_give_work: ClassVar[bool] = True
 
     def run(self, graph: Graph, ctx: Context) -> list[Replacement]:
         """The replacements for the whole graph this round (empty: nothing to do)."""

@@ -253,7 +253,12 @@ class OneOf(Pattern):
 
     def _match(self, graph: Graph, node: node_def_pb2.NodeDef, port: int, st: _State) -> str | None:
         reasons = []
+        op = node.op
         for alt in self.alternatives:
+            ops = alt._op_set if isinstance(alt, Op) else None
+            if ops is not None and op not in ops:  # (before copying the bindings: most nodes fail here)
+                reasons.append(f"{node.name!r} is {op}, not {alt.ops}")
+                continue
             trial = st.copy()
             reason = alt._match(graph, node, port, trial)
             if reason is None:

@@ -74,7 +74,7 @@ def run_rule_once(graph: Graph, rule: BaseRule, report: RunReport | None = None)
 
 # ----------------------------------------------------------------------------- the engine
 class _RuleState:
-    __slots__ = ("ctx", "cursor", "ignore_errors", "last_run", "rule", "run_store")
+    __slots__ = ("ctx", "cursor", "ignore_errors", "last_rewires", "last_run", "rule", "run_store")
 
     def __init__(self, rule: BaseRule, run_store: dict | None = None) -> None:
         self.rule = rule
@@ -82,6 +82,7 @@ class _RuleState:
         self.ctx = Context(self.run_store)  # a pass's lasts the run; a rule's is renewed with each full pass
         self.cursor: int | None = None  # position in the change log; None: next run is a full pass
         self.last_run: int | None = None  # step count when a pass last started
+        self.last_rewires = -1  # the engine's count of steps that were not pure removals, then
         self.ignore_errors = bool(getattr(rule, "ignore_errors", False) or rule.args.get("ignore_errors", False))
 
 
@@ -99,6 +100,7 @@ class _Engine:
         self.states = [_RuleState(r, run_store) for r in rules]
         self.log: list[str] = []
         self.steps = 0
+        self.rewires = 0  # steps that did more than remove nodes
         self.round = 0
         self.fp = 0  # XOR of node hashes, relative to the start
         self.hashes = NodeHashes()
@@ -159,11 +161,11 @@ class _Engine:
             self.progress(rule, "start", {"round": self.round})
         try:
             if isinstance(st.rule, Pass):
-                if st.last_run is None or st.last_run != self.steps:
+                if self._pass_due(st):
                     st.last_run = self.steps  # its own rewrites count as a change: it runs again next round,
                     self.run_pass(st)
                     if st.rule.idempotent:  # unless it reaches its own fixpoint in one run
-                        st.last_run = self.steps
+                        st.last_run, st.last_rewires = self.steps, self.rewires
             else:
                 self.run_node_rule(st)
         finally:
@@ -174,6 +176,17 @@ class _Engine:
         if self.progress is not None:
             self.progress(rule, "done", {"round": self.round, "count": self.report.counts.get(rule, 0),
                                          "seconds": self.report.seconds[rule], "nodes": len(self.graph)})
+
+    def _pass_due(self, st: _RuleState) -> bool:
+        """Whether a pass must run this round: first time, or the graph changed since it last started (by more
+        than removals, for an idempotent pass that removals give no work)."""
+        rule = st.rule
+        assert isinstance(rule, Pass)
+        if st.last_run is None:
+            return True
+        if st.last_run == self.steps:
+            return False
+        return rule.removals_give_work or not rule.idempotent or st.last_rewires != self.rewires
 
     def full_pass(self, st: _RuleState) -> None:
         """Visit every candidate of ``st.rule``, with a new context."""
@@ -285,6 +298,8 @@ class _Engine:
             return
         # Book the step.
         self.steps += 1
+        if rep.add or rep.update or rep.replace or rep.replace_control:
+            self.rewires += 1
         self.fp ^= delta
         # Compact record (a 1M-node run keeps ~700k of them): empty lists share one tuple, the
         # replacement's own dict is kept (a Replacement is not reused after it was applied).

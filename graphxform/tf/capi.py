@@ -28,102 +28,21 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
 
+from graphxform.core.clib import Buffer as _Buffer
+from graphxform.core.clib import Output as _Output
+from graphxform.core.clib import Status as _Status
+from graphxform.core.clib import lib as _lib
+from graphxform.core.clib import vp as _vp
 from graphxform.core.errors import GraphxformError
 
 log = logging.getLogger(__name__)
 
-_vp = ctypes.c_void_p
 _TSTRING_SIZE = 24  # sizeof(TF_TString)
 _DT_STRING = 7
 
 
 class CLoaderError(GraphxformError):
     """TensorFlow's C++ loader refused a model, or running it failed (TF's own message attached)."""
-
-
-class _Output(ctypes.Structure):
-    _fields_ = [("oper", _vp), ("index", ctypes.c_int)]
-
-
-class _Buffer(ctypes.Structure):
-    _fields_ = [("data", _vp), ("length", ctypes.c_size_t), ("data_deallocator", _vp)]
-
-
-@lru_cache(maxsize=1)
-def _lib() -> ctypes.CDLL:
-    """The C API, with argument and result types declared once."""
-    here = os.path.dirname(tf.__file__)
-    # The framework library holds the tensor/status functions; loading it first and globally lets the
-    # cc library's symbols resolve against the copy TensorFlow's Python module already has loaded.
-    ctypes.CDLL(os.path.join(here, "libtensorflow_framework.so.2"), mode=ctypes.RTLD_GLOBAL)
-    lib = ctypes.CDLL(os.path.join(here, "libtensorflow_cc.so.2"), mode=ctypes.RTLD_GLOBAL)
-    sigs: dict[str, tuple[Any, list[Any]]] = {
-        "TF_NewStatus": (_vp, []),
-        "TF_DeleteStatus": (None, [_vp]),
-        "TF_GetCode": (ctypes.c_int, [_vp]),
-        "TF_Message": (ctypes.c_char_p, [_vp]),
-        "TF_NewGraph": (_vp, []),
-        "TF_DeleteGraph": (None, [_vp]),
-        "TF_NewSessionOptions": (_vp, []),
-        "TF_DeleteSessionOptions": (None, [_vp]),
-        "TF_SetConfig": (None, [_vp, _vp, ctypes.c_size_t, _vp]),
-        "TF_NewBuffer": (ctypes.POINTER(_Buffer), []),
-        "TF_DeleteBuffer": (None, [ctypes.POINTER(_Buffer)]),
-        "TF_LoadSessionFromSavedModel": (
-            _vp, [_vp, _vp, ctypes.c_char_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, _vp,
-                  ctypes.POINTER(_Buffer), _vp]),
-        "TF_CloseSession": (None, [_vp, _vp]),
-        "TF_DeleteSession": (None, [_vp, _vp]),
-        "TF_GraphOperationByName": (_vp, [_vp, ctypes.c_char_p]),
-        "TF_OperationNumOutputs": (ctypes.c_int, [_vp]),
-        "TF_SessionRun": (None, [_vp, _vp, ctypes.POINTER(_Output), ctypes.POINTER(_vp), ctypes.c_int,
-                                 ctypes.POINTER(_Output), ctypes.POINTER(_vp), ctypes.c_int,
-                                 ctypes.POINTER(_vp), ctypes.c_int, _vp, _vp]),
-        "TF_AllocateTensor": (_vp, [ctypes.c_int, ctypes.POINTER(ctypes.c_int64), ctypes.c_int, ctypes.c_size_t]),
-        "TF_DeleteTensor": (None, [_vp]),
-        "TF_TensorData": (_vp, [_vp]),
-        "TF_TensorByteSize": (ctypes.c_size_t, [_vp]),
-        "TF_TensorType": (ctypes.c_int, [_vp]),
-        "TF_NumDims": (ctypes.c_int, [_vp]),
-        "TF_Dim": (ctypes.c_int64, [_vp, ctypes.c_int]),
-        "TF_StringInit": (None, [_vp]),
-        "TF_StringCopy": (None, [_vp, ctypes.c_char_p, ctypes.c_size_t]),
-        "TF_StringGetDataPointer": (_vp, [_vp]),
-        "TF_StringGetSize": (ctypes.c_size_t, [_vp]),
-        "TF_StringDealloc": (None, [_vp]),
-        # The GraphDef session (tensorflow::Session::Create/Extend with a GraphDef, as C++ programs run a frozen graph)
-        "TF_NewDeprecatedSession": (_vp, [_vp, _vp]),
-        "TF_ExtendGraph": (None, [_vp, ctypes.c_char_p, ctypes.c_size_t, _vp]),
-        "TF_Run": (None, [_vp, _vp, ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(_vp), ctypes.c_int,
-                          ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(_vp), ctypes.c_int,
-                          ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, _vp, _vp]),
-        "TF_CloseDeprecatedSession": (None, [_vp, _vp]),
-        "TF_DeleteDeprecatedSession": (None, [_vp, _vp]),
-    }
-    for name, (restype, argtypes) in sigs.items():
-        fn = getattr(lib, name)
-        fn.restype = restype
-        fn.argtypes = argtypes
-    return lib
-
-
-class _Status:
-    def __init__(self) -> None:
-        self.lib = _lib()
-        self.ptr = self.lib.TF_NewStatus()
-
-    @property
-    def code(self) -> int:
-        return int(self.lib.TF_GetCode(self.ptr))
-
-    @property
-    def message(self) -> str:
-        return (self.lib.TF_Message(self.ptr) or b"").decode("utf-8", errors="replace")
-
-    def __del__(self) -> None:
-        if getattr(self, "ptr", None):
-            self.lib.TF_DeleteStatus(self.ptr)
-            self.ptr = None
 
 
 def first_line(message: str) -> str:
