@@ -331,23 +331,23 @@ class Graph(GraphQueries):
             previous = self._nodes[dst]
             node = node_def_pb2.NodeDef()
             node.CopyFrom(previous)
-            for index, new_inp in edits:
-                if delta is not None:
-                    delta.touched.add(parse_input(node.input[index])[0])
-                    delta.touched.add(parse_input(new_inp)[0])
+            for index, new_inp, old_node, new_node in edits:
                 node.input[index] = new_inp
-                count += 1
+                if delta is not None:  # (the old producer lost a consumer, the new one gained one)
+                    delta.touched.update((old_node, new_node))
+            count += len(edits)
             self._nodes[dst] = node
             if delta is not None:
                 delta.before.setdefault(dst, previous)
-        renames: dict[str, str] = {}
+        named, renames = set(self._signature_nodes()), {}
         for old_node, ports in by_node.items():
             for old_port, (new_node, new_port, _) in ports.items():
-                renames[f"{old_node}:{old_port}"] = f"{new_node}:{new_port}"
+                if old_node in named:
+                    renames[f"{old_node}:{old_port}"] = f"{new_node}:{new_port}"
                 if old_node in self.protected and old_port == 0:
                     self.protected.discard(old_node)
                     self.protected.add(new_node)
-        for sig in self.signatures.values():
+        for sig in self.signatures.values() if renames else ():
             for spec in (*sig.inputs.values(), *sig.outputs.values()):
                 spec.rename_tensors(renames)
         return count

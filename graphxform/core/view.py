@@ -120,11 +120,11 @@ def drop_dangling(g: nx.MultiDiGraph, names: Iterable[str]) -> None:
 
 
 def move_data_edges(g: nx.MultiDiGraph, by_node: Mapping[str, Mapping[int, tuple[str, int, str]]]
-                    ) -> dict[str, list[tuple[int, str]]]:
+                    ) -> dict[str, list[tuple[int, str, str, str]]]:
     """Point every data edge from ``old:port`` at ``by_node[old][port] = (new node, new port, input string)``.
 
-    Returns ``{consumer: [(input index, new input string), ...]}``: the inputs the caller rewrites in the
-    consumers' ``NodeDef`` s (a data edge's ``dst_port`` is the index of the input it stands for).
+    Returns ``{consumer: [(input index, new input string, old node, new node), ...]}``: the inputs the caller
+    rewrites in the consumers' ``NodeDef`` s (a data edge's ``dst_port`` is the index of the input it stands for).
     """
     succ, pred = g._succ, g._pred  # noqa: SLF001 - edges moved in the dicts networkx keeps (as in build)
     moves: list[tuple[str, str, int, int, str, int, str]] = []
@@ -134,7 +134,7 @@ def move_data_edges(g: nx.MultiDiGraph, by_node: Mapping[str, Mapping[int, tuple
                 if not d["control"] and d["src_port"] in ports:
                     new_node, new_port, new_inp = ports[d["src_port"]]
                     moves.append((dst, old_node, key, d["dst_port"], new_node, new_port, new_inp))
-    edits: dict[str, list[tuple[int, str]]] = {}
+    edits: dict[str, list[tuple[int, str, str, str]]] = {}
     for dst, old_node, key, dst_port, new_node, new_port, new_inp in moves:
         keys = succ[old_node][dst]  # the key dict is shared by _succ[old][dst] and _pred[dst][old]
         del keys[key]
@@ -142,7 +142,7 @@ def move_data_edges(g: nx.MultiDiGraph, by_node: Mapping[str, Mapping[int, tuple
             del succ[old_node][dst]
             del pred[dst][old_node]
         _link(succ, pred, new_node, dst, {"src_port": new_port, "dst_port": dst_port, "control": False})
-        edits.setdefault(dst, []).append((dst_port, new_inp))
+        edits.setdefault(dst, []).append((dst_port, new_inp, old_node, new_node))
     nx._clear_cache(g)  # noqa: SLF001
     drop_dangling(g, by_node)
     return edits
