@@ -86,6 +86,8 @@ def lib() -> ctypes.CDLL:
         "TF_GraphImportGraphDef": (None, [vp, ctypes.POINTER(Buffer), vp, vp]),
         "TF_GraphGetTensorNumDims": (ctypes.c_int, [vp, Output, vp]),
         "TF_GraphGetTensorShape": (None, [vp, Output, ctypes.POINTER(ctypes.c_int64), ctypes.c_int, vp]),
+        "TF_OperationOutputType": (ctypes.c_int, [Output]),
+        "TF_NewSession": (vp, [vp, vp, vp]),
         "TF_DeleteDeprecatedSession": (None, [vp, vp]),
     }
     for name, (restype, argtypes) in sigs.items():
@@ -127,12 +129,12 @@ class ShapeGraph:
 
     def __init__(self, graph_def: Any) -> None:
         self._lib = lib()
-        self._graph = self._lib.TF_NewGraph()
+        self.graph: int | None = self._lib.TF_NewGraph()  # the TF_Graph*
         data = graph_def if isinstance(graph_def, bytes) else graph_def.SerializeToString()
         status, options = Status(), self._lib.TF_NewImportGraphDefOptions()
         buf = self._lib.TF_NewBufferFromString(data, len(data))
         try:
-            self._lib.TF_GraphImportGraphDef(self._graph, buf, options, status.ptr)
+            self._lib.TF_GraphImportGraphDef(self.graph, buf, options, status.ptr)
         finally:
             self._lib.TF_DeleteBuffer(buf)
             self._lib.TF_DeleteImportGraphDefOptions(options)
@@ -144,7 +146,7 @@ class ShapeGraph:
 
     def op(self, name: str) -> int | None:
         """The ``TF_Operation*`` called ``name`` (``None``: not in the graph)."""
-        return self._lib.TF_GraphOperationByName(self._graph, name.encode()) or None
+        return self._lib.TF_GraphOperationByName(self.graph, name.encode()) or None
 
     def num_outputs(self, name: str) -> int:
         op = self.op(name)
@@ -157,11 +159,11 @@ class ShapeGraph:
         if op is None or not 0 <= port < self._lib.TF_OperationNumOutputs(op):
             return None
         out, st = Output(op, port), self._status.ptr
-        rank = self._lib.TF_GraphGetTensorNumDims(self._graph, out, st)
+        rank = self._lib.TF_GraphGetTensorNumDims(self.graph, out, st)
         if rank < 0 or self._status.code != 0:
             return None
         dims = (ctypes.c_int64 * max(rank, 1))()
-        self._lib.TF_GraphGetTensorShape(self._graph, out, dims, rank, st)
+        self._lib.TF_GraphGetTensorShape(self.graph, out, dims, rank, st)
         if self._status.code != 0:
             return None
         return tuple(None if d < 0 else int(d) for d in dims[:rank])
@@ -174,9 +176,9 @@ class ShapeGraph:
         return [self.shape(name, port) for port in range(int(self._lib.TF_OperationNumOutputs(op)))]
 
     def close(self) -> None:
-        if getattr(self, "_graph", None):
-            self._lib.TF_DeleteGraph(self._graph)
-            self._graph = None
+        if getattr(self, "graph", None):
+            self._lib.TF_DeleteGraph(self.graph)
+            self.graph = None
 
     def __enter__(self) -> ShapeGraph:
         return self

@@ -190,15 +190,14 @@ class _Evaluator:
                 nbytes = _static_nbytes(dtype, shape)
                 if nbytes is None:
                     continue
-                what = (f"output {name}:{port} {tf.TensorShape(shape)} {dtype.name} would be "
-                        f"{nbytes} bytes")
+                if nbytes <= self.max_bytes or nbytes <= self.eval_limit and port not in todo.get(name, ()):
+                    continue
+                what = f"output {name}:{port} {tf.TensorShape(shape)} {dtype.name} would be {nbytes} bytes"
                 if nbytes > self.eval_limit:
                     self._too_big(name, f"{what}: too big to evaluate (limit: max(max_constant_size_in_bytes, "
                                         f"{EVAL_LIMIT_BYTES}) = {self.eval_limit})", evaluate=False)
-                elif port in todo.get(name, ()) and nbytes > self.max_bytes:
-                    self._too_big(name, f"{what}, over max_constant_size_in_bytes={self.max_bytes}", evaluate=True)
                 else:
-                    continue
+                    self._too_big(name, f"{what}, over max_constant_size_in_bytes={self.max_bytes}", evaluate=True)
                 ok = False
                 break
         return ok

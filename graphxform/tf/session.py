@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +17,8 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 from tensorflow.core.protobuf import config_pb2
 
+from graphxform.core import clib
+from graphxform.core.clib import ShapeGraph, ShapeGraphError
 from graphxform.core.errors import GraphxformError
 from graphxform.core.names import canon, parse_input
 from graphxform.tf import capi
@@ -121,20 +122,14 @@ class CGraph:
     shape inference, without the Python ``Operation`` s) and run by a ``TF_Session`` on it."""
 
     def __init__(self, graph_def: bytes, config: config_pb2.ConfigProto) -> None:
-        self.lib = lib = _c_lib()
-        self.graph: int | None = lib.TF_NewGraph()
+        self.lib = lib = clib.lib()
         self.session: int | None = None
-        status = capi._Status()  # noqa: SLF001 - the C API's plumbing lives in capi
-        options = lib.TF_NewImportGraphDefOptions()
-        buf = lib.TF_NewBufferFromString(graph_def, len(graph_def))
         try:
-            lib.TF_GraphImportGraphDef(self.graph, buf, options, status.ptr)
-        finally:
-            lib.TF_DeleteBuffer(buf)
-            lib.TF_DeleteImportGraphDefOptions(options)
-        if status.code != 0:
-            self.close()
-            raise GraphxformError(f"TensorFlow refused the graph: {status.message}")
+            self.shapes: ShapeGraph | None = ShapeGraph(graph_def)
+        except ShapeGraphError as exc:
+            raise GraphxformError(f"TensorFlow refused the graph: {exc}") from None
+        self.graph: int | None = self.shapes.graph
+        status = clib.Status()
         opts = lib.TF_NewSessionOptions()
         try:
             data = config.SerializeToString()
@@ -147,12 +142,12 @@ class CGraph:
             raise GraphxformError(f"TensorFlow could not create a session: {status.message}")
         self.session = session
 
-    def _output(self, tensor: str) -> capi._Output:
+    def _output(self, tensor: str) -> clib.Output:
         name, port, _ = parse_input(tensor)
         op = self.lib.TF_GraphOperationByName(self.graph, name.encode())
         if not op or port >= self.lib.TF_OperationNumOutputs(op):
             raise GraphxformError(f"the graph has no tensor {tensor!r}")
-        return capi._Output(op, port)  # noqa: SLF001
+        return clib.Output(op, port)
 
     def num_outputs(self, op_name: str) -> int:
         op = self.lib.TF_GraphOperationByName(self.graph, op_name.encode())
@@ -162,26 +157,22 @@ class CGraph:
 
     def static_shape(self, tensor: str) -> tuple[tf.DType, list[int | None] | None]:
         out = self._output(tensor)
-        status = capi._Status()  # noqa: SLF001
         dtype = tf.as_dtype(int(self.lib.TF_OperationOutputType(out)))
-        rank = int(self.lib.TF_GraphGetTensorNumDims(self.graph, out, status.ptr))
-        if status.code != 0 or rank < 0:
-            return dtype, None
-        dims = (ctypes.c_int64 * max(rank, 1))()
-        self.lib.TF_GraphGetTensorShape(self.graph, out, dims, rank, status.ptr)
-        return dtype, [None if d < 0 else int(d) for d in dims[:rank]]
+        assert self.shapes is not None
+        shape = self.shapes.shape(*parse_input(tensor)[:2])
+        return dtype, None if shape is None else list(shape)
 
     def run(self, feeds: Mapping[str, Any], fetches: Sequence[str]) -> list[np.ndarray]:
         """Fetch ``fetches`` given ``feeds`` (tensor names); a failure raises ``tf.errors.OpError`` with
         TensorFlow's message, as a Python session would."""
         lib = self.lib
         names = list(feeds)
-        inputs = (capi._Output * max(len(names), 1))(*[self._output(n) for n in names])  # noqa: SLF001
-        outputs = (capi._Output * max(len(fetches), 1))(*[self._output(f) for f in fetches])  # noqa: SLF001
+        inputs = (clib.Output * max(len(names), 1))(*[self._output(n) for n in names])
+        outputs = (clib.Output * max(len(fetches), 1))(*[self._output(f) for f in fetches])
         in_values = (ctypes.c_void_p * max(len(names), 1))()
         out_values = (ctypes.c_void_p * max(len(fetches), 1))()
         dtypes: list[int] = []
-        status = capi._Status()  # noqa: SLF001
+        status = clib.Status()
         try:
             for i, name in enumerate(names):
                 value, dtype_enum = capi._feed_dtype(feeds[name])  # noqa: SLF001
@@ -202,41 +193,19 @@ class CGraph:
 
     def close(self) -> None:
         if self.session is not None:
-            status = capi._Status()  # noqa: SLF001
+            status = clib.Status()
             self.lib.TF_CloseSession(self.session, status.ptr)
             self.lib.TF_DeleteSession(self.session, status.ptr)
             self.session = None
-        if self.graph is not None:
-            self.lib.TF_DeleteGraph(self.graph)
-            self.graph = None
+        if self.shapes is not None:
+            self.shapes.close()
+            self.shapes = self.graph = None
 
     def __del__(self) -> None:
         try:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
-
-
-@lru_cache(maxsize=1)
-def _c_lib() -> ctypes.CDLL:
-    """:func:`graphxform.tf.capi._lib` with the graph-building functions :class:`CGraph` needs declared too."""
-    lib = capi._lib()  # noqa: SLF001
-    vp = ctypes.c_void_p
-    sigs: dict[str, tuple[Any, list[Any]]] = {
-        "TF_NewImportGraphDefOptions": (vp, []),
-        "TF_DeleteImportGraphDefOptions": (None, [vp]),
-        "TF_NewBufferFromString": (ctypes.POINTER(capi._Buffer), [ctypes.c_char_p, ctypes.c_size_t]),  # noqa: SLF001
-        "TF_GraphImportGraphDef": (None, [vp, ctypes.POINTER(capi._Buffer), vp, vp]),  # noqa: SLF001
-        "TF_NewSession": (vp, [vp, vp, vp]),
-        "TF_OperationOutputType": (ctypes.c_int, [capi._Output]),  # noqa: SLF001
-        "TF_GraphGetTensorNumDims": (ctypes.c_int, [vp, capi._Output, vp]),  # noqa: SLF001
-        "TF_GraphGetTensorShape": (None, [vp, capi._Output, ctypes.POINTER(ctypes.c_int64), ctypes.c_int, vp]),  # noqa: SLF001
-    }
-    for name, (restype, argtypes) in sigs.items():
-        fn = getattr(lib, name)
-        fn.restype = restype
-        fn.argtypes = argtypes
-    return lib
 
 
 def run_graph_def(
