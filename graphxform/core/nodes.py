@@ -11,6 +11,9 @@ TensorFlow's C++ loader would refuse; :func:`attr` reads one without inserting i
 """
 from __future__ import annotations
 
+import functools
+import math
+
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -45,13 +48,18 @@ def tensor_proto(value: Any, dtype: Any = None) -> tensor_pb2.TensorProto:
     return proto
 
 
+@functools.lru_cache(maxsize=None)
+def _numpy_dtype(dtype_enum: int) -> np.dtype:
+    return np.dtype(tf.as_dtype(dtype_enum).as_numpy_dtype)
+
+
 def tensor_proto_to_array(tensor: tensor_pb2.TensorProto) -> np.ndarray:
     """Value of a ``TensorProto``; a read-only view over ``tensor_content`` when it is set."""
     shape = [d.size for d in tensor.tensor_shape.dim]
     if tensor.tensor_content and tensor.dtype not in _OPAQUE:
-        dtype = np.dtype(tf.as_dtype(tensor.dtype).as_numpy_dtype)
+        dtype = _numpy_dtype(tensor.dtype)
         content = tensor.tensor_content
-        count = int(np.prod(shape)) if shape else 1
+        count = math.prod(shape)  # (not np.prod: this is asked of every small constant a rule reads)
         if len(content) != count * dtype.itemsize:
             raise GraphError(
                 f"tensor_content holds {len(content)} bytes but shape {shape} of {dtype} needs "

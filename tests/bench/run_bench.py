@@ -691,6 +691,24 @@ def merge_results(old: dict, new: dict) -> dict:
     return merged
 
 
+def _rss_only(out: Path, names: list[str]) -> int:
+    """``--rss-only``: the peak-RSS columns of each named row of ``out`` measured again; RESULTS.md rewritten."""
+    from tests.bench import models
+
+    results = json.loads(out.read_text())
+    rows = {r["model"]: r for r in results["models"]}
+    for name in names:
+        if name not in rows:
+            raise SystemExit(f"--rss-only: {out} has no row for {name!r}; measure it first (--only {name})")
+        m = models.build(name)
+        rows[name].update(_rss_row(m.graph_def, m), rss_measured=time.strftime("%Y-%m-%d %H:%M"))
+        print(json.dumps({k: v for k, v in rows[name].items() if k.startswith("rss") or k == "model"}), flush=True)
+    out.write_text(json.dumps(results, indent=1, default=str))
+    out.with_name("RESULTS.md").write_text(markdown(results))
+    print("README.md and docs/ quote these figures: run `python -m tests.figures --update`", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from tests.bench import models
 
@@ -714,6 +732,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--merge", action="store_true",
                    help="update the rows of an existing --out (same model, same scaling shape/size) and keep the rest")
     p.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from --out; measure nothing")
+    p.add_argument("--rss-only", action="store_true",
+                   help="re-measure only the peak-RSS columns of the --models rows of --out (default: every model), "
+                        "keeping the rest of each row (memory does not depend on the machine's load)")
     args = p.parse_args(argv)
     if args.report_only:
         out = Path(args.out)
@@ -721,6 +742,8 @@ def main(argv: list[str] | None = None) -> int:
         out.with_name("RESULTS.md").write_text(md)
         print(md)
         return 0
+    if args.rss_only:
+        return _rss_only(Path(args.out), args.models or models.ALL_MODELS)
     if args.only is not None:
         if args.only not in (*models.ALL_MODELS, ESTIMATOR_ROW):
             p.error(f"--only {args.only}: not a benchmark model; one of {[*models.ALL_MODELS, ESTIMATOR_ROW]}")
