@@ -42,15 +42,16 @@ class Delta:
 
     ``before``: every node added, updated or removed, with its ``NodeDef`` before the first change (``None``
     for a node that did not exist), in the order they were first changed. ``touched``: nodes that gained or
-    lost a consumer (the producers of inputs that appeared or disappeared). The mutators know both, so nobody
-    has to snapshot nodes or diff input lists to find out.
+    lost a consumer (the producers of inputs that appeared or disappeared). ``renamed``: whether a signature
+    now names another tensor. The mutators know all three, so nobody has to snapshot nodes or diff inputs.
     """
 
-    __slots__ = ("before", "touched")
+    __slots__ = ("before", "renamed", "touched")
 
     def __init__(self) -> None:
         self.before: dict[str, node_def_pb2.NodeDef | None] = {}
         self.touched: set[str] = set()
+        self.renamed = False
 
 
 class Graph(GraphQueries):
@@ -197,10 +198,8 @@ class Graph(GraphQueries):
         for inp in node.input:
             if parse_input(inp)[0] not in self._nodes:
                 raise GraphError(f"node {node.name!r} input {inp!r} names no node in the graph")
-        if adopt:
-            stored = node
-        else:
-            stored = node_def_pb2.NodeDef()
+        stored = node if adopt else node_def_pb2.NodeDef()
+        if not adopt:
             stored.CopyFrom(node)
         previous = self._nodes[node.name]
         self._nodes[node.name] = stored
@@ -350,6 +349,8 @@ class Graph(GraphQueries):
         for sig in self.signatures.values() if renames else ():
             for spec in (*sig.inputs.values(), *sig.outputs.values()):
                 spec.rename_tensors(renames)
+        if renames and delta is not None:
+            delta.renamed = True
         return count
 
     def replace_control_uses(self, old_node: str, new_nodes: Iterable[str]) -> None:

@@ -104,6 +104,7 @@ class _Engine:
         self.round = 0
         self.fp = 0  # XOR of node hashes, relative to the start
         self.hashes = NodeHashes()
+        self._sig_state = self._signature_state()  # every signature tensor; renames come through replace_uses
         self.termination = Termination(report, max_steps)
         self._set_reach(rules)
 
@@ -275,7 +276,7 @@ class _Engine:
                 self._rule_failed(st, anchor, exc, "rewrite")
                 return
             raise exc
-        sigs_before = self._signature_state() if rep.replace else ()
+        sigs_before = self._sig_state
         try:
             with graph.recording() as recorded:
                 removed = apply_replacement(graph, rep)
@@ -289,7 +290,7 @@ class _Engine:
         delta, changed = self.hashes.change(recorded.before, get)
         touched = recorded.touched
         touched.update(parse_input(t)[0] for t in rep.replace.values())
-        sigs_after = self._signature_state() if rep.replace else ()
+        sigs_after = self._sig_state = self._signature_state() if recorded.renamed else sigs_before
         if sigs_after != sigs_before:  # a signature now names another tensor: a change no node shows
             delta ^= hash(sigs_before) ^ hash(sigs_after)
         if not changed and not removed and delta == 0 and sigs_after == sigs_before:
