@@ -158,7 +158,11 @@ class ShapeGraph:
         op = self.op(name)
         if op is None or not 0 <= port < self._lib.TF_OperationNumOutputs(op):
             return None
-        out, st = Output(op, port), self._status.ptr
+        return self.output_shape(Output(op, port))
+
+    def output_shape(self, out: Output) -> tuple[int | None, ...] | None:
+        """:meth:`shape` of an output already looked up."""
+        st = self._status.ptr
         rank = self._lib.TF_GraphGetTensorNumDims(self.graph, out, st)
         if rank < 0 or self._status.code != 0:
             return None

@@ -36,12 +36,17 @@ from tensorflow.core.framework import node_def_pb2, tensor_pb2
 from graphxform.core.errors import GraphxformError, RuleError
 from graphxform.core.graph import Graph
 from graphxform.core.names import parse_input
+from graphxform.core.nodes import tensor_proto
 from graphxform.core.opdefs import output_dtypes
 from graphxform.savedmodel.wire import field_prefix
 from graphxform.tf.constant_analysis import ConstantAnalysis, duplicate_reason, pass_through_source
 from graphxform.tf.session import GraphSession
 
 log = logging.getLogger(__name__)
+
+#: The dtypes ``tf.make_tensor_proto`` writes as ``tensor_content`` when a value has more than one element.
+_CONTENT_DTYPES = frozenset(np.dtype(t) for t in ("float16", "float32", "float64", "int32", "uint8", "int16", "int8",
+                                                  "int64"))
 
 _NODE_IN_MESSAGE = re.compile(r"\{\{node ([^}]+)\}\}")
 #: Outputs bigger than this (or than the budget, if larger) are never evaluated.
@@ -256,7 +261,11 @@ class _Evaluator:
                 continue
             dtypes = output_dtypes(self.graph.node(name)) or []
             dtype = tf.as_dtype(dtypes[port]) if port < len(dtypes) else None
-            self.values[tname] = tf.make_tensor_proto(value, dtype=dtype)
+            same = dtype is None or dtype.as_numpy_dtype == value.dtype
+            if value.size > 1 and value.dtype in _CONTENT_DTYPES and same:  # the proto make_tensor_proto writes
+                self.values[tname] = tensor_proto(value)  # (tensor_content), without its per-call checks
+            else:
+                self.values[tname] = tf.make_tensor_proto(value, dtype=dtype)
         return ok
 
     def run(self, *, fetch: bool = True) -> FoldResult:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -157,9 +158,9 @@ class CGraph:
 
     def static_shape(self, tensor: str) -> tuple[tf.DType, list[int | None] | None]:
         out = self._output(tensor)
-        dtype = tf.as_dtype(int(self.lib.TF_OperationOutputType(out)))
+        dtype = _as_dtype(int(self.lib.TF_OperationOutputType(out)))
         assert self.shapes is not None
-        shape = self.shapes.shape(*parse_input(tensor)[:2])
+        shape = self.shapes.output_shape(out)
         return dtype, None if shape is None else list(shape)
 
     def run(self, feeds: Mapping[str, Any], fetches: Sequence[str]) -> list[np.ndarray]:
@@ -206,6 +207,9 @@ class CGraph:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+
+
+_as_dtype = lru_cache(maxsize=None)(tf.as_dtype)
 
 
 def run_graph_def(
