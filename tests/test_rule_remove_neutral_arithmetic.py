@@ -7,6 +7,7 @@ from conftest import control_flow_v1, graph_def_of
 from graphxform.transforms.remove_neutral_arithmetic import RemoveNeutralArithmetic
 from rule_check import model_of, reason, signature_run, transformed
 
+from graphxform.core.graph import Graph
 from graphxform.engine.registry import get_rule
 from graphxform.engine.runner import run_rule_once
 
@@ -131,3 +132,20 @@ def test_not_when_the_output_would_be_the_signature_input():
 
     model = model_of(graph_def_of(build), {"x": "x:0"}, {"y": "m1:0"})
     assert "would name its own input" in reason(RemoveNeutralArithmetic(), model.graph, "m1")
+
+
+def test_candidates_skip_nodes_without_a_neutral_constant_but_explain_lists_them():
+    from graphxform.engine.explain import explain
+
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        a = tf.multiply(x, tf.constant(2.0), name="twice")
+        b = tf.multiply(a, tf.constant(1.0), name="once")
+        tf.add(b, tf.constant(0.5), name="out")
+
+    g = Graph(graph_def_of(build))
+    rule = RemoveNeutralArithmetic()
+    assert [n.name for n in rule.candidates(g)] == ["once"]
+    assert [n.name for n in rule.candidates(g, ["twice", "once", "out"])] == ["once"]
+    reasons = dict(explain(g, rule))
+    assert "not all 1" in reasons["twice"] and "not all 0" in reasons["out"] and "once" in reasons

@@ -8,11 +8,13 @@ an un-adapted ``Normalization`` layer (``(x - 0) / 1``) leave such ops. No GTT n
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.framework.tensor_pb2 import TensorProto
 
-from graphxform import Any, Const, Graph, Match, NodeDef, OneOf, Op, Replacement, Rule, register
+from graphxform import Any, Const, Graph, Match, NodeDef, OneOf, Op, Replacement, Rule, parse_input, register
 from graphxform.core.nodes import tensor_proto_to_array
 from graphxform.core.shapes import broadcast_keeps
 from graphxform.transforms._bypass import bypass, bypass_reason
@@ -55,6 +57,22 @@ def _all(value: float):  # type: ignore[no-untyped-def]
 
 
 _ONE, _ZERO = _all(1), _all(0)
+#: op -> (the neutral value, whether the constant may be either operand)
+_NEUTRAL = {"Mul": (1, True), "RealDiv": (1, False), "Div": (1, False), "DivNoNan": (1, False),
+            "Add": (0, True), "AddV2": (0, True), "Sub": (0, False), "BiasAdd": (0, False)}
+
+
+def _may_match(graph: Graph, node: NodeDef) -> bool:
+    """Whether an operand of ``node`` is a ``Const`` that may be all 1 (or 0): a cheap look before the pattern
+    (every arithmetic node is a candidate, few have such an operand); ``True`` when it cannot tell so quickly."""
+    value, either = _NEUTRAL[node.op]
+    data = [i for i in node.input if not i.startswith("^")]
+    for inp in data[:2] if either else data[1:2]:
+        src = graph.get(parse_input(inp)[0])
+        if src is not None and src.op == "Const" and "value" in src.attr:
+            if _all_equal_fast(src.attr["value"].tensor, value) is not False:
+                return True
+    return False
 
 
 @register
@@ -84,6 +102,10 @@ class RemoveNeutralArithmetic(Rule):
         Op("Add|AddV2", Any(bind="x"), Const(bind="c", where=_ZERO), commutative=True, bind="op"),
         Op("Sub|BiasAdd", Any(bind="x"), Const(bind="c", where=_ZERO), bind="op"),
     )
+
+    def candidates(self, graph: Graph, names: Iterable[str] | None = None) -> list[NodeDef]:
+        """The arithmetic nodes with a ``Const`` operand that may be neutral (the pattern decides)."""
+        return [n for n in super().candidates(graph, names) if _may_match(graph, n)]
 
     def check(self, match: Match) -> str | None:
         graph, node, c, x = match.graph, match["op"], match["c"], match.tensor("x")

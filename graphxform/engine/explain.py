@@ -21,7 +21,7 @@ def explain(graph: Graph, rule: BaseRule) -> list[tuple[str, str | None]]:
         return list(reasons.items())
     assert isinstance(rule, Rule)
     result: list[tuple[str, str | None]] = []
-    for node in rule.candidates(graph):
+    for node in Rule.candidates(rule, graph):  # every anchor (a rule's own candidates() may skip hopeless ones)
         try:
             m = rule.match(graph, node)
             if isinstance(m, str):
