@@ -17,6 +17,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from graphxform.core.errors import ExportError
 from graphxform.savedmodel.read import MAX_PROTO_BYTES
+from graphxform.savedmodel.stream import varint
 
 
 def proto_size(message: Any) -> int:
@@ -30,18 +31,6 @@ def check_proto_size(message: Any, out: Path, what: str) -> None:
         raise ExportError(
             f"{out}: the {what} would be {size / 1024**3:.2f} GiB, over protobuf's 2 GiB limit; nothing was written "
             "(keep the large variables in the checkpoint: optimize --keep-variables, or transform with --no-freeze)")
-
-
-def varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def field_prefix(number: int, length: int) -> bytes:
@@ -119,7 +108,8 @@ class GraphWriter:
         """The serialized ``GraphDef``, a node at a time (fields in number order, as protobuf writes them)."""
         for node in self.nodes.values():
             data = without_output_shapes(node).SerializeToString(deterministic=True)
-            yield field_prefix(1, len(data)) + data
+            yield field_prefix(1, len(data))
+            yield data  # (not joined to its prefix: no second copy of a big node's bytes)
         for message, number in self._messages():
             data = message.SerializeToString(deterministic=True)
             yield field_prefix(number, len(data)) + data

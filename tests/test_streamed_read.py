@@ -1,0 +1,91 @@
+"""A binary GraphDef file read a node at a time (savedmodel/stream.py), and the memory helpers (core/memory.py).
+
+Read node by node, a file must give exactly what parsing it whole gives (nodes, library, versions), whatever
+the block boundaries; each node is then a message of its own that the Graph keeps without a copy. Files that
+are not a well-formed binary GraphDef still get the whole-file parse and its error.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import fixture_path
+from tensorflow.core.framework import graph_pb2
+
+from graphxform.core import memory
+from graphxform.core.graph import Graph
+from graphxform.model.loader import load
+from graphxform.savedmodel import stream
+from graphxform.savedmodel.read import read_model_file
+from graphxform.tf.session import run_graph_def
+
+
+def _frozen_graph_with_function() -> graph_pb2.GraphDef:
+    """A graph made as TF users make one (tf.function, frozen), with a weight over one read block, a function in
+    its library and its versions."""
+    w = np.random.default_rng(0).standard_normal((600, 600)).astype(np.float32)  # 1.4 MB, a Const in the graph
+
+    @tf.function
+    def square(v):
+        return v * v
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 600], tf.float32)])
+    def f(x):
+        return tf.nn.relu(tf.matmul(x, tf.constant(w))) + 1.0
+
+    gd = f.get_concrete_function().graph.as_graph_def()
+    gd.library.function.add().CopyFrom(square.get_concrete_function(tf.constant(1.0)).function_def)
+    return gd
+
+
+@pytest.mark.parametrize("block", [7, 4096, stream.BLOCK_BYTES])
+def test_node_by_node_equals_whole_parse(tmp_path, monkeypatch, block):
+    gd = _frozen_graph_with_function()
+    path = tmp_path / "model.pb"
+    path.write_bytes(gd.SerializeToString())
+    monkeypatch.setattr(stream, "BLOCK_BYTES", block)
+    read = stream.read_graph_def_nodes(path)
+    assert read is not None
+    assert len(read.node) == len(gd.node) and len(read.library.function) == 1
+    assert read.versions == gd.versions
+    assert read.to_graph_def().SerializeToString(deterministic=True) == gd.SerializeToString(deterministic=True)
+
+
+def test_loaded_graph_keeps_the_nodes_read_and_computes_the_same(tmp_path):
+    gd = _frozen_graph_with_function()
+    path = tmp_path / "model.pb"
+    path.write_bytes(gd.SerializeToString())
+    kind, read = read_model_file(path)
+    assert kind == "graph_def" and isinstance(read, stream.NodeListGraphDef)
+    graph = Graph(read)
+    assert all(graph.node(n.name) is n for n in read.node)  # kept, not copied: each node its own message
+    x = np.random.default_rng(1).standard_normal((3, 600)).astype(np.float32)
+    out = gd.node[-1].name
+    model = load(path, inputs=["x"], outputs=[out])
+    (want,) = run_graph_def(gd, {"x:0": x}, [f"{out}:0"])
+    (got,) = run_graph_def(model.graph.to_graph_def(), {"x:0": x}, [f"{out}:0"])
+    np.testing.assert_array_equal(got, want)
+
+
+def test_not_a_graph_def_is_left_to_the_whole_parse(tmp_path):
+    """Text, truncated and SavedModel files are not read node by node (the whole parse tells what they are)."""
+    data = fixture_path("tf1_frozen_bn.pb").read_bytes()
+    truncated = tmp_path / "truncated.pb"
+    truncated.write_bytes(data[: len(data) // 2])
+    assert stream.read_graph_def_nodes(truncated) is None
+    saved_model = tmp_path / "model.pb"  # a SavedModel proto under a GraphDef's name
+    saved_model.write_bytes(fixture_path("keras_bn/saved_model.pb").read_bytes())
+    assert stream.read_graph_def_nodes(saved_model) is None
+    assert read_model_file(saved_model)[0] == "saved_model"
+    text = tmp_path / "model.pbtxt"
+    text.write_bytes(fixture_path("tf1_frozen_bn.pbtxt").read_bytes())
+    kind, proto = read_model_file(text)
+    assert kind == "graph_def" and isinstance(proto, graph_pb2.GraphDef)
+
+
+def test_memory_helpers_leave_a_user_setting_alone(monkeypatch):
+    memory.trim()  # harmless at any time
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
+    assert memory.keep_mmap_threshold.__wrapped__() is False
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    assert memory.keep_mmap_threshold.__wrapped__() is (memory._libc() is not None)  # noqa: SLF001
