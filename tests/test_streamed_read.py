@@ -1,4 +1,4 @@
-"""A binary GraphDef file read a node at a time (savedmodel/stream.py), and the memory helpers (core/memory.py).
+"""Reading and writing a GraphDef a node at a time (savedmodel/stream.py, wire.py), and core/memory.py.
 
 Read node by node, a file must give exactly what parsing it whole gives (nodes, library, versions), whatever
 the block boundaries; each node is then a message of its own that the Graph keeps without a copy. Files that
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import fixture_path
-from tensorflow.core.framework import graph_pb2
+from tensorflow.core.framework import attr_value_pb2, graph_pb2, node_def_pb2
 
 from graphxform.core import memory
 from graphxform.core.graph import Graph
 from graphxform.model.loader import load
-from graphxform.savedmodel import stream
+from graphxform.savedmodel import stream, wire
 from graphxform.savedmodel.read import read_model_file
 from graphxform.tf.session import run_graph_def
 
@@ -89,3 +89,48 @@ def test_memory_helpers_leave_a_user_setting_alone(monkeypatch):
     assert memory.keep_mmap_threshold.__wrapped__() is False
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
     assert memory.keep_mmap_threshold.__wrapped__() is (memory._libc() is not None)  # noqa: SLF001
+
+
+def _const(name: str, value: np.ndarray, **attrs) -> node_def_pb2.NodeDef:
+    node = node_def_pb2.NodeDef(name=name, op="Const", device="/device:CPU:0")
+    node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
+    node.attr["dtype"].type = node.attr["value"].tensor.dtype
+    for key, attr in attrs.items():
+        node.attr[key].CopyFrom(attr)
+    return node
+
+
+def test_big_tensors_are_written_from_their_bytes_as_protobuf_writes_them():
+    """A node holding a big tensor is written in pieces, its tensor_content one of them; joined they are the
+    node's deterministic serialization (without _output_shapes), and node_size says how many bytes."""
+    rng = np.random.default_rng(0)
+    loc = attr_value_pb2.AttrValue()
+    loc.list.s.append(b"loc:@other")
+    shapes = attr_value_pb2.AttrValue()
+    shapes.list.shape.add().dim.add(size=300)
+    big = rng.standard_normal((300, 200)).astype(np.float32)
+    nodes = [
+        _const("w", big),
+        _const("w_class", big, _class=loc, _output_shapes=shapes),
+        _const("w_int8", rng.integers(-128, 127, (400, 400)).astype(np.int8)),
+        _const("empty", np.zeros((0, 100000), np.float32)),  # no bytes at all
+        _const("small", np.ones((4, 4), np.float32)),  # not big: serialized whole
+        _const("strings", np.array([b"a" * 100] * 2000, dtype=object)),  # strings: serialized whole
+    ]
+    splat = _const("splat", np.zeros((1,), np.float32))
+    splat.attr["value"].tensor.tensor_shape.dim[0].size = 100000
+    splat.attr["value"].tensor.ClearField("tensor_content")
+    splat.attr["value"].tensor.float_val.append(0.0)  # a splat: *_val field, serialized whole
+    nodes.append(splat)
+    for node in nodes:
+        expected = wire.without_output_shapes(node).SerializeToString(deterministic=True)
+        pieces = wire.node_pieces(node)
+        assert b"".join(pieces) == expected, node.name
+        assert wire.node_size(node) == len(expected)
+        if node.name.startswith("w"):
+            content = node.attr["value"].tensor.tensor_content
+            assert content in pieces and len(pieces) > 2  # the content is a piece of its own, not joined
+    writer = wire.GraphWriter(Graph(graph_pb2.GraphDef(node=nodes)))
+    gd = writer.to_graph_def()
+    assert b"".join(writer.chunks()) == gd.SerializeToString(deterministic=True)
+    assert writer.ByteSize() == gd.ByteSize()
