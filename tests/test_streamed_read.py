@@ -13,11 +13,12 @@ from conftest import fixture_path
 from tensorflow.core.framework import attr_value_pb2, graph_pb2, node_def_pb2
 
 from graphxform.core import memory
+from graphxform.core.errors import GraphxformError
 from graphxform.core.graph import Graph
 from graphxform.model.loader import load
 from graphxform.savedmodel import stream, wire
 from graphxform.savedmodel.read import read_model_file
-from graphxform.tf.session import run_graph_def
+from graphxform.tf.session import CGraph, run_graph_def
 
 
 def _frozen_graph_with_function() -> graph_pb2.GraphDef:
@@ -134,3 +135,19 @@ def test_big_tensors_are_written_from_their_bytes_as_protobuf_writes_them():
     gd = writer.to_graph_def()
     assert b"".join(writer.chunks()) == gd.SerializeToString(deterministic=True)
     assert writer.ByteSize() == gd.ByteSize()
+
+
+def test_graph_imported_without_session_tells_static_shapes_and_runs_nothing():
+    """fold_constants' static shapes come from a C API import without a session (no Python tf.Graph)."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3, 4], name="x")
+        tf.reshape(x, [-1, 12], name="flat")
+    imported = CGraph(g.as_graph_def().SerializeToString(), None)
+    try:
+        assert imported.static_shape("flat:0") == (tf.float32, [None, 12])
+        assert imported.session is None
+        with pytest.raises(GraphxformError, match="without a session"):
+            imported.run({}, ["flat:0"])
+    finally:
+        imported.close()

@@ -1,8 +1,9 @@
 """``Shape``/``Size``/``Rank``/``ShapeN`` of tensors whose shape TensorFlow infers statically, as ``Const`` s.
 
 ``fold_constants`` folds them as GTT's does (its shape map comes from TensorFlow's shape inference on import):
-the graph the nodes read is imported once into a ``tf.Graph``, and every such node whose input shape is fully
-known (for ``Rank``: whose rank is known) becomes a ``Const`` of the same name. ``_output_shapes`` attrs count
+the graph the nodes read is imported once (through TensorFlow's C API: no Python ``Operation`` per node), and
+every such node whose input shape is fully known (for ``Rank``: whose rank is known) becomes a ``Const`` of the
+same name. ``_output_shapes`` attrs count
 only when asked (GTT's ``clear_output_shapes=false``).
 """
 from __future__ import annotations
@@ -16,11 +17,13 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
 from graphxform import Replacement, const
+from graphxform.core.errors import GraphxformError
 from graphxform.core.graph import Graph
 from graphxform.core.opdefs import CONTROL_FLOW_OPS
 from graphxform.core.shapes import light_copy
 from graphxform.engine.apply import apply_replacement
 from graphxform.engine.context import Context
+from graphxform.tf.session import CGraph
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,9 @@ def _candidates(graph: Graph, skip: Mapping[str, str]) -> list[str]:
     return out
 
 
-def _imported(graph: Graph, names: list[str], use_output_shapes: bool) -> tf.Graph | None:
+def _imported(graph: Graph, names: list[str], use_output_shapes: bool) -> CGraph | None:
+    """The ancestors of ``names`` imported through TensorFlow's C API (its importer infers every static shape;
+    no Python ``Operation`` per node), big weights as placeholders; ``None`` when TensorFlow refuses them."""
     gd = graph_pb2.GraphDef()
     gd.versions.CopyFrom(graph.versions)
     if graph.library.function:
@@ -54,27 +59,25 @@ def _imported(graph: Graph, names: list[str], use_output_shapes: bool) -> tf.Gra
         node = gd.node.add()
         node.CopyFrom(light_copy(graph.node(name), keep_output_shapes=use_output_shapes))  # weights not copied
         node.device = ""
-    g = tf.Graph()
     try:
-        with g.as_default():
-            tf.graph_util.import_graph_def(gd, name="")
-    except (ValueError, TypeError, tf.errors.OpError) as exc:
+        return CGraph(gd.SerializeToString(), None)
+    except GraphxformError as exc:
         log.debug("fold_constants: static shapes unknown, TensorFlow refused the graph: %s", exc)
         return None
-    return g
 
 
-def _values(op: tf.Operation) -> list[np.ndarray] | None:
-    """The values ``op`` (a shape op) computes, when its inputs' static shapes tell them."""
-    out_type = op.get_attr("out_type").as_numpy_dtype if op.type != "Rank" else np.int32
-    shapes = [t.shape for t in op.inputs]
-    if op.type == "Rank":
-        return None if shapes[0].rank is None else [np.array(shapes[0].rank, np.int32)]
-    if not all(s.is_fully_defined() for s in shapes):
+def _values(graph: Graph, imported: CGraph, name: str) -> list[np.ndarray] | None:
+    """The values shape op ``name`` computes, when its inputs' static shapes tell them."""
+    node = graph.node(name)
+    shapes = [imported.static_shape(i)[1] for i in graph.data_inputs(name)]
+    if node.op == "Rank":
+        return None if shapes[0] is None else [np.array(len(shapes[0]), np.int32)]
+    out_type = tf.as_dtype(node.attr["out_type"].type if "out_type" in node.attr else tf.int32).as_numpy_dtype
+    if any(s is None or None in s for s in shapes):
         return None
-    if op.type == "Size":
-        return [np.array(shapes[0].num_elements(), out_type)]
-    return [np.array(s.as_list(), out_type) for s in shapes]
+    if node.op == "Size":
+        return [np.array(np.prod(shapes[0], dtype=np.int64), out_type)]
+    return [np.array(s, out_type) for s in shapes]
 
 
 def static_shape_folds(graph: Graph, skip: Mapping[str, str], *, use_output_shapes: bool,
@@ -90,13 +93,17 @@ def static_shape_folds(graph: Graph, skip: Mapping[str, str], *, use_output_shap
              if unknown.get(n) != graph.node(n).SerializeToString(deterministic=True)]
     if not names:
         return None
-    g = _imported(graph, names, use_output_shapes)
-    if g is None:
+    imported = _imported(graph, names, use_output_shapes)
+    if imported is None:
         unknown.update((n, graph.node(n).SerializeToString(deterministic=True)) for n in names)
         return None
+    try:
+        found = {name: _values(graph, imported, name) for name in names}
+    finally:
+        imported.close()
     rep = Replacement()
     for name in names:
-        values = _values(g.get_operation_by_name(name))
+        values = found[name]
         if values is None:
             unknown[name] = graph.node(name).SerializeToString(deterministic=True)
             continue

@@ -428,13 +428,13 @@ class Graph(GraphQueries):
         Like :meth:`to_graph_def`, but each node is let go as soon as it is
         copied, so memory grows by about one node rather than by the graph.
         """
+        self.nx.clear()  # first: the view is not needed to copy the nodes
         gd = graph_pb2.GraphDef()
         gd.versions.CopyFrom(self.versions)
         gd.library.CopyFrom(self.library)
         nodes, add = self._nodes, gd.node.add
         for name in list(nodes):
             add().CopyFrom(nodes.pop(name))
-        self.nx.clear()
         self._input_lists.clear()
         self._colocation = None
         self.protected.clear()

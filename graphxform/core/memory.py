@@ -11,13 +11,14 @@ when they close, memory the next tensors (served by ``mmap``) cannot reuse.
   returned when freed (once per process; left alone when ``MALLOC_MMAP_THRESHOLD_`` is set in the environment,
   the user's own choice);
 * :func:`trim`: hand the heap's free pages back (``malloc_trim``), after a phase that freed much (a TensorFlow
-  session closed).
+  session closed); :func:`release` collects garbage cycles first (once a run of the rules is over).
 
 Both do nothing where the C library is not glibc.
 """
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import platform
@@ -55,6 +56,12 @@ def keep_mmap_threshold() -> bool:
     return ok
 
 
+def release() -> None:
+    """Collect the garbage cycles (a ``tf.Graph`` a run imported is one) and give the freed memory back."""
+    gc.collect()
+    trim()
+
+
 def trim() -> None:
     """Return the free pages of ``malloc``'s heaps to the operating system (no-op outside glibc)."""
     libc = _libc()
@@ -62,4 +69,4 @@ def trim() -> None:
         libc.malloc_trim(0)
 
 
-__all__ = ["MMAP_THRESHOLD_BYTES", "keep_mmap_threshold", "trim"]
+__all__ = ["MMAP_THRESHOLD_BYTES", "keep_mmap_threshold", "release", "trim"]

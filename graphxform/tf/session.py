@@ -120,7 +120,8 @@ class CGraph:
     """A ``GraphDef`` imported into a C API ``TF_Graph`` (``TF_GraphImportGraphDef``: TensorFlow's importer and
     shape inference, without the Python ``Operation`` s) and run by a ``TF_Session`` on it."""
 
-    def __init__(self, graph_def: bytes, config: config_pb2.ConfigProto) -> None:
+    def __init__(self, graph_def: bytes, config: config_pb2.ConfigProto | None) -> None:
+        """``config=None``: the graph only, for its static shapes (no session; :meth:`run` refused)."""
         self.lib = lib = _c_lib()
         self.graph: int | None = lib.TF_NewGraph()
         self.session: int | None = None
@@ -135,6 +136,8 @@ class CGraph:
         if status.code != 0:
             self.close()
             raise GraphxformError(f"TensorFlow refused the graph: {status.message}")
+        if config is None:
+            return
         opts = lib.TF_NewSessionOptions()
         try:
             data = config.SerializeToString()
@@ -175,6 +178,8 @@ class CGraph:
         """Fetch ``fetches`` given ``feeds`` (tensor names); a failure raises ``tf.errors.OpError`` with
         TensorFlow's message, as a Python session would."""
         lib = self.lib
+        if self.session is None:
+            raise GraphxformError("this graph was imported without a session (CGraph(graph_def, None))")
         names = list(feeds)
         inputs = (capi._Output * max(len(names), 1))(*[self._output(n) for n in names])  # noqa: SLF001
         outputs = (capi._Output * max(len(fetches), 1))(*[self._output(f) for f in fetches])  # noqa: SLF001
