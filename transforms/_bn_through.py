@@ -143,8 +143,12 @@ def rewrite_through(match: Match) -> Replacement:
     rep = Replacement()
     for conv, (w_node, path), scale in zip(plan.convs, plan.weights, plan.scales):
         w = graph.const_value(w_node.name)
+        shape, w_dtype = w.shape, w.dtype
         flat = w.reshape(-1, w.shape[2] * w.shape[3]) if conv.op != "Conv2D" else w.reshape(-1, w.shape[-1])
-        value = tensor_proto(_scaled(flat, scale.reshape(1, -1), w.dtype).reshape(w.shape), w.dtype)
+        scaled = _scaled(flat, scale.reshape(1, -1), w_dtype).reshape(shape)
+        del w, flat  # (the old weights' bytes go before the new ones are copied into a proto)
+        value = tensor_proto(scaled, w_dtype)
+        del scaled
         chain = [conv.name, *path]
         if all(graph.consumer_nodes(n) == [chain[i]] and not graph.is_protected(n) for i, n in enumerate(chain[1:])):
             rep.update.append(with_attrs(w_node, value=value))
