@@ -1,11 +1,12 @@
-"""Reading a binary ``GraphDef`` file a node at a time: every ``NodeDef`` a message of its own.
+"""Reading a binary ``GraphDef`` file a node at a time: every big ``NodeDef`` a message of its own.
 
 A ``GraphDef`` parsed whole keeps all its nodes in one protobuf arena, so a node the rules drop (a weight
 replaced by its folded value) is freed only with the whole graph, and parsing holds the file's bytes and the
-parsed graph at once. Read field by field, each node is its own message, freed as soon as nothing holds it,
-and only one node's bytes are in memory at a time. :func:`read_graph_def_nodes` returns a
-:class:`NodeListGraphDef`: the nodes in file order, and the ``GraphDef``'s other fields (``library``,
-``versions``, ...) parsed into a ``GraphDef`` without nodes. What it holds equals a whole parse of the file.
+parsed graph at once. Read field by field, each big node (a weight) is a message of its own, freed as soon as
+nothing holds it (the small ones share one arena, as in a whole parse), and only one node's bytes are in memory at
+a time. :func:`read_graph_def_nodes` returns a :class:`NodeListGraphDef`: the nodes in file order, and the
+``GraphDef``'s other fields (``library``, ``versions``, ...) parsed into a ``GraphDef`` without nodes. What it
+holds equals a whole parse of the file.
 """
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ log = logging.getLogger(__name__)
 
 #: Bytes read from the file at a time (a node bigger than this is read on its own).
 BLOCK_BYTES = 1 << 20
+#: Nodes of at least this many bytes are messages of their own; smaller ones share one arena.
+OWN_MESSAGE_BYTES = 4096
 _WIRE_VARINT, _WIRE_I64, _WIRE_LEN, _WIRE_I32 = 0, 1, 2, 5
 
 
 class NodeListGraphDef:
-    """A ``GraphDef`` as :func:`read_graph_def_nodes` read it: ``node`` (a list of ``NodeDef`` s, each its own
-    message), ``library`` and ``versions`` (those of :attr:`rest`, the ``GraphDef`` of every other field).
+    """A ``GraphDef`` as :func:`read_graph_def_nodes` read it: ``node`` (a list of ``NodeDef`` s, the big ones
+    messages of their own), ``library`` and ``versions`` (those of :attr:`rest`, the ``GraphDef`` of every other field).
 
     It reads like a ``GraphDef`` (``Graph(...)`` takes it and keeps its nodes); :meth:`to_graph_def` gives a
     real one (a copy) to code that needs a protobuf message.
@@ -58,6 +61,7 @@ class _Reader:
         self.f = f
         self.left = size  # bytes of the file not read yet
         self.buf = b""
+        self.view = memoryview(self.buf)
         self.pos = 0
 
     def _fill(self) -> bool:
@@ -68,8 +72,32 @@ class _Reader:
             return False
         self.left -= len(data)
         self.buf = self.buf[self.pos:] + data
+        self.view = memoryview(self.buf)
         self.pos = 0
         return True
+
+    def node_in_block(self) -> memoryview | None:
+        """The next field's bytes when it is a node (field 1) lying whole in the block, else ``None`` (nothing
+        read): the common case, without a call per varint."""
+        buf, pos = self.buf, self.pos
+        end = len(buf)
+        if pos + 2 > end or buf[pos] != 0x0A:  # the key of field 1, length-delimited
+            return None
+        length = shift = 0
+        i = pos + 1
+        while i < end:
+            byte = buf[i]
+            i += 1
+            length |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+        else:
+            return None
+        if i + length > end:
+            return None
+        self.pos = i + length
+        return self.view[i:i + length]
 
     def at_end(self) -> bool:
         return self.pos >= len(self.buf) and not self._fill()
@@ -107,10 +135,23 @@ def read_graph_def_nodes(path: Path) -> NodeListGraphDef | None:
     """The binary ``GraphDef`` in ``path`` read a node at a time, or ``None`` when the file is no well-formed
     binary ``GraphDef`` with nodes (the caller then parses it whole, and reports why it is not one)."""
     nodes: list[node_def_pb2.NodeDef] = []
+    small = graph_pb2.GraphDef()  # the arena of the small nodes (each keeps it alive)
     rest = bytearray()  # every field but the nodes, as in the file (parsed once, at the end)
     with open(path, "rb") as f:
         reader = _Reader(f, path.stat().st_size)
-        while not reader.at_end():
+        add_small, append = small.node.add, nodes.append
+        while True:
+            data = reader.node_in_block()
+            if data is not None:
+                node = node_def_pb2.NodeDef() if len(data) >= OWN_MESSAGE_BYTES else add_small()
+                try:
+                    node.ParseFromString(data)
+                except message.DecodeError:
+                    return None
+                append(node)
+                continue
+            if reader.at_end():
+                break
             key = reader.read_varint()
             if key is None:
                 return None
@@ -121,7 +162,9 @@ def read_graph_def_nodes(path: Path) -> NodeListGraphDef | None:
                 if data is None:
                     return None
                 if number == 1:
-                    node = node_def_pb2.NodeDef()
+                    # A big node (a weight) gets a message of its own, freed with it; the small ones share one
+                    # arena (a message of its own costs ~1 KiB more than a node of a GraphDef).
+                    node = node_def_pb2.NodeDef() if length >= OWN_MESSAGE_BYTES else small.node.add()
                     try:
                         node.ParseFromString(data)
                     except message.DecodeError:
@@ -164,4 +207,4 @@ def varint(value: int) -> bytes:
             return bytes(out)
 
 
-__all__ = ["BLOCK_BYTES", "NodeListGraphDef", "read_graph_def_nodes", "varint"]
+__all__ = ["BLOCK_BYTES", "OWN_MESSAGE_BYTES", "NodeListGraphDef", "read_graph_def_nodes", "varint"]
