@@ -151,3 +151,27 @@ def test_graph_imported_without_session_tells_static_shapes_and_runs_nothing():
             imported.run({}, ["flat:0"])
     finally:
         imported.close()
+
+
+def test_trimmer_trims_once_per_threshold_of_weights_let_go(monkeypatch):
+    calls = []
+    monkeypatch.setattr(memory, "trim", lambda: calls.append(1))
+    big = _const("w", np.zeros((300, 200), np.float32))  # 60,000 elements
+    assert memory.const_elements(big) == 60_000
+    assert memory.const_elements(node_def_pb2.NodeDef(name="x", op="Placeholder")) == 0
+    trimmer = memory.Trimmer(every=100_000)
+    trimmer.let_go(memory.const_elements(big))
+    assert calls == []
+    trimmer.let_go(memory.const_elements(big))
+    assert calls == [1]  # 120,000 let go: one trim, and the count starts again
+    trimmer.let_go(0)
+    assert calls == [1]
+
+
+def test_take_graph_def_moves_every_node_and_leaves_the_input_alone():
+    gd = _frozen_graph_with_function()
+    original = gd.SerializeToString(deterministic=True)
+    graph = Graph(gd)
+    out = graph.take_graph_def()
+    assert out.SerializeToString(deterministic=True) == original  # the same graph, moved out
+    assert gd.SerializeToString(deterministic=True) == original and len(graph) == 0

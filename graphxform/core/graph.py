@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 from tensorflow.core.framework import function_pb2, graph_pb2, node_def_pb2, versions_pb2
 
-from graphxform.core import view
+from graphxform.core import memory, view
 from graphxform.core.errors import GraphError
 from graphxform.core.names import input_string, parse_input, tensor_name
 from graphxform.core.nodes import colocation
@@ -433,8 +433,13 @@ class Graph(GraphQueries):
         gd.versions.CopyFrom(self.versions)
         gd.library.CopyFrom(self.library)
         nodes, add = self._nodes, gd.node.add
+        trimmer = memory.Trimmer()  # a weight let go leaves pages the output's (mmapped) blocks do not reuse
         for name in list(nodes):
-            add().CopyFrom(nodes.pop(name))
+            node = nodes.pop(name)
+            add().CopyFrom(node)
+            elements = memory.const_elements(node)
+            del node
+            trimmer.let_go(elements)
         self._input_lists.clear()
         self._colocation = None
         self.protected.clear()

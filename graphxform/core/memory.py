@@ -56,6 +56,32 @@ def keep_mmap_threshold() -> bool:
     return ok
 
 
+def const_elements(node: Any) -> int:
+    """Elements of a ``Const`` node's tensor, from its shape (nothing copied); 0 for any other node."""
+    if node.op != "Const" or "value" not in node.attr:  # (indexing a proto map would insert the key)
+        return 0
+    count = 1
+    for d in node.attr["value"].tensor.tensor_shape.dim:
+        count *= max(d.size, 0)
+    return count
+
+
+class Trimmer:
+    """Trims the heap each time ``every`` more tensor elements were let go (:meth:`let_go`): a loop that frees
+    weights one by one while it allocates big blocks elsewhere gives their pages back as it goes, at the cost of
+    one ``malloc_trim`` per ``every`` elements at most."""
+
+    def __init__(self, every: int = 1 << 16) -> None:
+        self.every = every
+        self.count = 0
+
+    def let_go(self, elements: int) -> None:
+        self.count += elements
+        if self.count >= self.every:
+            self.count = 0
+            trim()
+
+
 def release() -> None:
     """Collect the garbage cycles (a ``tf.Graph`` a run imported is one) and give the freed memory back."""
     gc.collect()
@@ -69,4 +95,4 @@ def trim() -> None:
         libc.malloc_trim(0)
 
 
-__all__ = ["MMAP_THRESHOLD_BYTES", "keep_mmap_threshold", "release", "trim"]
+__all__ = ["MMAP_THRESHOLD_BYTES", "Trimmer", "const_elements", "keep_mmap_threshold", "release", "trim"]
