@@ -166,6 +166,10 @@ def test_trimmer_trims_once_per_threshold_of_weights_let_go(monkeypatch):
     assert calls == [1]  # 120,000 let go: one trim, and the count starts again
     trimmer.let_go(0)
     assert calls == [1]
+    passing = memory.Trimmer(every=100_000)
+    for _ in range(3):  # the node passed on is counted, its trim comes at the next one (it is let go by then)
+        assert passing.passing(big) is big
+    assert calls == [1, 1]
 
 
 def test_take_graph_def_moves_every_node_and_leaves_the_input_alone():

@@ -433,13 +433,9 @@ class Graph(GraphQueries):
         gd.versions.CopyFrom(self.versions)
         gd.library.CopyFrom(self.library)
         nodes, add = self._nodes, gd.node.add
-        trimmer = memory.Trimmer()  # a weight let go leaves pages the output's (mmapped) blocks do not reuse
+        trimmer = memory.Trimmer()  # weights let go leave pages the output's (mmapped) blocks do not reuse
         for name in list(nodes):
-            node = nodes.pop(name)
-            add().CopyFrom(node)
-            elements = memory.const_elements(node)
-            del node
-            trimmer.let_go(elements)
+            add().CopyFrom(trimmer.passing(nodes.pop(name)))
         self._input_lists.clear()
         self._colocation = None
         self.protected.clear()

@@ -9,7 +9,9 @@ when they close, memory the next tensors (served by ``mmap``) cannot reuse.
 
 * :func:`keep_mmap_threshold`: fix the threshold at glibc's own default (128 KiB), so a big block is always
   returned when freed (once per process; left alone when ``MALLOC_MMAP_THRESHOLD_`` is set in the environment,
-  the user's own choice);
+  the user's own choice). A process-wide setting, with a price in time (every big block is a fresh ``mmap``:
+  ResNet50's transform takes ~40 % longer): the ``transform`` command sets it for its own process; library
+  calls (``TransformGraph``, :func:`graphxform.jobs.transform.transform`) leave the caller's allocator alone;
 * :func:`trim`: hand the heap's free pages back (``malloc_trim``), after a phase that freed much (a TensorFlow
   session closed); :func:`release` collects garbage cycles first (once a run of the rules is over).
 
@@ -74,12 +76,20 @@ class Trimmer:
     def __init__(self, every: int = 1 << 16) -> None:
         self.every = every
         self.count = 0
+        self._pending = 0
 
     def let_go(self, elements: int) -> None:
         self.count += elements
         if self.count >= self.every:
             self.count = 0
             trim()
+
+    def passing(self, node: Any) -> Any:
+        """``node``, about to be let go: counts its tensor's elements (the trim they call for comes one node later,
+        once the caller no longer holds it)."""
+        self.let_go(self._pending)
+        self._pending = const_elements(node)
+        return node
 
 
 def release() -> None:

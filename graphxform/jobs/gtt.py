@@ -18,7 +18,7 @@ from tensorflow.core.framework import graph_pb2
 
 from graphxform.core.errors import GraphError
 from graphxform.core.graph import Graph
-from graphxform.core.memory import keep_mmap_threshold, release
+from graphxform.core.memory import release
 from graphxform.core.names import parse_input
 from graphxform.core.nodes import make_node
 from graphxform.core.signature import METHOD_PREDICT, Signature, TensorSpec
@@ -42,7 +42,6 @@ def TransformGraph(
     (each may hold several, with parameters) as the original took. The input
     ``graph_def`` is not modified.
     """
-    keep_mmap_threshold()
     if isinstance(graph_def, (bytes, bytearray)):
         gd = graph_pb2.GraphDef()
         gd.ParseFromString(bytes(graph_def))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from graphxform.core.errors import GraphxformError, RuleError
-from graphxform.core.memory import keep_mmap_threshold, release
+from graphxform.core.memory import release
 from graphxform.core.names import parse_input
 from graphxform.engine.explain import explain
 from graphxform.engine.pipeline import build_pipeline, describe_pipeline
@@ -66,7 +66,6 @@ def transform(
         build_pipeline(None, rules_files=rules_files)
     explained_rule = explain_rule(explain_spec) if explain_spec else None
     t0 = time.perf_counter()
-    keep_mmap_threshold()
     status(f"loading {in_path}…")
     if Path(in_path).is_dir():  # a SavedModel brings its signatures: inputs/outputs only protect nodes
         model = load(in_path, tags=tags)
