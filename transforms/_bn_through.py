@@ -34,18 +34,20 @@ class Through:
     consts: list[str]  # the batch norm's parameter nodes
 
 
-def _scaled(w2: np.ndarray, s2: np.ndarray, dtype: np.dtype, block: int = 1 << 18) -> np.ndarray:
+def _scaled(w2: np.ndarray, s2: np.ndarray, dtype: np.dtype, block: int = 1 << 15) -> np.ndarray:
     """``w2 * s2`` (2-D, ``s2`` broadcast by rows or columns) in float64, cast to ``dtype``.
 
-    Computed a block of rows at a time: the float64 intermediate stays small
-    however large the weights are.
+    Computed a block of rows at a time, in place in one float64 buffer: the
+    intermediate stays small (256 KiB) however large the weights are.
     """
     out = np.empty(w2.shape, dtype=dtype)
     rows = max(1, block // max(1, w2.shape[1]))
     per_row = s2.shape[0] != 1
     with np.errstate(all="ignore"):
         for i in range(0, w2.shape[0], rows):
-            out[i:i + rows] = w2[i:i + rows].astype(np.float64) * (s2[i:i + rows] if per_row else s2)
+            part = w2[i:i + rows].astype(np.float64)
+            np.multiply(part, s2[i:i + rows] if per_row else s2, out=part)
+            out[i:i + rows] = part
     return out
 
 
@@ -141,8 +143,12 @@ def rewrite_through(match: Match) -> Replacement:
     rep = Replacement()
     for conv, (w_node, path), scale in zip(plan.convs, plan.weights, plan.scales):
         w = graph.const_value(w_node.name)
+        shape, w_dtype = w.shape, w.dtype
         flat = w.reshape(-1, w.shape[2] * w.shape[3]) if conv.op != "Conv2D" else w.reshape(-1, w.shape[-1])
-        value = tensor_proto(_scaled(flat, scale.reshape(1, -1), w.dtype).reshape(w.shape), w.dtype)
+        scaled = _scaled(flat, scale.reshape(1, -1), w_dtype).reshape(shape)
+        del w, flat  # (the old weights' bytes go before the new ones are copied into a proto)
+        value = tensor_proto(scaled, w_dtype)
+        del scaled
         chain = [conv.name, *path]
         if all(graph.consumer_nodes(n) == [chain[i]] and not graph.is_protected(n) for i, n in enumerate(chain[1:])):
             rep.update.append(with_attrs(w_node, value=value))

@@ -398,14 +398,16 @@ class FoldBatchNorms(Rule):
         new_op = copy_node(op)
         if not np.all(scale == 1.0):
             w = graph.const_value(plan.weights.name)
+            shape, w_dtype = w.shape, w.dtype
             if op.op == "DepthwiseConv2dNative":
                 scaled = _scaled(w.reshape(-1, w.shape[2] * w.shape[3]), scale.reshape(1, -1), w.dtype)
             elif op.op == "MatMul" and attr_bool(op, "transpose_b"):
                 scaled = _scaled(w, scale[:, None], w.dtype)
             else:  # Conv2D (HWIO) and MatMul: the output channel is the last axis
                 scaled = _scaled(w.reshape(-1, w.shape[-1]), scale.reshape(1, -1), w.dtype)
-            value = tensor_proto(scaled.reshape(w.shape), w.dtype)
-            del w, scaled
+            del w  # (the old weights' bytes go before the new ones are copied into a proto)
+            value = tensor_proto(scaled.reshape(shape), w_dtype)
+            del scaled
             chain = [op.name, *plan.weights_path]  # op <- Identity* <- Const
             protected = graph.protected_nodes()
             exclusive = all(  # control consumers of a Const/Identity do not read its value

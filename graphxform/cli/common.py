@@ -72,8 +72,8 @@ class _SwappableConsole:
 
     @property
     def current(self) -> Console:
-        if self._console is None:
-            self._console = _Console(stderr=self._stderr)
+        if self._console is None:  # names and paths print verbatim: no ":code:" emoji replacement (nor its table)
+            self._console = _Console(stderr=self._stderr, emoji=False)
         return self._console
 
     def __getattr__(self, name: str) -> Any:

@@ -116,8 +116,10 @@ def transform_cmd(ctx: click.Context, in_path: str, out_path: str | None, transf
       graphxform transform model/ out/ --rules my_rules.py -t "drop_double_neg strip_unused"
       graphxform transform model/ -t "fold_constants" --explain fold_batch_norms
     """
+    from graphxform.core.memory import keep_mmap_threshold
     from graphxform.jobs.transform import transform
 
+    keep_mmap_threshold()  # the command owns its process: freed tensors go back to the system (core/memory.py)
     if out_path is None and explain_spec is None:
         raise click.UsageError("missing OUT (it may be left out only with --explain)")
     for new, old, flag in ((input_names, inputs_deprecated, "--inputs"), (output_names, outputs_deprecated,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 from tensorflow.core.framework import function_pb2, graph_pb2, node_def_pb2, versions_pb2
 
-from graphxform.core import view
+from graphxform.core import memory, view
 from graphxform.core.errors import GraphError
 from graphxform.core.names import input_string, parse_input, tensor_name
 from graphxform.core.nodes import colocation
@@ -429,13 +429,14 @@ class Graph(GraphQueries):
         Like :meth:`to_graph_def`, but each node is let go as soon as it is
         copied, so memory grows by about one node rather than by the graph.
         """
+        self.nx.clear()  # first: the view is not needed to copy the nodes
         gd = graph_pb2.GraphDef()
         gd.versions.CopyFrom(self.versions)
         gd.library.CopyFrom(self.library)
         nodes, add = self._nodes, gd.node.add
+        trimmer = memory.Trimmer()  # weights let go leave pages the output's (mmapped) blocks do not reuse
         for name in list(nodes):
-            add().CopyFrom(nodes.pop(name))
-        self.nx.clear()
+            add().CopyFrom(trimmer.passing(nodes.pop(name)))
         self._input_lists.clear()
         self._colocation = None
         self.protected.clear()

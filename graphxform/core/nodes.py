@@ -203,7 +203,9 @@ def with_attrs(node: node_def_pb2.NodeDef, **attrs: Any) -> node_def_pb2.NodeDef
             out.MergeFrom(node_def_pb2.NodeDef(**{field.name: value}))
     for key, value in node.attr.items():  # (in their order)
         new = attrs.get(key, value)
-        if new is not None:
+        if isinstance(new, tensor_pb2.TensorProto):  # straight in: no AttrValue copy of a big tensor on the way
+            out.attr[key].tensor.CopyFrom(new)
+        elif new is not None:
             out.attr[key].CopyFrom(value if new is value else attr_value_of(new))
     return set_attrs(out, {k: v for k, v in attrs.items() if k not in node.attr})
 

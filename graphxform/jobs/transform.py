@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from graphxform.core.errors import GraphxformError, RuleError
+from graphxform.core.memory import release
 from graphxform.core.names import parse_input
 from graphxform.engine.explain import explain
 from graphxform.engine.pipeline import build_pipeline, describe_pipeline
@@ -92,6 +93,7 @@ def transform(
         frozen_now = True
     status("running rules…")
     report = run_pipeline(model.graph, rules, max_steps=max_steps, debug=debug, trace=trace, progress=progress)
+    release()  # what the run left (its static-shape graphs) goes before the export
     explained = None
     if explained_rule is not None:
         status(f"explaining {explained_rule.name}…")

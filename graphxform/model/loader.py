@@ -55,6 +55,7 @@ from graphxform.savedmodel.read import (
     signature_prefixes,
     signatures_from_meta_graph,
 )
+from graphxform.savedmodel.stream import NodeListGraphDef
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def load(
     if kind == "saved_model":
         assert isinstance(proto, saved_model_pb2.SavedModel)
         return _load_saved_model(p.parent, p, tag_list, ins, outs, proto)
-    assert isinstance(proto, graph_pb2.GraphDef)
+    assert isinstance(proto, (graph_pb2.GraphDef, NodeListGraphDef))
     return _load_graph_def(p, proto, ins, outs)
 
 
@@ -145,7 +146,8 @@ def _graph_def_signature(
     return sig
 
 
-def _load_graph_def(path: Path, graph_def: graph_pb2.GraphDef, inputs: list[str], outputs: list[str]) -> Model:
+def _load_graph_def(path: Path, graph_def: graph_pb2.GraphDef | NodeListGraphDef, inputs: list[str],
+                    outputs: list[str]) -> Model:
     ensure_ops(graph_def, path)
     check_unique_names(graph_def, path)
     flat = None

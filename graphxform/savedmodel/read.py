@@ -29,6 +29,7 @@ from graphxform.core.nodes import tensor_proto_to_array
 from graphxform.core.opdefs import CALL_OPS
 from graphxform.core.signature import Asset, Signature, TensorSpec
 from graphxform.savedmodel.sniff import keras_file_message
+from graphxform.savedmodel.stream import NodeListGraphDef, read_graph_def_nodes
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,13 @@ def _saved_model_problem(sm: saved_model_pb2.SavedModel) -> str | None:
     return None
 
 
-def read_model_file(path: Path) -> tuple[str, graph_pb2.GraphDef | saved_model_pb2.SavedModel]:
-    """Parse ``path`` as a ``GraphDef`` or a ``SavedModel`` proto (binary or text)."""
+def read_model_file(
+    path: Path,
+) -> tuple[str, graph_pb2.GraphDef | NodeListGraphDef | saved_model_pb2.SavedModel]:
+    """Parse ``path`` as a ``GraphDef`` or a ``SavedModel`` proto (binary or text).
+
+    A binary ``GraphDef`` is read a node at a time: a :class:`~graphxform.savedmodel.stream.NodeListGraphDef`
+    whose nodes are messages of their own, freed one by one when the rules drop them."""
     try:
         st = path.stat()
         if not stat.S_ISREG(st.st_mode):
@@ -94,6 +100,9 @@ def read_model_file(path: Path) -> tuple[str, graph_pb2.GraphDef | saved_model_p
             raise ModelLoadError(
                 f"{path}: the file is {size / 1024**3:.2f} GiB, over protobuf's 2 GiB limit for one message; it "
                 "cannot be a valid GraphDef or SavedModel (keep large weights in variables/, do not freeze them)")
+        streamed = _read_nodes(path)
+        if streamed is not None:
+            return "graph_def", streamed
         data = path.read_bytes()
     except OSError as exc:
         raise ModelLoadError(f"{path}: cannot read the file ({exc.strerror}); check its permissions") from None
@@ -115,6 +124,18 @@ def read_model_file(path: Path) -> tuple[str, graph_pb2.GraphDef | saved_model_p
     # The first kind tried is the likelier one: its error is the one worth showing.
     expected = "SavedModel" if saved_model_first else "GraphDef or SavedModel"
     raise ModelLoadError(f"{path}: not a {what} {expected}: {errors[0]}; {HINT}")
+
+
+def _read_nodes(path: Path) -> NodeListGraphDef | None:
+    """A binary GraphDef file read a node at a time (:mod:`graphxform.savedmodel.stream`), or ``None`` when the file
+    may be something else (text, a SavedModel, a Keras file, corrupt: parsed whole, which tells which)."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if not head or path.name in SAVED_MODEL_FILES or keras_file_message(path, head, HINT) is not None \
+            or head.startswith(b"PK") or is_text(path, head):
+        return None
+    gd = read_graph_def_nodes(path)
+    return gd if gd is not None and _graph_def_problem(gd) is None else None
 
 
 def _looks_like_text(data: bytes) -> bool:

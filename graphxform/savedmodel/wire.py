@@ -12,11 +12,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tensorflow.core.framework import function_pb2, graph_pb2, node_def_pb2
+import tensorflow as tf
+from tensorflow.core.framework import function_pb2, graph_pb2, node_def_pb2, tensor_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from graphxform.core.errors import ExportError
 from graphxform.savedmodel.read import MAX_PROTO_BYTES
+from graphxform.savedmodel.stream import varint
 
 
 def proto_size(message: Any) -> int:
@@ -32,21 +34,20 @@ def check_proto_size(message: Any, out: Path, what: str) -> None:
             "(keep the large variables in the checkpoint: optimize --keep-variables, or transform with --no-freeze)")
 
 
-def varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def field_prefix(number: int, length: int) -> bytes:
     """The key and length prefix of a length-delimited field (a message or bytes)."""
     return varint(number << 3 | 2) + varint(length)
+
+
+def _item_bytes(dtype: int) -> int | None:
+    """Bytes of an element of numeric ``dtype`` (``None`` for strings, resources, variants, refs)."""
+    if dtype in (types_pb2.DT_INVALID, types_pb2.DT_STRING, types_pb2.DT_RESOURCE, types_pb2.DT_VARIANT) \
+            or dtype > 100:
+        return None
+    try:
+        return int(tf.as_dtype(dtype).size)
+    except TypeError:
+        return None
 
 
 def _output_shapes_size(node: node_def_pb2.NodeDef) -> int:
@@ -67,6 +68,82 @@ def without_output_shapes(node: node_def_pb2.NodeDef) -> node_def_pb2.NodeDef:
     clean.CopyFrom(node)
     del clean.attr["_output_shapes"]
     return clean
+
+
+#: A tensor attr at least this big (from its shape) is written from its ``tensor_content`` bytes: protobuf's
+#: serializer would hold the node's bytes twice over (its growing buffer, then the returned copy).
+BIG_TENSOR_BYTES = 64 * 1024
+_TENSOR_HEAD_FIELDS = ("dtype", "tensor_shape", "version_number")
+
+
+def _big_tensor_attr(node: node_def_pb2.NodeDef) -> str | None:
+    """The attr of ``node`` holding a numeric tensor of :data:`BIG_TENSOR_BYTES` or more whose only value field
+    is ``tensor_content`` (a ``Const``'s ``value``), or ``None``."""
+    for key in node.attr:
+        if node.attr[key].WhichOneof("value") != "tensor":
+            continue
+        tensor = node.attr[key].tensor
+        count = _item_bytes(tensor.dtype)
+        if count is None:
+            continue
+        for d in tensor.tensor_shape.dim:
+            count *= max(d.size, 0)
+        if count < BIG_TENSOR_BYTES:
+            continue
+        if any(len(getattr(tensor, f.name)) for f in tensor.DESCRIPTOR.fields if f.number > 4):
+            return None  # values in *_val fields too: serialized as they are
+        return key
+    return None
+
+
+def node_pieces(node: node_def_pb2.NodeDef) -> list[bytes]:
+    """The bytes of ``node`` without ``_output_shapes`` (those of ``SerializeToString(deterministic=True)``), in
+    pieces: a big tensor's ``tensor_content`` is one of them, the only copy of it made."""
+    big = _big_tensor_attr(node)
+    if big is None:
+        return [without_output_shapes(node).SerializeToString(deterministic=True)]
+    head = node_def_pb2.NodeDef(name=node.name, op=node.op, input=node.input, device=node.device)
+    tail = node_def_pb2.NodeDef()
+    for field in ("experimental_debug_info", "experimental_type"):
+        if node.HasField(field):
+            getattr(tail, field).CopyFrom(getattr(node, field))
+    pieces = [head.SerializeToString(deterministic=True)]
+    for key in sorted(node.attr):  # deterministic: map entries by key
+        if key == "_output_shapes":
+            continue
+        if key != big:
+            one = node_def_pb2.NodeDef()
+            one.attr[key].CopyFrom(node.attr[key])
+            pieces.append(one.SerializeToString(deterministic=True))
+            continue
+        tensor = node.attr[key].tensor
+        skeleton = tensor_pb2.TensorProto()
+        for field in _TENSOR_HEAD_FIELDS:  # fields 1-3; tensor_content is 4, nothing follows it
+            if field == "tensor_shape":
+                skeleton.tensor_shape.CopyFrom(tensor.tensor_shape)
+            else:
+                setattr(skeleton, field, getattr(tensor, field))
+        tensor_head = skeleton.SerializeToString(deterministic=True)
+        content = tensor.tensor_content
+        content_head = field_prefix(4, len(content)) if content else b""
+        tensor_size = len(tensor_head) + len(content_head) + len(content)
+        value_head = field_prefix(8, tensor_size)  # AttrValue.tensor
+        name = key.encode()
+        entry_size = len(field_prefix(1, len(name))) + len(name) + len(field_prefix(2, len(value_head) + tensor_size)) \
+            + len(value_head) + tensor_size
+        pieces.append(field_prefix(5, entry_size) + field_prefix(1, len(name)) + name
+                      + field_prefix(2, len(value_head) + tensor_size) + value_head + tensor_head + content_head)
+        if content:
+            pieces.append(content)
+    pieces.append(tail.SerializeToString(deterministic=True))
+    return pieces
+
+
+def node_size(node: node_def_pb2.NodeDef) -> int:
+    """Bytes of ``node`` as written (without ``_output_shapes``), with no more than one copy of a big tensor."""
+    if _big_tensor_attr(node) is None:
+        return node.ByteSize() - _output_shapes_size(node)
+    return sum(len(p) for p in node_pieces(node))
 
 
 def ops_used(nodes: Iterable[node_def_pb2.NodeDef], library: function_pb2.FunctionDefLibrary) -> set[str]:
@@ -105,7 +182,7 @@ class GraphWriter:
     def ByteSize(self) -> int:  # noqa: N802 - what check_proto_size asks of a message
         size = 0
         for node in self.nodes.values():
-            n = node.ByteSize() - _output_shapes_size(node)
+            n = node_size(node)
             size += len(field_prefix(1, n)) + n
         for message, number in self._messages():
             size += len(field_prefix(number, message.ByteSize())) + message.ByteSize()
@@ -118,8 +195,10 @@ class GraphWriter:
     def chunks(self) -> Iterator[bytes]:
         """The serialized ``GraphDef``, a node at a time (fields in number order, as protobuf writes them)."""
         for node in self.nodes.values():
-            data = without_output_shapes(node).SerializeToString(deterministic=True)
-            yield field_prefix(1, len(data)) + data
+            pieces = node_pieces(node)
+            yield field_prefix(1, sum(len(p) for p in pieces))
+            while pieces:  # (yielded as they are, not joined: no second copy of a big tensor's bytes)
+                yield pieces.pop(0)
         for message, number in self._messages():
             data = message.SerializeToString(deterministic=True)
             yield field_prefix(number, len(data)) + data
@@ -156,5 +235,5 @@ def saved_model_chunks(sm: saved_model_pb2.SavedModel, graph: GraphWriter) -> It
     yield tail
 
 
-__all__ = ["GraphWriter", "check_proto_size", "field_prefix", "ops_used", "proto_size", "saved_model_chunks",
-           "varint", "without_output_shapes"]
+__all__ = ["BIG_TENSOR_BYTES", "GraphWriter", "check_proto_size", "field_prefix", "node_pieces", "node_size",
+           "ops_used", "proto_size", "saved_model_chunks", "varint", "without_output_shapes"]

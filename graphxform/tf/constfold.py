@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import node_def_pb2, tensor_pb2
 
+from graphxform.core import memory
 from graphxform.core.errors import GraphxformError, RuleError
 from graphxform.core.graph import Graph
 from graphxform.core.names import parse_input
@@ -212,6 +213,7 @@ class _Evaluator:
             self.session.close()
             self.session = None
             self.session_nodes = set()
+            memory.trim()  # the session's graph and buffers went back to the heap: give them to the system
 
     # ---------------------------------------------------------------- driver
     def _todo(self, frontier: Mapping[str, list[int]]) -> dict[str, list[int]] | None:
