@@ -13,14 +13,14 @@ when they close, memory the next tensors (served by ``mmap``) cannot reuse.
   ResNet50's transform takes ~40 % longer): the ``transform`` command sets it for its own process; library
   calls (``TransformGraph``, :func:`graphxform.jobs.transform.transform`) leave the caller's allocator alone;
 * :func:`trim`: hand the heap's free pages back (``malloc_trim``), after a phase that freed much (a TensorFlow
-  session closed); :func:`release` collects garbage cycles first (once a run of the rules is over).
+  session closed, a run of the rules over). No garbage collection is forced: a full one in the caller's
+  process costs more time than it gives back memory.
 
 Both do nothing where the C library is not glibc.
 """
 from __future__ import annotations
 
 import ctypes
-import gc
 import logging
 import os
 import platform
@@ -92,12 +92,6 @@ class Trimmer:
         return node
 
 
-def release() -> None:
-    """Collect the garbage cycles (a ``tf.Graph`` a run imported is one) and give the freed memory back."""
-    gc.collect()
-    trim()
-
-
 def trim() -> None:
     """Return the free pages of ``malloc``'s heaps to the operating system (no-op outside glibc)."""
     libc = _libc()
@@ -105,4 +99,4 @@ def trim() -> None:
         libc.malloc_trim(0)
 
 
-__all__ = ["MMAP_THRESHOLD_BYTES", "Trimmer", "const_elements", "keep_mmap_threshold", "release", "trim"]
+__all__ = ["MMAP_THRESHOLD_BYTES", "Trimmer", "const_elements", "keep_mmap_threshold", "trim"]
