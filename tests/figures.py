@@ -509,8 +509,9 @@ def bench_gaps(m: Measure) -> str:
     for key, how in (("rss_ratio", "through the API"), ("rss_ratio_cli", "through the CLI (.pb → .pb)")):
         over = {NAMES.get(k, k): r[key] for k, r in _models(m.bench).items() if r.get(key) is not None and r[key] > 2.5}
         if over:
+            lo, hi = f"{min(over.values()):.1f}", f"{max(over.values()):.1f}"
             gaps.append(f"peak RSS {how} is over 2.5× the file (the target) on {', '.join(over)} "
-                        f"({min(over.values()):.1f}–{max(over.values()):.1f}×)")
+                        f"({lo if lo == hi else f'{lo}–{hi}'}×)")
     return "; ".join(gaps) if gaps else "none"
 
 
