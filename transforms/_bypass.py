@@ -1,7 +1,8 @@
 """Shared by the rules that make a node's consumers read another tensor (``x * 1 -> x``, ``Transpose`` pairs ...).
 
 :func:`bypass_reason` says why ``node:0`` may not be replaced by ``new`` everywhere (``None``: it may);
-:func:`bypass` is the replacement. Not a rule: nothing is registered here.
+:func:`placement_reason` why a node must stay where it is; :func:`bypass` is the replacement. Not a rule:
+nothing is registered here.
 """
 from __future__ import annotations
 
@@ -17,13 +18,9 @@ def bypass_reason(match: Match, node: NodeDef, new: str) -> str | None:
         return f"{name!r} is protected (init op, table initializer, asset or listed by the user)"
     if graph.control_inputs(name):
         return f"{name!r} has control inputs: its consumers would no longer wait for them"
-    if "_class" in node.attr:
-        return f"{name!r} has a colocation constraint (_class)"
-    facts = match.ctx.frame_facts(graph, [name])
-    if name in facts.colocated_with:
-        return f"{', '.join(facts.colocated_with[name][:3])} colocate with {name!r}"
-    if name in facts.in_frame:
-        return f"{name!r} is inside a TF1 control-flow frame (while_loop/cond)"
+    reason = placement_reason(match, node)
+    if reason:
+        return reason
     src = graph.get(parse_input(new)[0])
     if src is not None and src.op in CONTROL_FLOW_OPS:
         return f"{new!r} comes from control-flow op {src.op}"
@@ -31,6 +28,20 @@ def bypass_reason(match: Match, node: NodeDef, new: str) -> str | None:
         if graph.node(dst).op in CONTROL_FLOW_OPS:
             return f"{name!r} feeds control-flow op {dst!r}"
     return signature_reason(graph, name, new)
+
+
+def placement_reason(match: Match, node: NodeDef) -> str | None:
+    """Why ``node`` must stay where it is (a colocation constraint of its own or on it, a TF1 control-flow
+    frame), ``None`` if nothing ties it there."""
+    name = node.name
+    if "_class" in node.attr:
+        return f"{name!r} has a colocation constraint (_class)"
+    facts = match.ctx.frame_facts(match.graph, [name])
+    if name in facts.colocated_with:
+        return f"{', '.join(facts.colocated_with[name][:3])} colocate with {name!r}"
+    if name in facts.in_frame:
+        return f"{name!r} is inside a TF1 control-flow frame (while_loop/cond)"
+    return None
 
 
 def signature_reason(graph: Graph, name: str, new: str) -> str | None:
@@ -56,4 +67,4 @@ def bypass(graph: Graph, node: NodeDef, new: str, remove: list[str] | None = Non
     return rep
 
 
-__all__ = ["bypass", "bypass_reason", "signature_reason"]
+__all__ = ["bypass", "bypass_reason", "placement_reason", "signature_reason"]

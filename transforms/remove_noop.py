@@ -6,6 +6,7 @@ does not add control edges (``inputs x users <= inputs + users``). No GTT name.
 from __future__ import annotations
 
 from graphxform import Match, Op, Replacement, Rule, register
+from graphxform.transforms._bypass import placement_reason
 
 
 @register
@@ -34,13 +35,9 @@ class RemoveNoop(Rule):
         users = graph.control_consumers(name)
         if not users:
             return f"{name!r} has no users: it may be run by name (strip_unused removes dead code)"
-        if "_class" in node.attr:
-            return f"{name!r} has a colocation constraint (_class)"
-        facts = match.ctx.frame_facts(graph, [name])
-        if name in facts.colocated_with:
-            return f"{', '.join(facts.colocated_with[name][:3])} colocate with {name!r}"
-        if name in facts.in_frame:
-            return f"{name!r} is inside a TF1 control-flow frame (while_loop/cond)"
+        reason = placement_reason(match, node)
+        if reason:
+            return reason
         n, m = len(graph.control_inputs(name)), len(users)
         if n * m > n + m:
             return (f"bypassing {name!r} would turn {n} + {m} control edges into {n} x {m} = {n * m} "

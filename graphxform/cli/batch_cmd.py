@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from graphxform.cli.common import console, emit_json, err_console, json_option, new_table, print_line, tags_option, \
-    timings_option
+from graphxform.cli.common import console, emit_json, err_console, human_bytes, json_option, new_table, print_line, \
+    tags_option, timings_option
 
 
 class _Progress:
@@ -43,14 +43,7 @@ class _Progress:
 
 
 def _fmt_bytes(n: Any) -> str:
-    if not isinstance(n, int):
-        return "—"
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"  # pragma: no cover
+    return human_bytes(n) if isinstance(n, int) else "—"
 
 
 def print_summary(summary: Any) -> None:
