@@ -93,14 +93,18 @@ class RemoveIdentity(Rule):
             if side == "input":
                 return f"{name!r} is signature {sig.key!r} input {key!r} (a feed point)"
         sig_out = [(sig, key, port) for sig, _, key, port in uses]
-        if not graph.output_ports(name) and not sig_out and not graph.control_consumers(name):
+        ports, ctrl_users = graph.output_ports(name), graph.control_consumers(name)
+        if not ports and not sig_out and not ctrl_users:
             return (f"{name!r} has no consumers: it may be a graph output fetched by name "
                     "(strip_unused removes dead code)")
-        if sig_out and graph.control_inputs(name):
+        ctrl = graph.control_inputs(name)
+        if sig_out and ctrl:
             return (f"{name!r} is a signature output with control dependencies "
-                    f"({', '.join(graph.control_inputs(name)[:3])}); fetching its input would skip them")
+                    f"({', '.join(ctrl[:3])}); fetching its input would skip them")
+        # What the rewrite needs, found on the way (the graph does not change between check and rewrite).
+        match.extra["remove_identity"] = (node, data, ctrl, ports | {port for _, _, port in sig_out}, ctrl_users)
         for sig, key, port in sig_out:
-            new = _source(graph, name, port)
+            new = canon(data[port])
             if any(canon(t) == new for spec in sig.inputs.values() for t in spec.tensor_names()):
                 return f"signature {sig.key!r} output {key!r} would name its own input {new!r}"
             for other_key, spec in sig.outputs.items():
@@ -112,11 +116,16 @@ class RemoveIdentity(Rule):
     def rewrite(self, match: Match) -> Replacement:
         graph, node = match.graph, match.anchor
         name = node.name
-        ctrl = graph.control_inputs(name)
+        found = match.extra.get("remove_identity")
+        if found is not None and found[0] is node:
+            _, data, ctrl, ports, ctrl_users = found
+        else:
+            data, ctrl, ctrl_users = graph.data_inputs(name), graph.control_inputs(name), graph.control_consumers(name)
+            ports = graph.output_ports(name) | {port for _, side, _, port in graph.signature_uses(name)
+                                                if side == "output"}
         rep = Replacement()
-        ports = graph.output_ports(name) | {port for _, side, _, port in graph.signature_uses(name) if side == "output"}
         for port in sorted(ports):
-            rep.replace[f"{name}:{port}"] = _source(graph, name, port)
+            rep.replace[f"{name}:{port}"] = canon(data[port])
         if ctrl:  # data consumers keep the ordering the Identity gave them
             for dst in sorted({d for d, _ in graph.consumers(name)}):
                 consumer = graph.node(dst)
@@ -124,9 +133,10 @@ class RemoveIdentity(Rule):
                 extra = [c for c in ctrl if c not in have and c != dst]
                 if extra:
                     rep.update.append(with_inputs(consumer, [*consumer.input, *("^" + c for c in extra)]))
-        if graph.control_consumers(name):
-            sources = graph.input_nodes(name)[:1] if node.op not in FORWARDING_OPS else graph.input_nodes(name)
-            rep.replace_control[name] = list(dict.fromkeys([*sources, *ctrl]))
+        if ctrl_users:
+            sources = [parse_input(t)[0] for t in data]
+            rep.replace_control[name] = list(dict.fromkeys([*(sources if node.op in FORWARDING_OPS else sources[:1]),
+                                                            *ctrl]))
         rep.remove.append(name)
         if node.op not in FORWARDING_OPS:  # GTT drops the other inputs; here the Consts nothing else reads go
             rep.remove.extend(n for n in graph.input_nodes(name)[1:] if graph.node(n).op == "Const")
@@ -147,11 +157,6 @@ def _generic_reason(graph: Graph, node: NodeDef, max_inputs: int) -> str | None:
     if out_type is not None and in_type is not None and out_type != in_type:
         return f"{name!r} outputs {types_pb2.DataType.Name(out_type)} but reads {types_pb2.DataType.Name(in_type)}"
     return None
-
-
-def _source(graph: Graph, name: str, port: int) -> str:
-    """The tensor that output ``port`` of pass-through ``name`` forwards (canonical form)."""
-    return canon(graph.data_inputs(name)[port])
 
 
 __all__ = ["RemoveIdentity"]

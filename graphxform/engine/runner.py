@@ -286,10 +286,11 @@ class _Engine:
                 "the graph may be half-rewritten, start again from the input"
             ) from exc
         get = graph.get
-        added_names = [n.name for n in rep.add]
+        added_names = [n.name for n in rep.add] if rep.add else _NONE
         delta, changed = self.hashes.change(recorded.before, get)
         touched = recorded.touched
-        touched.update(parse_input(t)[0] for t in rep.replace.values())
+        for t in rep.replace.values():
+            touched.add(parse_input(t)[0])
         sigs_after = self._sig_state = self._signature_state() if recorded.renamed else sigs_before
         if sigs_after != sigs_before:  # a signature now names another tensor: a change no node shows
             delta ^= hash(sigs_before) ^ hash(sigs_after)
@@ -304,9 +305,9 @@ class _Engine:
         self.fp ^= delta
         # Compact record (a 1M-node run keeps ~700k of them): empty lists share one tuple, the
         # replacement's own dict is kept (a Replacement is not reused after it was applied).
-        rec = AppliedRewrite(rule.name, anchor, matched or _NONE, added_names or _NONE,  # type: ignore[arg-type]
-                             removed or _NONE, rep.replace, [n.name for n in rep.update] or _NONE,  # type: ignore[arg-type]
-                             self.steps, self.round)
+        rec = AppliedRewrite(rule.name, anchor, matched or _NONE, added_names,  # type: ignore[arg-type]
+                             removed or _NONE, rep.replace,  # type: ignore[arg-type]
+                             [n.name for n in rep.update] if rep.update else _NONE, self.steps, self.round)
         report = self.report
         report.applied.append(rec)
         report.counts[rule.name] = report.counts.get(rule.name, 0) + 1
@@ -380,6 +381,7 @@ def run_pipeline(
     # long-lived) graph again and again — a quarter of the run time on a 1M-node graph. Pause it for the run.
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    graph.index_signatures()  # rules change signatures through replace_uses only, which keeps the index
     try:
         for stage in _stages(rules):
             engine.run_stage([engine.states[i] for i in stage])
@@ -387,6 +389,7 @@ def run_pipeline(
         exc.report = report  # type: ignore[attr-defined]
         raise
     finally:
+        graph.index_signatures(False)
         if gc_was_enabled:
             gc.enable()
         report.total_seconds = time.perf_counter() - t0
