@@ -295,16 +295,22 @@ class Graph(GraphQueries):
         that is what it does. Returns the number of inputs rewritten.
         """
         by_node: dict[str, dict[int, tuple[str, int, str]]] = {}
+        targets: dict[str, tuple[str, int, str]] = {}  # (many olds may share a new: each is parsed once)
         for old, new in mapping.items():
             old_node, old_port, c1 = parse_input(old)
-            new_node, new_port, c2 = parse_input(new)
-            if c1 or c2:
+            target = targets.get(new)
+            if target is None:
+                new_node, new_port, c2 = parse_input(new)
+                if c1 or c2:
+                    raise GraphError("replace_all_uses takes tensors; use replace_control_uses for control edges")
+                if new_node not in self._nodes:
+                    raise GraphError(f"cannot replace {old!r} by {new!r}: no node named {new_node!r}")
+                target = targets[new] = (new_node, new_port, input_string(new_node, new_port))
+            elif c1:
                 raise GraphError("replace_all_uses takes tensors; use replace_control_uses for control edges")
-            if new_node not in self._nodes:
-                raise GraphError(f"cannot replace {old!r} by {new!r}: no node named {new_node!r}")
-            if old_node == new_node and old_port == new_port:
+            if old_node == target[0] and old_port == target[1]:
                 continue
-            by_node.setdefault(old_node, {})[old_port] = (new_node, new_port, input_string(new_node, new_port))
+            by_node.setdefault(old_node, {})[old_port] = target
         if len(mapping) > 1:
             for ports in by_node.values():
                 for new_node, new_port, _ in ports.values():
@@ -313,18 +319,20 @@ class Graph(GraphQueries):
         # Edges move in the view, then each consumer is copied once with its inputs rewritten (no re-validation).
         count = 0
         delta = self._delta
-        for dst, edits in view.move_data_edges(self.nx, by_node).items():
+        edits, moved = view.move_data_edges(self.nx, by_node)
+        for dst, changes in edits.items():
             previous = self._nodes[dst]
             node = node_def_pb2.NodeDef()
             node.CopyFrom(previous)
-            for index, new_inp, old_node, new_node in edits:
-                node.input[index] = new_inp
-                if delta is not None:  # (the old producer lost a consumer, the new one gained one)
-                    delta.touched.update((old_node, new_node))
-            count += len(edits)
+            inputs = node.input
+            for index, new_inp in changes:
+                inputs[index] = new_inp
+            count += len(changes)
             self._nodes[dst] = node
             if delta is not None:
                 delta.before.setdefault(dst, previous)
+        if delta is not None:  # (producers that lost a consumer or gained one)
+            delta.touched.update(moved)
         named, renames = self._sig_index or set(self._signature_nodes()), {}
         for old_node, ports in by_node.items():
             for old_port, (new_node, new_port, _) in ports.items():

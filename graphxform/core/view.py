@@ -135,32 +135,42 @@ def remove_unread(g: nx.MultiDiGraph, name: str) -> list[str]:
 
 
 def move_data_edges(g: nx.MultiDiGraph, by_node: Mapping[str, Mapping[int, tuple[str, int, str]]]
-                    ) -> dict[str, list[tuple[int, str, str, str]]]:
+                    ) -> tuple[dict[str, list[tuple[int, str]]], set[str]]:
     """Point every data edge from ``old:port`` at ``by_node[old][port] = (new node, new port, input string)``.
 
-    Returns ``{consumer: [(input index, new input string, old node, new node), ...]}``: the inputs the caller
-    rewrites in the consumers' ``NodeDef`` s (a data edge's ``dst_port`` is the index of the input it stands for).
+    Returns ``({consumer: [(input index, new input string), ...]}, producers that lost or gained a consumer)``:
+    the inputs the caller rewrites in the consumers' ``NodeDef`` s (a data edge's ``dst_port`` is the index of
+    the input it stands for). No ``new`` may be an ``old`` of another port of the same mapping (the caller splits
+    such chains), so an edge moves at most once.
     """
     succ, pred = g._succ, g._pred  # noqa: SLF001 - edges moved in the dicts networkx keeps (as in build)
-    moves: list[tuple[str, str, int, int, str, int, str]] = []
+    edits: dict[str, list[tuple[int, str]]] = {}
+    touched: set[str] = set()
     for old_node, ports in by_node.items():
-        for dst, edges in succ.get(old_node, {}).items():
-            for key, d in edges.items():
-                if not d["control"] and d["src_port"] in ports:
-                    new_node, new_port, new_inp = ports[d["src_port"]]
-                    moves.append((dst, old_node, key, d["dst_port"], new_node, new_port, new_inp))
-    edits: dict[str, list[tuple[int, str, str, str]]] = {}
-    for dst, old_node, key, dst_port, new_node, new_port, new_inp in moves:
-        keys = succ[old_node][dst]  # the key dict is shared by _succ[old][dst] and _pred[dst][old]
-        del keys[key]
-        if not keys:
-            del succ[old_node][dst]
-            del pred[dst][old_node]
-        _link(succ, pred, new_node, dst, {"src_port": new_port, "dst_port": dst_port, "control": False})
-        edits.setdefault(dst, []).append((dst_port, new_inp, old_node, new_node))
-    nx._clear_cache(g)  # noqa: SLF001
-    drop_dangling(g, by_node)
-    return edits
+        out = succ.get(old_node)
+        if not out:
+            continue
+        moves = [(dst, key, d) for dst, edges in out.items() for key, d in edges.items()
+                 if not d["control"] and d["src_port"] in ports]
+        if not moves:
+            continue
+        touched.add(old_node)
+        for dst, key, d in moves:
+            keys = out[dst]  # the key dict is shared by _succ[old][dst] and _pred[dst][old]
+            del keys[key]
+            if not keys:
+                del out[dst], pred[dst][old_node]
+            new_node, new_port, new_inp = ports[d["src_port"]]
+            d["src_port"] = new_port  # (the edge's data moves with it)
+            _link(succ, pred, new_node, dst, d)
+            touched.add(new_node)
+            found = edits.get(dst)
+            if found is None:
+                edits[dst] = [(d["dst_port"], new_inp)]
+            else:
+                found.append((d["dst_port"], new_inp))
+    drop_dangling(g, by_node)  # (clears networkx's cache)
+    return edits, touched
 
 
 def move_control_edges(g: nx.MultiDiGraph, old_node: str, dst: str, new_nodes: list[str]) -> list[str]:

@@ -43,12 +43,16 @@ def validate_replacement(graph: Graph, rep: Replacement) -> str | None:
 
 def _check_rewiring(graph: Graph, rep: Replacement, exists: Callable[[str], bool]) -> str | None:
     """What is wrong with ``rep.replace`` and ``rep.replace_control`` (``exists``: whether a node will be there)."""
+    seen = set()  # (a merge maps thousands of tensors to a few)
     for old, new in rep.replace.items():
         if old[:1] == "^" or new[:1] == "^":
             return f"replace {old!r} -> {new!r}: tensors only (control edges go in replace_control)"
+        if new in seen:
+            continue
         node = parse_input(new)[0]
         if not exists(node):
             return f"replace {old!r} -> {new!r}: no node named {node!r}"
+        seen.add(new)
     for old, news in rep.replace_control.items():
         for n in news:
             if not exists(n):

@@ -289,7 +289,7 @@ class _Engine:
         added_names = [n.name for n in rep.add] if rep.add else _NONE
         delta, changed = self.hashes.change(recorded.before, get)
         touched = recorded.touched
-        for t in rep.replace.values():
+        for t in set(rep.replace.values()):
             touched.add(parse_input(t)[0])
         sigs_after = self._sig_state = self._signature_state() if recorded.renamed else sigs_before
         if sigs_after != sigs_before:  # a signature now names another tensor: a change no node shows
