@@ -10,7 +10,7 @@ from tensorflow.core.framework import types_pb2
 
 from graphxform import Match, NodeDef, Op, Param, Replacement, Rule, canon, parse_input, register, with_inputs
 from graphxform.core.graph import Graph
-from graphxform.core.opdefs import CONTROL_FLOW_OPS, FORWARDING_OPS
+from graphxform.core.opdefs import CONTROL_FLOW_OPS, FORWARDING_OPS, output_dtypes
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class RemoveIdentity(Rule):
     def check(self, match: Match) -> str | None:
         graph, node = match.graph, match.anchor
         name = node.name
-        data = graph.data_inputs(name)
+        data = [i for i in node.input if i[:1] != "^"]
         if not data:
             return f"{node.op} {name!r} has no data input"
         if node.op not in FORWARDING_OPS:
@@ -71,11 +71,15 @@ class RemoveIdentity(Rule):
             return f"{', '.join(others[:3])} colocate with {name!r} (_class loc:@{name}); removing it breaks them"
         if name in facts.in_frame:
             return f"{name!r} is inside a TF1 control-flow frame (while_loop/cond); frame pivots must stay"
+        sources = []
         for inp in data:
-            src = graph.producer(inp)
+            src_name, port, _ = parse_input(inp)
+            src = graph.node(src_name)
             if src.op in CONTROL_FLOW_OPS:
                 return f"input {inp!r} of {name!r} comes from control-flow op {src.op}"
-        for dst in graph.consumer_nodes(name):
+            sources.append((src, port))
+        out = graph.out_edges(name)
+        for dst in sorted({e.dst for e in out}):
             if graph.node(dst).op in CONTROL_FLOW_OPS:
                 return f"{name!r} feeds control-flow op {dst!r} ({graph.node(dst).op})"
         t_attr = node.attr["T"] if "T" in node.attr else None  # (indexing a proto map would insert the key)
@@ -83,8 +87,9 @@ class RemoveIdentity(Rule):
         for t in types:
             if t in _UNREMOVABLE_DTYPES:
                 return f"{name!r} passes a {_UNREMOVABLE_DTYPES[t]} tensor through; it may need a distinct op"
-        for inp in data:
-            dt = graph.output_dtype(inp)
+        for inp, (src, port) in zip(data, sources):
+            dtypes = output_dtypes(src)  # (graph.output_dtype, with the producer found above)
+            dt = dtypes[port] if dtypes and port < len(dtypes) else None
             if dt is not None and dt > 100:
                 return (f"input {inp!r} of {name!r} is a ref tensor ({types_pb2.DataType.Name(dt)}); "
                         "the Identity reads it")
@@ -93,11 +98,11 @@ class RemoveIdentity(Rule):
             if side == "input":
                 return f"{name!r} is signature {sig.key!r} input {key!r} (a feed point)"
         sig_out = [(sig, key, port) for sig, _, key, port in uses]
-        ports, ctrl_users = graph.output_ports(name), graph.control_consumers(name)
+        ports, ctrl_users = {e.src_port for e in out if not e.control}, sorted({e.dst for e in out if e.control})
         if not ports and not sig_out and not ctrl_users:
             return (f"{name!r} has no consumers: it may be a graph output fetched by name "
                     "(strip_unused removes dead code)")
-        ctrl = graph.control_inputs(name)
+        ctrl = [i[1:] for i in node.input if i[:1] == "^"]
         if sig_out and ctrl:
             return (f"{name!r} is a signature output with control dependencies "
                     f"({', '.join(ctrl[:3])}); fetching its input would skip them")

@@ -132,8 +132,7 @@ class Graph(GraphQueries):
 
     # -------------------------------------------------------------- mutation
     def recording(self) -> Delta:
-        """``with graph.recording() as delta:`` records what the mutations inside the block change (see
-        :class:`Delta`)."""
+        """``with graph.recording() as delta:`` records what the mutations in the block change (:class:`Delta`)."""
         return Delta(self)
 
     def unique_name(self, base: str) -> str:
@@ -245,9 +244,13 @@ class Graph(GraphQueries):
             self._forget(name, view.remove_unread(self.nx, name))
         self.protected.discard(name)
 
+    def remove_unread(self, names: Iterable[str]) -> tuple[list[str], list[str]]:
+        """Remove those of ``names`` nothing reads and nobody protects, readers first: ``(removed in order, kept)``."""
+        pending = [n for n in dict.fromkeys(names) if n in self._nodes]
+        return view.sweep_unread(self.nx, pending, self.protected_nodes(), self._forget)
+
     def _forget(self, name: str, sources: Iterable[str]) -> None:
-        """Drop the ``NodeDef`` of ``name`` and its bookkeeping (the view is the caller's); ``sources``: the
-        producers it read."""
+        """Drop the ``NodeDef`` of ``name`` (which read ``sources``) and its bookkeeping; the view is the caller's."""
         node = self._nodes.pop(name)
         self._input_lists.pop(name, None)
         if self._colocation is not None:

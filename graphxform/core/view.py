@@ -11,7 +11,7 @@ this module it is the only code that touches networkx's internals.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 
 import networkx as nx
 from tensorflow.core.framework import node_def_pb2
@@ -122,16 +122,43 @@ def drop_dangling(g: nx.MultiDiGraph, names: Iterable[str]) -> None:
     nx._clear_cache(g)  # noqa: SLF001
 
 
-def remove_unread(g: nx.MultiDiGraph, name: str) -> list[str]:
-    """Remove node ``name``, which nothing reads, and its in-edges; inputs left dangling go too. Returns the
-    producers it read (each once): one edit of the dicts instead of ``remove_node``'s views and checks."""
+def remove_unread(g: nx.MultiDiGraph, name: str, *, dangling: bool = True) -> list[str]:
+    """Remove node ``name``, which nothing reads, and its in-edges; inputs left dangling go too (unless not
+    ``dangling``: the caller drops them). Returns the producers it read (each once): one edit of the dicts
+    instead of ``remove_node``'s views and checks."""
     node_attr, succ, pred = g._node, g._succ, g._pred  # noqa: SLF001
     sources = list(pred.pop(name))
     del succ[name], node_attr[name]
     for src in sources:
         del succ[src][name]
-    drop_dangling(g, sources)
+    if dangling:
+        drop_dangling(g, sources)
     return sources
+
+
+def sweep_unread(g: nx.MultiDiGraph, names: list[str], keep: Container[str],
+                 forget: Callable[[str, list[str]], None]) -> tuple[list[str], list[str]]:
+    """Remove each of ``names`` (nodes of the graph) not in ``keep`` once nothing reads it, readers first, calling
+    ``forget(name, producers)`` for each; returns ``(removed in order, kept)``."""
+    succ = g._succ  # noqa: SLF001
+    removed: list[str] = []
+    sources: dict[str, None] = {}
+    pending = names
+    while pending:
+        left = []
+        for name in pending:
+            if name in keep or succ[name]:
+                left.append(name)
+                continue
+            producers = remove_unread(g, name, dangling=False)
+            forget(name, producers)
+            sources.update(dict.fromkeys(producers))
+            removed.append(name)
+        if len(left) == len(pending):
+            break
+        pending = left
+    drop_dangling(g, sources)
+    return removed, pending
 
 
 def move_data_edges(g: nx.MultiDiGraph, by_node: Mapping[str, Mapping[int, tuple[str, int, str]]]
@@ -213,4 +240,4 @@ def positions(items: list[str], item: str) -> list[int]:
 
 
 __all__ = ["add_in_edges", "build", "drop_dangling", "has_consumers", "move_control_edges", "move_data_edges",
-           "out_edges", "positions", "remove_in_edges", "remove_unread", "successors", "update_in_edges"]
+           "out_edges", "positions", "remove_in_edges", "remove_unread", "successors", "sweep_unread", "update_in_edges"]

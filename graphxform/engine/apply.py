@@ -82,21 +82,9 @@ def apply_replacement(graph: Graph, rep: Replacement) -> list[str]:
             return [name]
         log.debug("kept %s: still consumed or protected", name)
         return removed
-    protected = graph.protected_nodes()
-    # Remove consumers first: a node goes once nothing reads it any more.
-    progress = True
-    while pending and progress:
-        progress = False
-        left = []
-        for name in pending:
-            if name in protected or graph.has_consumers(name):
-                left.append(name)
-                continue
-            graph.remove_node(name, force=True)  # (checked just above)
-            removed.append(name)
-            progress = True
-        pending = left
-    for name in pending:
+    # Consumers first: a node goes once nothing reads it any more.
+    removed, kept = graph.remove_unread(pending)
+    for name in kept:
         log.debug("kept %s: still consumed or protected", name)
     return removed
 
