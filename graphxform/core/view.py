@@ -122,17 +122,15 @@ def drop_dangling(g: nx.MultiDiGraph, names: Iterable[str]) -> None:
     nx._clear_cache(g)  # noqa: SLF001
 
 
-def remove_unread(g: nx.MultiDiGraph, name: str, *, dangling: bool = True) -> list[str]:
-    """Remove node ``name``, which nothing reads, and its in-edges; inputs left dangling go too (unless not
-    ``dangling``: the caller drops them). Returns the producers it read (each once): one edit of the dicts
-    instead of ``remove_node``'s views and checks."""
+def remove_unread(g: nx.MultiDiGraph, name: str) -> list[str]:
+    """Remove node ``name``, which nothing reads, and its in-edges; inputs left dangling go too. Returns the
+    producers it read (each once): one edit of the dicts instead of ``remove_node``'s views and checks."""
     node_attr, succ, pred = g._node, g._succ, g._pred  # noqa: SLF001
     sources = list(pred.pop(name))
     del succ[name], node_attr[name]
     for src in sources:
         del succ[src][name]
-    if dangling:
-        drop_dangling(g, sources)
+    drop_dangling(g, sources)
     return sources
 
 
@@ -140,9 +138,9 @@ def sweep_unread(g: nx.MultiDiGraph, names: list[str], keep: Container[str],
                  forget: Callable[[str, list[str]], None]) -> tuple[list[str], list[str]]:
     """Remove each of ``names`` (nodes of the graph) not in ``keep`` once nothing reads it, readers first, calling
     ``forget(name, producers)`` for each; returns ``(removed in order, kept)``."""
-    succ = g._succ  # noqa: SLF001
+    node_attr, succ, pred = g._node, g._succ, g._pred  # noqa: SLF001 - (remove_unread, inlined: 50k+ at a time)
     removed: list[str] = []
-    sources: dict[str, None] = {}
+    sources: list[str] = []
     pending = names
     while pending:
         left = []
@@ -150,9 +148,12 @@ def sweep_unread(g: nx.MultiDiGraph, names: list[str], keep: Container[str],
             if name in keep or succ[name]:
                 left.append(name)
                 continue
-            producers = remove_unread(g, name, dangling=False)
+            producers = list(pred.pop(name))
+            del succ[name], node_attr[name]
+            for src in producers:
+                del succ[src][name]
             forget(name, producers)
-            sources.update(dict.fromkeys(producers))
+            sources.extend(producers)
             removed.append(name)
         if len(left) == len(pending):
             break
