@@ -52,11 +52,11 @@ class RemoveIdentity(Rule):
 
     def check(self, match: Match) -> str | None:
         graph, node = match.graph, match.anchor
-        name = node.name
-        data = [i for i in node.input if i[:1] != "^"]
+        name, op, inputs = node.name, node.op, list(node.input)  # (read once: a proto field read is not free)
+        data = [i for i in inputs if i[:1] != "^"]
         if not data:
-            return f"{node.op} {name!r} has no data input"
-        if node.op not in FORWARDING_OPS:
+            return f"{op} {name!r} has no data input"
+        if op not in FORWARDING_OPS:
             reason = _generic_reason(graph, node, self.args["max_inputs"])
             if reason:
                 return reason
@@ -83,7 +83,7 @@ class RemoveIdentity(Rule):
             if graph.node(dst).op in CONTROL_FLOW_OPS:
                 return f"{name!r} feeds control-flow op {dst!r} ({graph.node(dst).op})"
         t_attr = node.attr["T"] if "T" in node.attr else None  # (indexing a proto map would insert the key)
-        types = [] if t_attr is None else list(t_attr.list.type) if node.op == "IdentityN" else [t_attr.type]
+        types = [] if t_attr is None else list(t_attr.list.type) if op == "IdentityN" else [t_attr.type]
         for t in types:
             if t in _UNREMOVABLE_DTYPES:
                 return f"{name!r} passes a {_UNREMOVABLE_DTYPES[t]} tensor through; it may need a distinct op"
@@ -102,7 +102,7 @@ class RemoveIdentity(Rule):
         if not ports and not sig_out and not ctrl_users:
             return (f"{name!r} has no consumers: it may be a graph output fetched by name "
                     "(strip_unused removes dead code)")
-        ctrl = [i[1:] for i in node.input if i[:1] == "^"]
+        ctrl = [i[1:] for i in inputs if i[:1] == "^"]
         if sig_out and ctrl:
             return (f"{name!r} is a signature output with control dependencies "
                     f"({', '.join(ctrl[:3])}); fetching its input would skip them")
@@ -128,9 +128,8 @@ class RemoveIdentity(Rule):
             data, ctrl, ctrl_users = graph.data_inputs(name), graph.control_inputs(name), graph.control_consumers(name)
             ports = graph.output_ports(name) | {port for _, side, _, port in graph.signature_uses(name)
                                                 if side == "output"}
-        rep = Replacement()
-        for port in sorted(ports):
-            rep.replace[f"{name}:{port}"] = canon(data[port])
+        rep = Replacement(replace={f"{name}:{port}": canon(data[port]) for port in sorted(ports)}, remove=[name])
+        forwarding = node.op in FORWARDING_OPS
         if ctrl:  # data consumers keep the ordering the Identity gave them
             for dst in sorted({d for d, _ in graph.consumers(name)}):
                 consumer = graph.node(dst)
@@ -140,10 +139,8 @@ class RemoveIdentity(Rule):
                     rep.update.append(with_inputs(consumer, [*consumer.input, *("^" + c for c in extra)]))
         if ctrl_users:
             sources = [parse_input(t)[0] for t in data]
-            rep.replace_control[name] = list(dict.fromkeys([*(sources if node.op in FORWARDING_OPS else sources[:1]),
-                                                            *ctrl]))
-        rep.remove.append(name)
-        if node.op not in FORWARDING_OPS:  # GTT drops the other inputs; here the Consts nothing else reads go
+            rep.replace_control[name] = list(dict.fromkeys([*(sources if forwarding else sources[:1]), *ctrl]))
+        if not forwarding:  # GTT drops the other inputs; here the Consts nothing else reads go
             rep.remove.extend(n for n in graph.input_nodes(name)[1:] if graph.node(n).op == "Const")
         return rep
 

@@ -195,9 +195,11 @@ class _Engine:
         assert isinstance(rule, Rule)
         st.ctx = Context(st.run_store)
         st.cursor = len(self.log)
+        get = graph.get
         for node in rule.candidates(graph):
-            if graph.get(node.name) is node:  # not removed/replaced by an earlier rewrite of this pass
-                self.visit(st, node)
+            name = node.name
+            if get(name) is node:  # not removed/replaced by an earlier rewrite of this pass
+                self.visit(st, node, name)
 
     def run_node_rule(self, st: _RuleState) -> None:
         graph, rule = self.graph, st.rule
@@ -208,8 +210,9 @@ class _Engine:
             batch = dict.fromkeys(self.log[st.cursor:])
             st.cursor = len(self.log)
             for node in rule.candidates(graph, batch):
-                if graph.get(node.name) is node:
-                    self.visit(st, node)
+                name = node.name
+                if graph.get(name) is node:
+                    self.visit(st, node, name)
 
     def run_pass(self, st: _RuleState) -> None:
         rule = st.rule
@@ -224,11 +227,12 @@ class _Engine:
                 continue
             self.apply(st, rep, "", [])
 
-    def visit(self, st: _RuleState, node: node_def_pb2.NodeDef) -> None:
+    def visit(self, st: _RuleState, node: node_def_pb2.NodeDef, name: str | None = None) -> None:
+        """Match, check and rewrite at ``node`` (called ``name``: a proto field read costs), and apply."""
         rule = st.rule
         assert isinstance(rule, Rule)
-        stat = self.report.stat(rule.name)
-        stat.visited += 1
+        name = node.name if name is None else name
+        self.report.stat(rule.name).visited += 1
         try:
             m = rule.match(self.graph, node)
             if isinstance(m, str):
@@ -238,12 +242,12 @@ class _Engine:
                 return
             rep = rule.rewrite(m)
         except Exception as exc:  # noqa: BLE001 - reported with the rule's name and the node
-            self._rule_failed(st, node.name, exc, "match/check/rewrite")
+            self._rule_failed(st, name, exc, "match/check/rewrite")
             return
         if rep is None or rep.is_empty():
             return
-        matched = sorted({n.name for n in m.nodes.values()} | {node.name})
-        self.apply(st, rep, node.name, matched)
+        matched = sorted({n.name for n in m.nodes.values() if n is not node} | {name})
+        self.apply(st, rep, name, matched)
 
     def _rule_failed(self, st: _RuleState, anchor: str, exc: Exception, where: str) -> None:
         at = f" at node {anchor!r}" if anchor else ""
