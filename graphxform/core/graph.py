@@ -426,9 +426,8 @@ class Graph(GraphQueries):
     def take_graph_def(self, trimmer: memory.Trimmer | None = None) -> graph_pb2.GraphDef:
         """Move the nodes into a new ``GraphDef``, leaving this Graph empty.
 
-        Like :meth:`to_graph_def`, but each node is let go as soon as it is
-        copied, so memory grows by about one node rather than by the graph. ``trimmer`` (default: a
-        :class:`~graphxform.core.memory.Trimmer`) hears of each node let go.
+        Like :meth:`to_graph_def`, but each node is let go as soon as it is copied (``trimmer``, by default a
+        :class:`~graphxform.core.memory.Trimmer`, hears of it), so memory grows by about one node, not the graph.
         """
         self.nx.clear()  # first: the view is not needed to copy the nodes
         gd = graph_pb2.GraphDef()
