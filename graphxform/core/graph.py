@@ -423,18 +423,18 @@ class Graph(GraphQueries):
         gd.node.extend(self._nodes.values())
         return gd
 
-    def take_graph_def(self) -> graph_pb2.GraphDef:
+    def take_graph_def(self, trimmer: memory.Trimmer | None = None) -> graph_pb2.GraphDef:
         """Move the nodes into a new ``GraphDef``, leaving this Graph empty.
 
-        Like :meth:`to_graph_def`, but each node is let go as soon as it is
-        copied, so memory grows by about one node rather than by the graph.
+        Like :meth:`to_graph_def`, but each node is let go as soon as it is copied (``trimmer``, by default a
+        :class:`~graphxform.core.memory.Trimmer`, hears of it), so memory grows by about one node, not the graph.
         """
         self.nx.clear()  # first: the view is not needed to copy the nodes
         gd = graph_pb2.GraphDef()
         gd.versions.CopyFrom(self.versions)
         gd.library.CopyFrom(self.library)
         nodes, add = self._nodes, gd.node.add
-        trimmer = memory.Trimmer()  # weights let go leave pages the output's (mmapped) blocks do not reuse
+        trimmer = trimmer or memory.Trimmer()  # weights let go leave pages the output's (mmapped) blocks do not reuse
         for name in list(nodes):
             add().CopyFrom(trimmer.passing(nodes.pop(name)))
         self._input_lists.clear()
