@@ -178,8 +178,18 @@ def test_signature_output_with_control_dependencies_is_kept():
 
     model = _model(graph_def_of(build), {"y": "out:0"})
     rule = RemoveIdentity()
-    assert "control dependencies" in _explain(model.graph, rule, "out")
-    assert run_rule_once(model.graph, rule) == 0
+    g = model.graph
+    assert "control dependencies" in _explain(g, rule, "out")
+    # assert_all_finite's own Identity (colocated with the x it reads, only a control input of "out") goes;
+    # "out" now waits on what it waited for: x and the CheckNumerics.
+    assert run_rule_once(g, rule) == 1
+    assert "VerifyFinite/control_dependency" not in g and "out" in g
+    assert sorted(g.control_inputs("out")) == ["VerifyFinite/CheckNumerics", "x"]
+    assert g.lint() == []
+    X = np.ones((2, 3), np.float32)
+    assert_close(run(g, {"x:0": X}, ["out:0"]), [X * 2])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="bad"):
+        run(g, {"x:0": np.full((2, 3), np.nan, np.float32)}, ["out:0"])
 
 
 def test_identity_n_outputs_map_to_inputs():
@@ -247,8 +257,8 @@ def test_not_with_colocation_protection_resource_or_feed():
     def build():
         x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
         a = tf.constant(np.ones((2, 3), np.float32), name="a")
-        with tf.compat.v1.get_default_graph().colocate_with(a):
-            col = tf.identity(a, name="colocated")
+        with tf.compat.v1.get_default_graph().colocate_with(x):
+            col = tf.identity(a, name="colocated")  # placed with x, not with what it reads
         target = tf.identity(x * 2.0, name="target")
         with tf.compat.v1.get_default_graph().colocate_with(target):
             tf.add(target, col, name="coloc_user")
@@ -270,6 +280,33 @@ def test_not_with_colocation_protection_resource_or_feed():
     assert "signature 'serving_default' input 'fed'" in _explain(g, rule, "fed")
     assert run_rule_once(g, rule) == 0
     assert g.lint() == []
+
+
+def test_variable_read_colocated_with_its_input_is_removed():
+    """A frozen TF1 variable's ``read`` Identity keeps ``_class: loc:@w`` naming the ``w`` it reads: its consumers
+    can read ``w`` directly. An Identity colocated with ``w`` that reads another tensor stays."""
+    from tensorflow.core.framework import graph_pb2
+
+    gd = graph_pb2.GraphDef()
+    gd.ParseFromString((FIXTURES / "tf1_frozen_bn.pb").read_bytes())
+    other = gd.node.add(name="other", op="Identity", input=["conv2/BiasAdd"])  # placed with a weight it does not read
+    other.attr["T"].type = types_pb2.DT_FLOAT
+    other.attr["_class"].list.s.append(b"loc:@conv2/bias")
+    gd.node.add(name="neg", op="Neg", input=["other"]).attr["T"].type = types_pb2.DT_FLOAT
+    g = Graph(gd)
+    assert g.node("conv1/kernel/read").attr["_class"].list.s == [b"loc:@conv1/kernel"]
+    x = np.random.default_rng(3).standard_normal((2, 16, 16, 3)).astype(np.float32)
+    before = run(g, {"input:0": x}, ["output:0", "neg:0"])
+    rule = RemoveIdentity()
+    assert "colocation constraint" in _explain(g, rule, "other")
+    assert _explain(g, rule, "conv1/kernel/read") is None
+    consumers = [d for d, _ in g.consumers("conv1/kernel/read:0")]
+    run_pipeline(g, [rule])
+    reads = [n.name for n in g.nodes_by_op("Identity")]
+    assert sorted(reads) == ["other", "output"]  # every */read gone; "output" has no consumer (fetched by name)
+    assert all("conv1/kernel" in g.input_nodes(d) for d in consumers)
+    assert g.lint() == []
+    assert_close(run(g, {"input:0": x}, ["output:0", "neg:0"]), before)
 
 
 def test_dangling_identity_is_left_for_strip_unused():

@@ -29,7 +29,8 @@ class RemoveIdentity(Rule):
     max_inputs=3``); not when that would change the dtype. An Identity that is a signature
     output is removed by pointing the signature at its input. Not removed:
     nodes inside TF1 control-flow frames or next to control-flow ops,
-    colocation targets and nodes with ``_class``, ref/resource/variant
+    colocation targets and nodes with a ``_class`` naming other nodes than their inputs (a variable's
+    ``read`` Identity, colocated with the variable it reads, goes), ref/resource/variant
     tensors, signature inputs, protected nodes (init op, tables), signature
     outputs that carry control dependencies, and dangling pass-throughs with
     no consumer (they may be fetched by name).
@@ -62,7 +63,7 @@ class RemoveIdentity(Rule):
                 return reason
         if name in graph.protected:
             return f"{name!r} is protected (init op, table initializer, asset or listed by the user)"
-        if "_class" in node.attr:  # (indexing a proto map would insert the key)
+        if "_class" in node.attr and not _colocated_with_input(node, data):
             locs = b", ".join(node.attr["_class"].list.s).decode(errors="replace")
             return f"{name!r} has a colocation constraint _class=[{locs}]"
         facts = match.ctx.frame_facts(graph, [name])
@@ -143,6 +144,12 @@ class RemoveIdentity(Rule):
         if not forwarding:  # GTT drops the other inputs; here the Consts nothing else reads go
             rep.remove.extend(n for n in graph.input_nodes(name)[1:] if graph.node(n).op == "Const")
         return rep
+
+
+def _colocated_with_input(node: NodeDef, data: list[str]) -> bool:
+    """Whether ``node`` 's ``_class`` only colocates it with the producers of its own data inputs (a TF1 variable's
+    ``read`` Identity: ``_class: loc:@w``, reading ``w``): its consumers then read the tensor where it is anyway."""
+    return set(node.attr["_class"].list.s) <= {b"loc:@" + parse_input(i)[0].encode() for i in data}
 
 
 def _generic_reason(graph: Graph, node: NodeDef, max_inputs: int) -> str | None:
