@@ -163,6 +163,7 @@ class _Engine:
         try:
             if isinstance(st.rule, Pass):
                 if self._pass_due(st):
+                    st.ctx.incremental = st.last_run is not None  # a stage's first run and confirmation: full
                     st.last_run = self.steps  # its own rewrites count as a change: it runs again next round,
                     self.run_pass(st)
                     if st.rule.idempotent:  # unless it reaches its own fixpoint in one run
@@ -223,6 +224,7 @@ class _Engine:
             if rep is None or rep.is_empty():
                 continue
             self.apply(st, rep, "", [])
+        rule.applied(self.graph, st.ctx)
 
     def visit(self, st: _RuleState, node: node_def_pb2.NodeDef) -> None:
         rule = st.rule
