@@ -274,7 +274,7 @@ class MergeDuplicates(Pass):
         state: MergeState | None = ctx.get("merge_state")
         if state is None or not state.pending:
             return
-        if any(d in graph for d in state.pending):  # the replacement was refused: the state is not the graph's
+        if not ctx.all_applied or any(d in graph for d in state.pending):  # refused: the state is not the graph's
             ctx.pop("merge_state")
             return
         for d in state.pending:

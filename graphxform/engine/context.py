@@ -32,6 +32,7 @@ class Context:
         self._store: dict[str, Any] = {}
         self._run: dict[str, Any] = run_store if run_store is not None else {}
         self.incremental = False  # set by the runner before each run of a pass
+        self.all_applied = True  # set by the runner before Pass.applied: whether every replacement was applied
 
     def cached(self, key: str, build: Callable[[], T]) -> T:
         """The value stored under ``key``, built by ``build()`` the first time it is asked for."""

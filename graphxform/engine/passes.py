@@ -45,7 +45,8 @@ class Pass(BaseRule):
         raise NotImplementedError(f"pass {self.name!r} defines no run")
 
     def applied(self, graph: Graph, ctx: Context) -> None:
-        """Called by the runner after the replacements of :meth:`run` were applied (or refused): nothing by default."""
+        """Called by the runner after the replacements of :meth:`run` were applied; ``ctx.all_applied`` is false
+        when one was refused (invalid, skipped under ``ignore_errors``). Does nothing by default."""
 
     def explain(self, graph: Graph, ctx: Context) -> dict[str, str | None]:
         """``{node: reason it is left alone, or None}``; by default the nodes :meth:`run` would change."""

@@ -220,10 +220,13 @@ class _Engine:
         except Exception as exc:  # noqa: BLE001 - reported with the rule's name
             self._rule_failed(st, "", exc, "run")
             return
+        stat = self.report.stat(rule.name)
+        refused = stat.errors
         for rep in reps or ():
             if rep is None or rep.is_empty():
                 continue
             self.apply(st, rep, "", [])
+        st.ctx.all_applied = stat.errors == refused  # (an invalid replacement is skipped under ignore_errors)
         rule.applied(self.graph, st.ctx)
 
     def visit(self, st: _RuleState, node: node_def_pb2.NodeDef) -> None:

@@ -113,14 +113,16 @@ class ConstantAnalysis:
                       for spec in sig.inputs.values() for t in spec.tensor_names()}
         indeg: dict[str, int] = {}
         succ: dict[str, list[str]] = defaultdict(list)
-        for node in graph:
+        nodes = dict(zip(graph.node_names, graph))
+        sources: dict[str, list[str]] = {}  # node -> the node of each input (parsed once)
+        for name, node in nodes.items():
             count = 0
-            for inp in node.input:
-                src = parse_input(inp)[0]
-                if src in graph:
-                    succ[src].append(node.name)
+            srcs = sources[name] = [parse_input(inp)[0] for inp in node.input]
+            for src in srcs:
+                if src in nodes:
+                    succ[src].append(name)
                     count += 1
-            indeg[node.name] = count
+            indeg[name] = count
         queue = deque(n for n, d in indeg.items() if d == 0)
         self.constant, self.order, self._root, self._root_reason, self._after = set(), [], {}, {}, {}
         self._op_reasons: dict[str, str | None] = {}
@@ -128,7 +130,7 @@ class ConstantAnalysis:
         while queue:
             name = queue.popleft()
             self.order.append(name)
-            self._classify(graph.node(name), feed_nodes)
+            self._classify(nodes[name], sources[name], nodes, feed_nodes)
             for dst in succ.get(name, ()):
                 indeg[dst] -= 1
                 if indeg[dst] == 0:
@@ -140,7 +142,8 @@ class ConstantAnalysis:
                     self._root_reason[name] = (own_reason(graph, graph.node(name), feed_nodes)
                                                or f"{name!r} is on or after a cycle (a TF1 while loop)")
 
-    def _classify(self, node: node_def_pb2.NodeDef, feed_nodes: set[str]) -> None:
+    def _classify(self, node: node_def_pb2.NodeDef, srcs: list[str], nodes: Mapping[str, node_def_pb2.NodeDef],
+                  feed_nodes: set[str]) -> None:
         """Constant or not; the root cause of a non-constant node is its own reason if it has one, else that of
         its first input that is missing or not constant (the own reason is looked for only when asked, see
         :meth:`_root_of`, for a node with a non-constant input)."""
@@ -149,13 +152,13 @@ class ConstantAnalysis:
         if reason:
             self._set_root(name, reason)
             return
-        for inp in node.input:
-            src = parse_input(inp)[0]
-            if src not in self.graph:
+        constant = self.constant
+        for i, src in enumerate(srcs):
+            if src not in nodes:
                 self._set_root(name, own_reason(self.graph, node, feed_nodes, self._op_reasons)
-                               or f"input {inp!r} of {name!r} names no node")
+                               or f"input {node.input[i]!r} of {name!r} names no node")
                 return
-            if src not in self.constant:
+            if src not in constant:
                 self._after[name] = src
                 return
         reason = own_reason(self.graph, node, feed_nodes, self._op_reasons)
