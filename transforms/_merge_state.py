@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Hashable
 
-from graphxform import NodeDef, parse_input
+from graphxform import NodeDef, colocation, parse_input
 from graphxform.core.graph import Graph
 from graphxform.core.opdefs import LOOP_BACK_EDGE_OPS
 
@@ -110,9 +110,10 @@ class MergeState:
     """The keys of the nodes the last run saw, by node and by key (hashes: a lookup that finds one is checked
     against the node's full key), and the ``NodeDef`` objects as that run's merges left them."""
 
-    def __init__(self, seen: dict[str, NodeDef], facts_key: Hashable) -> None:
+    def __init__(self, seen: dict[str, NodeDef], facts_key: Hashable, colocated: dict[str, list[str]]) -> None:
         self.seen = seen
         self.facts_key = facts_key
+        self.colocated = colocated  # colocation target -> the nodes colocated with it (their _class attrs)
         self.key_of: dict[str, int] = {}  # node keyed exactly -> its lookup_hash
         self.attrs_of: dict[str, int] = {}  # node keyed exactly -> hash of its attributes, while it is unchanged
         self.groups: dict[int, str | list[str]] = {}  # key hash -> node(s) with it, first in topological order first
@@ -120,7 +121,7 @@ class MergeState:
         self.bgroups: dict[int, list[str]] = {}  # bucket key hash -> its nodes
         self.digests: dict[str, int] = {}  # attribute digests of bucket nodes, while the node is unchanged
         self.extras = 0  # duplicates kept because a merge may not remove them (protected, colocation targets)
-        self.pending: list[str] = []  # the duplicates the last run's replacement removes
+        self.pending = 0  # how many duplicates the last run's replacement removes
 
     # ------------------------------------------------------------------ bookkeeping
     def add_exact(self, name: str, key: tuple) -> None:
@@ -186,17 +187,17 @@ class MergeState:
         seen = self.seen
         changed = [n for n, node in zip(names, graph) if seen.get(n) is not node]  # (graph order)
         added = sum(1 for n in changed if n not in seen)
-        colocation = False  # a colocation constraint came or went: a kept duplicate may be removable now
+        moved = False  # a colocation constraint came or went: a kept duplicate may be removable now
         if len(seen) + added > len(names):
             for n in [n for n in seen if n not in graph]:
-                colocation = colocation or "_class" in seen.pop(n).attr
+                moved = self._colocate(n, seen.pop(n), None) or moved
                 self.drop(n)
         for n in changed:
-            old, node = seen.get(n), graph.node(n)
-            colocation = colocation or "_class" in node.attr or (old is not None and "_class" in old.attr)
+            node = graph.node(n)
+            moved = self._colocate(n, seen.get(n), node) or moved
             self.drop(n)
             seen[n] = node
-        if colocation and self.extras:
+        if moved and self.extras:
             return None
         survivor_of: dict[str, str] = {}
         position: dict[str, int] = {}
@@ -243,11 +244,27 @@ class MergeState:
                 self.extras += 1
                 continue
             survivor_of[dup] = first
+            self.drop(dup)
             if dup == other:
-                self.drop(other)
                 self.add(name, exact, h, first=True)
             queue.extend(graph.consumer_nodes(dup))
         return survivor_of
+
+    def _colocate(self, name: str, old: NodeDef | None, new: NodeDef | None) -> bool:
+        """Follow the colocation constraints of ``name`` from ``old`` to ``new``; whether they changed."""
+        before = colocation(old) if old is not None else []
+        after = colocation(new) if new is not None else []
+        if before == after:
+            return False
+        for t in before:
+            users = self.colocated.get(t, [])
+            if name in users:
+                users.remove(name)
+            if not users:
+                self.colocated.pop(t, None)
+        for t in after:
+            self.colocated.setdefault(t, []).append(name)
+        return True
 
     def _equal(self, graph: Graph, name: str, node: NodeDef, exact: bool, key: Hashable | None, h: int, key_fn: KeyFn,
                digest_fn: Callable[[NodeDef], int], same: Callable[[NodeDef, NodeDef], bool],

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import attr_value_pb2, tensor_pb2, types_pb2
 
-from graphxform import Context, NodeDef, Pass, Replacement, parse_input, register
+from graphxform import Context, NodeDef, Pass, Replacement, colocation, parse_input, register
 from graphxform.core.graph import Graph
 from graphxform.core.opdefs import CONTROL_FLOW_OPS, FEED_OPS, is_stateful
 
@@ -101,6 +101,8 @@ def _exact_attrs(node: NodeDef) -> Hashable | None:
             if count > _EXACT_LIMIT or t.dtype in _OPAQUE_DTYPES:
                 return None
             parts.append((key, t.dtype, shape, const_bytes(t)))
+        elif value.WhichOneof("value") == "type":  # (the usual attr: T, dtype) its number is its value
+            parts.append((key, value.type))
         else:
             parts.append((key, value.SerializeToString(deterministic=True)))
     if node.HasField("experimental_type"):
@@ -179,24 +181,33 @@ def _input_key(node: NodeDef, rep: Callable[[str], str]) -> tuple[tuple, frozens
 class _Facts:
     """What makes a node unmergeable or unremovable, computed once per graph."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, colocated_with: dict[str, list[str]] | None = None) -> None:
         self.signature_inputs = {parse_input(t)[0] for s in graph.signatures.values()
                                  for spec in s.inputs.values() for t in spec.tensor_names()}
         self.signature_ports: dict[str, set[int]] = {}
         for t in graph.signature_tensors():
             n, p, _ = parse_input(t)
             self.signature_ports.setdefault(n, set()).add(p)
-        self.colocated_with = graph.colocation_index()  # (kept up to date by the graph)
+        if colocated_with is None:  # (a pass's state keeps it up to date between runs)
+            colocated_with = {}
+            for node in graph:
+                for target in colocation(node):
+                    colocated_with.setdefault(target, []).append(node.name)
+        self.colocated_with = colocated_with  # target -> the nodes colocated with it
+        self._mergeable_ops: set[str] = set()  # ops seen neither stateful nor control flow
 
     def key(self, graph: Graph) -> Hashable:
         """What the facts depend on besides the nodes' colocation constraints."""
         return frozenset(self.signature_inputs), frozenset(graph.protected)
 
     def unmergeable(self, node: NodeDef) -> str | None:
+        if node.op in self._mergeable_ops:
+            return f"{node.name!r} is a signature input (a feed point)" if node.name in self.signature_inputs else None
         if node.op in NEVER_MERGE:
             return f"{node.name!r} is a {node.op}: feed points and control-flow ops are never merged"
         if is_stateful(node.op):
             return f"{node.name!r} is {node.op}, stateful or unknown to TensorFlow: every instance runs separately"
+        self._mergeable_ops.add(node.op)
         if node.name in self.signature_inputs:
             return f"{node.name!r} is a signature input (a feed point)"
         return None
@@ -204,8 +215,8 @@ class _Facts:
     def unremovable(self, graph: Graph, name: str) -> str | None:
         if name in graph.protected:
             return f"{name!r} is protected (init op, table initializer, asset or listed by the user)"
-        if name in self.colocated_with:
-            return f"{min(self.colocated_with[name])!r} colocates with {name!r} (_class loc:@{name})"
+        if self.colocated_with.get(name):
+            return f"{self.colocated_with[name][0]!r} colocates with {name!r} (_class loc:@{name})"
         return None
 
 
@@ -218,6 +229,9 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+_UNUSED: tuple[set[int], bool] = (frozenset(), False)  # type: ignore[assignment]
 
 
 def merge_replacement(graph: Graph, dup: str, survivor: str, signature_ports: set[int] = frozenset(),
@@ -257,14 +271,14 @@ class MergeDuplicates(Pass):
         # Millions of small tuples: with the cyclic GC on, its full scans of the (large) graph cost ~3x.
         with _gc_paused():
             state: MergeState | None = ctx.pop("merge_state")
-            facts = _Facts(graph)
+            facts = _Facts(graph, state.colocated if ctx.incremental and state is not None else None)
             if ctx.incremental and state is not None:
                 survivor_of = state.update(
                     graph, facts.key(graph), _node_key, _attr_digest, lambda a, b: attr_difference(a, b) is None,
                     facts.unmergeable, lambda n: facts.unremovable(graph, n))
                 if survivor_of is not None:
                     ctx.set("merge_state", state)
-                    state.pending = list(survivor_of)
+                    state.pending = len(survivor_of)
                     return self._replacements(graph, facts, survivor_of, None)
                 log.debug("merge_duplicates: the changes since the last run need a full scan")
             return self._run(graph, ctx, facts)
@@ -274,17 +288,16 @@ class MergeDuplicates(Pass):
         state: MergeState | None = ctx.get("merge_state")
         if state is None or not state.pending:
             return
-        if not ctx.all_applied or any(d in graph for d in state.pending):  # refused: the state is not the graph's
+        # Only this replacement changed the graph since the run, and it removes exactly the duplicates.
+        if not ctx.all_applied or len(graph) != len(state.seen) - state.pending:  # refused: not the graph's state
             ctx.pop("merge_state")
             return
-        for d in state.pending:
-            state.drop(d)
-        state.pending = []
+        state.pending = 0
         state.seen = dict(zip(graph.node_names, graph))
 
     def _run(self, graph: Graph, ctx: Context, facts: _Facts) -> list[Replacement]:
         scan = _Scan(graph)
-        state = MergeState(scan.seen, facts.key(graph)) if not scan.cyclic else None
+        state = MergeState(scan.seen, facts.key(graph), facts.colocated_with) if not scan.cyclic else None
         if scan.cyclic:
             log.warning("merge_duplicates: %d nodes lie on cycles not closed by NextIteration (e.g. %s); "
                         "they are left alone", len(scan.cyclic), scan.cyclic[0])
@@ -335,7 +348,7 @@ class MergeDuplicates(Pass):
             for bucket in buckets.values():
                 if isinstance(bucket, dict):
                     state.digests.update((m, d) for d, members in bucket.items() for m in members)
-            state.pending = list(survivor_of)
+            state.pending = len(survivor_of)
             ctx.set("merge_state", state)
         if not survivor_of:
             return []
@@ -351,13 +364,17 @@ class MergeDuplicates(Pass):
         # hundreds of thousands of duplicates; one rewrite each would cost more than finding them).
         # Survivors are never duplicates themselves, so each duplicate's uses are still as scanned and
         # the merges do not interfere: their replacements can simply be put together.
-        out = Replacement()
-        for dup, surv in survivor_of.items():
-            one = merge_replacement(graph, dup, surv, facts.signature_ports.get(dup, set()),
-                                    uses.get(dup, (set(), False)) if uses is not None else None)
-            out.replace.update(one.replace)
-            out.replace_control.update(one.replace_control)
-            out.remove.extend(one.remove)
+        out = Replacement(remove=list(survivor_of))
+        replace, replace_control, sig_ports = out.replace, out.replace_control, facts.signature_ports
+        for dup, surv in survivor_of.items():  # (what merge_replacement does, for many at once)
+            used = uses.get(dup, _UNUSED) if uses is not None else None
+            if used is None:
+                used = (graph.output_ports(dup), bool(graph.control_consumers(dup)))
+            ports = used[0] | sig_ports[dup] if dup in sig_ports else used[0]
+            for port in sorted(ports) if len(ports) > 1 else ports:
+                replace[f"{dup}:{port}"] = f"{surv}:{port}"
+            if used[1]:
+                replace_control[dup] = [surv]
         log.info("merge_duplicates: %d duplicate nodes merged", len(survivor_of))
         return [out]
 
