@@ -105,7 +105,7 @@ class FoldState:
             srcs = sources[n]
             if foldable(node, srcs) or not srcs.isdisjoint(inner):  # newly constant, or a constant node's reader
                 return False
-            if n in constant and any(c in inner for c in graph.consumer_nodes(n)):
+            if n in constant and any(c in inner or get(c).op == "Const" for c in graph.consumer_nodes(n)):
                 return False  # no longer constant: a constant node it feeds is not any more either
         for n in new_consts - constant:  # readers of a new Const may have become constant
             for c in graph.consumer_nodes(n):

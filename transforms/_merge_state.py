@@ -63,15 +63,14 @@ class Scan:
         indeg: dict[str, int] = {}
         children: dict[str, list[str]] = {}
         nodes = list(graph)
-        names = self.seen = {node.name: node for node in nodes}  # (what the pass saw, kept by its state)
+        names = self.seen = dict(zip(graph.node_names, nodes))  # (what the pass saw, kept by its state)
         # TF1 loop back edges (NextIteration -> Merge) and inputs naming no node: not ordered by.
-        skip = {node.name for node in nodes if node.op in LOOP_BACK_EDGE_OPS}
+        skip = {name for name, node in names.items() if node.op in LOOP_BACK_EDGE_OPS}
         uses = self.uses
-        for node in nodes:
+        for name, node in names.items():
             data: list[tuple[str, int]] = []
             ctrl: list[str] = []
             count = 0
-            name = node.name
             for inp in node.input:
                 src, port, control = parse_input(inp)
                 use = uses.get(src)

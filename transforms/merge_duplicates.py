@@ -307,8 +307,9 @@ class MergeDuplicates(Pass):
         buckets: dict[tuple, str | dict[int, list[str]]] = {}
         # Most nodes have small attributes: their whole value is the key, and equal keys mean duplicates.
         exact: dict[tuple, str] = {}
+        nodes = scan.seen
         for name in scan.order:
-            node = graph.node(name)
+            node = nodes[name]
             if facts.unmergeable(node) is not None:
                 continue
             data, ctrl = scan.inputs[name]
