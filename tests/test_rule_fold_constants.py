@@ -466,7 +466,7 @@ class _EditOnce(Pass):
         return [self.edit(graph)]
 
 
-def _fold_then_edit(monkeypatch, build, edit, *, full: bool):
+def _fold_then_edit(monkeypatch, build, edit, *, full: bool, rule: FoldConstants | None = None):
     """[fold_constants, edit] to the fixpoint on ``build``'s graph (outputs ``out``); ``full``: every run of
     fold_constants analyses the whole graph. Returns the model, the report and the number of analyses."""
     import graphxform.transforms.fold_constants as fc
@@ -478,7 +478,7 @@ def _fold_then_edit(monkeypatch, build, edit, *, full: bool):
     if full:
         monkeypatch.setattr(FoldState, "quiet", lambda *a: False)
     model = _model(graph_def_of(build), {"out": "out:0"})
-    report = run_pipeline(model.graph, [FoldConstants(), _EditOnce(edit)])
+    report = run_pipeline(model.graph, [rule or FoldConstants(), _EditOnce(edit)])
     monkeypatch.undo()
     assert model.graph.lint() == []
     return model, report, len(analyses)
@@ -557,3 +557,28 @@ def test_later_run_folds_what_another_rule_made_constant(monkeypatch):
     assert runs == 1
     _same(inc.graph, ref.graph)
     assert_close(run(inc.graph, {"x:0": X, "y:0": X}, ["out:0"]), [X * -X + X * 3.0])
+
+
+def test_later_run_sees_a_new_reader_of_a_constant_kept_over_budget(monkeypatch):
+    def build():
+        x = _ph()
+        big = tf.fill([2, 3], 1.5, name="big")  # 24 bytes: over the budget, kept as it is
+        s = tf.reduce_sum(big, name="s")  # 4 bytes: folds
+        tf.add(tf.multiply(x, big, name="m"), s, name="out")
+
+    def new_reader(g):  # out = x * big + big * 2: a new (constant) reader of the kept constant node
+        from graphxform.core.nodes import make_node
+
+        two = _const_node("two", np.float32(2.0))
+        extra = make_node("Mul", "extra", ["big", "two"], attrs={"T": tf.float32})
+        out = make_node("AddV2", "out", ["m", "extra"], attrs={"T": tf.float32})
+        return Replacement(add=[two, extra], update=[out])
+
+    def fold():
+        return FoldConstants(max_constant_size_in_bytes=16)
+
+    inc, _, runs = _fold_then_edit(monkeypatch, build, new_reader, full=False, rule=fold())
+    ref, _, _ = _fold_then_edit(monkeypatch, build, new_reader, full=True, rule=fold())
+    assert runs == 2  # the kept node got a reader: a full run decides
+    _same(inc.graph, ref.graph)
+    assert_close(run(inc.graph, {"x:0": X}, ["out:0"]), [X * 1.5 + 3.0])

@@ -38,10 +38,12 @@ class FoldState:
         self.inner = inner
         self.key = key
         self.expected: list[tuple[str, NodeDef]] = []  # the nodes the last run's replacements add or update
+        self.pending = False  # whether the last run returned replacements
 
     def expect(self, reps: list[Replacement]) -> None:
         """Remember the nodes ``reps`` add or update (the graph keeps those very objects)."""
         self.expected = [(n.name, n) for rep in reps for n in (*rep.add, *rep.update)]
+        self.pending = bool(reps)
 
     def applied(self, graph: Graph) -> bool:
         """Record the graph as the last run's replacements left it; False if they were not all applied."""
@@ -49,7 +51,7 @@ class FoldState:
             return False
         self.constant.update(name for name, node in self.expected if node.op == "Const")
         self.inner = {n for n in self.inner if n in graph and graph.node(n).op != "Const"}
-        self.expected = []
+        self.expected, self.pending = [], False
         self.seen = dict(zip(graph.node_names, graph))
         return True
 

@@ -177,7 +177,7 @@ class FoldConstants(Pass):
     def applied(self, graph: Graph, ctx: Context) -> None:
         """Record the graph as the replacements left it (a refused replacement: the next run is a full one)."""
         state: FoldState | None = ctx.get("fold_state")
-        if state is not None and (not ctx.all_applied or state.expected and not state.applied(graph)):
+        if state is not None and state.pending and (not ctx.all_applied or not state.applied(graph)):
             ctx.pop("fold_state")
 
     def explain(self, graph: Graph, ctx: Context) -> dict[str, str | None]:
