@@ -225,3 +225,62 @@ def test_read_only_queries():
     assert g.output_dtype("add:0") == tf.float32.as_datatype_enum
     succ, pred = g.adjacency()
     assert set(succ["out"]) == {"add"} and set(pred["out"]) == {"id"}
+
+
+def test_signature_index_answers_as_the_scan_does_and_follows_renames():
+    g = _graph(y="add:0", r="id:0")
+    scan = {n: g.signature_uses(n) for n in g.node_names}
+    g.index_signatures()
+    assert {n: g.signature_uses(n) for n in g.node_names} == scan
+    assert g.is_protected("id") and g.is_protected("add") and not g.is_protected("neg")
+    assert g.protected_nodes() == {"x", "id", "add"}
+    assert g.replace_all_uses("id:0", "neg:0") == 1  # the signature output r moves to neg: the index follows
+    assert [(side, key, port) for _, side, key, port in g.signature_uses("neg")] == [("output", "r", 0)]
+    assert g.signature_uses("id") == [] and g.is_protected("neg") and not g.is_protected("id")
+    g.remove_node("id")  # no longer a signature tensor
+    indexed = g.signature_uses("neg")
+    g.index_signatures(False)
+    assert g.signature_uses("neg") == indexed and g.lint() == []
+    g.signatures["serving_default"].outputs["r"].name = "out:0"  # by hand, index off: seen at once
+    assert g.is_protected("out") and not g.is_protected("neg")
+
+
+def test_remove_unread_goes_readers_first_keeps_what_is_read_or_protected_and_drops_dangling_inputs():
+    gd = _graph().to_graph_def()
+    gd.node.extend([make_node("Neg", "d1", ["neg", "missing:0"], attrs={"T": F32}),
+                    make_node("Relu", "d2", ["d1"], attrs={"T": F32})])
+    g = Graph(gd, signatures=_graph().signatures)
+    assert "missing" in g.nx
+    with g.recording() as delta:
+        removed, kept = g.remove_unread(["d1", "d2", "neg", "add", "ghost", "d2"])
+    # d2 first (nothing reads it), then d1 (its reader gone); neg is still read by id, add is a signature output
+    assert removed == ["d2", "d1"] and kept == ["neg", "add"]
+    assert "missing" not in g.nx, "a dangling input goes with its last reader"
+    assert set(delta.before) == {"d1", "d2"} and delta.touched == {"d1", "neg", "missing"}
+    assert g.lint() == []
+    assert_close(_outputs(g, "add:0"), [np.maximum(-X, 0) + 2.0])
+
+
+def test_replace_uses_moves_many_tensors_onto_one_and_only_the_ports_named():
+    g = Graph()
+    g.add_nodes([
+        make_node("Placeholder", "x", attrs={"dtype": F32, "shape": tf.TensorShape([2, 3]).as_proto()}),
+        *[make_node("Neg", f"n{i}", ["x"], attrs={"T": F32}) for i in range(4)],
+        *[make_node("Relu", f"r{i}", [f"n{i}"], attrs={"T": F32}) for i in range(4)],
+        make_node("AddN", "sum", [f"r{i}" for i in range(4)], attrs={"T": F32, "N": 4}),
+        const("axis", np.int32(1)),
+        make_node("Split", "split", ["axis", "x"], attrs={"T": F32, "num_split": 3}),
+        make_node("Sub", "d", ["split:2", "split"], attrs={"T": F32}),
+        make_node("Neg", "e", ["split:1"], attrs={"T": F32}),
+    ])
+    before = _outputs(g, "sum:0", "d:0", "e:0")
+    with g.recording() as delta:
+        count = g.replace_uses({"n1:0": "n0:0", "n2:0": "n0:0", "n3:0": "n0:0", "split:2": "split:0"})
+    assert count == 4 and g.lint() == []
+    assert g.consumer_nodes("n0") == ["r0", "r1", "r2", "r3"] and not any(g.consumer_nodes(f"n{i}") for i in (1, 2, 3))
+    assert list(g.node("d").input) == ["split", "split"] and list(g.node("e").input) == ["split:1"]
+    assert delta.touched == {"n0", "n1", "n2", "n3", "split"} and set(delta.before) == {"r1", "r2", "r3", "d"}
+    after = _outputs(g, "sum:0", "d:0", "e:0")
+    assert_close(after[0], before[0])
+    assert_close(after[2], before[2])
+    assert_close(after[1], np.zeros((2, 1), np.float32))  # split:0 - split:0

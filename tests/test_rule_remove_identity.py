@@ -315,3 +315,22 @@ def test_on_the_keras_bn_fixture():
     assert report.counts["remove_identity"] >= 40
     assert ops_after["Identity"] == len(model.signatures) < ops_before["Identity"]
     assert_same_outputs(before, signature_outputs(model, "keras_bn"))
+
+
+def test_signature_outputs_moved_earlier_in_the_run_are_seen_by_later_checks():
+    """z = id1 moves to neg when id1 goes; id2 (y) reads id1, then neg: moving y to neg too would merge the two
+    outputs, so id2 stays — the check must see the signature as the run left it, not as it started."""
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        tf.identity(tf.identity(tf.negative(x, name="neg"), name="id1"), name="id2")
+
+    model = _model(graph_def_of(build), {"z": "id1:0", "y": "id2:0"})
+    before = run_signature(model, "serving_default", {"x": X})
+    report = run_pipeline(model.graph, [RemoveIdentity()])
+    assert report.counts == {"remove_identity": 1} and [r.anchor for r in report.applied] == ["id1"]
+    outs = model.signatures["serving_default"].outputs
+    assert (outs["z"].name, outs["y"].name) == ("neg:0", "id2:0")
+    assert model.graph.input_nodes("id2") == ["neg"] and model.graph.lint() == []
+    assert "both name" in _explain(model.graph, RemoveIdentity(), "id2")
+    after = run_signature(model, "serving_default", {"x": X})
+    assert_close([after["y"], after["z"]], [before["y"], before["z"]])

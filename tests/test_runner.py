@@ -605,3 +605,22 @@ def test_passes_learn_when_they_may_rely_on_their_last_run_and_whether_it_was_ap
     report = run_pipeline(_graph(gd, "out"), [rec, CollapseRelu()])
     assert rec.applies[0] is False and rec.applies[1:] == [True] * (len(rec.applies) - 1)
     assert report.stat("t_recording").errors == 1
+
+
+def test_signatures_edited_by_hand_after_a_run_are_seen_even_when_the_run_failed():
+    # During a run the graph answers signature questions from an index; afterwards it reads the signatures again.
+    gd, out = relu_chain(2)
+    g = _graph(gd, out)
+    run_pipeline(g, [CollapseRelu()])
+    g.signatures["serving_default"].outputs["y"].name = "x:0"
+    assert g.is_protected("x") and not g.is_protected(out) and g.signature_uses(out) == []
+
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [3, 4], name="x")
+        tf.raw_ops.Add(x=x, y=x, name="out")
+
+    g = _graph(graph_def_of(build), "out")
+    with pytest.raises(FixpointError):
+        run_pipeline(g, [AddToAddV2(), AddV2ToAdd()])
+    g.signatures["serving_default"].outputs["y"].name = "x:0"
+    assert not g.is_protected("out") and g.signature_uses("out") == []

@@ -162,3 +162,54 @@ def test_take_graph_def_moves_every_node_and_leaves_the_input_alone():
     out = graph.take_graph_def()
     assert out.SerializeToString(deterministic=True) == original  # the same graph, moved out
     assert gd.SerializeToString(deterministic=True) == original and len(graph) == 0
+
+
+def _matmul_graph(w: np.ndarray, *, fold: bool) -> graph_pb2.GraphDef:
+    """``y = x @ W`` (``fold``: ``x @ (W * 2)``, a product the rules fold into a new weight), as a TF1 user builds it."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, w.shape[0]], name="x")
+        weight = tf.constant(w, name="w")
+        tf.identity(tf.matmul(x, weight * 2.0 if fold else weight), name="y")
+    return g.as_graph_def()
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_transform_graph_trims_for_the_weights_it_lets_go_not_for_the_callers(monkeypatch, fold):
+    """TransformGraph builds its output as the Graph lets its nodes go: a trim is due for a weight the rules made
+    (freed as it is copied), never for the caller's own nodes, which its GraphDef still holds."""
+    from graphxform.jobs import gtt
+
+    made: list[memory.Trimmer] = []
+
+    class Recorded(memory.Trimmer):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(gtt, "Trimmer", Recorded)
+    w = np.random.default_rng(0).standard_normal((600, 600)).astype(np.float32)  # 360,000 elements
+    assert w.size > memory.Trimmer().every
+    gd = _matmul_graph(w, fold=fold)
+    original = gd.SerializeToString(deterministic=True)
+    out = gtt.TransformGraph(gd, ["x"], ["y"], ["fold_constants"])
+    assert gd.SerializeToString(deterministic=True) == original  # the input is left as it was
+    assert len(made) == 1 and made[0].trims == (1 if fold else 0)
+    assert "Mul" not in {n.op for n in out.node} and len(out.node) == 4  # x, the weight, MatMul, y
+    x = np.random.default_rng(1).standard_normal((3, 600)).astype(np.float32)
+    np.testing.assert_allclose(run_graph_def(out, {"x:0": x}, ["y:0"])[0],
+                               run_graph_def(gd, {"x:0": x}, ["y:0"])[0], rtol=1e-5, atol=1e-4)
+
+
+def test_trimmer_does_not_count_the_nodes_something_else_holds(monkeypatch):
+    calls = []
+    monkeypatch.setattr(memory, "trim", lambda: calls.append(1))
+    big = _const("w", np.zeros((300, 200), np.float32))  # 60,000 elements
+    other = _const("v", np.zeros((300, 200), np.float32))
+    trimmer = memory.Trimmer(every=100_000, kept={id(big)})
+    for _ in range(4):
+        trimmer.passing(big)
+    assert calls == [] and trimmer.trims == 0  # held elsewhere: letting it go frees nothing
+    for node in (other, other, big):
+        trimmer.passing(node)
+    assert calls == [1] and trimmer.trims == 1  # the two others' 120,000 elements

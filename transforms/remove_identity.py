@@ -10,7 +10,7 @@ from tensorflow.core.framework import types_pb2
 
 from graphxform import Match, NodeDef, Op, Param, Replacement, Rule, canon, parse_input, register, with_inputs
 from graphxform.core.graph import Graph
-from graphxform.core.opdefs import CONTROL_FLOW_OPS, FORWARDING_OPS
+from graphxform.core.opdefs import CONTROL_FLOW_OPS, FORWARDING_OPS, output_dtypes
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,11 @@ class RemoveIdentity(Rule):
 
     def check(self, match: Match) -> str | None:
         graph, node = match.graph, match.anchor
-        name = node.name
-        data = graph.data_inputs(name)
+        name, op, inputs = node.name, node.op, list(node.input)  # (read once: a proto field read is not free)
+        data = [i for i in inputs if i[:1] != "^"]
         if not data:
-            return f"{node.op} {name!r} has no data input"
-        if node.op not in FORWARDING_OPS:
+            return f"{op} {name!r} has no data input"
+        if op not in FORWARDING_OPS:
             reason = _generic_reason(graph, node, self.args["max_inputs"])
             if reason:
                 return reason
@@ -71,20 +71,25 @@ class RemoveIdentity(Rule):
             return f"{', '.join(others[:3])} colocate with {name!r} (_class loc:@{name}); removing it breaks them"
         if name in facts.in_frame:
             return f"{name!r} is inside a TF1 control-flow frame (while_loop/cond); frame pivots must stay"
+        sources = []
         for inp in data:
-            src = graph.producer(inp)
+            src_name, port, _ = parse_input(inp)
+            src = graph.node(src_name)
             if src.op in CONTROL_FLOW_OPS:
                 return f"input {inp!r} of {name!r} comes from control-flow op {src.op}"
-        for dst in graph.consumer_nodes(name):
+            sources.append((src, port))
+        out = graph.out_edges(name)
+        for dst in sorted({e.dst for e in out}):
             if graph.node(dst).op in CONTROL_FLOW_OPS:
                 return f"{name!r} feeds control-flow op {dst!r} ({graph.node(dst).op})"
         t_attr = node.attr["T"] if "T" in node.attr else None  # (indexing a proto map would insert the key)
-        types = [] if t_attr is None else list(t_attr.list.type) if node.op == "IdentityN" else [t_attr.type]
+        types = [] if t_attr is None else list(t_attr.list.type) if op == "IdentityN" else [t_attr.type]
         for t in types:
             if t in _UNREMOVABLE_DTYPES:
                 return f"{name!r} passes a {_UNREMOVABLE_DTYPES[t]} tensor through; it may need a distinct op"
-        for inp in data:
-            dt = graph.output_dtype(inp)
+        for inp, (src, port) in zip(data, sources):
+            dtypes = output_dtypes(src)  # (graph.output_dtype, with the producer found above)
+            dt = dtypes[port] if dtypes and port < len(dtypes) else None
             if dt is not None and dt > 100:
                 return (f"input {inp!r} of {name!r} is a ref tensor ({types_pb2.DataType.Name(dt)}); "
                         "the Identity reads it")
@@ -93,14 +98,18 @@ class RemoveIdentity(Rule):
             if side == "input":
                 return f"{name!r} is signature {sig.key!r} input {key!r} (a feed point)"
         sig_out = [(sig, key, port) for sig, _, key, port in uses]
-        if not graph.output_ports(name) and not sig_out and not graph.control_consumers(name):
+        ports, ctrl_users = {e.src_port for e in out if not e.control}, sorted({e.dst for e in out if e.control})
+        if not ports and not sig_out and not ctrl_users:
             return (f"{name!r} has no consumers: it may be a graph output fetched by name "
                     "(strip_unused removes dead code)")
-        if sig_out and graph.control_inputs(name):
+        ctrl = [i[1:] for i in inputs if i[:1] == "^"]
+        if sig_out and ctrl:
             return (f"{name!r} is a signature output with control dependencies "
-                    f"({', '.join(graph.control_inputs(name)[:3])}); fetching its input would skip them")
+                    f"({', '.join(ctrl[:3])}); fetching its input would skip them")
+        # What the rewrite needs, found on the way (the graph does not change between check and rewrite).
+        match.extra["remove_identity"] = (node, data, ctrl, ports | {port for _, _, port in sig_out}, ctrl_users)
         for sig, key, port in sig_out:
-            new = _source(graph, name, port)
+            new = canon(data[port])
             if any(canon(t) == new for spec in sig.inputs.values() for t in spec.tensor_names()):
                 return f"signature {sig.key!r} output {key!r} would name its own input {new!r}"
             for other_key, spec in sig.outputs.items():
@@ -112,11 +121,15 @@ class RemoveIdentity(Rule):
     def rewrite(self, match: Match) -> Replacement:
         graph, node = match.graph, match.anchor
         name = node.name
-        ctrl = graph.control_inputs(name)
-        rep = Replacement()
-        ports = graph.output_ports(name) | {port for _, side, _, port in graph.signature_uses(name) if side == "output"}
-        for port in sorted(ports):
-            rep.replace[f"{name}:{port}"] = _source(graph, name, port)
+        found = match.extra.get("remove_identity")
+        if found is not None and found[0] is node:
+            _, data, ctrl, ports, ctrl_users = found
+        else:
+            data, ctrl, ctrl_users = graph.data_inputs(name), graph.control_inputs(name), graph.control_consumers(name)
+            ports = graph.output_ports(name) | {port for _, side, _, port in graph.signature_uses(name)
+                                                if side == "output"}
+        rep = Replacement(replace={f"{name}:{port}": canon(data[port]) for port in sorted(ports)}, remove=[name])
+        forwarding = node.op in FORWARDING_OPS
         if ctrl:  # data consumers keep the ordering the Identity gave them
             for dst in sorted({d for d, _ in graph.consumers(name)}):
                 consumer = graph.node(dst)
@@ -124,11 +137,10 @@ class RemoveIdentity(Rule):
                 extra = [c for c in ctrl if c not in have and c != dst]
                 if extra:
                     rep.update.append(with_inputs(consumer, [*consumer.input, *("^" + c for c in extra)]))
-        if graph.control_consumers(name):
-            sources = graph.input_nodes(name)[:1] if node.op not in FORWARDING_OPS else graph.input_nodes(name)
-            rep.replace_control[name] = list(dict.fromkeys([*sources, *ctrl]))
-        rep.remove.append(name)
-        if node.op not in FORWARDING_OPS:  # GTT drops the other inputs; here the Consts nothing else reads go
+        if ctrl_users:
+            sources = [parse_input(t)[0] for t in data]
+            rep.replace_control[name] = list(dict.fromkeys([*(sources if forwarding else sources[:1]), *ctrl]))
+        if not forwarding:  # GTT drops the other inputs; here the Consts nothing else reads go
             rep.remove.extend(n for n in graph.input_nodes(name)[1:] if graph.node(n).op == "Const")
         return rep
 
@@ -147,11 +159,6 @@ def _generic_reason(graph: Graph, node: NodeDef, max_inputs: int) -> str | None:
     if out_type is not None and in_type is not None and out_type != in_type:
         return f"{name!r} outputs {types_pb2.DataType.Name(out_type)} but reads {types_pb2.DataType.Name(in_type)}"
     return None
-
-
-def _source(graph: Graph, name: str, port: int) -> str:
-    """The tensor that output ``port`` of pass-through ``name`` forwards (canonical form)."""
-    return canon(graph.data_inputs(name)[port])
 
 
 __all__ = ["RemoveIdentity"]

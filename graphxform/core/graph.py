@@ -16,8 +16,7 @@ import copy as _copy
 import gc
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -25,9 +24,10 @@ from tensorflow.core.framework import function_pb2, graph_pb2, node_def_pb2, ver
 
 from graphxform.core import memory, view
 from graphxform.core.errors import GraphError
-from graphxform.core.names import input_string, parse_input, tensor_name
+from graphxform.core.names import input_string, parse_input
 from graphxform.core.nodes import colocation
 from graphxform.core.queries import GraphQueries
+from graphxform.core.signature import follow_placeholder
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphxform.core.signature import Signature
@@ -46,12 +46,22 @@ class Delta:
     now names another tensor. The mutators know all three, so nobody has to snapshot nodes or diff inputs.
     """
 
-    __slots__ = ("before", "renamed", "touched")
+    __slots__ = ("_graph", "_outer", "before", "renamed", "touched")
 
-    def __init__(self) -> None:
+    def __init__(self, graph: Graph | None = None) -> None:
         self.before: dict[str, node_def_pb2.NodeDef | None] = {}
         self.touched: set[str] = set()
         self.renamed = False
+        self._graph, self._outer = graph, None
+
+    def __enter__(self) -> Delta:  # (a context manager of its own: Graph.recording is called once per rewrite)
+        graph = self._graph
+        assert graph is not None
+        self._outer, graph._delta = graph._delta, self  # noqa: SLF001
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._graph._delta = self._outer  # type: ignore[union-attr]  # noqa: SLF001
 
 
 class Graph(GraphQueries):
@@ -121,14 +131,9 @@ class Graph(GraphQueries):
         return self.nx._succ, self.nx._pred  # noqa: SLF001
 
     # -------------------------------------------------------------- mutation
-    @contextmanager
-    def recording(self) -> Iterator[Delta]:
-        """Record what the mutations inside the ``with`` block change (see :class:`Delta`)."""
-        outer, self._delta = self._delta, Delta()
-        try:
-            yield self._delta
-        finally:
-            self._delta = outer
+    def recording(self) -> Delta:
+        """``with graph.recording() as delta:`` records what the mutations in the block change (:class:`Delta`)."""
+        return Delta(self)
 
     def unique_name(self, base: str) -> str:
         """A node name starting with ``base`` that is not used yet."""
@@ -212,26 +217,8 @@ class Graph(GraphQueries):
             self._index_colocation(previous, add=False)
             self._index_colocation(stored, add=True)
         if stored.op == "Placeholder" and self.signatures:
-            self._sync_signature_inputs(previous, stored)
+            follow_placeholder(self.signatures.values(), previous, stored)
         return stored
-
-    def _sync_signature_inputs(self, previous: node_def_pb2.NodeDef, node: node_def_pb2.NodeDef) -> None:
-        """A signature input fed by Placeholder ``node`` follows a change of its ``dtype``/``shape`` attrs."""
-        changed = [k for k in ("dtype", "shape") if (k in node.attr) and (k not in previous.attr
-                                                                          or previous.attr[k] != node.attr[k])]
-        if not changed:
-            return
-        shape: list[int | None] | None = None
-        if "shape" in node.attr and not node.attr["shape"].shape.unknown_rank:
-            shape = [None if d.size < 0 else d.size for d in node.attr["shape"].shape.dim]
-        tensor = f"{node.name}:0"
-        for sig in self.signatures.values():
-            for spec in sig.inputs.values():
-                if spec.name and tensor_name(spec.name) == tensor:
-                    if "dtype" in changed:
-                        spec.dtype = node.attr["dtype"].type
-                    if "shape" in changed:
-                        spec.shape = shape
 
     def remove_node(self, name: str, *, force: bool = False) -> None:
         """Remove a node. Refused while it has consumers or is protected, unless ``force``."""
@@ -249,25 +236,28 @@ class Graph(GraphQueries):
                     f"cannot remove node {name!r}: it is protected (signature tensor, init op or table); "
                     "use replace_all_uses to move the signature first"
                 )
-        self._forget(name)
         if view.has_consumers(self.nx, name):  # consumers now dangle (force); lint reports them
+            self._forget(name, self.nx._pred[name])  # noqa: SLF001 - (its producers: the view knows them)
             view.remove_in_edges(self.nx, name)
             self.nx.nodes[name]["op"] = None
         else:
-            sources = list(self.nx.predecessors(name))
-            self.nx.remove_node(name)  # and its in-edges
-            view.drop_dangling(self.nx, sources)
+            self._forget(name, view.remove_unread(self.nx, name))
         self.protected.discard(name)
 
-    def _forget(self, name: str) -> None:
-        """Drop the ``NodeDef`` of ``name`` and its bookkeeping (the view is the caller's)."""
+    def remove_unread(self, names: Iterable[str]) -> tuple[list[str], list[str]]:
+        """Remove those of ``names`` nothing reads and nobody protects, readers first: ``(removed in order, kept)``."""
+        pending = [n for n in dict.fromkeys(names) if n in self._nodes]
+        return view.sweep_unread(self.nx, pending, self.protected_nodes(), self._forget)
+
+    def _forget(self, name: str, sources: Iterable[str]) -> None:
+        """Drop the ``NodeDef`` of ``name`` (which read ``sources``) and its bookkeeping; the view is the caller's."""
         node = self._nodes.pop(name)
         self._input_lists.pop(name, None)
         if self._colocation is not None:
             self._index_colocation(node, add=False)
         if self._delta is not None:
             self._delta.before.setdefault(name, node)
-            self._delta.touched.update(parse_input(i)[0] for i in node.input)
+            self._delta.touched.update(sources)
 
     def reorder(self, names: Iterable[str]) -> None:
         """List the nodes in the order of ``names`` (every node once): the order the ``GraphDef`` is written in."""
@@ -286,9 +276,9 @@ class Graph(GraphQueries):
             if self.is_protected(name):
                 raise GraphError(f"cannot remove node {name!r}: it is protected")
         for name in names:
+            self._forget(name, list(self.nx._pred[name]))  # noqa: SLF001 - (its producers)
             view.remove_in_edges(self.nx, name)
         for name in names:
-            self._forget(name)
             self.nx.remove_node(name)
             self.protected.discard(name)
 
@@ -308,16 +298,22 @@ class Graph(GraphQueries):
         that is what it does. Returns the number of inputs rewritten.
         """
         by_node: dict[str, dict[int, tuple[str, int, str]]] = {}
+        targets: dict[str, tuple[str, int, str]] = {}  # (many olds may share a new: each is parsed once)
         for old, new in mapping.items():
             old_node, old_port, c1 = parse_input(old)
-            new_node, new_port, c2 = parse_input(new)
-            if c1 or c2:
+            target = targets.get(new)
+            if target is None:
+                new_node, new_port, c2 = parse_input(new)
+                if c1 or c2:
+                    raise GraphError("replace_all_uses takes tensors; use replace_control_uses for control edges")
+                if new_node not in self._nodes:
+                    raise GraphError(f"cannot replace {old!r} by {new!r}: no node named {new_node!r}")
+                target = targets[new] = (new_node, new_port, input_string(new_node, new_port))
+            elif c1:
                 raise GraphError("replace_all_uses takes tensors; use replace_control_uses for control edges")
-            if new_node not in self._nodes:
-                raise GraphError(f"cannot replace {old!r} by {new!r}: no node named {new_node!r}")
-            if old_node == new_node and old_port == new_port:
+            if old_node == target[0] and old_port == target[1]:
                 continue
-            by_node.setdefault(old_node, {})[old_port] = (new_node, new_port, input_string(new_node, new_port))
+            by_node.setdefault(old_node, {})[old_port] = target
         if len(mapping) > 1:
             for ports in by_node.values():
                 for new_node, new_port, _ in ports.values():
@@ -326,19 +322,21 @@ class Graph(GraphQueries):
         # Edges move in the view, then each consumer is copied once with its inputs rewritten (no re-validation).
         count = 0
         delta = self._delta
-        for dst, edits in view.move_data_edges(self.nx, by_node).items():
+        edits, moved = view.move_data_edges(self.nx, by_node)
+        for dst, changes in edits.items():
             previous = self._nodes[dst]
             node = node_def_pb2.NodeDef()
             node.CopyFrom(previous)
-            for index, new_inp, old_node, new_node in edits:
-                node.input[index] = new_inp
-                if delta is not None:  # (the old producer lost a consumer, the new one gained one)
-                    delta.touched.update((old_node, new_node))
-            count += len(edits)
+            inputs = node.input
+            for index, new_inp in changes:
+                inputs[index] = new_inp
+            count += len(changes)
             self._nodes[dst] = node
             if delta is not None:
                 delta.before.setdefault(dst, previous)
-        named, renames = set(self._signature_nodes()), {}
+        if delta is not None:  # (producers that lost a consumer or gained one)
+            delta.touched.update(moved)
+        named, renames = self._sig_index or set(self._signature_nodes()), {}
         for old_node, ports in by_node.items():
             for old_port, (new_node, new_port, _) in ports.items():
                 if old_node in named:
@@ -351,6 +349,8 @@ class Graph(GraphQueries):
                 spec.rename_tensors(renames)
         if renames and delta is not None:
             delta.renamed = True
+        if renames and self._sig_index is not None:
+            self.index_signatures()
         return count
 
     def replace_control_uses(self, old_node: str, new_nodes: Iterable[str]) -> None:
@@ -423,18 +423,18 @@ class Graph(GraphQueries):
         gd.node.extend(self._nodes.values())
         return gd
 
-    def take_graph_def(self) -> graph_pb2.GraphDef:
+    def take_graph_def(self, trimmer: memory.Trimmer | None = None) -> graph_pb2.GraphDef:
         """Move the nodes into a new ``GraphDef``, leaving this Graph empty.
 
-        Like :meth:`to_graph_def`, but each node is let go as soon as it is
-        copied, so memory grows by about one node rather than by the graph.
+        Like :meth:`to_graph_def`, but each node is let go as soon as it is copied (``trimmer``, by default a
+        :class:`~graphxform.core.memory.Trimmer`, hears of it), so memory grows by about one node, not the graph.
         """
         self.nx.clear()  # first: the view is not needed to copy the nodes
         gd = graph_pb2.GraphDef()
         gd.versions.CopyFrom(self.versions)
         gd.library.CopyFrom(self.library)
         nodes, add = self._nodes, gd.node.add
-        trimmer = memory.Trimmer()  # weights let go leave pages the output's (mmapped) blocks do not reuse
+        trimmer = trimmer or memory.Trimmer()  # weights let go leave pages the output's (mmapped) blocks do not reuse
         for name in list(nodes):
             add().CopyFrom(trimmer.passing(nodes.pop(name)))
         self._input_lists.clear()

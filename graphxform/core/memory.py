@@ -24,6 +24,7 @@ import ctypes
 import logging
 import os
 import platform
+from collections.abc import Container
 from functools import lru_cache
 from typing import Any
 
@@ -71,24 +72,31 @@ def const_elements(node: Any) -> int:
 class Trimmer:
     """Trims the heap each time ``every`` more tensor elements were let go (:meth:`let_go`): a loop that frees
     weights one by one while it allocates big blocks elsewhere gives their pages back as it goes, at the cost of
-    one ``malloc_trim`` per ``every`` elements at most."""
+    one ``malloc_trim`` per ``every`` elements at most.
 
-    def __init__(self, every: int = 1 << 16) -> None:
+    ``kept``: the ids of nodes something else still holds (the caller's own ``GraphDef``, whose nodes a Graph
+    shares): letting them go frees nothing, so they do not count.
+    """
+
+    def __init__(self, every: int = 1 << 18, *, kept: Container[int] = frozenset()) -> None:
         self.every = every
+        self.kept = kept
         self.count = 0
+        self.trims = 0
         self._pending = 0
 
     def let_go(self, elements: int) -> None:
         self.count += elements
         if self.count >= self.every:
             self.count = 0
+            self.trims += 1
             trim()
 
     def passing(self, node: Any) -> Any:
         """``node``, about to be let go: counts its tensor's elements (the trim they call for comes one node later,
         once the caller no longer holds it)."""
         self.let_go(self._pending)
-        self._pending = const_elements(node)
+        self._pending = 0 if id(node) in self.kept else const_elements(node)
         return node
 
 

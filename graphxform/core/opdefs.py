@@ -163,28 +163,38 @@ def is_stateful(op: str) -> bool:
     return True if d is None else bool(d.is_stateful)
 
 
+@lru_cache(maxsize=None)
+def _output_args(op: str) -> tuple[tuple[str, str, int, str], ...] | None:
+    """``(type_list_attr, type_attr, type, number_attr)`` of each output of the registered op ``op`` (read from
+    its ``OpDef`` once: proto fields are slow to read)."""
+    d = op_def(op)
+    if d is None:
+        return None
+    return tuple((a.type_list_attr, a.type_attr, a.type, a.number_attr) for a in d.output_arg)
+
+
 def output_dtypes(node: node_def_pb2.NodeDef) -> list[int] | None:
     """The ``DataType`` enums of every output of ``node``, or ``None`` when unknown."""
-    d = op_def(node.op)
-    if d is None:
+    args = _output_args(node.op)
+    if args is None:
         tout = attr_list(node, "Tout")
         return list(tout.type) if tout is not None else None
     out: list[int] = []
-    for arg in d.output_arg:
-        if arg.type_list_attr:
-            types_list = attr_list(node, arg.type_list_attr)
+    for type_list_attr, type_attr, fixed_type, number_attr in args:
+        if type_list_attr:
+            types_list = attr_list(node, type_list_attr)
             if types_list is None:
                 return None
             types = list(types_list.type)
-        elif arg.type_attr:
-            value = attr_value(node, arg.type_attr)
+        elif type_attr:
+            value = attr_value(node, type_attr)
             if value is None or value.WhichOneof("value") != "type":
                 return None
             types = [value.type]
         else:
-            types = [arg.type]
-        if arg.number_attr:
-            value = attr_value(node, arg.number_attr)
+            types = [fixed_type]
+        if number_attr:
+            value = attr_value(node, number_attr)
             if value is None:
                 return None
             types = types * int(value.i)

@@ -43,6 +43,8 @@ class GraphQueries:
     nx: nx.MultiDiGraph
     signatures: dict[str, Signature]
     protected: set[str]
+    #: ``{node: signature_uses(node)}`` while :meth:`index_signatures` is on (``None``: scan the signatures).
+    _sig_index: dict[str, list[tuple[Signature, str, str, int]]] | None = None
 
     # ------------------------------------------------------------------ nodes
     def __len__(self) -> int:
@@ -142,6 +144,22 @@ class GraphQueries:
 
     def signature_uses(self, name: str) -> list[tuple[Signature, str, str, int]]:
         """Where node ``name`` is a signature tensor: ``(signature, "input"|"output", key, port)``."""
+        if self._sig_index is not None:
+            return list(self._sig_index.get(name, ()))
+        return self._scan_signature_uses(name)
+
+    def index_signatures(self, on: bool = True) -> None:
+        """Answer :meth:`signature_uses` and :meth:`is_protected` from an index of the signatures (kept up to date
+        by the renames of ``replace_uses``) while ``on``. For a run of rules, which change signatures through
+        ``replace_uses`` only: a signature edited by hand meanwhile goes unseen."""
+        self._sig_index = None
+        if on:
+            index: dict[str, list[tuple[Signature, str, str, int]]] = {}
+            for name in dict.fromkeys(self._signature_nodes()):
+                index[name] = self._scan_signature_uses(name)
+            self._sig_index = index
+
+    def _scan_signature_uses(self, name: str) -> list[tuple[Signature, str, str, int]]:
         out = []
         for sig in self.signatures.values():
             for side, specs in (("input", sig.inputs), ("output", sig.outputs)):
@@ -153,7 +171,10 @@ class GraphQueries:
         return out
 
     def _signature_nodes(self) -> Iterator[str]:
-        """The producer of every signature tensor (repeats included)."""
+        """The producer of every signature tensor (repeats included, unless indexed)."""
+        if self._sig_index is not None:
+            yield from self._sig_index
+            return
         for sig in self.signatures.values():
             for spec in (*sig.inputs.values(), *sig.outputs.values()):
                 for t in spec.tensor_names():
@@ -165,6 +186,8 @@ class GraphQueries:
 
     def is_protected(self, name: str) -> bool:
         """``name in protected_nodes()``, without building the set (asked once per removed node)."""
+        if self._sig_index is not None:
+            return name in self.protected or name in self._sig_index
         return name in self.protected or any(n == name for n in self._signature_nodes())
 
     # ----------------------------------------------------------------- values

@@ -6,14 +6,15 @@ so no signature is ever silently dropped.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
-from tensorflow.core.framework import tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import node_def_pb2, tensor_shape_pb2, types_pb2
 
-from graphxform.core.names import canon
+from graphxform.core.names import canon, tensor_name
 
 #: SignatureDef method names (TensorFlow Serving's APIs).
 METHOD_CLASSIFY = "tensorflow/serving/classify"
@@ -96,6 +97,27 @@ class VariableStore:
     owned: bool = False
 
 
+def follow_placeholder(signatures: Iterable[Signature], previous: node_def_pb2.NodeDef,
+                       node: node_def_pb2.NodeDef) -> None:
+    """A signature input fed by Placeholder ``node`` follows a change of its ``dtype``/``shape`` attrs (from
+    ``previous``)."""
+    changed = [k for k in ("dtype", "shape") if (k in node.attr) and (k not in previous.attr
+                                                                      or previous.attr[k] != node.attr[k])]
+    if not changed:
+        return
+    shape: list[int | None] | None = None
+    if "shape" in node.attr and not node.attr["shape"].shape.unknown_rank:
+        shape = [None if d.size < 0 else d.size for d in node.attr["shape"].shape.dim]
+    tensor = f"{node.name}:0"
+    for sig in signatures:
+        for spec in sig.inputs.values():
+            if spec.name and tensor_name(spec.name) == tensor:
+                if "dtype" in changed:
+                    spec.dtype = node.attr["dtype"].type
+                if "shape" in changed:
+                    spec.shape = shape
+
+
 # --------------------------------------------------------------------------- as saved_model_cli shows them
 def dtype_name(dtype: int) -> str:
     """``DataType`` enum name, as ``saved_model_cli`` prints it (``DT_FLOAT``)."""
@@ -120,4 +142,4 @@ def shape_str(shape: list[int | None] | None) -> str:
 
 
 __all__ = ["METHOD_CLASSIFY", "METHOD_PREDICT", "METHOD_REGRESS", "Asset", "Signature", "TensorSpec",
-           "VariableStore", "dtype_name", "shape_list", "shape_str"]
+           "VariableStore", "dtype_name", "follow_placeholder", "shape_list", "shape_str"]

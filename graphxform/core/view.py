@@ -11,7 +11,7 @@ this module it is the only code that touches networkx's internals.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 
 import networkx as nx
 from tensorflow.core.framework import node_def_pb2
@@ -114,38 +114,91 @@ def remove_in_edges(g: nx.MultiDiGraph, name: str) -> None:
 
 def drop_dangling(g: nx.MultiDiGraph, names: Iterable[str]) -> None:
     """Remove from the view the names that only stood for missing inputs and have no edge left."""
+    node_attr, succ, pred = g._node, g._succ, g._pred  # noqa: SLF001 - asked once per removed node: no views
     for src in names:
-        if src in g and g.nodes[src].get("op") is None and g.degree(src) == 0:
-            g.remove_node(src)
+        attr = node_attr.get(src)
+        if attr is not None and attr.get("op") is None and not succ[src] and not pred[src]:
+            del node_attr[src], succ[src], pred[src]
+    nx._clear_cache(g)  # noqa: SLF001
+
+
+def remove_unread(g: nx.MultiDiGraph, name: str) -> list[str]:
+    """Remove node ``name``, which nothing reads, and its in-edges; inputs left dangling go too. Returns the
+    producers it read (each once): one edit of the dicts instead of ``remove_node``'s views and checks."""
+    node_attr, succ, pred = g._node, g._succ, g._pred  # noqa: SLF001
+    sources = list(pred.pop(name))
+    del succ[name], node_attr[name]
+    for src in sources:
+        del succ[src][name]
+    drop_dangling(g, sources)
+    return sources
+
+
+def sweep_unread(g: nx.MultiDiGraph, names: list[str], keep: Container[str],
+                 forget: Callable[[str, list[str]], None]) -> tuple[list[str], list[str]]:
+    """Remove each of ``names`` (nodes of the graph) not in ``keep`` once nothing reads it, readers first, calling
+    ``forget(name, producers)`` for each; returns ``(removed in order, kept)``."""
+    node_attr, succ, pred = g._node, g._succ, g._pred  # noqa: SLF001 - (remove_unread, inlined: 50k+ at a time)
+    removed: list[str] = []
+    sources: list[str] = []
+    pending = names
+    while pending:
+        left = []
+        for name in pending:
+            if name in keep or succ[name]:
+                left.append(name)
+                continue
+            producers = list(pred.pop(name))
+            del succ[name], node_attr[name]
+            for src in producers:
+                del succ[src][name]
+            forget(name, producers)
+            sources.extend(producers)
+            removed.append(name)
+        if len(left) == len(pending):
+            break
+        pending = left
+    drop_dangling(g, sources)
+    return removed, pending
 
 
 def move_data_edges(g: nx.MultiDiGraph, by_node: Mapping[str, Mapping[int, tuple[str, int, str]]]
-                    ) -> dict[str, list[tuple[int, str, str, str]]]:
+                    ) -> tuple[dict[str, list[tuple[int, str]]], set[str]]:
     """Point every data edge from ``old:port`` at ``by_node[old][port] = (new node, new port, input string)``.
 
-    Returns ``{consumer: [(input index, new input string, old node, new node), ...]}``: the inputs the caller
-    rewrites in the consumers' ``NodeDef`` s (a data edge's ``dst_port`` is the index of the input it stands for).
+    Returns ``({consumer: [(input index, new input string), ...]}, producers that lost or gained a consumer)``:
+    the inputs the caller rewrites in the consumers' ``NodeDef`` s (a data edge's ``dst_port`` is the index of
+    the input it stands for). No ``new`` may be an ``old`` of another port of the same mapping (the caller splits
+    such chains), so an edge moves at most once.
     """
     succ, pred = g._succ, g._pred  # noqa: SLF001 - edges moved in the dicts networkx keeps (as in build)
-    moves: list[tuple[str, str, int, int, str, int, str]] = []
+    edits: dict[str, list[tuple[int, str]]] = {}
+    touched: set[str] = set()
     for old_node, ports in by_node.items():
-        for dst, edges in succ.get(old_node, {}).items():
-            for key, d in edges.items():
-                if not d["control"] and d["src_port"] in ports:
-                    new_node, new_port, new_inp = ports[d["src_port"]]
-                    moves.append((dst, old_node, key, d["dst_port"], new_node, new_port, new_inp))
-    edits: dict[str, list[tuple[int, str, str, str]]] = {}
-    for dst, old_node, key, dst_port, new_node, new_port, new_inp in moves:
-        keys = succ[old_node][dst]  # the key dict is shared by _succ[old][dst] and _pred[dst][old]
-        del keys[key]
-        if not keys:
-            del succ[old_node][dst]
-            del pred[dst][old_node]
-        _link(succ, pred, new_node, dst, {"src_port": new_port, "dst_port": dst_port, "control": False})
-        edits.setdefault(dst, []).append((dst_port, new_inp, old_node, new_node))
-    nx._clear_cache(g)  # noqa: SLF001
-    drop_dangling(g, by_node)
-    return edits
+        out = succ.get(old_node)
+        if not out:
+            continue
+        moves = [(dst, key, d) for dst, edges in out.items() for key, d in edges.items()
+                 if not d["control"] and d["src_port"] in ports]
+        if not moves:
+            continue
+        touched.add(old_node)
+        for dst, key, d in moves:
+            keys = out[dst]  # the key dict is shared by _succ[old][dst] and _pred[dst][old]
+            del keys[key]
+            if not keys:
+                del out[dst], pred[dst][old_node]
+            new_node, new_port, new_inp = ports[d["src_port"]]
+            d["src_port"] = new_port  # (the edge's data moves with it)
+            _link(succ, pred, new_node, dst, d)
+            touched.add(new_node)
+            found = edits.get(dst)
+            if found is None:
+                edits[dst] = [(d["dst_port"], new_inp)]
+            else:
+                found.append((d["dst_port"], new_inp))
+    drop_dangling(g, by_node)  # (clears networkx's cache)
+    return edits, touched
 
 
 def move_control_edges(g: nx.MultiDiGraph, old_node: str, dst: str, new_nodes: list[str]) -> list[str]:
@@ -188,4 +241,4 @@ def positions(items: list[str], item: str) -> list[int]:
 
 
 __all__ = ["add_in_edges", "build", "drop_dangling", "has_consumers", "move_control_edges", "move_data_edges",
-           "out_edges", "positions", "remove_in_edges", "successors", "update_in_edges"]
+           "out_edges", "positions", "remove_in_edges", "remove_unread", "successors", "sweep_unread", "update_in_edges"]

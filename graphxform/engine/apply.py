@@ -7,6 +7,7 @@ replace_control, remove). This is the one place a rule's rewrite becomes a chang
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from graphxform.core.graph import Graph
 from graphxform.core.names import parse_input
@@ -17,6 +18,8 @@ log = logging.getLogger(__name__)
 
 def validate_replacement(graph: Graph, rep: Replacement) -> str | None:
     """``None`` when ``rep`` can be applied to ``graph`` as it stands, else what is wrong (nothing is changed)."""
+    if not rep.add and not rep.update:  # (most rewrites: a bypass; checked without the general machinery)
+        return _check_rewiring(graph, rep, graph.__contains__)
     added = set()
     for node in rep.add:
         if not node.name or not node.op:
@@ -35,12 +38,21 @@ def validate_replacement(graph: Graph, rep: Replacement) -> str | None:
     for node in rep.update:
         if node.name not in graph:
             return f"updated node {node.name!r} does not exist"
+    return _check_rewiring(graph, rep, exists)
+
+
+def _check_rewiring(graph: Graph, rep: Replacement, exists: Callable[[str], bool]) -> str | None:
+    """What is wrong with ``rep.replace`` and ``rep.replace_control`` (``exists``: whether a node will be there)."""
+    seen = set()  # (a merge maps thousands of tensors to a few)
     for old, new in rep.replace.items():
-        o, n = parse_input(old), parse_input(new)
-        if o[2] or n[2]:
+        if old[:1] == "^" or new[:1] == "^":
             return f"replace {old!r} -> {new!r}: tensors only (control edges go in replace_control)"
-        if not exists(n[0]):
-            return f"replace {old!r} -> {new!r}: no node named {n[0]!r}"
+        if new in seen:
+            continue
+        node = parse_input(new)[0]
+        if not exists(node):
+            return f"replace {old!r} -> {new!r}: no node named {node!r}"
+        seen.add(new)
     for old, news in rep.replace_control.items():
         for n in news:
             if not exists(n):
@@ -70,21 +82,9 @@ def apply_replacement(graph: Graph, rep: Replacement) -> list[str]:
             return [name]
         log.debug("kept %s: still consumed or protected", name)
         return removed
-    protected = graph.protected_nodes()
-    # Remove consumers first: a node goes once nothing reads it any more.
-    progress = True
-    while pending and progress:
-        progress = False
-        left = []
-        for name in pending:
-            if name in protected or graph.has_consumers(name):
-                left.append(name)
-                continue
-            graph.remove_node(name, force=True)  # (checked just above)
-            removed.append(name)
-            progress = True
-        pending = left
-    for name in pending:
+    # Consumers first: a node goes once nothing reads it any more.
+    removed, kept = graph.remove_unread(pending)
+    for name in kept:
         log.debug("kept %s: still consumed or protected", name)
     return removed
 

@@ -196,9 +196,11 @@ class _Engine:
         assert isinstance(rule, Rule)
         st.ctx = Context(st.run_store)
         st.cursor = len(self.log)
+        get = graph.get
         for node in rule.candidates(graph):
-            if graph.get(node.name) is node:  # not removed/replaced by an earlier rewrite of this pass
-                self.visit(st, node)
+            name = node.name
+            if get(name) is node:  # not removed/replaced by an earlier rewrite of this pass
+                self.visit(st, node, name)
 
     def run_node_rule(self, st: _RuleState) -> None:
         graph, rule = self.graph, st.rule
@@ -209,8 +211,9 @@ class _Engine:
             batch = dict.fromkeys(self.log[st.cursor:])
             st.cursor = len(self.log)
             for node in rule.candidates(graph, batch):
-                if graph.get(node.name) is node:
-                    self.visit(st, node)
+                name = node.name
+                if graph.get(name) is node:
+                    self.visit(st, node, name)
 
     def run_pass(self, st: _RuleState) -> None:
         rule = st.rule
@@ -229,11 +232,12 @@ class _Engine:
         st.ctx.all_applied = stat.errors == refused  # (an invalid replacement is skipped under ignore_errors)
         rule.applied(self.graph, st.ctx)
 
-    def visit(self, st: _RuleState, node: node_def_pb2.NodeDef) -> None:
+    def visit(self, st: _RuleState, node: node_def_pb2.NodeDef, name: str | None = None) -> None:
+        """Match, check and rewrite at ``node`` (called ``name``: a proto field read costs), and apply."""
         rule = st.rule
         assert isinstance(rule, Rule)
-        stat = self.report.stat(rule.name)
-        stat.visited += 1
+        name = node.name if name is None else name
+        self.report.stat(rule.name).visited += 1
         try:
             m = rule.match(self.graph, node)
             if isinstance(m, str):
@@ -243,12 +247,12 @@ class _Engine:
                 return
             rep = rule.rewrite(m)
         except Exception as exc:  # noqa: BLE001 - reported with the rule's name and the node
-            self._rule_failed(st, node.name, exc, "match/check/rewrite")
+            self._rule_failed(st, name, exc, "match/check/rewrite")
             return
         if rep is None or rep.is_empty():
             return
-        matched = sorted({n.name for n in m.nodes.values()} | {node.name})
-        self.apply(st, rep, node.name, matched)
+        matched = sorted({n.name for n in m.nodes.values() if n is not node} | {name})
+        self.apply(st, rep, name, matched)
 
     def _rule_failed(self, st: _RuleState, anchor: str, exc: Exception, where: str) -> None:
         at = f" at node {anchor!r}" if anchor else ""
@@ -291,10 +295,11 @@ class _Engine:
                 "the graph may be half-rewritten, start again from the input"
             ) from exc
         get = graph.get
-        added_names = [n.name for n in rep.add]
+        added_names = [n.name for n in rep.add] if rep.add else _NONE
         delta, changed = self.hashes.change(recorded.before, get)
         touched = recorded.touched
-        touched.update(parse_input(t)[0] for t in rep.replace.values())
+        for t in set(rep.replace.values()):
+            touched.add(parse_input(t)[0])
         sigs_after = self._sig_state = self._signature_state() if recorded.renamed else sigs_before
         if sigs_after != sigs_before:  # a signature now names another tensor: a change no node shows
             delta ^= hash(sigs_before) ^ hash(sigs_after)
@@ -309,9 +314,9 @@ class _Engine:
         self.fp ^= delta
         # Compact record (a 1M-node run keeps ~700k of them): empty lists share one tuple, the
         # replacement's own dict is kept (a Replacement is not reused after it was applied).
-        rec = AppliedRewrite(rule.name, anchor, matched or _NONE, added_names or _NONE,  # type: ignore[arg-type]
-                             removed or _NONE, rep.replace, [n.name for n in rep.update] or _NONE,  # type: ignore[arg-type]
-                             self.steps, self.round)
+        rec = AppliedRewrite(rule.name, anchor, matched or _NONE, added_names,  # type: ignore[arg-type]
+                             removed or _NONE, rep.replace,  # type: ignore[arg-type]
+                             [n.name for n in rep.update] if rep.update else _NONE, self.steps, self.round)
         report = self.report
         report.applied.append(rec)
         report.counts[rule.name] = report.counts.get(rule.name, 0) + 1
@@ -385,6 +390,7 @@ def run_pipeline(
     # long-lived) graph again and again — a quarter of the run time on a 1M-node graph. Pause it for the run.
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    graph.index_signatures()  # rules change signatures through replace_uses only, which keeps the index
     try:
         for stage in _stages(rules):
             engine.run_stage([engine.states[i] for i in stage])
@@ -392,6 +398,7 @@ def run_pipeline(
         exc.report = report  # type: ignore[attr-defined]
         raise
     finally:
+        graph.index_signatures(False)
         if gc_was_enabled:
             gc.enable()
         report.total_seconds = time.perf_counter() - t0
