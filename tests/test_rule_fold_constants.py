@@ -20,6 +20,7 @@ from graphxform.core.signature import TensorSpec
 from graphxform.engine.explain import explain
 from graphxform.engine.passes import Pass
 from graphxform.engine.registry import get_rule
+from graphxform.engine.rule import Replacement
 from graphxform.engine.runner import run_pipeline
 from graphxform.model.model import Model, Signature
 
@@ -446,3 +447,138 @@ def test_explain_gives_a_reason_per_node_without_evaluating(monkeypatch):
     assert "random" in reasons["rnd"] and "depends on 'x'" in reasons["y2"]
     assert "3600000000 bytes" in reasons["big"]
     assert "Placeholder" in reasons["x"]
+
+
+# ----------------------------------------------------------------- later runs: only what changed since
+class _EditOnce(Pass):
+    """Another rule: on its first run, applies the given edit (between two runs of fold_constants)."""
+
+    name = "t_fold_edit_once"
+
+    def __init__(self, edit, **kw: object) -> None:
+        super().__init__(**kw)
+        self.edit, self.done = edit, False
+
+    def run(self, graph: Graph, ctx) -> list[Replacement]:
+        if self.done:
+            return []
+        self.done = True
+        return [self.edit(graph)]
+
+
+def _fold_then_edit(monkeypatch, build, edit, *, full: bool, rule: FoldConstants | None = None):
+    """[fold_constants, edit] to the fixpoint on ``build``'s graph (outputs ``out``); ``full``: every run of
+    fold_constants analyses the whole graph. Returns the model, the report and the number of analyses."""
+    import graphxform.transforms.fold_constants as fc
+    from graphxform.transforms._fold_state import FoldState
+
+    analyses = []
+    real = fc.evaluate_frontier
+    monkeypatch.setattr(fc, "evaluate_frontier", lambda *a, **k: analyses.append(1) or real(*a, **k))
+    if full:
+        monkeypatch.setattr(FoldState, "quiet", lambda *a: False)
+    model = _model(graph_def_of(build), {"out": "out:0"})
+    report = run_pipeline(model.graph, [rule or FoldConstants(), _EditOnce(edit)])
+    monkeypatch.undo()
+    assert model.graph.lint() == []
+    return model, report, len(analyses)
+
+
+def _same(a: Graph, b: Graph) -> None:
+    assert sorted(a.node_names) == sorted(b.node_names)
+    for node in a:
+        assert b.node(node.name) == node, node.name
+
+
+def _build_two_branches():
+    x = _ph()
+    c = tf.constant(np.full((2, 3), 2.0, np.float32), name="c")
+    k = tf.add(c, c, name="k")  # folds in the first run
+    y = _ph(name="y")  # not a signature input: the edit makes it a Const
+    m = tf.multiply(x, k, name="m")
+    n = tf.multiply(y, 3.0, name="n")
+    tf.add(m, n, name="out")
+
+
+def _const_node(name: str, value: np.ndarray):
+    from graphxform.core.nodes import const
+
+    return const(name, value)
+
+
+def test_later_run_is_skipped_when_nothing_foldable_changed(monkeypatch):
+    def rewire(g):  # "out" reads m twice: n and y no longer reach an output (unused), nothing new is constant
+        node = g.node("out")
+        new = type(node)()
+        new.CopyFrom(node)
+        new.input[1] = "m"
+        return Replacement(update=[new])
+
+    def swap(g):  # "out" computes n + m instead: nothing becomes constant or unused
+        node = g.node("out")
+        new = type(node)()
+        new.CopyFrom(node)
+        new.input[0], new.input[1] = node.input[1], node.input[0]
+        return Replacement(update=[new])
+
+    inc, _, runs = _fold_then_edit(monkeypatch, _build_two_branches, swap, full=False)
+    ref, _, ref_runs = _fold_then_edit(monkeypatch, _build_two_branches, swap, full=True)
+    assert runs == 1 and ref_runs == 2  # the second run of fold_constants found, cheaply, nothing to do
+    _same(inc.graph, ref.graph)
+    # a node that loses its last reader must still be removed as unused, as a full run does
+    inc, _, runs = _fold_then_edit(monkeypatch, _build_two_branches, rewire, full=False)
+    ref, _, _ = _fold_then_edit(monkeypatch, _build_two_branches, rewire, full=True)
+    assert runs == 2
+    _same(inc.graph, ref.graph)
+    assert not {"n", "y"} & set(inc.graph.node_names)
+
+
+def test_later_run_folds_what_another_rule_made_constant(monkeypatch):
+    def y_becomes_const(g):  # n = y * 3 is constant now: a stale state would leave it
+        return Replacement(update=[_const_node("y", np.ones((2, 3), np.float32))])
+
+    inc, _, runs = _fold_then_edit(monkeypatch, _build_two_branches, y_becomes_const, full=False)
+    ref, _, _ = _fold_then_edit(monkeypatch, _build_two_branches, y_becomes_const, full=True)
+    assert runs == 2
+    _same(inc.graph, ref.graph)
+    assert inc.graph.node("n").op == "Const" and "y" not in inc.graph
+    x = X
+    assert_close(run(inc.graph, {"x:0": x}, ["out:0"]), [x * 4.0 + 3.0])
+
+    def k_becomes_input(g):  # the Const k (folded) is replaced by an op reading x: m stays, nothing folds
+        node = _const_node("k", np.ones((2, 3), np.float32))
+        node.op, node.input[:] = "Neg", ["x"]
+        del node.attr["value"], node.attr["dtype"]
+        node.attr["T"].type = types_pb2.DT_FLOAT
+        return Replacement(update=[node])
+
+    inc, _, runs = _fold_then_edit(monkeypatch, _build_two_branches, k_becomes_input, full=False)
+    ref, _, _ = _fold_then_edit(monkeypatch, _build_two_branches, k_becomes_input, full=True)
+    assert runs == 1
+    _same(inc.graph, ref.graph)
+    assert_close(run(inc.graph, {"x:0": X, "y:0": X}, ["out:0"]), [X * -X + X * 3.0])
+
+
+def test_later_run_sees_a_new_reader_of_a_constant_kept_over_budget(monkeypatch):
+    def build():
+        x = _ph()
+        big = tf.fill([2, 3], 1.5, name="big")  # 24 bytes: over the budget, kept as it is
+        s = tf.reduce_sum(big, name="s")  # 4 bytes: folds
+        tf.add(tf.multiply(x, big, name="m"), s, name="out")
+
+    def new_reader(g):  # out = x * big + big * 2: a new (constant) reader of the kept constant node
+        from graphxform.core.nodes import make_node
+
+        two = _const_node("two", np.float32(2.0))
+        extra = make_node("Mul", "extra", ["big", "two"], attrs={"T": tf.float32})
+        out = make_node("AddV2", "out", ["m", "extra"], attrs={"T": tf.float32})
+        return Replacement(add=[two, extra], update=[out])
+
+    def fold():
+        return FoldConstants(max_constant_size_in_bytes=16)
+
+    inc, _, runs = _fold_then_edit(monkeypatch, build, new_reader, full=False, rule=fold())
+    ref, _, _ = _fold_then_edit(monkeypatch, build, new_reader, full=True, rule=fold())
+    assert runs == 2  # the kept node got a reader: a full run decides
+    _same(inc.graph, ref.graph)
+    assert_close(run(inc.graph, {"x:0": X}, ["out:0"]), [X * 1.5 + 3.0])

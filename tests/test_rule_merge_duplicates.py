@@ -16,7 +16,9 @@ from graphxform.core.graph import Graph
 from graphxform.core.signature import TensorSpec
 from graphxform.engine.context import Context
 from graphxform.engine.explain import explain
+from graphxform.engine.passes import Pass
 from graphxform.engine.registry import get_rule
+from graphxform.engine.rule import Replacement
 from graphxform.engine.runner import run_pipeline, run_rule_once
 from graphxform.model.model import Model, Signature
 
@@ -235,3 +237,159 @@ def test_on_the_estimator_linear_fixture():
     assert merged > 10 and sum(ops_before.values()) - sum(ops_after.values()) == merged
     assert ops_after["HashTableV2"] == ops_before["HashTableV2"]  # stateful: never merged
     assert_same_outputs(before, signature_outputs(model, "estimator_linear"))
+
+
+# ----------------------------------------------------------------- later runs look only at what changed
+class _EditOnce(Pass):
+    """Another rule: on its first run, applies the edits it is given (between two runs of merge_duplicates)."""
+
+    name = "t_edit_once"
+
+    def __init__(self, edits, **kw: object) -> None:
+        super().__init__(**kw)
+        self.edits = edits
+        self.done = False
+
+    def run(self, graph: Graph, ctx: Context) -> list[Replacement]:
+        if self.done:
+            return []
+        self.done = True
+        return [self.edits(graph)]
+
+
+def _with_inputs(node: node_def_pb2.NodeDef, *inputs: str) -> node_def_pb2.NodeDef:
+    out = node_def_pb2.NodeDef()
+    out.CopyFrom(node)
+    del out.input[:]
+    out.input.extend(inputs)
+    return out
+
+
+def _merge_then_edit(gd, edits, monkeypatch, *, full: bool, protected=("out",)):
+    """Run [merge_duplicates, edit] to the fixpoint; ``full``: every run of merge_duplicates scans the whole graph.
+    Returns the graph, the report and how many whole-graph scans merge_duplicates made."""
+    scans = []
+    real_scan = md._Scan
+    monkeypatch.setattr(md, "_Scan", lambda graph: scans.append(1) or real_scan(graph))
+    if full:
+        monkeypatch.setattr(md.MergeState, "update", lambda *a, **k: None)
+    g = Graph(gd, protected=list(protected))
+    report = run_pipeline(g, [MergeDuplicates(), _EditOnce(edits)])
+    monkeypatch.undo()
+    assert g.lint() == []
+    return g, report, len(scans)
+
+
+def _same_graph(a: Graph, b: Graph) -> None:
+    assert sorted(a.node_names) == sorted(b.node_names)
+    for node in a:
+        assert b.node(node.name) == node, node.name
+
+
+@pytest.mark.parametrize("op2", ["Mul", "AddV2"])
+def test_later_run_merges_a_node_that_became_a_duplicate(monkeypatch, op2):
+    # "late" becomes Const 1 after the first run: a duplicate of c1, and earlier in the graph, so c1 merges
+    # into it (the full scan's survivor: first in topological order). With op2 = AddV2, a1 and a2 then read
+    # the same inputs: duplicates with inputs, whose order only the full scan tells.
+    one, two = np.ones(3, np.float32), np.full(3, 2.0, np.float32)
+    gd = _graph_def(_placeholder("x"), _const("k", two), _binary("late", "Mul", "k", "k"), _const("c1", one),
+                    _binary("a1", "AddV2", "x", "c1"), _binary("a2", op2, "x", "late"),
+                    _binary("out", "Sub", "a1", "a2"))
+    edit = lambda g: Replacement(update=[_const("late", one)])  # noqa: E731
+    inc, report, scans = _merge_then_edit(gd, edit, monkeypatch, full=False)
+    ref, _, ref_scans = _merge_then_edit(gd, edit, monkeypatch, full=True)
+    assert ref_scans == 2 and scans == (1 if op2 == "Mul" else 2)
+    _same_graph(inc, ref)
+    assert "c1" not in inc
+    if op2 == "AddV2":  # a2 is ready first (late is earlier than c1): a1 merges into it
+        assert "a1" not in inc and inc.data_inputs("out") == ["a2", "a2"]
+    else:
+        assert {"a1", "a2"} <= set(inc.node_names) and inc.data_inputs("a1") == ["x", "late"]
+    assert report.counts["merge_duplicates"] == 1
+    expected = (X[:1] + 1) - (X[:1] * 1 if op2 == "Mul" else X[:1] + 1)
+    assert_close(run(inc, {"x:0": X[:1]}, ["out:0"]), [expected])
+
+
+def test_later_run_does_not_trust_a_node_another_rule_changed(monkeypatch):
+    # c1 (1.0) is recorded by the first run. Then c1 becomes 5.0 and c2 (2.0) becomes 1.0: c2 is now equal to
+    # what c1 WAS — a stale state would merge them. And a Const equal to c1's new value must merge.
+    one = np.ones(3, np.float32)
+    gd = _graph_def(_placeholder("x"), _const("c1", one), _const("c2", one * 2), _const("c3", one * 5),
+                    _binary("a1", "AddV2", "x", "c1"), _binary("a2", "AddV2", "x", "c2"),
+                    _binary("a3", "Mul", "x", "c3"), _binary("s", "Sub", "a1", "a2"), _binary("out", "AddV2", "s", "a3"))
+    edit = lambda g: Replacement(update=[_const("c1", one * 5), _const("c2", one)])  # noqa: E731
+    inc, _, scans = _merge_then_edit(gd, edit, monkeypatch, full=False)
+    ref, _, _ = _merge_then_edit(gd, edit, monkeypatch, full=True)
+    assert scans == 1
+    _same_graph(inc, ref)
+    assert {"c1", "c2"} <= set(inc.node_names)  # c2 (1.0) is no duplicate of c1 (5.0 now)
+    assert "c3" not in inc and inc.data_inputs("a3") == ["x", "c1"]  # c3 (5.0) merged into c1, first in the graph
+
+
+def test_later_run_forgets_removed_nodes_and_scans_again_for_other_duplicates(monkeypatch):
+    one = np.ones(3, np.float32)
+    nodes = [_placeholder("x"), _const("c1", one), _const("c2", one * 2), _binary("m1", "Mul", "x", "c1"),
+             _binary("m2", "Mul", "x", "c2"), _binary("out", "AddV2", "m1", "m2")]
+    gd = _graph_def(*nodes)
+
+    def remove_c1_then_dup(g):  # c1 goes (m1 reads c2 now): m1 and m2 become duplicates (not sources)
+        return Replacement(update=[_with_inputs(g.node("m1"), "x", "c2")], remove=["c1"])
+
+    inc, _, scans = _merge_then_edit(gd, remove_c1_then_dup, monkeypatch, full=False)
+    ref, _, _ = _merge_then_edit(gd, remove_c1_then_dup, monkeypatch, full=True)
+    assert scans == 2  # a duplicate with inputs: the full scan tells which one stays
+    _same_graph(inc, ref)
+    assert "m2" not in inc and inc.data_inputs("out") == ["m1", "m1"]
+
+    def remove_c1_add_equal(g):  # c1 goes; a new Const equal to what c1 was must not merge into the gone c1
+        return Replacement(add=[_const("c9", one)], update=[_with_inputs(g.node("m1"), "x", "c9")],
+                           remove=["c1"])
+
+    inc, _, scans = _merge_then_edit(gd, remove_c1_add_equal, monkeypatch, full=False)
+    ref, _, _ = _merge_then_edit(gd, remove_c1_add_equal, monkeypatch, full=True)
+    assert scans == 1
+    _same_graph(inc, ref)
+    assert {"c9", "c2", "m1", "m2"} <= set(inc.node_names)
+
+
+def test_later_run_keeps_protected_duplicates_and_the_confirmation_pass_scans_everything(monkeypatch):
+    one = np.ones(3, np.float32)
+    gd = _graph_def(_placeholder("x"), _const("c0", one * 3), _const("c1", one), _const("keep", one * 2),
+                    _binary("m1", "Mul", "x", "c1"), _binary("m2", "Mul", "x", "keep"),
+                    _binary("m0", "Sub", "x", "c0"), _binary("s", "AddV2", "m1", "m2"),
+                    _binary("out", "AddV2", "s", "m0"))
+    # c0 becomes equal to c1 (earlier: c1 merges into it); "keep" becomes equal too but is protected: it stays
+    edit = lambda g: Replacement(update=[_const("c0", one), _const("keep", one)])  # noqa: E731
+    for protected in (("out", "keep"), ("out",)):
+        inc, _, scans = _merge_then_edit(gd, edit, monkeypatch, full=False, protected=protected)
+        ref, _, _ = _merge_then_edit(gd, edit, monkeypatch, full=True, protected=protected)
+        kept = "keep" in protected
+        assert scans == (1 if kept else 2)  # keep merged too: then m1 and m2 are duplicates with inputs
+        _same_graph(inc, ref)
+        assert "c1" not in inc and ("keep" in inc) == kept
+        assert inc.data_inputs("s") == (["m1", "m2"] if kept else ["m1", "m1"])
+    scans = []
+    real_scan = md._Scan
+    monkeypatch.setattr(md, "_Scan", lambda graph: scans.append(1) or real_scan(graph))
+    g = Graph(gd, protected=["out", "keep"])
+    report = run_pipeline(g, [MergeDuplicates(), _EditOnce(edit)], debug=True)
+    assert len(scans) == 2 and report.missed == 0  # the confirmation pass is a full scan, and finds nothing
+
+
+def test_later_run_compares_large_constants_by_value(monkeypatch):
+    # Consts over 64 elements are bucketed by dtype/shape and compared byte for byte.
+    big = np.arange(100, dtype=np.float32)
+    gd = _graph_def(_placeholder("x"), _const("w0", big * 3), _const("w1", big), _const("w2", big * 2),
+                    _binary("m0", "Sub", "x", "w0"), _binary("m1", "Mul", "x", "w1"), _binary("m2", "AddV2", "x", "w2"),
+                    _binary("s", "AddV2", "m0", "m1"), _binary("out", "AddV2", "s", "m2"))
+    # w0 becomes equal to w1 (and is earlier: w1 merges into it); w2 becomes one ulp off: no merge
+    off = big.copy()
+    off[-1] = np.nextafter(off[-1], np.float32(1000))
+    edit = lambda g: Replacement(update=[_const("w0", big), _const("w2", off)])  # noqa: E731
+    inc, _, scans = _merge_then_edit(gd, edit, monkeypatch, full=False)
+    ref, _, _ = _merge_then_edit(gd, edit, monkeypatch, full=True)
+    assert scans == 1
+    _same_graph(inc, ref)
+    assert "w1" not in inc and {"w0", "w2"} <= set(inc.node_names) and inc.data_inputs("m1") == ["x", "w0"]
+    x = np.ones((1, 100), np.float32)
+    assert_close(run(inc, {"x:0": x}, ["out:0"]), [(x - big) + (x * big) + (x + off)])

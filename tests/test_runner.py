@@ -567,6 +567,46 @@ def test_confirmation_pass_catches_matches_outside_the_neighbourhood():
     assert confirmed.node("r").op == "Relu6" and report.missed == 1
 
 
+class _Recording(Pass):
+    """Records ``ctx.incremental`` for each run and ``ctx.all_applied`` for each ``applied`` call; on its first
+    run returns an invalid replacement (an input naming no node) when ``bad`` is set."""
+
+    name = "t_recording"
+
+    def __init__(self, bad: bool = False, **kw: object) -> None:
+        super().__init__(**kw)
+        self.bad, self.runs, self.applies = bad, [], []
+
+    def run(self, graph: Graph, ctx: Context) -> list[Replacement]:
+        self.runs.append(ctx.incremental)
+        if self.bad and len(self.runs) == 1:
+            return [Replacement(update=[_replace_inputs(graph.node("out"), ["nope"])])]
+        return []
+
+    def applied(self, graph: Graph, ctx: Context) -> None:
+        self.applies.append(ctx.all_applied)
+
+
+def test_passes_learn_when_they_may_rely_on_their_last_run_and_whether_it_was_applied():
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [3, 4], name="x")
+        tf.nn.relu(tf.nn.relu(x), name="out")
+
+    gd = graph_def_of(build)
+    rec = _Recording()
+    run_pipeline(_graph(gd, "out"), [rec, CollapseRelu()])
+    assert rec.runs == [False, True] and rec.applies == [True, True]  # the second run: after CollapseRelu's
+    rec = _Recording()
+    report = run_pipeline(_graph(gd, "out"), [rec, CollapseRelu()], confirm=True)
+    assert rec.runs == [False, True, False]  # the confirmation pass is a full one
+    assert report.missed == 0
+    rec = _Recording(bad=True)
+    rec.ignore_errors = True  # type: ignore[attr-defined]
+    report = run_pipeline(_graph(gd, "out"), [rec, CollapseRelu()])
+    assert rec.applies[0] is False and rec.applies[1:] == [True] * (len(rec.applies) - 1)
+    assert report.stat("t_recording").errors == 1
+
+
 def test_signatures_edited_by_hand_after_a_run_are_seen_even_when_the_run_failed():
     # During a run the graph answers signature questions from an index; afterwards it reads the signatures again.
     gd, out = relu_chain(2)

@@ -4,7 +4,10 @@ GTT name: ``fold_constants`` (same parameters: ``ignore_errors``,
 ``clear_output_shapes``, ``max_constant_size_in_bytes``, ``exclude_op``,
 ``exclude_node``). As GTT's, it folds ``Shape``/``Size``/``Rank`` of tensors
 whose shape is statically known and removes what no output needs.
-The evaluation engine lives in :mod:`graphxform.tf.constfold`.
+The evaluation engine lives in :mod:`graphxform.tf.constfold`. A later run
+first checks, from what changed since the last one, whether it could find
+anything (``transforms/_fold_state.py``): usually not, and then it costs
+little.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from graphxform.core.frames import colocation_targets
 from graphxform.core.graph import Graph
 from graphxform.tf.constfold import FoldResult, evaluate_frontier, static_analysis
 
+from ._fold_state import FoldState, facts_key
 from ._graph_edits import consumers_first
 from ._static_shapes import copy_with, static_shape_folds
 from .strip_unused import needed_nodes
@@ -131,12 +135,20 @@ class FoldConstants(Pass):
                 if n not in needed}
 
     def run(self, graph: Graph, ctx: Context) -> list[Replacement]:
+        state: FoldState | None = ctx.pop("fold_state")
+        key = facts_key(graph)
+        unknown = ctx.cached("shape_ops_not_foldable", dict)
+        use_output_shapes = not self.args["clear_output_shapes"]
+        if ctx.incremental and state is not None and state.quiet(graph, key):
+            if static_shape_folds(graph, {}, use_output_shapes=use_output_shapes, unknown=unknown) is None:
+                ctx.set("fold_state", state)
+                return []
+        seen = dict(zip(graph.node_names, graph))
         excluded, kept = self._known(graph, ctx)
         unused = self._unused(graph)
         skip = {**self._excluded_by_params(graph), **unused}
         excluded.update(skip)
-        shapes = static_shape_folds(graph, skip, use_output_shapes=not self.args["clear_output_shapes"],
-                                    unknown=ctx.cached("shape_ops_not_foldable", dict))
+        shapes = static_shape_folds(graph, skip, use_output_shapes=use_output_shapes, unknown=unknown)
         work = copy_with(graph, shapes) if shapes is not None else graph  # evaluated with the shapes folded
         result = evaluate_frontier(work, max_bytes=self.args["max_constant_size_in_bytes"],
                                    ignore_errors=self.args["ignore_errors"], excluded=excluded, kept=kept)
@@ -154,7 +166,19 @@ class FoldConstants(Pass):
             order, cyclic = consumers_first(graph, set(unused))
             reps.append(Replacement(update=[with_inputs(graph.node(n), []) for n in cyclic], remove=order))
             log.info("fold_constants: %d nodes no output needs are removed", len(unused))
-        return ([shapes] if shapes is not None else []) + reps
+        out = ([shapes] if shapes is not None else []) + reps
+        constant = result.analysis.constant
+        state = FoldState(seen, set(constant), {n for n in constant if n not in result.frontier
+                                                and work.node(n).op != "Const"}, key)
+        state.expect(out)
+        ctx.set("fold_state", state)
+        return out
+
+    def applied(self, graph: Graph, ctx: Context) -> None:
+        """Record the graph as the replacements left it (a refused replacement: the next run is a full one)."""
+        state: FoldState | None = ctx.get("fold_state")
+        if state is not None and state.pending and (not ctx.all_applied or not state.applied(graph)):
+            ctx.pop("fold_state")
 
     def explain(self, graph: Graph, ctx: Context) -> dict[str, str | None]:
         """For every node: why it does not fold, from the static analysis (nothing is evaluated)."""

@@ -6,14 +6,15 @@ the same op, device, attributes (``Const`` values compared byte for byte;
 the same data inputs in the same order and the same control inputs (as a
 set). The later one's consumers move to the first. One pass in topological
 order with inputs mapped to their survivors collapses whole chains of
-duplicates, so a single round reaches the fixpoint.
+duplicates, so a single round reaches the fixpoint. Later runs look only at
+the nodes changed since (``transforms/_merge_state.py``), and scan the whole
+graph again only when that cannot tell the full scan's result.
 """
 from __future__ import annotations
 
 import contextlib
 import gc
 import logging
-from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 
 import numpy as np
@@ -22,7 +23,9 @@ from tensorflow.core.framework import attr_value_pb2, tensor_pb2, types_pb2
 
 from graphxform import Context, NodeDef, Pass, Replacement, colocation, parse_input, register
 from graphxform.core.graph import Graph
-from graphxform.core.opdefs import CONTROL_FLOW_OPS, FEED_OPS, LOOP_BACK_EDGE_OPS, is_stateful
+from graphxform.core.opdefs import CONTROL_FLOW_OPS, FEED_OPS, is_stateful
+
+from ._merge_state import MergeState, Scan as _Scan, mapped_inputs
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +101,24 @@ def _exact_attrs(node: NodeDef) -> Hashable | None:
             if count > _EXACT_LIMIT or t.dtype in _OPAQUE_DTYPES:
                 return None
             parts.append((key, t.dtype, shape, const_bytes(t)))
+        elif value.WhichOneof("value") == "type":  # (the usual attr: T, dtype) its number is its value
+            parts.append((key, value.type))
         else:
             parts.append((key, value.SerializeToString(deterministic=True)))
     if node.HasField("experimental_type"):
         parts.append(("", node.experimental_type.SerializeToString(deterministic=True)))
     return tuple(parts)
+
+
+def _node_key(node: NodeDef, data: list[tuple[str, int]], ctrl: list[str],
+              survivor_of: dict[str, str]) -> tuple[bool, Hashable]:
+    """``(True, key)``, equal only for duplicates, or ``(False, bucket key)`` for a large Const (its bucket's
+    members are compared); inputs are mapped to their survivors."""
+    inputs = mapped_inputs(data, ctrl, survivor_of)
+    attrs = _exact_attrs(node)
+    if attrs is not None:
+        return True, (node.op, node.device, inputs, attrs)
+    return False, (node.op, node.device, *inputs, _cheap_key(node))
 
 
 def _cheap_key(node: NodeDef) -> Hashable:
@@ -165,23 +181,33 @@ def _input_key(node: NodeDef, rep: Callable[[str], str]) -> tuple[tuple, frozens
 class _Facts:
     """What makes a node unmergeable or unremovable, computed once per graph."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, colocated_with: dict[str, list[str]] | None = None) -> None:
         self.signature_inputs = {parse_input(t)[0] for s in graph.signatures.values()
                                  for spec in s.inputs.values() for t in spec.tensor_names()}
         self.signature_ports: dict[str, set[int]] = {}
         for t in graph.signature_tensors():
             n, p, _ = parse_input(t)
             self.signature_ports.setdefault(n, set()).add(p)
-        self.colocated_with: dict[str, str] = {}
-        for node in graph:
-            for target in colocation(node):
-                self.colocated_with.setdefault(target, node.name)
+        if colocated_with is None:  # (a pass's state keeps it up to date between runs)
+            colocated_with = {}
+            for node in graph:
+                for target in colocation(node):
+                    colocated_with.setdefault(target, []).append(node.name)
+        self.colocated_with = colocated_with  # target -> the nodes colocated with it
+        self._mergeable_ops: set[str] = set()  # ops seen neither stateful nor control flow
+
+    def key(self, graph: Graph) -> Hashable:
+        """What the facts depend on besides the nodes' colocation constraints."""
+        return frozenset(self.signature_inputs), frozenset(graph.protected)
 
     def unmergeable(self, node: NodeDef) -> str | None:
+        if node.op in self._mergeable_ops:
+            return f"{node.name!r} is a signature input (a feed point)" if node.name in self.signature_inputs else None
         if node.op in NEVER_MERGE:
             return f"{node.name!r} is a {node.op}: feed points and control-flow ops are never merged"
         if is_stateful(node.op):
             return f"{node.name!r} is {node.op}, stateful or unknown to TensorFlow: every instance runs separately"
+        self._mergeable_ops.add(node.op)
         if node.name in self.signature_inputs:
             return f"{node.name!r} is a signature input (a feed point)"
         return None
@@ -189,8 +215,8 @@ class _Facts:
     def unremovable(self, graph: Graph, name: str) -> str | None:
         if name in graph.protected:
             return f"{name!r} is protected (init op, table initializer, asset or listed by the user)"
-        if name in self.colocated_with:
-            return f"{self.colocated_with[name]!r} colocates with {name!r} (_class loc:@{name})"
+        if self.colocated_with.get(name):
+            return f"{self.colocated_with[name][0]!r} colocates with {name!r} (_class loc:@{name})"
         return None
 
 
@@ -205,56 +231,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-class _Scan:
-    """One pass over every node: parsed inputs, a topological order, and how each node's outputs are used."""
-
-    def __init__(self, graph: Graph) -> None:
-        self.inputs: dict[str, tuple[list[tuple[str, int]], list[str]]] = {}
-        self.uses: dict[str, tuple[set[int], bool]] = {}  # node -> (data ports read, has control consumers)
-        indeg: dict[str, int] = {}
-        children: dict[str, list[str]] = {}
-        nodes = list(graph)
-        names = {node.name for node in nodes}
-        # TF1 loop back edges (NextIteration -> Merge) and inputs naming no node: not ordered by.
-        skip = {node.name for node in nodes if node.op in LOOP_BACK_EDGE_OPS}
-        uses = self.uses
-        for node in nodes:
-            data: list[tuple[str, int]] = []
-            ctrl: list[str] = []
-            count = 0
-            name = node.name
-            for inp in node.input:
-                src, port, control = parse_input(inp)
-                use = uses.get(src)
-                if control:
-                    ctrl.append(src)
-                    uses[src] = (use[0] if use else set(), True)
-                else:
-                    data.append((src, port))
-                    if use is None:
-                        uses[src] = ({port}, False)
-                    else:
-                        use[0].add(port)
-                if src in skip or src not in names:
-                    continue
-                kids = children.get(src)
-                if kids is None:
-                    children[src] = [name]
-                else:
-                    kids.append(name)
-                count += 1
-            self.inputs[name] = (data, ctrl)
-            indeg[name] = count
-        ready = deque(n for n, d in indeg.items() if d == 0)
-        self.order: list[str] = []
-        while ready:
-            name = ready.popleft()
-            self.order.append(name)
-            for child in children.get(name, ()):
-                indeg[child] -= 1
-                if indeg[child] == 0:
-                    ready.append(child)
-        self.cyclic = [n for n, d in indeg.items() if d > 0]
+_UNUSED: tuple[set[int], bool] = (frozenset(), False)  # type: ignore[assignment]
 
 
 def merge_replacement(graph: Graph, dup: str, survivor: str, signature_ports: set[int] = frozenset(),
@@ -293,11 +270,34 @@ class MergeDuplicates(Pass):
     def run(self, graph: Graph, ctx: Context) -> list[Replacement]:
         # Millions of small tuples: with the cyclic GC on, its full scans of the (large) graph cost ~3x.
         with _gc_paused():
-            return self._run(graph)
+            state: MergeState | None = ctx.pop("merge_state")
+            facts = _Facts(graph, state.colocated if ctx.incremental and state is not None else None)
+            if ctx.incremental and state is not None:
+                survivor_of = state.update(
+                    graph, facts.key(graph), _node_key, _attr_digest, lambda a, b: attr_difference(a, b) is None,
+                    facts.unmergeable, lambda n: facts.unremovable(graph, n))
+                if survivor_of is not None:
+                    ctx.set("merge_state", state)
+                    state.pending = len(survivor_of)
+                    return self._replacements(graph, facts, survivor_of, None)
+                log.debug("merge_duplicates: the changes since the last run need a full scan")
+            return self._run(graph, ctx, facts)
 
-    def _run(self, graph: Graph) -> list[Replacement]:
-        facts = _Facts(graph)
+    def applied(self, graph: Graph, ctx: Context) -> None:
+        """Record the nodes as the merges left them (the consumers of the duplicates were rewired)."""
+        state: MergeState | None = ctx.get("merge_state")
+        if state is None or not state.pending:
+            return
+        # Only this replacement changed the graph since the run, and it removes exactly the duplicates.
+        if not ctx.all_applied or len(graph) != len(state.seen) - state.pending:  # refused: not the graph's state
+            ctx.pop("merge_state")
+            return
+        state.pending = 0
+        state.seen = dict(zip(graph.node_names, graph))
+
+    def _run(self, graph: Graph, ctx: Context, facts: _Facts) -> list[Replacement]:
         scan = _Scan(graph)
+        state = MergeState(scan.seen, facts.key(graph), facts.colocated_with) if not scan.cyclic else None
         if scan.cyclic:
             log.warning("merge_duplicates: %d nodes lie on cycles not closed by NextIteration (e.g. %s); "
                         "they are left alone", len(scan.cyclic), scan.cyclic[0])
@@ -307,23 +307,27 @@ class MergeDuplicates(Pass):
         buckets: dict[tuple, str | dict[int, list[str]]] = {}
         # Most nodes have small attributes: their whole value is the key, and equal keys mean duplicates.
         exact: dict[tuple, str] = {}
+        nodes = scan.seen
         for name in scan.order:
-            node = graph.node(name)
+            node = nodes[name]
             if facts.unmergeable(node) is not None:
                 continue
             data, ctrl = scan.inputs[name]
-            inputs = (tuple((survivor_of.get(s, s), p) for s, p in data),
-                      frozenset(survivor_of.get(c, c) for c in ctrl) if ctrl else frozenset())
-            attrs = _exact_attrs(node)
-            if attrs is not None:
-                key = (node.op, node.device, inputs, attrs)
+            is_exact, key = _node_key(node, data, ctrl, survivor_of)
+            if is_exact:
                 first = exact.get(key)
                 if first is None:
                     exact[key] = name
                 elif facts.unremovable(graph, name) is None:
                     survivor_of[name] = first
+                    continue
+                elif state is not None:
+                    state.extras += 1
+                if state is not None:
+                    state.add_exact(name, key)
                 continue
-            key = (node.op, node.device, *inputs, _cheap_key(node))
+            if state is not None:
+                state.add(name, False, hash(key))  # (taken back below if it is a duplicate)
             bucket = buckets.get(key)
             if bucket is None:
                 buckets[key] = name
@@ -335,21 +339,43 @@ class MergeDuplicates(Pass):
                 survivor = next((m for m in members if attr_difference(graph.node(m), node) is None), None)
                 if survivor is not None:
                     survivor_of[name] = survivor
+                    if state is not None:
+                        state.forget(name)
                     continue
+            elif state is not None and any(attr_difference(graph.node(m), node) is None for m in members):
+                state.extras += 1
             members.append(name)
+        if state is not None:
+            for bucket in buckets.values():
+                if isinstance(bucket, dict):
+                    state.digests.update((m, d) for d, members in bucket.items() for m in members)
+            state.pending = len(survivor_of)
+            ctx.set("merge_state", state)
+        if not survivor_of:
+            return []
+        return self._replacements(graph, facts, survivor_of, scan.uses)
+
+    @staticmethod
+    def _replacements(graph: Graph, facts: _Facts, survivor_of: dict[str, str],
+                      uses: dict[str, tuple[set[int], bool]] | None) -> list[Replacement]:
+        """The merges as one replacement (``uses``: how the duplicates' outputs are used, when known)."""
         if not survivor_of:
             return []
         # One replacement for the whole pass: the runner applies it in one go (a 1M-node graph can hold
         # hundreds of thousands of duplicates; one rewrite each would cost more than finding them).
         # Survivors are never duplicates themselves, so each duplicate's uses are still as scanned and
         # the merges do not interfere: their replacements can simply be put together.
-        out = Replacement()
-        for dup, surv in survivor_of.items():
-            one = merge_replacement(graph, dup, surv, facts.signature_ports.get(dup, set()),
-                                    scan.uses.get(dup, (set(), False)))
-            out.replace.update(one.replace)
-            out.replace_control.update(one.replace_control)
-            out.remove.extend(one.remove)
+        out = Replacement(remove=list(survivor_of))
+        replace, replace_control, sig_ports = out.replace, out.replace_control, facts.signature_ports
+        for dup, surv in survivor_of.items():  # (what merge_replacement does, for many at once)
+            used = uses.get(dup, _UNUSED) if uses is not None else None
+            if used is None:
+                used = (graph.output_ports(dup), bool(graph.control_consumers(dup)))
+            ports = used[0] | sig_ports[dup] if dup in sig_ports else used[0]
+            for port in sorted(ports) if len(ports) > 1 else ports:
+                replace[f"{dup}:{port}"] = f"{surv}:{port}"
+            if used[1]:
+                replace_control[dup] = [surv]
         log.info("merge_duplicates: %d duplicate nodes merged", len(survivor_of))
         return [out]
 

@@ -4,6 +4,10 @@ The runner gives every rule of a run a :class:`Context`. A :class:`~graphxform.e
 lasts one full pass over the graph and the visits near changes after it (a new full pass starts a new one);
 a :class:`~graphxform.engine.passes.Pass` 's lasts the whole run, so what it learned in one round (a node whose
 evaluation failed) holds in the next. A rule reads it as ``match.ctx``; a pass gets it as ``run(graph, ctx)``.
+
+``incremental`` tells a pass whether it may rely on what it kept from its previous run: ``False`` for the first
+run of a stage and for the confirmation pass (the runner's full pass that checks the worklist missed nothing),
+when the pass must look at the whole graph again.
 """
 from __future__ import annotations
 
@@ -27,6 +31,8 @@ class Context:
     def __init__(self, run_store: dict[str, Any] | None = None) -> None:
         self._store: dict[str, Any] = {}
         self._run: dict[str, Any] = run_store if run_store is not None else {}
+        self.incremental = False  # set by the runner before each run of a pass
+        self.all_applied = True  # set by the runner before Pass.applied: whether every replacement was applied
 
     def cached(self, key: str, build: Callable[[], T]) -> T:
         """The value stored under ``key``, built by ``build()`` the first time it is asked for."""
@@ -36,6 +42,12 @@ class Context:
 
     def get(self, key: str, default: Any = None) -> Any:
         return self._store.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self._store[key] = value
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        return self._store.pop(key, default)
 
     def frame_facts(self, graph: Graph, names: Iterable[str] = ()) -> FrameFacts:
         """TF1 control-flow frames and colocation targets of ``graph`` (:func:`graphxform.core.frames.frame_facts`),

@@ -5,6 +5,12 @@ runner applies them as it applies a rule's, runs the pass once per round, and on
 since it last ran. ``explain(graph, ctx)`` says, for every node the pass considers, why it leaves it alone
 (``None``: it would change it): what ``graphxform transform --explain`` prints. Caches live in ``ctx``, the
 run's :class:`~graphxform.engine.context.Context`, never on the pass object.
+
+A pass may keep what it learned about the graph in ``ctx`` and, on its next run, look again only at what changed
+since (``ctx.incremental`` says when it may). The runner calls :meth:`Pass.applied` once its replacements are
+applied, so the pass can record the graph as its own rewrites left it. What changed is told by the ``NodeDef``
+objects themselves: the Graph stores a new one for every change, so a node whose object is the one the pass saw
+is unchanged.
 """
 from __future__ import annotations
 
@@ -37,6 +43,10 @@ class Pass(BaseRule):
     def run(self, graph: Graph, ctx: Context) -> list[Replacement]:
         """The replacements for the whole graph this round (empty: nothing to do)."""
         raise NotImplementedError(f"pass {self.name!r} defines no run")
+
+    def applied(self, graph: Graph, ctx: Context) -> None:
+        """Called by the runner after the replacements of :meth:`run` were applied; ``ctx.all_applied`` is false
+        when one was refused (invalid, skipped under ``ignore_errors``). Does nothing by default."""
 
     def explain(self, graph: Graph, ctx: Context) -> dict[str, str | None]:
         """``{node: reason it is left alone, or None}``; by default the nodes :meth:`run` would change."""

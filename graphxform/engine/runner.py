@@ -163,6 +163,7 @@ class _Engine:
         try:
             if isinstance(st.rule, Pass):
                 if self._pass_due(st):
+                    st.ctx.incremental = st.last_run is not None  # a stage's first run and confirmation: full
                     st.last_run = self.steps  # its own rewrites count as a change: it runs again next round,
                     self.run_pass(st)
                     if st.rule.idempotent:  # unless it reaches its own fixpoint in one run
@@ -222,10 +223,14 @@ class _Engine:
         except Exception as exc:  # noqa: BLE001 - reported with the rule's name
             self._rule_failed(st, "", exc, "run")
             return
+        stat = self.report.stat(rule.name)
+        refused = stat.errors
         for rep in reps or ():
             if rep is None or rep.is_empty():
                 continue
             self.apply(st, rep, "", [])
+        st.ctx.all_applied = stat.errors == refused  # (an invalid replacement is skipped under ignore_errors)
+        rule.applied(self.graph, st.ctx)
 
     def visit(self, st: _RuleState, node: node_def_pb2.NodeDef, name: str | None = None) -> None:
         """Match, check and rewrite at ``node`` (called ``name``: a proto field read costs), and apply."""

@@ -102,6 +102,9 @@ class ConstantAnalysis:
     order: list[str] = field(init=False)  # processed nodes, producers first
     _root: dict[str, str] = field(init=False)  # non-constant node -> node that causes it
     _root_reason: dict[str, str] = field(init=False)
+    #: non-constant node -> its first non-constant input, for nodes whose own reason (if any) was not asked yet:
+    #: most nodes of a graph read a non-constant input, and that is all folding needs to know of them.
+    _after: dict[str, str] = field(init=False)
     _frontier: dict[str, list[int]] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -110,49 +113,81 @@ class ConstantAnalysis:
                       for spec in sig.inputs.values() for t in spec.tensor_names()}
         indeg: dict[str, int] = {}
         succ: dict[str, list[str]] = defaultdict(list)
-        for node in graph:
+        nodes = dict(zip(graph.node_names, graph))
+        sources: dict[str, list[str]] = {}  # node -> the node of each input (parsed once)
+        for name, node in nodes.items():
             count = 0
-            for inp in node.input:
-                src = parse_input(inp)[0]
-                if src in graph:
-                    succ[src].append(node.name)
+            srcs = sources[name] = [parse_input(inp)[0] for inp in node.input]
+            for src in srcs:
+                if src in nodes:
+                    succ[src].append(name)
                     count += 1
-            indeg[node.name] = count
+            indeg[name] = count
         queue = deque(n for n, d in indeg.items() if d == 0)
-        self.constant, self.order, self._root, self._root_reason = set(), [], {}, {}
+        self.constant, self.order, self._root, self._root_reason, self._after = set(), [], {}, {}, {}
         self._op_reasons: dict[str, str | None] = {}
+        self._feed_nodes = feed_nodes
         while queue:
             name = queue.popleft()
             self.order.append(name)
-            self._classify(graph.node(name), feed_nodes)
+            self._classify(nodes[name], sources[name], nodes, feed_nodes)
             for dst in succ.get(name, ()):
                 indeg[dst] -= 1
                 if indeg[dst] == 0:
                     queue.append(dst)
         if len(self.order) < len(indeg):  # the rest sits on (or after) a cycle: a TF1 while loop
             for name in indeg:
-                if name not in self.constant and name not in self._root:
+                if name not in self.constant and name not in self._root and name not in self._after:
                     self._root[name] = name
                     self._root_reason[name] = (own_reason(graph, graph.node(name), feed_nodes)
                                                or f"{name!r} is on or after a cycle (a TF1 while loop)")
 
-    def _classify(self, node: node_def_pb2.NodeDef, feed_nodes: set[str]) -> None:
+    def _classify(self, node: node_def_pb2.NodeDef, srcs: list[str], nodes: Mapping[str, node_def_pb2.NodeDef],
+                  feed_nodes: set[str]) -> None:
+        """Constant or not; the root cause of a non-constant node is its own reason if it has one, else that of
+        its first input that is missing or not constant (the own reason is looked for only when asked, see
+        :meth:`_root_of`, for a node with a non-constant input)."""
         name = node.name
-        reason = self.excluded.get(name) or own_reason(self.graph, node, feed_nodes, self._op_reasons)
+        reason = self.excluded.get(name)
         if reason:
-            self._root[name] = name
-            self._root_reason[name] = reason
+            self._set_root(name, reason)
             return
-        for inp in node.input:
-            src = parse_input(inp)[0]
-            if src not in self.graph:
-                self._root[name] = name
-                self._root_reason[name] = f"input {inp!r} of {name!r} names no node"
+        constant = self.constant
+        for i, src in enumerate(srcs):
+            if src not in nodes:
+                self._set_root(name, own_reason(self.graph, node, feed_nodes, self._op_reasons)
+                               or f"input {node.input[i]!r} of {name!r} names no node")
                 return
-            if src not in self.constant:
-                self._root[name] = self._root[src]
+            if src not in constant:
+                self._after[name] = src
                 return
+        reason = own_reason(self.graph, node, feed_nodes, self._op_reasons)
+        if reason:
+            self._set_root(name, reason)
+            return
         self.constant.add(name)
+
+    def _set_root(self, name: str, reason: str) -> None:
+        self._root[name] = name
+        self._root_reason[name] = reason
+
+    def _root_of(self, name: str) -> str | None:
+        """The node that makes non-constant ``name`` non-constant (``None``: not a node of the analysis)."""
+        path = []
+        while name not in self._root:
+            src = self._after.get(name)
+            if src is None:
+                return None
+            reason = own_reason(self.graph, self.graph.node(name), self._feed_nodes, self._op_reasons)
+            if reason:
+                self._set_root(name, reason)
+                break
+            path.append(name)
+            name = src
+        root = self._root[name]
+        for n in path:
+            self._root[n] = root
+        return root
 
     def reason(self, name: str) -> str | None:
         """Why ``name`` is not folded (``None`` if it is constant and folds)."""
@@ -160,7 +195,7 @@ class ConstantAnalysis:
             return self.kept[name]
         if name in self.constant:
             return None
-        root = self._root.get(name)
+        root = self._root_of(name)
         if root is None:
             return f"no node named {name!r}"
         if root == name:

@@ -1,0 +1,298 @@
+"""What ``merge_duplicates`` keeps between its runs, and the run that looks only at what changed since the last
+(plus :class:`Scan`, the full scan's single pass over every node).
+
+After a run, no two nodes of the graph are duplicates (but for the ones a merge may not remove). Two nodes can
+become duplicates only when one of them changes (its op, attributes, device or inputs) or when their inputs are
+merged, so the next run keys only the nodes changed since (told by their ``NodeDef`` objects: the Graph stores a
+new one for every change) and the consumers of what it merges, and looks their keys up among the keys the
+earlier runs recorded.
+
+The survivor of a group is the first of its nodes in the topological order of the full scan. That order is cheap
+to tell for nodes without inputs (the ``Const`` s ``fold_constants`` makes, the usual new duplicates): they come
+first, in the order of the graph. For any other duplicate found, and whenever what decides mergeability changed
+(signature inputs, protected nodes, colocation constraints on a kept duplicate), the incremental run gives up and
+the pass scans the whole graph again, so the result is always the full scan's.
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Hashable
+
+from graphxform import NodeDef, colocation, parse_input
+from graphxform.core.graph import Graph
+from graphxform.core.opdefs import LOOP_BACK_EDGE_OPS
+
+#: ``key(node, data, ctrl, survivor_of) -> (exact, key)``: exact keys are equal only for duplicates; the
+#: others (large Consts) put nodes in buckets whose members are compared.
+KeyFn = Callable[[NodeDef, list, list, dict], tuple[bool, Hashable]]
+
+
+def mapped_inputs(data: list[tuple[str, int]], ctrl: list[str], survivor_of: dict[str, str]) -> tuple[tuple, frozenset]:
+    """The inputs of a node as its key holds them: data inputs in order, control inputs as a set, each mapped to
+    its survivor."""
+    return (tuple((survivor_of.get(s, s), p) for s, p in data),
+            frozenset(survivor_of.get(c, c) for c in ctrl) if ctrl else frozenset())
+
+
+def lookup_hash(op: str, device: str, inputs: tuple, attrs_hash: int) -> int:
+    """What an exact key is recorded under: the key with its attributes hashed (so that a node whose inputs
+    change is keyed again without reading its attributes)."""
+    return hash((op, device, inputs, attrs_hash))
+
+
+def split_inputs(node: NodeDef) -> tuple[list[tuple[str, int]], list[str]]:
+    """``(data inputs as (node, port), control input nodes)`` of ``node``."""
+    data: list[tuple[str, int]] = []
+    ctrl: list[str] = []
+    for inp in node.input:
+        src, port, control = parse_input(inp)
+        if control:
+            ctrl.append(src)
+        else:
+            data.append((src, port))
+    return data, ctrl
+
+
+class Scan:
+    """One pass over every node: parsed inputs, a topological order, and how each node's outputs are used."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.seen: dict[str, NodeDef]
+        self.inputs: dict[str, tuple[list[tuple[str, int]], list[str]]] = {}
+        self.uses: dict[str, tuple[set[int], bool]] = {}  # node -> (data ports read, has control consumers)
+        indeg: dict[str, int] = {}
+        children: dict[str, list[str]] = {}
+        nodes = list(graph)
+        names = self.seen = dict(zip(graph.node_names, nodes))  # (what the pass saw, kept by its state)
+        # TF1 loop back edges (NextIteration -> Merge) and inputs naming no node: not ordered by.
+        skip = {name for name, node in names.items() if node.op in LOOP_BACK_EDGE_OPS}
+        uses = self.uses
+        for name, node in names.items():
+            data: list[tuple[str, int]] = []
+            ctrl: list[str] = []
+            count = 0
+            for inp in node.input:
+                src, port, control = parse_input(inp)
+                use = uses.get(src)
+                if control:
+                    ctrl.append(src)
+                    uses[src] = (use[0] if use else set(), True)
+                else:
+                    data.append((src, port))
+                    if use is None:
+                        uses[src] = ({port}, False)
+                    else:
+                        use[0].add(port)
+                if src in skip or src not in names:
+                    continue
+                kids = children.get(src)
+                if kids is None:
+                    children[src] = [name]
+                else:
+                    kids.append(name)
+                count += 1
+            self.inputs[name] = (data, ctrl)
+            indeg[name] = count
+        ready = deque(n for n, d in indeg.items() if d == 0)
+        self.order: list[str] = []
+        while ready:
+            name = ready.popleft()
+            self.order.append(name)
+            for child in children.get(name, ()):
+                indeg[child] -= 1
+                if indeg[child] == 0:
+                    ready.append(child)
+        self.cyclic = [n for n, d in indeg.items() if d > 0]
+
+
+class MergeState:
+    """The keys of the nodes the last run saw, by node and by key (hashes: a lookup that finds one is checked
+    against the node's full key), and the ``NodeDef`` objects as that run's merges left them."""
+
+    def __init__(self, seen: dict[str, NodeDef], facts_key: Hashable, colocated: dict[str, list[str]]) -> None:
+        self.seen = seen
+        self.facts_key = facts_key
+        self.colocated = colocated  # colocation target -> the nodes colocated with it (their _class attrs)
+        self.key_of: dict[str, int] = {}  # node keyed exactly -> its lookup_hash
+        self.attrs_of: dict[str, int] = {}  # node keyed exactly -> hash of its attributes, while it is unchanged
+        self.groups: dict[int, str | list[str]] = {}  # key hash -> node(s) with it, first in topological order first
+        self.bkey_of: dict[str, int] = {}  # large Const (bucket) -> hash of its bucket key
+        self.bgroups: dict[int, list[str]] = {}  # bucket key hash -> its nodes
+        self.digests: dict[str, int] = {}  # attribute digests of bucket nodes, while the node is unchanged
+        self.extras = 0  # duplicates kept because a merge may not remove them (protected, colocation targets)
+        self.pending = 0  # how many duplicates the last run's replacement removes
+
+    # ------------------------------------------------------------------ bookkeeping
+    def add_exact(self, name: str, key: tuple) -> None:
+        """Record ``name`` under exact key ``key`` (op, device, inputs, attributes), after the nodes there."""
+        attrs_hash = self.attrs_of[name] = hash(key[3])
+        self.add(name, True, lookup_hash(key[0], key[1], key[2], attrs_hash))
+
+    def add(self, name: str, exact: bool, h: int, *, first: bool = False) -> None:
+        """Record ``name`` under hash ``h`` (``first``: before the nodes already there)."""
+        if not exact:
+            self.bkey_of[name] = h
+            members = self.bgroups.setdefault(h, [])
+            members.insert(0, name) if first else members.append(name)
+            return
+        self.key_of[name] = h
+        group = self.groups.get(h)
+        if group is None:
+            self.groups[h] = name
+        elif isinstance(group, str):
+            self.groups[h] = [name, group] if first else [group, name]
+        else:
+            group.insert(0, name) if first else group.append(name)
+
+    def forget(self, name: str) -> None:
+        """Drop every record of ``name``."""
+        h = self.key_of.pop(name, None)
+        if h is not None:
+            group = self.groups[h]
+            if isinstance(group, str):
+                del self.groups[h]
+            else:
+                group.remove(name)
+                if len(group) == 1:
+                    self.groups[h] = group[0]
+        h = self.bkey_of.pop(name, None)
+        if h is not None:
+            members = self.bgroups[h]
+            members.remove(name)
+            if not members:
+                del self.bgroups[h]
+        self.digests.pop(name, None)
+
+    def drop(self, name: str) -> None:
+        """Drop ``name`` (removed, or changed): its records and its attribute hash."""
+        self.forget(name)
+        self.attrs_of.pop(name, None)
+
+    def digest(self, graph: Graph, name: str, digest_fn: Callable[[NodeDef], int]) -> int:
+        d = self.digests.get(name)
+        if d is None:
+            d = self.digests[name] = digest_fn(graph.node(name))
+        return d
+
+    # ------------------------------------------------------------------ the incremental run
+    def update(self, graph: Graph, facts_key: Hashable, key_fn: KeyFn, digest_fn: Callable[[NodeDef], int],
+               same: Callable[[NodeDef, NodeDef], bool], unmergeable: Callable[[NodeDef], object],
+               unremovable: Callable[[str], object]) -> dict[str, str] | None:
+        """``{duplicate: survivor}`` for the graph as it is now, looking only at what changed since the last
+        run; ``None`` when only a full scan can tell (the state is then no longer valid)."""
+        if facts_key != self.facts_key:
+            return None
+        names = graph.node_names
+        seen = self.seen
+        changed = [n for n, node in zip(names, graph) if seen.get(n) is not node]  # (graph order)
+        added = sum(1 for n in changed if n not in seen)
+        moved = False  # a colocation constraint came or went: a kept duplicate may be removable now
+        if len(seen) + added > len(names):
+            for n in [n for n in seen if n not in graph]:
+                moved = self._colocate(n, seen.pop(n), None) or moved
+                self.drop(n)
+        for n in changed:
+            node = graph.node(n)
+            moved = self._colocate(n, seen.get(n), node) or moved
+            self.drop(n)
+            seen[n] = node
+        if moved and self.extras:
+            return None
+        survivor_of: dict[str, str] = {}
+        position: dict[str, int] = {}
+        queue = deque(changed)
+        while queue:
+            name = queue.popleft()
+            node = graph.get(name)
+            if node is None or name in survivor_of:
+                continue
+            self.forget(name)  # (keyed again: a consumer of a merged node)
+            if unmergeable(node) is not None:
+                continue
+            data, ctrl = split_inputs(node)
+            attrs_hash = self.attrs_of.get(name)
+            if attrs_hash is not None:  # unchanged but for its inputs: its attributes need not be read again
+                exact, key = True, None
+                h = lookup_hash(node.op, node.device, mapped_inputs(data, ctrl, survivor_of), attrs_hash)
+            else:
+                exact, key = key_fn(node, data, ctrl, survivor_of)
+                if exact:
+                    attrs_hash = self.attrs_of[name] = hash(key[3])
+                    h = lookup_hash(key[0], key[1], key[2], attrs_hash)
+                else:
+                    h = hash(key)
+            other = self._equal(graph, name, node, exact, key, h, key_fn, digest_fn, same, survivor_of)
+            if other is None:
+                self.add(name, exact, h)
+                continue
+            if other == "":  # more than one candidate, or a hash collision: a full scan decides
+                return None
+            other_node = graph.node(other)
+            if node.input or other_node.input:  # their order is the full scan's to tell
+                return None
+            if not position:
+                position = {n: i for i, n in enumerate(names)}
+            first, dup = (name, other) if position[name] < position[other] else (other, name)
+            if unremovable(dup) is not None:  # both stay, the first one first
+                if dup == other:
+                    self.forget(other)
+                    self.add(name, exact, h, first=True)
+                    self.add(other, exact, h)
+                else:
+                    self.add(name, exact, h)
+                self.extras += 1
+                continue
+            survivor_of[dup] = first
+            self.drop(dup)
+            if dup == other:
+                self.add(name, exact, h, first=True)
+            queue.extend(graph.consumer_nodes(dup))
+        return survivor_of
+
+    def _colocate(self, name: str, old: NodeDef | None, new: NodeDef | None) -> bool:
+        """Follow the colocation constraints of ``name`` from ``old`` to ``new``; whether they changed."""
+        before = colocation(old) if old is not None else []
+        after = colocation(new) if new is not None else []
+        if before == after:
+            return False
+        for t in before:
+            users = self.colocated.get(t, [])
+            if name in users:
+                users.remove(name)
+            if not users:
+                self.colocated.pop(t, None)
+        for t in after:
+            self.colocated.setdefault(t, []).append(name)
+        return True
+
+    def _equal(self, graph: Graph, name: str, node: NodeDef, exact: bool, key: Hashable | None, h: int, key_fn: KeyFn,
+               digest_fn: Callable[[NodeDef], int], same: Callable[[NodeDef, NodeDef], bool],
+               survivor_of: dict[str, str]) -> str | None:
+        """The one recorded node ``node`` duplicates (``None``: none; ``""``: not for this run to tell)."""
+        if exact:
+            group = self.groups.get(h)
+            if group is None:
+                return None
+            if not isinstance(group, str):
+                return ""
+            candidates = [group]
+        else:
+            members = self.bgroups.get(h)
+            if not members:
+                return None
+            d = self.digests[name] = digest_fn(node)
+            candidates = [m for m in members if self.digest(graph, m, digest_fn) == d and same(graph.node(m), node)]
+            if not candidates:
+                return None
+            if len(candidates) > 1:
+                return ""
+        other = candidates[0]
+        other_node = graph.node(other)
+        if key is None:
+            key = key_fn(node, *split_inputs(node), survivor_of)[1]
+        if key_fn(other_node, *split_inputs(other_node), survivor_of)[1] != key:
+            return "" if exact else None
+        return other
+
+
+__all__ = ["MergeState", "Scan", "lookup_hash", "mapped_inputs", "split_inputs"]
