@@ -1,6 +1,7 @@
 """merge_duplicates: equal nodes merged (chains too), near-equal ones kept apart, stateful ops never merged."""
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import FIXTURES, assert_close, assert_same_outputs, graph_def_of, run, signature_outputs
+from graphxform.transforms._graph_edits import HELD_CONST_BYTES
 from graphxform.transforms.merge_duplicates import MergeDuplicates
 from tensorflow.core.framework import graph_pb2, node_def_pb2, types_pb2
 
@@ -376,9 +378,12 @@ def test_later_run_keeps_protected_duplicates_and_the_confirmation_pass_scans_ev
     assert len(scans) == 2 and report.missed == 0  # the confirmation pass is a full scan, and finds nothing
 
 
-def test_later_run_compares_large_constants_by_value(monkeypatch):
-    # Consts over 64 elements are bucketed by dtype/shape and compared byte for byte.
-    big = np.arange(100, dtype=np.float32)
+@pytest.mark.parametrize("size", [100, 2000])
+def test_later_run_compares_large_constants_by_value(monkeypatch, size):
+    # Consts over 64 elements are bucketed by dtype/shape and compared byte for byte; from HELD_CONST_BYTES on, the
+    # state does not hold them between runs (they count as changed at every run).
+    assert (size * 4 >= HELD_CONST_BYTES) == (size == 2000)
+    big = np.arange(size, dtype=np.float32)
     gd = _graph_def(_placeholder("x"), _const("w0", big * 3), _const("w1", big), _const("w2", big * 2),
                     _binary("m0", "Sub", "x", "w0"), _binary("m1", "Mul", "x", "w1"), _binary("m2", "AddV2", "x", "w2"),
                     _binary("s", "AddV2", "m0", "m1"), _binary("out", "AddV2", "s", "m2"))
@@ -391,5 +396,33 @@ def test_later_run_compares_large_constants_by_value(monkeypatch):
     assert scans == 1
     _same_graph(inc, ref)
     assert "w1" not in inc and {"w0", "w2"} <= set(inc.node_names) and inc.data_inputs("m1") == ["x", "w0"]
-    x = np.ones((1, 100), np.float32)
+    x = np.ones((1, size), np.float32)
     assert_close(run(inc, {"x:0": x}, ["out:0"]), [(x - big) + (x * big) + (x + off)])
+
+
+def test_pass_states_hold_no_replaced_weight():
+    """merge_duplicates and fold_constants keep their states for the whole run, but not the weights in them: a
+    weight another rule replaced is freed at once (else every weight fold_batch_norms rescales lives twice)."""
+    big = np.arange(4096, dtype=np.float32)
+    gd = _graph_def(_placeholder("x"), _const("w", big), _binary("out", "Mul", "x", "w"))
+    g = Graph(gd, protected=["out"])
+    replaced = []
+
+    def edit(graph: Graph) -> Replacement:
+        replaced.append(graph.node("w"))
+        return Replacement(update=[_const("w", big * 2)])
+
+    class Probe(Pass):  # runs right after the edit, before either pass runs again
+        name = "t_probe"
+        refs: list[int] = []
+
+        def run(self, graph: Graph, ctx: Context) -> list[Replacement]:
+            if replaced and not self.refs:
+                self.refs.append(sys.getrefcount(replaced[0]))
+            return []
+
+    run_pipeline(g, [MergeDuplicates(), get_rule("fold_constants")(), _EditOnce(edit), Probe()])
+    assert g.node("w") is not replaced[0]
+    assert Probe.refs == [2]  # the list above and getrefcount's argument: no state holds it
+    x = np.ones((1, 4096), np.float32)
+    assert_close(run(g, {"x:0": x}, ["out:0"]), [x * big * 2])

@@ -2,7 +2,8 @@
 nothing (no node became foldable, no constant node got a non-constant reader, no node became unused).
 
 After a run (and its replacements), the graph is at the pass's fixpoint. Which nodes are constant changes only
-where nodes changed (told by their ``NodeDef`` objects: the Graph stores a new one for every change) and below;
+where nodes changed (told by their ``NodeDef`` objects: the Graph stores a new one for every change; weights are
+not held, see ``held_nodes``: they count as changed) and below;
 a constant node joins the frontier only when its readers change; a node becomes unused only when it, or a node
 below it, loses a reader. So the next run looks at the changed nodes, their inputs, the nodes that lost a reader
 and the readers of new ``Const`` s; when any of them may give work, or the signatures, protected nodes, graph
@@ -15,6 +16,8 @@ from collections.abc import Hashable
 from graphxform import NodeDef, Replacement, parse_input
 from graphxform.core.graph import Graph
 from graphxform.tf.constant_analysis import own_reason
+
+from ._graph_edits import held_nodes, is_held
 
 
 def facts_key(graph: Graph) -> Hashable:
@@ -52,7 +55,7 @@ class FoldState:
         self.constant.update(name for name, node in self.expected if node.op == "Const")
         self.inner = {n for n in self.inner if n in graph and graph.node(n).op != "Const"}
         self.expected, self.pending = [], False
-        self.seen = dict(zip(graph.node_names, graph))
+        self.seen = held_nodes(graph)
         return True
 
     def quiet(self, graph: Graph, key: Hashable) -> bool:
@@ -119,7 +122,11 @@ class FoldState:
         for n in removed:
             del seen[n]
         for n in changed:
-            seen[n] = graph.node(n)
+            node = get(n)
+            if is_held(node):
+                seen[n] = node
+            else:
+                seen.pop(n, None)
         self.constant = now_constant
         return True
 

@@ -13,6 +13,28 @@ from graphxform import NodeDef, Replacement, colocation, copy_node, parse_input,
 from graphxform.core.graph import Graph
 
 
+#: A ``Const`` with at least this many bytes of ``tensor_content`` is not held by a pass's state between runs.
+HELD_CONST_BYTES = 4096
+
+
+def held_nodes(graph: Graph) -> dict[str, NodeDef]:
+    """``{name: NodeDef}`` of the nodes a pass keeps between its runs to tell, by object, which changed since.
+
+    Weights are left out (a ``Const`` of :data:`HELD_CONST_BYTES` or more, without ``_class`` or inputs): holding one
+    would keep
+    it alive after a rule replaced it (a whole model's weights twice, after ``fold_batch_norms``); such a node
+    counts as changed at every run instead, which costs the pass a look at a few hundred nodes.
+    """
+    return {name: node for name, node in zip(graph.node_names, graph) if is_held(node)}
+
+
+def is_held(node: NodeDef) -> bool:
+    """Whether :func:`held_nodes` keeps ``node``."""
+    if node.op != "Const" or "_class" in node.attr or "value" not in node.attr or node.input:
+        return True
+    return len(node.attr["value"].tensor.tensor_content) < HELD_CONST_BYTES
+
+
 def consumers_first(graph: Graph, names: set[str]) -> tuple[list[str], list[str]]:
     """``names`` ordered consumers before producers, and those of them on cycles (at the end of the order)."""
     out_deg = {n: sum(1 for c in graph.consumer_nodes(n) if c in names) for n in names}
@@ -102,4 +124,4 @@ def rename_replacement(graph: Graph, renames: Mapping[str, str]) -> Replacement:
     return rep
 
 
-__all__ = ["consumers_first", "rename_replacement", "replacement_for"]
+__all__ = ["HELD_CONST_BYTES", "consumers_first", "held_nodes", "is_held", "rename_replacement", "replacement_for"]

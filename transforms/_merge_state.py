@@ -4,8 +4,8 @@
 After a run, no two nodes of the graph are duplicates (but for the ones a merge may not remove). Two nodes can
 become duplicates only when one of them changes (its op, attributes, device or inputs) or when their inputs are
 merged, so the next run keys only the nodes changed since (told by their ``NodeDef`` objects: the Graph stores a
-new one for every change) and the consumers of what it merges, and looks their keys up among the keys the
-earlier runs recorded.
+new one for every change; weights are not held, see ``held_nodes``: they count as changed) and the consumers of
+what it merges, and looks their keys up among the keys the earlier runs recorded.
 
 The survivor of a group is the first of its nodes in the topological order of the full scan. That order is cheap
 to tell for nodes without inputs (the ``Const`` s ``fold_constants`` makes, the usual new duplicates): they come
@@ -21,6 +21,8 @@ from collections.abc import Callable, Hashable
 from graphxform import NodeDef, colocation, parse_input
 from graphxform.core.graph import Graph
 from graphxform.core.opdefs import LOOP_BACK_EDGE_OPS
+
+from ._graph_edits import held_nodes, is_held
 
 #: ``key(node, data, ctrl, survivor_of) -> (exact, key)``: exact keys are equal only for duplicates; the
 #: others (large Consts) put nodes in buckets whose members are compared.
@@ -110,7 +112,9 @@ class MergeState:
     against the node's full key), and the ``NodeDef`` objects as that run's merges left them."""
 
     def __init__(self, seen: dict[str, NodeDef], facts_key: Hashable, colocated: dict[str, list[str]]) -> None:
-        self.seen = seen
+        self.seen = {n: node for n, node in seen.items() if is_held(node)}  # (weights are not held: see held_nodes)
+        self.unheld = {n for n in seen if n not in self.seen}
+        self.size = len(seen)  # nodes in the graph the last run saw
         self.facts_key = facts_key
         self.colocated = colocated  # colocation target -> the nodes colocated with it (their _class attrs)
         self.key_of: dict[str, int] = {}  # node keyed exactly -> its lookup_hash
@@ -123,6 +127,12 @@ class MergeState:
         self.pending = 0  # how many duplicates the last run's replacement removes
 
     # ------------------------------------------------------------------ bookkeeping
+    def record(self, graph: Graph) -> None:
+        """Take the graph's nodes as they are now as the ones seen (after this pass's own replacement)."""
+        self.seen = held_nodes(graph)
+        self.unheld = set(graph.node_names).difference(self.seen)
+        self.size = len(self.seen) + len(self.unheld)
+
     def add_exact(self, name: str, key: tuple) -> None:
         """Record ``name`` under exact key ``key`` (op, device, inputs, attributes), after the nodes there."""
         attrs_hash = self.attrs_of[name] = hash(key[3])
@@ -183,7 +193,7 @@ class MergeState:
         if facts_key != self.facts_key:
             return None
         names = graph.node_names
-        seen = self.seen
+        seen, unheld = self.seen, self.unheld
         changed = [n for n, node in zip(names, graph) if seen.get(n) is not node]  # (graph order)
         added = sum(1 for n in changed if n not in seen)
         moved = False  # a colocation constraint came or went: a kept duplicate may be removable now
@@ -191,11 +201,20 @@ class MergeState:
             for n in [n for n in seen if n not in graph]:
                 moved = self._colocate(n, seen.pop(n), None) or moved
                 self.drop(n)
+        for n in [n for n in unheld if n not in graph]:
+            unheld.discard(n)
+            self.drop(n)
         for n in changed:
             node = graph.node(n)
             moved = self._colocate(n, seen.get(n), node) or moved
             self.drop(n)
-            seen[n] = node
+            if is_held(node):
+                seen[n] = node
+                unheld.discard(n)
+            else:
+                seen.pop(n, None)
+                unheld.add(n)
+        self.size = len(names)
         if moved and self.extras:
             return None
         survivor_of: dict[str, str] = {}

@@ -19,7 +19,7 @@ from graphxform.core.graph import Graph
 from graphxform.tf.constfold import FoldResult, evaluate_frontier, static_analysis
 
 from ._fold_state import FoldState, facts_key
-from ._graph_edits import consumers_first
+from ._graph_edits import consumers_first, held_nodes
 from ._static_shapes import copy_with, static_shape_folds
 from .strip_unused import needed_nodes
 
@@ -143,7 +143,7 @@ class FoldConstants(Pass):
             if static_shape_folds(graph, {}, use_output_shapes=use_output_shapes, unknown=unknown) is None:
                 ctx.set("fold_state", state)
                 return []
-        seen = dict(zip(graph.node_names, graph))
+        seen = held_nodes(graph)
         excluded, kept = self._known(graph, ctx)
         unused = self._unused(graph)
         skip = {**self._excluded_by_params(graph), **unused}

@@ -289,11 +289,11 @@ class MergeDuplicates(Pass):
         if state is None or not state.pending:
             return
         # Only this replacement changed the graph since the run, and it removes exactly the duplicates.
-        if not ctx.all_applied or len(graph) != len(state.seen) - state.pending:  # refused: not the graph's state
+        if not ctx.all_applied or len(graph) != state.size - state.pending:  # refused: not the graph's state
             ctx.pop("merge_state")
             return
         state.pending = 0
-        state.seen = dict(zip(graph.node_names, graph))
+        state.record(graph)
 
     def _run(self, graph: Graph, ctx: Context, facts: _Facts) -> list[Replacement]:
         scan = _Scan(graph)
