@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import FIXTURES, assert_close, assert_same_outputs, graph_def_of, run, signature_outputs
-from graphxform.transforms._graph_edits import HELD_CONST_BYTES
+from graphxform.transforms._graph_edits import HELD_CONST_ELEMENTS
 from graphxform.transforms.merge_duplicates import MergeDuplicates
 from tensorflow.core.framework import graph_pb2, node_def_pb2, types_pb2
 
@@ -380,9 +380,9 @@ def test_later_run_keeps_protected_duplicates_and_the_confirmation_pass_scans_ev
 
 @pytest.mark.parametrize("size", [100, 2000])
 def test_later_run_compares_large_constants_by_value(monkeypatch, size):
-    # Consts over 64 elements are bucketed by dtype/shape and compared byte for byte; from HELD_CONST_BYTES on, the
+    # Consts over 64 elements are bucketed by dtype/shape and compared byte for byte; from HELD_CONST_ELEMENTS on, the
     # state does not hold them between runs (they count as changed at every run).
-    assert (size * 4 >= HELD_CONST_BYTES) == (size == 2000)
+    assert (size >= HELD_CONST_ELEMENTS) == (size == 2000)
     big = np.arange(size, dtype=np.float32)
     gd = _graph_def(_placeholder("x"), _const("w0", big * 3), _const("w1", big), _const("w2", big * 2),
                     _binary("m0", "Sub", "x", "w0"), _binary("m1", "Mul", "x", "w1"), _binary("m2", "AddV2", "x", "w2"),

@@ -11,16 +11,17 @@ from collections.abc import Iterable, Mapping
 
 from graphxform import NodeDef, Replacement, colocation, copy_node, parse_input, with_colocation, with_inputs
 from graphxform.core.graph import Graph
+from graphxform.core.memory import const_elements
 
 
-#: A ``Const`` with at least this many bytes of ``tensor_content`` is not held by a pass's state between runs.
-HELD_CONST_BYTES = 4096
+#: A ``Const`` of at least this many elements is not held by a pass's state between runs.
+HELD_CONST_ELEMENTS = 1024
 
 
 def held_nodes(graph: Graph) -> dict[str, NodeDef]:
     """``{name: NodeDef}`` of the nodes a pass keeps between its runs to tell, by object, which changed since.
 
-    Weights are left out (a ``Const`` of :data:`HELD_CONST_BYTES` or more, without ``_class`` or inputs): holding one
+    Weights are left out (a ``Const`` of :data:`HELD_CONST_ELEMENTS` or more, without ``_class`` or inputs): holding one
     would keep
     it alive after a rule replaced it (a whole model's weights twice, after ``fold_batch_norms``); such a node
     counts as changed at every run instead, which costs the pass a look at a few hundred nodes.
@@ -30,9 +31,9 @@ def held_nodes(graph: Graph) -> dict[str, NodeDef]:
 
 def is_held(node: NodeDef) -> bool:
     """Whether :func:`held_nodes` keeps ``node``."""
-    if node.op != "Const" or "_class" in node.attr or "value" not in node.attr or node.input:
+    if node.op != "Const" or "_class" in node.attr or node.input:
         return True
-    return len(node.attr["value"].tensor.tensor_content) < HELD_CONST_BYTES
+    return const_elements(node) < HELD_CONST_ELEMENTS  # (from the shape: reading tensor_content would copy it)
 
 
 def consumers_first(graph: Graph, names: set[str]) -> tuple[list[str], list[str]]:
@@ -124,4 +125,4 @@ def rename_replacement(graph: Graph, renames: Mapping[str, str]) -> Replacement:
     return rep
 
 
-__all__ = ["HELD_CONST_BYTES", "consumers_first", "held_nodes", "is_held", "rename_replacement", "replacement_for"]
+__all__ = ["HELD_CONST_ELEMENTS", "consumers_first", "held_nodes", "is_held", "rename_replacement", "replacement_for"]
