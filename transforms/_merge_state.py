@@ -22,7 +22,7 @@ from graphxform import NodeDef, colocation, parse_input
 from graphxform.core.graph import Graph
 from graphxform.core.opdefs import LOOP_BACK_EDGE_OPS
 
-from ._graph_edits import held_nodes, is_held
+from ._graph_edits import is_held
 
 #: ``key(node, data, ctrl, survivor_of) -> (exact, key)``: exact keys are equal only for duplicates; the
 #: others (large Consts) put nodes in buckets whose members are compared.
@@ -112,9 +112,10 @@ class MergeState:
     against the node's full key), and the ``NodeDef`` objects as that run's merges left them."""
 
     def __init__(self, seen: dict[str, NodeDef], facts_key: Hashable, colocated: dict[str, list[str]]) -> None:
-        self.seen = {n: node for n, node in seen.items() if is_held(node)}  # (weights are not held: see held_nodes)
-        self.unheld = {n for n in seen if n not in self.seen}
-        self.size = len(seen)  # nodes in the graph the last run saw
+        self.seen: dict[str, NodeDef] = {}
+        self.unheld: set[str] = set()  # the nodes not held in seen (weights: see held_nodes)
+        self.size = 0  # nodes in the graph the last run saw
+        self._hold(seen)
         self.facts_key = facts_key
         self.colocated = colocated  # colocation target -> the nodes colocated with it (their _class attrs)
         self.key_of: dict[str, int] = {}  # node keyed exactly -> its lookup_hash
@@ -129,9 +130,12 @@ class MergeState:
     # ------------------------------------------------------------------ bookkeeping
     def record(self, graph: Graph) -> None:
         """Take the graph's nodes as they are now as the ones seen (after this pass's own replacement)."""
-        self.seen = held_nodes(graph)
-        self.unheld = set(graph.node_names).difference(self.seen)
-        self.size = len(self.seen) + len(self.unheld)
+        self._hold(dict(zip(graph.node_names, graph)))
+
+    def _hold(self, nodes: dict[str, NodeDef]) -> None:
+        self.seen = {n: node for n, node in nodes.items() if is_held(node)}
+        self.unheld = set(nodes).difference(self.seen)
+        self.size = len(nodes)
 
     def add_exact(self, name: str, key: tuple) -> None:
         """Record ``name`` under exact key ``key`` (op, device, inputs, attributes), after the nodes there."""

@@ -122,14 +122,22 @@ def drop_dangling(g: nx.MultiDiGraph, names: Iterable[str]) -> None:
     nx._clear_cache(g)  # noqa: SLF001
 
 
-def remove_unread(g: nx.MultiDiGraph, name: str) -> list[str]:
-    """Remove node ``name``, which nothing reads, and its in-edges; inputs left dangling go too. Returns the
-    producers it read (each once): one edit of the dicts instead of ``remove_node``'s views and checks."""
-    node_attr, succ, pred = g._node, g._succ, g._pred  # noqa: SLF001
-    sources = list(pred.pop(name))
-    del succ[name], node_attr[name]
+def _unlink(g: nx.MultiDiGraph, name: str) -> list[str]:
+    """Remove node ``name``, which nothing reads, and its in-edges from the view's dicts (one edit instead of
+    ``remove_node``'s views and checks; the caller drops dangling inputs and clears the cache). Returns the
+    producers it read (each once)."""
+    succ = g._succ  # noqa: SLF001
+    sources = list(g._pred.pop(name))  # noqa: SLF001
+    del succ[name], g._node[name]  # noqa: SLF001
     for src in sources:
         del succ[src][name]
+    return sources
+
+
+def remove_unread(g: nx.MultiDiGraph, name: str) -> list[str]:
+    """Remove node ``name``, which nothing reads, and its in-edges; inputs left dangling go too. Returns the
+    producers it read (each once)."""
+    sources = _unlink(g, name)
     drop_dangling(g, sources)
     return sources
 
@@ -138,7 +146,7 @@ def sweep_unread(g: nx.MultiDiGraph, names: list[str], keep: Container[str],
                  forget: Callable[[str, list[str]], None]) -> tuple[list[str], list[str]]:
     """Remove each of ``names`` (nodes of the graph) not in ``keep`` once nothing reads it, readers first, calling
     ``forget(name, producers)`` for each; returns ``(removed in order, kept)``."""
-    node_attr, succ, pred = g._node, g._succ, g._pred  # noqa: SLF001 - (remove_unread, inlined: 50k+ at a time)
+    succ = g._succ  # noqa: SLF001
     removed: list[str] = []
     sources: list[str] = []
     pending = names
@@ -148,10 +156,7 @@ def sweep_unread(g: nx.MultiDiGraph, names: list[str], keep: Container[str],
             if name in keep or succ[name]:
                 left.append(name)
                 continue
-            producers = list(pred.pop(name))
-            del succ[name], node_attr[name]
-            for src in producers:
-                del succ[src][name]
+            producers = _unlink(g, name)
             forget(name, producers)
             sources.extend(producers)
             removed.append(name)
