@@ -240,6 +240,9 @@ class GraphQueries:
         for p in self.protected:
             if p not in self._nodes:
                 problems.append(f"protected node {p!r} is missing")
+        index_problems = getattr(self, "index_problems", None)  # (the Graph's indexes: core/indexes.py)
+        if index_problems is not None:
+            problems.extend(index_problems())
         return problems
 
     def check(self) -> None:
