@@ -67,14 +67,17 @@ class Scan:
         nodes = list(graph)
         names = self.seen = dict(zip(graph.node_names, nodes))  # (what the pass saw, kept by its state)
         # TF1 loop back edges (NextIteration -> Merge) and inputs naming no node: not ordered by.
-        skip = {name for name, node in names.items() if node.op in LOOP_BACK_EDGE_OPS}
+        skip = {name for op in LOOP_BACK_EDGE_OPS for name in graph.names_by_op(op)}  # (the graph's op index)
         uses = self.uses
         for name, node in names.items():
             data: list[tuple[str, int]] = []
             ctrl: list[str] = []
             count = 0
             for inp in node.input:
-                src, port, control = parse_input(inp)
+                if ":" in inp or inp[:1] == "^":
+                    src, port, control = parse_input(inp)
+                else:  # (most inputs: output 0 of a node)
+                    src, port, control = inp, 0, False
                 use = uses.get(src)
                 if control:
                     ctrl.append(src)

@@ -129,10 +129,13 @@ class RemoveNeutralArithmetic(Rule):
 
     def candidates(self, graph: Graph, names: Iterable[str] | None = None) -> list[NodeDef]:
         """The arithmetic nodes with a ``Const`` operand that may be neutral (the pattern decides)."""
-        if names is not None:
+        names = list(names) if names is not None else None
+        if names is not None and len(names) <= len(graph.names_by_op("Const")):
             return [n for n in super().candidates(graph, names) if _may_match(graph, n)]
-        readers = _neutral_readers(graph)  # (most graphs have none: no look at every arithmetic node then)
-        return [n for n in super().candidates(graph) if n.name in readers and _may_match(graph, n)] if readers else []
+        # Many nodes to look at: look from the constants instead (most graphs have no neutral one).
+        readers = _neutral_readers(graph)
+        return [n for n in super().candidates(graph, names) if n.name in readers and _may_match(graph, n)] \
+            if readers else []
 
     def check(self, match: Match) -> str | None:
         graph, node, c, x = match.graph, match["op"], match["c"], match.tensor("x")
