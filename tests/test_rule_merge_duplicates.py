@@ -449,3 +449,20 @@ def test_scalar_constant_bytes_are_numpys_whatever_the_encoding():
             assert _exact_attrs(a) == _exact_attrs(b), (dtype, v)
     assert _exact_attrs(const("z", tf.make_tensor_proto(np.float32(0)))) != \
         _exact_attrs(const("z", tf.make_tensor_proto(np.float32(-0.0))))
+
+
+def test_merge_state_holds_the_same_nodes_told_by_the_op_index():
+    """The state holds every node but the weights; told from the graph's Consts alone, it holds the same ones."""
+    from graphxform.core.graph import Graph
+    from graphxform.core.nodes import const, make_node
+    from graphxform.transforms._merge_state import MergeState
+
+    g = Graph()
+    g.add_nodes([const("w", np.ones((HELD_CONST_ELEMENTS,), np.float32)), const("s", np.float32(2)),
+                 make_node("Mul", "m", ["w", "s"], attrs={"T": tf.float32})])
+    nodes = dict(zip(g.node_names, g))
+    scanned, indexed = MergeState(nodes, None, {}), MergeState(nodes, None, {}, g.names_by_op("Const"))
+    assert scanned.seen == indexed.seen == {"s": g.node("s"), "m": g.node("m")}
+    assert scanned.unheld == indexed.unheld == {"w"} and scanned.size == indexed.size == 3
+    indexed.record(g)
+    assert indexed.seen == scanned.seen and indexed.unheld == {"w"}

@@ -315,7 +315,8 @@ class MergeDuplicates(Pass):
 
     def _run(self, graph: Graph, ctx: Context, facts: _Facts) -> list[Replacement]:
         scan = _Scan(graph)
-        state = MergeState(scan.seen, facts.key(graph), facts.colocated_with) if not scan.cyclic else None
+        state = MergeState(scan.seen, facts.key(graph), facts.colocated_with, graph.names_by_op("Const")) \
+            if not scan.cyclic else None
         if scan.cyclic:
             log.warning("merge_duplicates: %d nodes lie on cycles not closed by NextIteration (e.g. %s); "
                         "they are left alone", len(scan.cyclic), scan.cyclic[0])
