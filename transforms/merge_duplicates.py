@@ -208,7 +208,7 @@ class _Facts:
             self.signature_ports.setdefault(n, set()).add(p)
         if colocated_with is None:  # (a pass's state keeps it up to date between runs)
             colocated_with = {}
-            for node in graph:
+            for node in graph if graph.colocation_index() else ():  # (the graph's index: often no colocation)
                 for target in colocation(node):
                     colocated_with.setdefault(target, []).append(node.name)
         self.colocated_with = colocated_with  # target -> the nodes colocated with it
