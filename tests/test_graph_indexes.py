@@ -58,8 +58,12 @@ def test_op_index_follows_every_mutation_and_lint_reports_a_stale_one():
     g.remove_unread(["add"])
     assert not g.has_op("Neg", "Relu", "AddV2")
     assert _indexed_ops(g) == _scanned_ops(g)
+    g.update_node(make_node("Neg", "mul", ["x"], attrs={"T": F32}))  # op changed: last in the Neg index, not in
+    g.add_nodes([make_node("Neg", "neg2", ["out"], attrs={"T": F32})])  # the graph
+    assert [n.name for n in g.nodes_by_op("Neg", "Placeholder", "Gone")] == ["x", "mul", "neg2"]
+    assert [n.name for n in g.nodes_by_op("Identity")] == ["out"] and g.nodes_by_op("Gone") == []
     assert g.lint() == []
-    g._by_op["Mul"]["ghost"] = None  # noqa: SLF001 - what a mutation that forgot the index would leave
+    g._by_op["Neg"]["ghost"] = None  # noqa: SLF001 - what a mutation that forgot the index would leave
     assert "the op index disagrees with the nodes" in g.lint()
 
 
