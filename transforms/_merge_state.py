@@ -133,12 +133,14 @@ class MergeState:
 
     # ------------------------------------------------------------------ bookkeeping
     def record(self, graph: Graph) -> None:
-        """Take the graph's nodes as they are now as the ones seen (after this pass's own replacement)."""
-        self._hold(dict(zip(graph.node_names, graph)), graph.names_by_op("Const"))
+        """Take the graph's nodes as they are now as the ones seen (after this pass's own replacement, which
+        removed duplicates and gave their readers new inputs: a node with inputs is held, so the weights not held
+        are the ones not held before, less the removed)."""
+        self._hold(dict(zip(graph.node_names, graph)), [n for n in self.unheld if n in graph])
 
     def _hold(self, nodes: dict[str, NodeDef], consts: Iterable[str] | None = None) -> None:
-        """Hold ``nodes`` but the weights (``is_held``); ``consts``: the names of the ``Const`` s among them, the
-        only nodes that may be weights (then the others are not looked at)."""
+        """Hold ``nodes`` but the weights (``is_held``); ``consts``: the names of the nodes among them that may be
+        weights (the ``Const`` s; then the others are not looked at)."""
         if consts is None:
             self.seen = {n: node for n, node in nodes.items() if is_held(node)}
             self.unheld = set(nodes).difference(self.seen)

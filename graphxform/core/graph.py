@@ -250,7 +250,7 @@ class Graph(GraphQueries, NodeIndexes):
         """Drop the ``NodeDef`` of ``name`` (which read ``sources``) and its bookkeeping; the view is the caller's."""
         node = self._nodes.pop(name)
         self._input_lists.pop(name, None)
-        self._index_removed(node)
+        self._index_removed(node, name)
         if self._delta is not None:
             self._delta.before.setdefault(name, node)
             self._delta.touched.update(sources)

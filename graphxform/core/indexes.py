@@ -89,16 +89,17 @@ class NodeIndexes:
         if self._colocation is not None:
             self._index_colocation(node, add=True)
 
-    def _index_removed(self, node: node_def_pb2.NodeDef) -> None:
+    def _index_removed(self, node: node_def_pb2.NodeDef, name: str) -> None:
+        """``node``, called ``name``, is gone."""
         if self._by_op is not None:
-            self._index_removed_op(node)
+            self._index_removed_op(node, name)
         if self._colocation is not None:
             self._index_colocation(node, add=False)
 
     def _index_updated(self, previous: node_def_pb2.NodeDef, stored: node_def_pb2.NodeDef) -> None:
         """``stored`` replaced ``previous`` (same name; op and attrs may have changed)."""
         if self._by_op is not None and previous.op != stored.op:
-            self._index_removed_op(previous)
+            self._index_removed_op(previous, previous.name)
             names = self._by_op.get(stored.op)
             if names is None:
                 self._by_op[stored.op] = {stored.name: None}
@@ -108,12 +109,13 @@ class NodeIndexes:
             self._index_colocation(previous, add=False)
             self._index_colocation(stored, add=True)
 
-    def _index_removed_op(self, node: node_def_pb2.NodeDef) -> None:
+    def _index_removed_op(self, node: node_def_pb2.NodeDef, name: str) -> None:
         assert self._by_op is not None
-        names = self._by_op[node.op]
-        del names[node.name]
+        op = node.op
+        names = self._by_op[op]
+        del names[name]
         if not names:
-            del self._by_op[node.op]
+            del self._by_op[op]
 
     def _index_colocation(self, node: node_def_pb2.NodeDef, *, add: bool) -> None:
         index = self._colocation
