@@ -112,8 +112,7 @@ def _needed(graph: Graph, roots: Iterable[str], cut: frozenset[str] = frozenset(
     (not above ``cut``), the colocation targets of what is needed and what those depend on. Walks the view's
     producer dicts (no input string is parsed) and the graph's colocation index."""
     pred = graph.adjacency()[1]
-    nodes = graph.node_names  # (a list: one lookup per name below is a dict hit either way)
-    known = set(nodes)
+    known = set(graph.node_names)
     needed: set[str] = set()
 
     def walk(stack: list[str]) -> None:
