@@ -426,3 +426,43 @@ def test_pass_states_hold_no_replaced_weight():
     assert Probe.refs == [2]  # the list above and getrefcount's argument: no state holds it
     x = np.ones((1, 4096), np.float32)
     assert_close(run(g, {"x:0": x}, ["out:0"]), [x * big * 2])
+
+
+def test_scalar_constant_bytes_are_numpys_whatever_the_encoding():
+    """A scalar's bytes are read without an array (merge_duplicates' full scan keys every small constant by them):
+    they are the bytes numpy gives, so a ``*_val`` scalar and the same value in ``tensor_content`` key alike."""
+    from graphxform.core.nodes import const
+    from graphxform.transforms.merge_duplicates import _exact_attrs, const_bytes
+
+    cases = [(np.float32, [0.0, -0.0, 1.5, np.inf, -np.inf, np.nan, 3.4e38, 1e-45]), (np.float64, [0.1, -0.0, np.nan]),
+             (np.int32, [0, -1, 2**31 - 1, -(2**31)]), (np.int64, [2**63 - 1, -(2**63)]), (np.bool_, [True, False])]
+    for dtype, values in cases:
+        for v in values:
+            arr = np.asarray(v, dtype=dtype)
+            vals = tf.make_tensor_proto(arr)  # a scalar goes to *_val
+            content = tf.make_tensor_proto(arr)
+            content.ClearField({np.float32: "float_val", np.float64: "double_val", np.int32: "int_val",
+                                np.int64: "int64_val", np.bool_: "bool_val"}[dtype])
+            content.tensor_content = arr.tobytes()
+            assert const_bytes(vals) == const_bytes(content) == arr.tobytes(), (dtype, v)
+            a, b = const("a", vals), const("b", content)
+            assert _exact_attrs(a) == _exact_attrs(b), (dtype, v)
+    assert _exact_attrs(const("z", tf.make_tensor_proto(np.float32(0)))) != \
+        _exact_attrs(const("z", tf.make_tensor_proto(np.float32(-0.0))))
+
+
+def test_merge_state_holds_the_same_nodes_told_by_the_op_index():
+    """The state holds every node but the weights; told from the graph's Consts alone, it holds the same ones."""
+    from graphxform.core.graph import Graph
+    from graphxform.core.nodes import const, make_node
+    from graphxform.transforms._merge_state import MergeState
+
+    g = Graph()
+    g.add_nodes([const("w", np.ones((HELD_CONST_ELEMENTS,), np.float32)), const("s", np.float32(2)),
+                 make_node("Mul", "m", ["w", "s"], attrs={"T": tf.float32})])
+    nodes = dict(zip(g.node_names, g))
+    scanned, indexed = MergeState(nodes, None, {}), MergeState(nodes, None, {}, g.names_by_op("Const"))
+    assert scanned.seen == indexed.seen == {"s": g.node("s"), "m": g.node("m")}
+    assert scanned.unheld == indexed.unheld == {"w"} and scanned.size == indexed.size == 3
+    indexed.record(g)
+    assert indexed.seen == scanned.seen and indexed.unheld == {"w"}

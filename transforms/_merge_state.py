@@ -16,7 +16,7 @@ the pass scans the whole graph again, so the result is always the full scan's.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 
 from graphxform import NodeDef, colocation, parse_input
 from graphxform.core.graph import Graph
@@ -67,14 +67,17 @@ class Scan:
         nodes = list(graph)
         names = self.seen = dict(zip(graph.node_names, nodes))  # (what the pass saw, kept by its state)
         # TF1 loop back edges (NextIteration -> Merge) and inputs naming no node: not ordered by.
-        skip = {name for name, node in names.items() if node.op in LOOP_BACK_EDGE_OPS}
+        skip = {name for op in LOOP_BACK_EDGE_OPS for name in graph.names_by_op(op)}  # (the graph's op index)
         uses = self.uses
         for name, node in names.items():
             data: list[tuple[str, int]] = []
             ctrl: list[str] = []
             count = 0
             for inp in node.input:
-                src, port, control = parse_input(inp)
+                if ":" in inp or inp[:1] == "^":
+                    src, port, control = parse_input(inp)
+                else:  # (most inputs: output 0 of a node)
+                    src, port, control = inp, 0, False
                 use = uses.get(src)
                 if control:
                     ctrl.append(src)
@@ -111,11 +114,12 @@ class MergeState:
     """The keys of the nodes the last run saw, by node and by key (hashes: a lookup that finds one is checked
     against the node's full key), and the ``NodeDef`` objects as that run's merges left them."""
 
-    def __init__(self, seen: dict[str, NodeDef], facts_key: Hashable, colocated: dict[str, list[str]]) -> None:
+    def __init__(self, seen: dict[str, NodeDef], facts_key: Hashable, colocated: dict[str, list[str]],
+                 consts: Iterable[str] | None = None) -> None:
         self.seen: dict[str, NodeDef] = {}
         self.unheld: set[str] = set()  # the nodes not held in seen (weights: see held_nodes)
         self.size = 0  # nodes in the graph the last run saw
-        self._hold(seen)
+        self._hold(seen, consts)
         self.facts_key = facts_key
         self.colocated = colocated  # colocation target -> the nodes colocated with it (their _class attrs)
         self.key_of: dict[str, int] = {}  # node keyed exactly -> its lookup_hash
@@ -129,12 +133,22 @@ class MergeState:
 
     # ------------------------------------------------------------------ bookkeeping
     def record(self, graph: Graph) -> None:
-        """Take the graph's nodes as they are now as the ones seen (after this pass's own replacement)."""
-        self._hold(dict(zip(graph.node_names, graph)))
+        """Take the graph's nodes as they are now as the ones seen (after this pass's own replacement, which
+        removed duplicates and gave their readers new inputs: a node with inputs is held, so the weights not held
+        are the ones not held before, less the removed)."""
+        self._hold(dict(zip(graph.node_names, graph)), [n for n in self.unheld if n in graph])
 
-    def _hold(self, nodes: dict[str, NodeDef]) -> None:
-        self.seen = {n: node for n, node in nodes.items() if is_held(node)}
-        self.unheld = set(nodes).difference(self.seen)
+    def _hold(self, nodes: dict[str, NodeDef], consts: Iterable[str] | None = None) -> None:
+        """Hold ``nodes`` but the weights (``is_held``); ``consts``: the names of the nodes among them that may be
+        weights (the ``Const`` s; then the others are not looked at)."""
+        if consts is None:
+            self.seen = {n: node for n, node in nodes.items() if is_held(node)}
+            self.unheld = set(nodes).difference(self.seen)
+        else:
+            self.seen = dict(nodes)
+            self.unheld = {n for n in consts if not is_held(nodes[n])}
+            for n in self.unheld:
+                del self.seen[n]
         self.size = len(nodes)
 
     def add_exact(self, name: str, key: tuple) -> None:

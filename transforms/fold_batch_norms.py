@@ -329,8 +329,8 @@ class FoldBatchNorms(Rule):
         a consumer removed) is traced back up through affine ops to the
         convolution/matmul that anchors the chain.
         """
-        if names is None:
-            return super().candidates(graph)
+        if names is None or not graph.has_op(*self.anchors):  # (the graph's op index: no anchor, nothing to fold)
+            return super().candidates(graph) if graph.has_op(*self.anchors) else []
         found: dict[str, NodeDef] = {}
         stack: list[tuple[str, int]] = []
         for name in names:

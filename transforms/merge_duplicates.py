@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import math
+import struct
 from collections.abc import Callable, Hashable, Iterator
 
 import numpy as np
@@ -42,6 +44,9 @@ _SCALAR_FIELDS = {
     types_pb2.DT_BOOL: ("bool_val", np.bool_),
 }
 
+#: dtype -> the packing of a scalar's value into the bytes numpy gives it (little-endian), without an array.
+_PACK = {t: struct.Struct(f).pack for t, f in ((types_pb2.DT_FLOAT, "<f"), (types_pb2.DT_DOUBLE, "<d"),
+         (types_pb2.DT_INT32, "<i"), (types_pb2.DT_INT64, "<q"), (types_pb2.DT_BOOL, "<?"))}
 
 # ----------------------------------------------------------------- equality
 def const_bytes(tensor: tensor_pb2.TensorProto) -> bytes:
@@ -55,16 +60,25 @@ def const_bytes(tensor: tensor_pb2.TensorProto) -> bytes:
         return tensor.SerializeToString(deterministic=True)
     if tensor.tensor_content:
         return bytes(tensor.tensor_content)
-    scalar = _SCALAR_FIELDS.get(tensor.dtype)
-    if scalar is not None and not tensor.tensor_shape.dim:  # a scalar: read its one value without TF
-        field, np_dtype = scalar
-        values = getattr(tensor, field)
-        if len(values) <= 1:
-            return np.asarray(values[0] if values else 0, dtype=np_dtype).tobytes()
+    data = None if tensor.tensor_shape.dim else _scalar_bytes(tensor, tensor.dtype)
+    if data is not None:
+        return data
     try:
         return tf.make_ndarray(tensor).tobytes()
     except (TypeError, ValueError):
         return tensor.SerializeToString(deterministic=True)
+
+
+def _scalar_bytes(tensor: tensor_pb2.TensorProto, dtype: int) -> bytes | None:
+    """:func:`const_bytes` of a numeric scalar without ``tensor_content`` (read without TF), else ``None``."""
+    field, np_dtype = _SCALAR_FIELDS.get(dtype, (None, None))
+    values = getattr(tensor, field) if field is not None else ()
+    if field is None or len(values) > 1:
+        return None
+    value = values[0] if values else 0
+    if value == value:  # a number: packed as numpy would store it (a NaN's bits are numpy's to tell)
+        return _PACK[dtype](value)
+    return np.asarray(value, dtype=np_dtype).tobytes()
 
 
 def _attr_key(node: NodeDef, key: str, value: attr_value_pb2.AttrValue) -> Hashable:
@@ -94,13 +108,17 @@ def _exact_attrs(node: NodeDef) -> Hashable | None:
         value = attr[key]
         if key == "value" and node.op == "Const" and value.HasField("tensor"):
             t = value.tensor
-            shape = tuple(d.size for d in t.tensor_shape.dim)
-            count = 1
-            for d in shape:
-                count *= d
-            if count > _EXACT_LIMIT or t.dtype in _OPAQUE_DTYPES:
+            dtype, dims = t.dtype, t.tensor_shape.dim
+            if dtype in _OPAQUE_DTYPES:
                 return None
-            parts.append((key, t.dtype, shape, const_bytes(t)))
+            data = None  # (a scalar's bytes are read directly: most small constants are scalars)
+            if dims:
+                shape = tuple(d.size for d in dims)
+                if math.prod(shape) > _EXACT_LIMIT:
+                    return None
+            else:
+                shape, data = (), None if t.tensor_content else _scalar_bytes(t, dtype)
+            parts.append((key, dtype, shape, const_bytes(t) if data is None else data))
         elif value.WhichOneof("value") == "type":  # (the usual attr: T, dtype) its number is its value
             parts.append((key, value.type))
         else:
@@ -190,7 +208,7 @@ class _Facts:
             self.signature_ports.setdefault(n, set()).add(p)
         if colocated_with is None:  # (a pass's state keeps it up to date between runs)
             colocated_with = {}
-            for node in graph:
+            for node in graph if graph.colocation_index() else ():  # (the graph's index: often no colocation)
                 for target in colocation(node):
                     colocated_with.setdefault(target, []).append(node.name)
         self.colocated_with = colocated_with  # target -> the nodes colocated with it
@@ -297,7 +315,8 @@ class MergeDuplicates(Pass):
 
     def _run(self, graph: Graph, ctx: Context, facts: _Facts) -> list[Replacement]:
         scan = _Scan(graph)
-        state = MergeState(scan.seen, facts.key(graph), facts.colocated_with) if not scan.cyclic else None
+        state = MergeState(scan.seen, facts.key(graph), facts.colocated_with, graph.names_by_op("Const")) \
+            if not scan.cyclic else None
         if scan.cyclic:
             log.warning("merge_duplicates: %d nodes lie on cycles not closed by NextIteration (e.g. %s); "
                         "they are left alone", len(scan.cyclic), scan.cyclic[0])

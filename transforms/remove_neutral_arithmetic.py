@@ -75,6 +75,30 @@ def _may_match(graph: Graph, node: NodeDef) -> bool:
     return False
 
 
+def _neutral_readers(graph: Graph) -> set[str]:
+    """The arithmetic nodes reading a ``Const`` that may be all 0 or all 1 where their op's neutral value is that
+    one: every node :func:`_may_match` accepts is among them. Found from the constants (the graph's op index), which
+    are far fewer than the arithmetic nodes, and hardly ever neutral."""
+    readers: set[str] = set()
+    succ = graph.adjacency()[0]
+    for name in graph.names_by_op("Const"):
+        src = graph.get(name)
+        if src is None or "value" not in src.attr:
+            continue
+        users = succ.get(name)
+        if not users:
+            continue
+        t = src.attr["value"].tensor
+        neutral = {v for v in (0, 1) if _all_equal_fast(t, v) is not False}
+        if not neutral:
+            continue
+        for user in users:
+            node = graph.get(user)
+            if node is not None and node.op in _NEUTRAL and _NEUTRAL[node.op][0] in neutral:
+                readers.add(user)
+    return readers
+
+
 @register
 class RemoveNeutralArithmetic(Rule):
     """Replaces ``Mul(x, 1)``, ``Mul(1, x)``, ``RealDiv(x, 1)``, ``Add(x, 0)``, ``Sub(x, 0)``, ``BiasAdd(x, 0)`` by ``x``.
@@ -105,7 +129,13 @@ class RemoveNeutralArithmetic(Rule):
 
     def candidates(self, graph: Graph, names: Iterable[str] | None = None) -> list[NodeDef]:
         """The arithmetic nodes with a ``Const`` operand that may be neutral (the pattern decides)."""
-        return [n for n in super().candidates(graph, names) if _may_match(graph, n)]
+        names = list(names) if names is not None else None
+        if names is not None and len(names) <= len(graph.names_by_op("Const")):
+            return [n for n in super().candidates(graph, names) if _may_match(graph, n)]
+        # Many nodes to look at: look from the constants instead (most graphs have no neutral one).
+        readers = _neutral_readers(graph)
+        return [n for n in super().candidates(graph, names) if n.name in readers and _may_match(graph, n)] \
+            if readers else []
 
     def check(self, match: Match) -> str | None:
         graph, node, c, x = match.graph, match["op"], match["c"], match.tensor("x")

@@ -7,6 +7,7 @@ GTT name: ``strip_unused_nodes``, with GTT's parameters: an input that is not a
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import tensorflow as tf
 from tensorflow.core.framework import tensor_shape_pb2
@@ -106,11 +107,40 @@ def parse_shape(dims: list[str]) -> tensor_shape_pb2.TensorShapeProto:
     return shape
 
 
+def _needed(graph: Graph, roots: Iterable[str], cut: frozenset[str] = frozenset()) -> set[str]:
+    """The set of nodes :class:`_Needs` finds needed (without saying why): ``roots``, everything they depend on
+    (not above ``cut``), the colocation targets of what is needed and what those depend on. Walks the view's
+    producer dicts (no input string is parsed) and the graph's colocation index."""
+    pred = graph.adjacency()[1]
+    known = set(graph.node_names)
+    needed: set[str] = set()
+
+    def walk(stack: list[str]) -> None:
+        while stack:
+            name = stack.pop()
+            if name in needed or name not in known:
+                continue
+            needed.add(name)
+            if name not in cut:
+                stack.extend(pred[name])
+
+    walk([r for r in roots if r in known])
+    colocated = graph.colocation_index()
+    grew = bool(colocated)
+    while grew:  # kept nodes' colocation targets stay, with what they need
+        grew = False
+        for target, users in colocated.items():
+            if target not in needed and target in known and not users.isdisjoint(needed):
+                walk([target])
+                grew = True
+    return needed
+
+
 def needed_nodes(graph: Graph) -> set[str] | None:
     """The nodes the signatures, the protected nodes and their ancestors need (``None``: the graph has neither,
     so nothing can be told unused). What ``fold_constants`` keeps, as GTT's ``RemoveUnusedNodes``."""
     roots = _roots(graph, [])
-    return set(_Needs(graph, roots).why) if roots else None
+    return _needed(graph, roots) if roots else None
 
 
 def _dtype(rule: str, value: str) -> int:
@@ -191,7 +221,7 @@ class StripUnused(Pass):
                         "node looks unused; nothing removed. Pass keep=<output node> to say what to keep.")
             return []
         cut = _cut_inputs(graph)
-        keep = _Needs(graph, roots, frozenset(cut)).why
+        keep = _needed(graph, roots, frozenset(cut))
         rep = Replacement(update=self._placeholder_updates(graph) + [self._placeholder_for(graph, n) for n in cut])
         dead = {n for n in graph.node_names if n not in keep}
         if dead:

@@ -27,6 +27,9 @@ class FrameFacts:
 def frame_facts(graph: Graph) -> FrameFacts:
     """The :class:`FrameFacts` of ``graph`` as it is now."""
     facts = FrameFacts(known=set(graph.node_names))
+    # The graph's indexes tell the usual case without a look at every node: no TF1 frame, no colocation.
+    if not graph.has_op(*LOOP_ENTER_OPS, *COND_SWITCH_OPS) and not graph.colocation_index():
+        return facts
     loop_starts, cond_starts = [], []
     for node in graph:
         if node.op in LOOP_ENTER_OPS:

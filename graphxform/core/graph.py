@@ -24,8 +24,8 @@ from tensorflow.core.framework import function_pb2, graph_pb2, node_def_pb2, ver
 
 from graphxform.core import memory, view
 from graphxform.core.errors import GraphError
+from graphxform.core.indexes import NodeIndexes
 from graphxform.core.names import input_string, parse_input
-from graphxform.core.nodes import colocation
 from graphxform.core.queries import GraphQueries
 from graphxform.core.signature import follow_placeholder
 
@@ -64,7 +64,7 @@ class Delta:
         self._graph._delta = self._outer  # type: ignore[union-attr]  # noqa: SLF001
 
 
-class Graph(GraphQueries):
+class Graph(GraphQueries, NodeIndexes):
     """A mutable TensorFlow graph: ``NodeDef`` s by name plus a networkx view.
 
     ``protected`` names nodes a rule may not remove (signature tensors are, through :attr:`signatures`).
@@ -94,7 +94,7 @@ class Graph(GraphQueries):
         self._name_counter: Counter[str] = Counter()
         self._delta: Delta | None = None
         self._input_lists: dict[str, tuple[node_def_pb2.NodeDef, list[str]]] = {}
-        self._colocation: dict[str, set[str]] | None = None  # built on first use, then kept up to date
+        self._drop_indexes()  # (built on first use, then kept up to date: core/indexes.py)
         duplicates = []
         # The cyclic GC would rescan millions of long-lived acyclic objects (~40% of a 300k-node build).
         gc_was_enabled = gc.isenabled()
@@ -188,9 +188,8 @@ class Graph(GraphQueries):
         if self._delta is not None:
             for node in stored:
                 self._delta.before.setdefault(node.name, None)
-        if self._colocation is not None:
-            for node in stored:
-                self._index_colocation(node, add=True)
+        for node in stored:
+            self._index_added(node)
         return stored
 
     def update_node(self, node: node_def_pb2.NodeDef, *, adopt: bool = False) -> node_def_pb2.NodeDef:
@@ -213,9 +212,7 @@ class Graph(GraphQueries):
         if self._delta is not None:
             self._delta.before.setdefault(node.name, previous)
             self._delta.touched.update(sources)
-        if self._colocation is not None:
-            self._index_colocation(previous, add=False)
-            self._index_colocation(stored, add=True)
+        self._index_updated(previous, stored)
         if stored.op == "Placeholder" and self.signatures:
             follow_placeholder(self.signatures.values(), previous, stored)
         return stored
@@ -253,8 +250,7 @@ class Graph(GraphQueries):
         """Drop the ``NodeDef`` of ``name`` (which read ``sources``) and its bookkeeping; the view is the caller's."""
         node = self._nodes.pop(name)
         self._input_lists.pop(name, None)
-        if self._colocation is not None:
-            self._index_colocation(node, add=False)
+        self._index_removed(node, name)
         if self._delta is not None:
             self._delta.before.setdefault(name, node)
             self._delta.touched.update(sources)
@@ -383,26 +379,6 @@ class Graph(GraphQueries):
                 delta.touched.update(e[1:] for e in extra)
         view.drop_dangling(self.nx, [old_node])
 
-    def colocation_index(self) -> Mapping[str, set[str]]:
-        """``{target: nodes naming it in their _class attr (loc:@target)}``. Read only.
-
-        Built on the first call, then kept up to date by the mutators (a rule asking before every rewrite
-        would otherwise scan every node each time)."""
-        if self._colocation is None:
-            self._colocation = {}
-            for node in self._nodes.values():
-                self._index_colocation(node, add=True)
-        return self._colocation
-
-    def _index_colocation(self, node: node_def_pb2.NodeDef, *, add: bool) -> None:
-        index = self._colocation
-        assert index is not None
-        for target in colocation(node):
-            users = index.setdefault(target, set())
-            users.add(node.name) if add else users.discard(node.name)
-            if not users:
-                del index[target]
-
     def _input_list(self, name: str, node: node_def_pb2.NodeDef) -> list[str]:
         """``list(node.input)``; kept for nodes with many inputs (a ``NoOp`` gathering hundreds of control
         dependencies, edited once per dependency moved) while ``node`` is the one stored. Read only."""
@@ -438,7 +414,7 @@ class Graph(GraphQueries):
         for name in list(nodes):
             add().CopyFrom(trimmer.passing(nodes.pop(name)))
         self._input_lists.clear()
-        self._colocation = None
+        self._drop_indexes()
         self.protected.clear()
         return gd
 

@@ -7,7 +7,7 @@ follow TensorFlow (:mod:`graphxform.core.names`): ``"x:1"`` is output 1 of node 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
 import networkx as nx
@@ -43,6 +43,7 @@ class GraphQueries:
     nx: nx.MultiDiGraph
     signatures: dict[str, Signature]
     protected: set[str]
+    _op_index: Callable[[], dict[str, dict[str, None]]]  # (the Graph's: core/indexes.py)
     #: ``{node: signature_uses(node)}`` while :meth:`index_signatures` is on (``None``: scan the signatures).
     _sig_index: dict[str, list[tuple[Signature, str, str, int]]] | None = None
 
@@ -72,9 +73,14 @@ class GraphQueries:
         return self._nodes.get(name)
 
     def nodes_by_op(self, *ops: str) -> list[node_def_pb2.NodeDef]:
-        """All nodes whose op is one of ``ops``."""
-        wanted = set(ops)
-        return [n for n in self._nodes.values() if n.op in wanted]
+        """All nodes whose op is one of ``ops``, in graph order (no node's op is read: the Graph's op index)."""
+        by_op = self._op_index()
+        names = [n for op in dict.fromkeys(ops) for n in by_op.get(op, ())]
+        nodes = self._nodes
+        if len(names) <= 1:
+            return [nodes[n] for n in names]
+        wanted = set(names)
+        return [nodes[n] for n in nodes if n in wanted]
 
     def op_histogram(self) -> Counter[str]:
         return Counter(n.op for n in self._nodes.values())
@@ -240,6 +246,9 @@ class GraphQueries:
         for p in self.protected:
             if p not in self._nodes:
                 problems.append(f"protected node {p!r} is missing")
+        index_problems = getattr(self, "index_problems", None)  # (the Graph's indexes: core/indexes.py)
+        if index_problems is not None:
+            problems.extend(index_problems())
         return problems
 
     def check(self) -> None:

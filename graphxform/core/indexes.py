@@ -1,0 +1,134 @@
+"""Indexes of a :class:`~graphxform.core.graph.Graph` 's nodes, kept up to date by its mutators.
+
+* the **op index**: ``{op: {node name: None}}``, so that "which nodes run op X" and "does any node run one of
+  these ops" cost what the answer holds, not a loop over every node (rules and passes ask it at every full pass:
+  a rule whose anchor ops the graph does not hold has nothing to do);
+* the **colocation index**: ``{target: nodes naming it in their _class attr (loc:@target)}``.
+
+Both are built on first use (one loop over the nodes) and then followed by :meth:`NodeIndexes._index_added`,
+``_index_removed`` and ``_index_updated``, which the ``Graph`` calls for every node it stores or lets go (a change
+of inputs alone leaves both unchanged). :meth:`NodeIndexes.index_problems` compares them with the nodes
+(``Graph.lint`` reports a difference).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from tensorflow.core.framework import node_def_pb2
+
+from graphxform.core.nodes import colocation
+
+
+class NodeIndexes:
+    """The op and colocation indexes of the ``Graph`` (which holds ``_nodes``)."""
+
+    _nodes: dict[str, node_def_pb2.NodeDef]
+    _colocation: dict[str, set[str]] | None = None  # built on first use, then kept up to date
+    _by_op: dict[str, dict[str, None]] | None = None  # likewise
+
+    # ------------------------------------------------------------------ queries
+    def has_op(self, *ops: str) -> bool:
+        """Whether some node runs one of ``ops``; O(len(ops))."""
+        by_op = self._op_index()
+        return any(op in by_op for op in ops)
+
+    def names_by_op(self, op: str) -> Iterable[str]:
+        """The names of the nodes running ``op``, in no promised order (see :meth:`nodes_by_op` for graph order);
+        read only, and not to be held across a change of the graph."""
+        return self._op_index().get(op, {}).keys()
+
+    def colocation_index(self) -> Mapping[str, set[str]]:
+        """``{target: nodes naming it in their _class attr (loc:@target)}``. Read only.
+
+        Built on the first call, then kept up to date by the mutators (a rule asking before every rewrite
+        would otherwise scan every node each time)."""
+        if self._colocation is None:
+            self._colocation = {}
+            for node in self._nodes.values():
+                self._index_colocation(node, add=True)
+        return self._colocation
+
+    def _op_index(self) -> dict[str, dict[str, None]]:
+        by_op = self._by_op
+        if by_op is None:
+            by_op = self._by_op = {}
+            for name, node in self._nodes.items():
+                names = by_op.get(node.op)
+                if names is None:
+                    by_op[node.op] = {name: None}
+                else:
+                    names[name] = None
+        return by_op
+
+    def index_problems(self) -> list[str]:
+        """Where a built index disagrees with the nodes (a mutation that did not tell it)."""
+        problems = []
+        if self._by_op is not None:
+            expected: dict[str, set[str]] = {}
+            for name, node in self._nodes.items():
+                expected.setdefault(node.op, set()).add(name)
+            if expected != {op: set(names) for op, names in self._by_op.items()}:
+                problems.append("the op index disagrees with the nodes")
+        if self._colocation is not None:
+            coloc: dict[str, set[str]] = {}
+            for node in self._nodes.values():
+                for target in colocation(node):
+                    coloc.setdefault(target, set()).add(node.name)
+            if coloc != self._colocation:
+                problems.append("the colocation index disagrees with the nodes")
+        return problems
+
+    # ------------------------------------------------------------------ upkeep (called by the Graph's mutators)
+    def _index_added(self, node: node_def_pb2.NodeDef) -> None:
+        if self._by_op is not None:
+            names = self._by_op.get(node.op)
+            if names is None:
+                self._by_op[node.op] = {node.name: None}
+            else:
+                names[node.name] = None
+        if self._colocation is not None:
+            self._index_colocation(node, add=True)
+
+    def _index_removed(self, node: node_def_pb2.NodeDef, name: str) -> None:
+        """``node``, called ``name``, is gone."""
+        if self._by_op is not None:
+            self._index_removed_op(node, name)
+        if self._colocation is not None:
+            self._index_colocation(node, add=False)
+
+    def _index_updated(self, previous: node_def_pb2.NodeDef, stored: node_def_pb2.NodeDef) -> None:
+        """``stored`` replaced ``previous`` (same name; op and attrs may have changed)."""
+        if self._by_op is not None and previous.op != stored.op:
+            self._index_removed_op(previous, previous.name)
+            names = self._by_op.get(stored.op)
+            if names is None:
+                self._by_op[stored.op] = {stored.name: None}
+            else:
+                names[stored.name] = None
+        if self._colocation is not None:
+            self._index_colocation(previous, add=False)
+            self._index_colocation(stored, add=True)
+
+    def _index_removed_op(self, node: node_def_pb2.NodeDef, name: str) -> None:
+        assert self._by_op is not None
+        op = node.op
+        names = self._by_op[op]
+        del names[name]
+        if not names:
+            del self._by_op[op]
+
+    def _index_colocation(self, node: node_def_pb2.NodeDef, *, add: bool) -> None:
+        index = self._colocation
+        assert index is not None
+        for target in colocation(node):
+            users = index.setdefault(target, set())
+            users.add(node.name) if add else users.discard(node.name)
+            if not users:
+                del index[target]
+
+    def _drop_indexes(self) -> None:
+        self._colocation = None
+        self._by_op = None
+
+
+__all__ = ["NodeIndexes"]

@@ -1,0 +1,148 @@
+"""The Graph's op and colocation indexes (``graphxform/core/indexes.py``) and the scans that use them: built on first
+use, followed through every mutation, reported by ``lint`` when stale; and the frame facts, ``strip_unused``'s
+needed set, ``remove_neutral_arithmetic``'s and ``fold_batch_norms``' candidates giving what a look at every node
+gives."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from conftest import control_flow_v1, graph_def_of
+
+from graphxform.core.frames import frame_facts
+from graphxform.core.graph import Graph
+from graphxform.core.nodes import const, make_node, with_colocation, with_inputs
+from graphxform.core.signature import Signature, TensorSpec
+from graphxform.engine.pipeline import build_pipeline
+from graphxform.engine.runner import run_pipeline
+from graphxform.transforms.fold_batch_norms import FoldBatchNorms
+from graphxform.transforms.remove_neutral_arithmetic import RemoveNeutralArithmetic, _may_match
+from graphxform.transforms.strip_unused import _needed, _Needs, _roots
+
+F32 = tf.float32
+
+
+def _scanned_ops(g: Graph) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for node in g:
+        out.setdefault(node.op, set()).add(node.name)
+    return out
+
+
+def _indexed_ops(g: Graph) -> dict[str, set[str]]:
+    return {op: set(g.names_by_op(op)) for op in _scanned_ops(g) | {"Gone": set()} if g.has_op(op)}
+
+
+def _graph(neutral: float = 2.0) -> Graph:
+    g = Graph()
+    g.add_nodes([
+        make_node("Placeholder", "x", attrs={"dtype": F32, "shape": tf.TensorShape([2]).as_proto()}),
+        const("c", tf.make_tensor_proto(np.float32(neutral))),  # (float_val: read without an array)
+        make_node("Mul", "mul", ["x", "c"], attrs={"T": F32}),
+        make_node("AddV2", "add", ["mul", "c"], attrs={"T": F32}),
+        make_node("Identity", "out", ["add"], attrs={"T": F32}),
+    ])
+    g.signatures = {"serving_default": Signature(
+        "serving_default", "tensorflow/serving/predict", {"x": TensorSpec("x:0", 1, [2])},
+        {"y": TensorSpec("out:0", 1, [2])})}
+    return g
+
+
+def test_op_index_follows_every_mutation_and_lint_reports_a_stale_one():
+    g = _graph()
+    assert g.has_op("Mul") and not g.has_op("Conv2D", "Enter")
+    assert _indexed_ops(g) == _scanned_ops(g)
+    g.add_nodes([make_node("Neg", "neg", ["add"], attrs={"T": F32})])  # added
+    g.update_node(make_node("Relu", "neg", ["add"], attrs={"T": F32}))  # op changed
+    g.replace_all_uses("add:0", "mul:0")  # inputs changed (the consumers are new NodeDefs, same ops)
+    g.remove_node("neg")
+    g.remove_unread(["add"])
+    assert not g.has_op("Neg", "Relu", "AddV2")
+    assert _indexed_ops(g) == _scanned_ops(g)
+    g.update_node(make_node("Neg", "mul", ["x"], attrs={"T": F32}))  # op changed: last in the Neg index, not in
+    g.add_nodes([make_node("Neg", "neg2", ["out"], attrs={"T": F32})])  # the graph
+    assert [n.name for n in g.nodes_by_op("Neg", "Placeholder", "Gone")] == ["x", "mul", "neg2"]
+    assert [n.name for n in g.nodes_by_op("Identity")] == ["out"] and g.nodes_by_op("Gone") == []
+    assert g.lint() == []
+    g._by_op["Neg"]["ghost"] = None  # noqa: SLF001 - what a mutation that forgot the index would leave
+    assert "the op index disagrees with the nodes" in g.lint()
+
+
+def test_colocation_index_follows_updates_and_is_checked_by_lint():
+    g = _graph()
+    assert g.colocation_index() == {}
+    g.update_node(with_colocation(g.node("mul"), ["c"]))
+    assert g.colocation_index() == {"c": {"mul"}}
+    g.update_node(with_colocation(g.node("mul"), []))
+    assert g.colocation_index() == {} and g.lint() == []
+    g._colocation["x"] = {"out"}  # noqa: SLF001 - stale
+    assert "the colocation index disagrees with the nodes" in g.lint()
+
+
+def test_op_index_stays_right_through_a_pipeline_run():
+    """Many rewrites (identities removed, constants folded, duplicates merged): the index (built by the first
+    rule's questions) still says what a scan says, and debug runs lint it after every rewrite."""
+
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [4], name="x")
+        a = tf.identity(x) * (tf.constant(2.0) + tf.constant(1.0))
+        b = tf.identity(x) * (tf.constant(2.0) + tf.constant(1.0))
+        tf.identity(a + b * tf.constant(1.0), name="out")
+
+    g = Graph(graph_def_of(build))
+    g.protected.update({"x", "out"})
+    g.has_op("Const")  # built before the run
+    run_pipeline(g, build_pipeline("remove_identity merge_duplicates fold_constants remove_neutral_arithmetic "
+                                   "strip_unused"), debug=True)
+    assert _indexed_ops(g) == _scanned_ops(g) and g.index_problems() == []
+
+
+def test_frame_facts_shortcut_and_recompute_after_a_frame_appears():
+    g = _graph()
+    facts = frame_facts(g)
+    assert facts.in_frame == set() and facts.colocated_with == {} and facts.known == set(g.node_names)
+    g.update_node(with_colocation(g.node("add"), ["c"]))
+    assert frame_facts(g).colocated_with == {"c": ["add"]}  # the index says there is one: the full look
+
+    def loop():
+        x = tf.compat.v1.placeholder(tf.float32, [], name="x")
+        tf.compat.v1.while_loop(lambda i, v: i < 3, lambda i, v: (i + 1, v * 2.0), [0, x])
+
+    with control_flow_v1():
+        lg = Graph(graph_def_of(loop))
+    assert lg.has_op("Enter")
+    in_frame = frame_facts(lg).in_frame
+    assert {n for n in lg.names_by_op("Merge")} <= in_frame and "x" not in in_frame
+
+
+def test_needed_set_is_the_walks():
+    g = _graph()
+    g.add_nodes([const("dead_c", np.float32(3)), make_node("Neg", "dead", ["dead_c"], attrs={"T": F32}),
+                 const("target", np.float32(1)), make_node("Neg", "above_target", ["target"], attrs={"T": F32})])
+    g.update_node(with_colocation(g.node("mul"), ["above_target"]))  # a kept node colocates with it: it stays
+    roots = _roots(g, [])
+    assert _needed(g, roots) == set(_Needs(g, roots).why) == set(g.node_names) - {"dead", "dead_c"}
+    cut = frozenset({"mul"})  # what is above a cut input is needed only through other paths
+    assert _needed(g, roots, cut) == set(_Needs(g, roots, cut).why)
+
+
+def _rna_scan(g: Graph) -> list[str]:
+    return [n.name for n in g if n.op in RemoveNeutralArithmetic.anchors and _may_match(g, n)]
+
+
+def test_neutral_arithmetic_candidates_are_the_scans():
+    rule = RemoveNeutralArithmetic()
+    assert [n.name for n in rule.candidates(_graph(2.0))] == _rna_scan(_graph(2.0)) == []
+    assert [n.name for n in rule.candidates(_graph(1.0))] == _rna_scan(_graph(1.0)) == ["mul"]  # not add: 1 + x
+    assert [n.name for n in rule.candidates(_graph(0.0))] == _rna_scan(_graph(0.0)) == ["add"]  # not mul: 0 * x
+    g = _graph(1.0)
+    g.update_node(with_inputs(g.node("mul"), ["c", "x"]))  # either side of a Mul
+    assert [n.name for n in rule.candidates(g)] == ["mul"]
+
+
+def test_fold_batch_norm_candidates_without_an_anchor_op():
+    rule = FoldBatchNorms()
+    g = _graph()
+    assert rule.candidates(g) == [] and rule.candidates(g, ["mul", "c"]) == []
+    g.add_nodes([const("w", np.ones((2, 2), np.float32)),
+                 make_node("MatMul", "mm", ["out", "w"], attrs={"T": F32})])
+    assert [n.name for n in rule.candidates(g)] == ["mm"]
