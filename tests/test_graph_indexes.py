@@ -9,6 +9,7 @@ import tensorflow as tf
 from conftest import control_flow_v1, graph_def_of
 
 from graphxform.core.frames import frame_facts
+from graphxform.core import indexes
 from graphxform.core.graph import Graph
 from graphxform.core.nodes import const, make_node, with_colocation, with_inputs
 from graphxform.core.signature import Signature, TensorSpec
@@ -76,6 +77,28 @@ def test_colocation_index_follows_updates_and_is_checked_by_lint():
     assert g.colocation_index() == {} and g.lint() == []
     g._colocation["x"] = {"out"}  # noqa: SLF001 - stale
     assert "the colocation index disagrees with the nodes" in g.lint()
+
+
+def test_colocation_index_follows_removals_and_reads_no_class_when_empty(monkeypatch):
+    g = _graph()
+    g.add_nodes([with_colocation(make_node("Neg", "neg", ["add"], attrs={"T": F32}), ["c"])])
+    assert g.colocation_index() == {"c": {"neg"}}
+    g.remove_node("neg")  # the only colocating node: the index empties
+    assert g.colocation_index() == {} and g.lint() == []
+    g.add_nodes([with_colocation(make_node("Neg", "neg", ["add"], attrs={"T": F32}), ["x"])])
+    g.update_node(with_colocation(g.node("neg"), ["c"]))
+    assert g.colocation_index() == {"c": {"neg"}}
+    g.remove_unread(["neg"])
+    assert g.colocation_index() == {} and g.lint() == []
+    # Empty index: no node colocates, so removing or updating one reads no _class of the node that goes.
+    read: list[str] = []
+    real = indexes.colocation
+    monkeypatch.setattr(indexes, "colocation", lambda node: read.append(node.name) or real(node))
+    g.update_node(make_node("Relu", "out", ["add"], attrs={"T": F32}))
+    g.add_nodes([make_node("Neg", "neg", ["out"], attrs={"T": F32})])
+    g.remove_unread(["neg"])
+    assert read == ["out", "neg"]  # (the new NodeDefs only)
+    assert g.colocation_index() == {} and g.lint() == []
 
 
 def test_op_index_stays_right_through_a_pipeline_run():

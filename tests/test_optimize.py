@@ -269,3 +269,33 @@ def test_frozen_graph_def_input_with_names(tmp_path):
     bare = optimize(pb, tmp_path / "bare", quantize="none", allow_no_signatures=True)
     assert bare.verification is None and bare.notes == ["the input has no signatures"]
     assert (tmp_path / "bare" / "saved_model.pb").is_file()
+
+
+_NODE_LIST = """
+import sys
+from pathlib import Path
+from tensorflow.core.protobuf import saved_model_pb2
+from graphxform.jobs.optimize import optimize
+out = Path(sys.argv[2])
+optimize(Path(sys.argv[1]), out, verify=False)
+sm = saved_model_pb2.SavedModel()
+sm.ParseFromString((out / "saved_model.pb").read_bytes())
+for n in sm.meta_graphs[0].graph_def.node:
+    print(n.name, n.op, *n.input)
+"""
+
+
+def test_output_does_not_depend_on_string_hashing(tmp_path):
+    # Inlining a tf.function iterates its control_ret (a protobuf map, whose order follows the process's
+    # string hashing): the call's NoOp must list its control inputs in the same order in every process.
+    lists, blobs = [], []
+    for seed in ("1", "2"):
+        out = tmp_path / f"out{seed}"
+        res = subprocess.run([sys.executable, "-c", _NODE_LIST, str(FIXTURES / "module_tables"), str(out)],
+                             capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": seed})
+        assert res.returncode == 0, res.stderr[-2000:]
+        lists.append(res.stdout)
+        blobs.append((out / "saved_model.pb").read_bytes())
+    assert lists[0].count("\n") > 10 and "^" in lists[0]
+    assert lists[0] == lists[1]
+    assert blobs[0] == blobs[1]

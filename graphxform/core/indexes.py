@@ -93,7 +93,7 @@ class NodeIndexes:
         """``node``, called ``name``, is gone."""
         if self._by_op is not None:
             self._index_removed_op(node, name)
-        if self._colocation is not None:
+        if self._colocation:  # (empty: no node colocates, the removed one neither; its _class is not read)
             self._index_colocation(node, add=False)
 
     def _index_updated(self, previous: node_def_pb2.NodeDef, stored: node_def_pb2.NodeDef) -> None:
@@ -106,7 +106,8 @@ class NodeIndexes:
             else:
                 names[stored.name] = None
         if self._colocation is not None:
-            self._index_colocation(previous, add=False)
+            if self._colocation:
+                self._index_colocation(previous, add=False)
             self._index_colocation(stored, add=True)
 
     def _index_removed_op(self, node: node_def_pb2.NodeDef, name: str) -> None:

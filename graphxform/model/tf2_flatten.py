@@ -253,7 +253,12 @@ class _Inliner:
             outs.append(canon(ref(fdef.ret[arg.name])))
             self.tensor_map[f"{name}:{k}"] = outs[-1]
         # A NoOp of the caller's name stands for "the call has run" (control deps, init/restore op).
-        waits = [new_names[n] for n in fdef.control_ret.values() if n in new_names]
+        # control_ret is a protobuf map: its iteration order changes between processes, so take the
+        # signature's control_output order (then any other key, sorted) for a deterministic output.
+        rets = fdef.control_ret
+        keys = [k for k in fdef.signature.control_output if k in rets]
+        keys += sorted(set(rets) - set(keys))
+        waits = [new_names[rets[k]] for k in keys if rets[k] in new_names]
         waits += [parse_input(t)[0] for t in outs if parse_input(t)[0] in self.nodes]
         noop = node_def_pb2.NodeDef(name=name, op="NoOp", device=call.device)
         noop.input.extend("^" + w for w in dict.fromkeys(waits))
