@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 from conftest import assert_close, graph_def_of, run
 from graphxform.transforms.remove_identity import RemoveIdentity
+from graphxform.transforms.remove_pass_through import RemovePassThrough
 from tensorflow.core.framework import types_pb2
 
 import graphxform.engine.batch as batch_mod
@@ -265,3 +266,36 @@ def test_batch_joins_only_rewrites_that_cannot_see_each_other():
     assert pending.clashes(({"x"}, set()))  # changes x, which a pending check read
     assert pending.clashes((set(), {"a"}))  # changes a's consumers, which its check read
     assert pending.clashes(({"y"}, set()))  # both write y
+
+
+class PassThroughOneAtATime(RemovePassThrough):
+    batch = False
+
+
+def test_remove_pass_through_batched_as_one_at_a_time(applications):
+    """IdentityN (Keras' swish), StopGradient (moments) and PreventGradient: consumers, control dependencies,
+    a signature output port that stays, nodes sharing an input and a consumer."""
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        r = tf.nn.relu(x, name="r")
+        for i in range(4):
+            tf.nn.relu(tf.stop_gradient(x, name=f"sg{i}"), name=f"y{i}")
+        a, b = tf.raw_ops.IdentityN(input=[x, r], name="idn")
+        tf.add(a, b, name="z")
+        with tf.control_dependencies([r]):
+            pg = tf.raw_ops.PreventGradient(input=x, name="pg")
+        tf.negative(pg, name="w")
+        s1 = tf.stop_gradient(tf.stop_gradient(r, name="c1"), name="c2")  # a chain
+        tf.add(s1, tf.stop_gradient(r, name="c3"), name="v")
+        tf.raw_ops.IdentityN(input=[x, r], name="out")
+
+    outputs = [*(f"y{i}" for i in range(4)), "z", "w", "v"]
+    fetches = [f"{o}:0" for o in outputs]
+    before = run(graph_def_of(build), {"x:0": X}, fetches)
+    g, ref = _graph(build, outputs + ["out"]), _graph(build, outputs + ["out"])
+    report, ref_report = run_pipeline(g, [RemovePassThrough()]), run_pipeline(ref, [PassThroughOneAtATime()])
+    assert _nodes(g) == _nodes(ref) and _records(report) == _records(ref_report)
+    assert max(applications) >= 4  # the StopGradients of x went in one replacement
+    assert "out" in g and not any(n.op in ("StopGradient", "PreventGradient") for n in g) and "idn" not in g
+    assert g.lint() == []
+    assert_close(run(g, {"x:0": X}, fetches), before)

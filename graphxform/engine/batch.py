@@ -3,8 +3,9 @@
 A rule with ``batch = True`` (:attr:`graphxform.engine.rule.Rule.batch`) promises that its match, check and
 rewrite at an anchor read only
 
-* the **content** (op, attrs, inputs) of the anchor, of the nodes its match binds, of the producers of their
-  inputs and of their consumers,
+* the **content** (op, attrs, inputs) of the anchor, of the nodes its match binds (producers of the anchor's
+  inputs, transitively, up to the pattern's depth; for a rule with its own ``match``, up to its ``reach``), of
+  the producers of their inputs and of their consumers,
 * the **consumer sets** (out-edges) of the anchor and the nodes its match binds,
 * and what holds for the whole pass: the signatures, ``graph.protected``, the context's frame facts and the
   run's static shapes.
@@ -33,7 +34,7 @@ from graphxform.core.errors import GraphError, RuleError
 from graphxform.core.graph import Graph
 from graphxform.core.names import parse_input
 from graphxform.engine.apply import apply_replacement, validate_replacement
-from graphxform.engine.rule import Replacement
+from graphxform.engine.rule import Replacement, Rule
 from graphxform.engine.worklist import mark_near
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,17 @@ log = logging.getLogger(__name__)
 Sets = tuple[set[str], set[str]]  # (content, consumer sets)
 
 
-def reads_of(graph: Graph, names: Iterable[str]) -> Sets:
-    """The read set of a batching rule at the anchor and bound nodes ``names``: ``(content, consumer sets)``."""
+def reads_of(graph: Graph, names: Iterable[str], up: int = 0) -> Sets:
+    """The read set of a batching rule that binds ``names`` and the nodes up to ``up`` edges above them (a
+    pattern's depth): ``(content, consumer sets)``."""
     succ, pred = graph.adjacency()
     bound = set(names)
+    level = bound
+    for _ in range(up):
+        level = {p for n in level for p in pred.get(n, ())} - bound
+        if not level:
+            break
+        bound |= level
     content = set(bound)
     for name in bound:
         content.update(pred.get(name, ()))
@@ -150,34 +158,38 @@ def owners(items: list[tuple[Replacement, str, list[str], set[str]]]) -> tuple[d
 
 
 def batched_pass(engine: Any, st: Any) -> None:
-    """A full pass of ``st.rule`` (``engine``: the runner's ``_Engine``, ``st``: the rule's state) with the rewrites of independent anchors applied together: the same visits,
-    checks and records as one at a time (``_Engine.full_pass``), fewer applications."""
-    graph = engine.graph
+    """A full pass of ``st.rule`` (``engine``: the runner's ``_Engine``, ``st``: the rule's state) with the rewrites
+    of independent anchors applied together: the same visits, checks and records as one at a time
+    (``_Engine.full_pass``), fewer applications. A match may bind nodes up to the pattern's depth above its
+    anchor (a rule with its own ``match``: its ``reach``); their read sets count."""
+    graph, rule = engine.graph, st.rule
     get, pending, report = graph.get, Batch(), engine.report
     limit = engine.termination.max_steps
+    below, above = rule.neighbourhood()
+    up = below if type(rule).match is Rule.match else above  # how far above its anchor a match may bind nodes
     try:
-        for node in st.rule.candidates(graph):
+        for node in rule.candidates(graph):
             name = node.name
-            reads = reads_of(graph, (name,))
-            if pending.items and pending.sees(reads):  # its check must see the pending changes: apply them
+            reads = reads_of(graph, (name,), up)
+            if pending.items and pending.sees(reads):  # its visit must see the pending changes: apply them
                 apply_batch(engine, st, pending)
-                reads = reads_of(graph, (name,))
+                reads = reads_of(graph, (name,), up)
             if get(name) is not node:  # removed/replaced by an earlier rewrite of this pass
                 continue
             found = engine.rewrite_at(st, node, name)
             if found is None:
                 continue
             rep, matched = found
-            if len(matched) > 1:
-                reads = reads_of(graph, matched)
-                if pending.items and pending.sees(reads):  # it read a pending change: visit again after it
+            if not reads[1].issuperset(matched):  # it bound nodes beyond the region (a rule breaking the contract)
+                reads = reads_of(graph, {*matched, *reads[1]})
+                if pending.items and pending.sees(reads):  # it may have read a pending change: visit again
                     apply_batch(engine, st, pending)
-                    report.stat(st.rule.name).visited -= 1
+                    report.stat(rule.name).visited -= 1
                     found = engine.rewrite_at(st, node, name) if get(name) is node else None
                     if found is None:
                         continue
                     rep, matched = found
-                    reads = reads_of(graph, matched)
+                    reads = reads_of(graph, {*matched, *reads_of(graph, (name,), up)[1]})
             writes = writes_of(graph, rep)
             if writes is None:  # applied alone
                 apply_batch(engine, st, pending)

@@ -198,7 +198,7 @@ class _Engine:
         st.ctx = Context(st.run_store)
         st.cursor = len(self.log)
         get = graph.get
-        if rule.batch and not self.debug and type(rule).match is Rule.match:
+        if rule.batch and not self.debug:
             batched_pass(self, st)
             return
         for node in rule.candidates(graph):
