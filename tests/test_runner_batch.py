@@ -91,6 +91,18 @@ def test_independent_identities_are_applied_as_one(applications):
     assert [r.step for r in report.applied] == list(range(1, 7))
 
 
+def test_batches_are_cut_at_max_batch(applications, monkeypatch):
+    monkeypatch.setattr(batch_mod, "MAX_BATCH", 2)
+
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        for i in range(5):
+            tf.nn.relu(tf.identity(x, name=f"id{i}"), name=f"y{i}")
+
+    _same_as_one_at_a_time(build, [f"y{i}" for i in range(5)])
+    assert applications == [2, 2]  # (the fifth alone, through the engine's own apply)
+
+
 def test_chain_of_identities_is_never_one_batch(applications):
     """id1 -> id2 -> id3: each is a producer or consumer of the next. Batched blindly, the merged replacement
     would keep id1 (read through id2's replacement) while the record says it went."""

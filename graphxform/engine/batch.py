@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 Sets = tuple[set[str], set[str]]  # (content, consumer sets)
 
+#: Rewrites applied together at most: the nodes of a small batch are still in the processor's caches when it is
+#: applied (on a 1M-node chain, batches of 64-512 took 13.5-14 s, one batch of the whole pass 15.5 s).
+MAX_BATCH = 256
+
 
 def reads_of(graph: Graph, names: Iterable[str], up: int = 0) -> Sets:
     """The read set of a batching rule that binds ``names`` and the nodes up to ``up`` edges above them (a
@@ -198,8 +202,8 @@ def batched_pass(engine: Any, st: Any) -> None:
             if pending.clashes(writes):
                 apply_batch(engine, st, pending)
             pending.add(rep, name, matched, reads, writes)
-            if limit is not None and len(pending) >= limit - engine.steps:  # (max_steps is not overshot)
-                apply_batch(engine, st, pending)
+            if len(pending) >= MAX_BATCH or (limit is not None and len(pending) >= limit - engine.steps):
+                apply_batch(engine, st, pending)  # (max_steps is not overshot)
     finally:  # (also when a rule fails: what was found before it is applied, as one at a time would have)
         apply_batch(engine, st, pending)
 
