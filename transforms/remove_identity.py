@@ -38,6 +38,9 @@ class RemoveIdentity(Rule):
 
     name = "remove_identity"
     aliases = ("remove_nodes",)
+    # check and rewrite read the anchor, its producers (op, output dtypes, and for GTT removal which are Consts),
+    # its consumers (op, inputs) and its out-edges, the signatures, graph.protected and the frame facts.
+    batch = True
     pattern = Op("Identity", bind="identity")
     params = {
         "op": Param(list, ["Identity"], "ops to remove: pass-through ops (" + ", ".join(sorted(FORWARDING_OPS))

@@ -40,6 +40,9 @@ class RemovePassThrough(Rule):
 
     name = "remove_pass_through"
     pattern = Op("|".join(PASS_THROUGH), bind="node")
+    # match, check and rewrite read the node, its producers (op, output dtypes), its consumers (op, inputs) and
+    # its out-edges, besides the signatures, graph.protected and the frame facts.
+    batch = True
     params = {"op": Param(list, list(PASS_THROUGH), "which of " + ", ".join(PASS_THROUGH) + " to remove")}
 
     def __init__(self, **params: object) -> None:

@@ -225,12 +225,21 @@ class Rule(BaseRule):
     Class attributes (besides :class:`BaseRule` 's): ``pattern``, a pattern of
     :mod:`graphxform.engine.pattern` (or override :meth:`match`); ``anchors``, the op types a match can start
     from (derived from the pattern; ``None``: every node); ``reach``, how many edges above its anchor a match
-    looks (derived from the pattern; the runner revisits the consumers of a change up to this distance).
+    looks (derived from the pattern; the runner revisits the consumers of a change up to this distance);
+    ``batch``, see below.
     """
 
     anchors: ClassVar[frozenset[str] | None] = None
     pattern: ClassVar[Any] = None
     reach: ClassVar[int | None] = None
+    #: Whether the runner may apply the rewrites of a full pass together (:mod:`graphxform.engine.batch`). Set it
+    #: only when match, check and rewrite at an anchor read nothing but the content (op, attrs, inputs) of the
+    #: anchor, of the nodes the match binds (producers above the anchor, up to the pattern's depth; for a rule
+    #: with its own ``match``, up to its ``reach``), of the producers of their inputs and of their consumers;
+    #: the consumer sets of the anchor and the bound nodes; and what holds for the whole pass (signatures,
+    #: ``graph.protected``, the context's frame facts, static shapes). The runner then applies together rewrites that cannot see each other's changes; the
+    #: result and the report are those of one rewrite at a time. Off under ``debug`` (it lints every rewrite).
+    batch: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -42,6 +42,7 @@ from graphxform.core.graph import Graph
 from graphxform.core.names import parse_input
 from graphxform.core.validate import validate_nodes
 from graphxform.engine.apply import apply_replacement, validate_replacement
+from graphxform.engine.batch import batched_pass
 from graphxform.engine.context import Context
 from graphxform.engine.fixpoint import NodeHashes, Termination
 from graphxform.engine.passes import Pass
@@ -191,12 +192,15 @@ class _Engine:
         return rule.removals_give_work or not rule.idempotent or st.last_rewires != self.rewires
 
     def full_pass(self, st: _RuleState) -> None:
-        """Visit every candidate of ``st.rule``, with a new context."""
+        """Visit every candidate of ``st.rule``, with a new context (in batches, for a rule that allows them)."""
         graph, rule = self.graph, st.rule
         assert isinstance(rule, Rule)
         st.ctx = Context(st.run_store)
         st.cursor = len(self.log)
         get = graph.get
+        if rule.batch and not self.debug:
+            batched_pass(self, st)
+            return
         for node in rule.candidates(graph):
             name = node.name
             if get(name) is node:  # not removed/replaced by an earlier rewrite of this pass
@@ -234,25 +238,30 @@ class _Engine:
 
     def visit(self, st: _RuleState, node: node_def_pb2.NodeDef, name: str | None = None) -> None:
         """Match, check and rewrite at ``node`` (called ``name``: a proto field read costs), and apply."""
+        name = node.name if name is None else name
+        found = self.rewrite_at(st, node, name)
+        if found is not None:
+            self.apply(st, found[0], name, found[1])
+
+    def rewrite_at(self, st: _RuleState, node: node_def_pb2.NodeDef, name: str) -> tuple[Replacement, list[str]] | None:
+        """Match, check and rewrite at ``node``: ``(replacement, matched node names)``, or ``None``."""
         rule = st.rule
         assert isinstance(rule, Rule)
-        name = node.name if name is None else name
         self.report.stat(rule.name).visited += 1
         try:
             m = rule.match(self.graph, node)
             if isinstance(m, str):
-                return
+                return None
             m.ctx = st.ctx
             if rule.check(m) is not None:
-                return
+                return None
             rep = rule.rewrite(m)
         except Exception as exc:  # noqa: BLE001 - reported with the rule's name and the node
             self._rule_failed(st, name, exc, "match/check/rewrite")
-            return
+            return None
         if rep is None or rep.is_empty():
-            return
-        matched = sorted({n.name for n in m.nodes.values() if n is not node} | {name})
-        self.apply(st, rep, name, matched)
+            return None
+        return rep, sorted({n.name for n in m.nodes.values() if n is not node} | {name})
 
     def _rule_failed(self, st: _RuleState, anchor: str, exc: Exception, where: str) -> None:
         at = f" at node {anchor!r}" if anchor else ""
@@ -295,7 +304,6 @@ class _Engine:
                 "the graph may be half-rewritten, start again from the input"
             ) from exc
         get = graph.get
-        added_names = [n.name for n in rep.add] if rep.add else _NONE
         delta, changed = self.hashes.change(recorded.before, get)
         touched = recorded.touched
         for t in set(rep.replace.values()):
@@ -307,24 +315,8 @@ class _Engine:
             self.report.stat(rule.name).noop += 1
             log.debug("rule %s at %s: the rewrite changed nothing", rule.name, anchor or "<global>")
             return
-        # Book the step.
-        self.steps += 1
-        if rep.add or rep.update or rep.replace or rep.replace_control:
-            self.rewires += 1
+        self._book(rule.name, rep, anchor, matched, removed)
         self.fp ^= delta
-        # Compact record (a 1M-node run keeps ~700k of them): empty lists share one tuple, the
-        # replacement's own dict is kept (a Replacement is not reused after it was applied).
-        rec = AppliedRewrite(rule.name, anchor, matched or _NONE, added_names,  # type: ignore[arg-type]
-                             removed or _NONE, rep.replace,  # type: ignore[arg-type]
-                             [n.name for n in rep.update] if rep.update else _NONE, self.steps, self.round)
-        report = self.report
-        report.applied.append(rec)
-        report.counts[rule.name] = report.counts.get(rule.name, 0) + 1
-        report.steps += 1
-        stat = report.stat(rule.name)
-        stat.applied += 1
-        stat.added += len(added_names)
-        stat.removed += len(removed)
         mark_near(self.graph, self.log.append, changed, touched, self.reach, self.reach_up)
         if self.debug:
             problems = graph.lint()
@@ -339,6 +331,26 @@ class _Engine:
                     f"rule {rule.name!r}{f' at node {anchor!r}' if anchor else ''} left nodes TensorFlow's C++ "
                     "loader would refuse: " + "; ".join(map(str, bad[:5])))
         self._stop_if(self.termination.after_step(self.fp, self.steps))
+
+    def _book(self, rule: str, rep: Replacement, anchor: str, matched: list[str], removed: list[str]) -> None:
+        """Count an applied rewrite and keep its record."""
+        self.steps += 1
+        if rep.add or rep.update or rep.replace or rep.replace_control:
+            self.rewires += 1
+        added_names = [n.name for n in rep.add] if rep.add else _NONE
+        # Compact record (a 1M-node run keeps ~700k of them): empty lists share one tuple, the
+        # replacement's own dict is kept (a Replacement is not reused after it was applied).
+        rec = AppliedRewrite(rule, anchor, matched or _NONE, added_names,  # type: ignore[arg-type]
+                             removed or _NONE, rep.replace,  # type: ignore[arg-type]
+                             [n.name for n in rep.update] if rep.update else _NONE, self.steps, self.round)
+        report = self.report
+        report.applied.append(rec)
+        report.counts[rule] = report.counts.get(rule, 0) + 1
+        report.steps += 1
+        stat = report.stat(rule)
+        stat.applied += 1
+        stat.added += len(added_names)
+        stat.removed += len(removed)
 
     @staticmethod
     def _stop_if(reason: str | None) -> None:
