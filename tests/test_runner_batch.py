@@ -39,13 +39,13 @@ def _graph(build, outputs: list[str]) -> Graph:
 def applications(monkeypatch):
     """The number of rewrites in each merged replacement the batches applied."""
     sizes: list[int] = []
-    real = batch_mod.apply_replacement
+    real = batch_mod.apply_merged
 
-    def counting(graph, rep):
+    def counting(engine, rule, rep, anchors):
         sizes.append(len(rep.remove))
-        return real(graph, rep)
+        return real(engine, rule, rep, anchors)
 
-    monkeypatch.setattr(batch_mod, "apply_replacement", counting)
+    monkeypatch.setattr(batch_mod, "apply_merged", counting)
     return sizes
 
 

@@ -81,11 +81,7 @@ class NodeIndexes:
     # ------------------------------------------------------------------ upkeep (called by the Graph's mutators)
     def _index_added(self, node: node_def_pb2.NodeDef) -> None:
         if self._by_op is not None:
-            names = self._by_op.get(node.op)
-            if names is None:
-                self._by_op[node.op] = {node.name: None}
-            else:
-                names[node.name] = None
+            self._index_added_op(node.op, node.name)
         if self._colocation is not None:
             self._index_colocation(node, add=True)
 
@@ -100,15 +96,19 @@ class NodeIndexes:
         """``stored`` replaced ``previous`` (same name; op and attrs may have changed)."""
         if self._by_op is not None and previous.op != stored.op:
             self._index_removed_op(previous, previous.name)
-            names = self._by_op.get(stored.op)
-            if names is None:
-                self._by_op[stored.op] = {stored.name: None}
-            else:
-                names[stored.name] = None
+            self._index_added_op(stored.op, stored.name)
         if self._colocation is not None:
             if self._colocation:
                 self._index_colocation(previous, add=False)
             self._index_colocation(stored, add=True)
+
+    def _index_added_op(self, op: str, name: str) -> None:
+        assert self._by_op is not None
+        names = self._by_op.get(op)
+        if names is None:
+            self._by_op[op] = {name: None}
+        else:
+            names[name] = None
 
     def _index_removed_op(self, node: node_def_pb2.NodeDef, name: str) -> None:
         assert self._by_op is not None

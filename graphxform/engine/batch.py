@@ -30,10 +30,9 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from graphxform.core.errors import GraphError, RuleError
 from graphxform.core.graph import Graph
 from graphxform.core.names import parse_input
-from graphxform.engine.apply import apply_replacement, validate_replacement
+from graphxform.engine.apply import validate_replacement
 from graphxform.engine.rule import Replacement, Rule
 from graphxform.engine.worklist import mark_near
 
@@ -208,6 +207,12 @@ def batched_pass(engine: Any, st: Any) -> None:
         apply_batch(engine, st, pending)
 
 
+def apply_merged(engine: Any, rule: str, rep: Replacement, anchors: list[str]) -> tuple[Any, list[str], int, list[str]]:
+    """Apply the merged replacement ``rep`` of the rewrites at ``anchors`` (``_Engine.apply_recorded``)."""
+    at = f" at nodes {', '.join(map(repr, anchors[:3]))}{' …' if len(anchors) > 3 else ''}"
+    return engine.apply_recorded(rule, rep, at)
+
+
 def apply_batch(engine: Any, st: Any, batch: Batch) -> None:
     """Apply the pending rewrites of ``batch`` as one replacement, each booked as ``_Engine.apply`` books it;
     one fingerprint delta, one worklist mark and one termination check for all of them."""
@@ -222,17 +227,8 @@ def apply_batch(engine: Any, st: Any, batch: Batch) -> None:
         for one, anchor, matched, _ in items:
             engine.apply(st, one, anchor, matched)
         return
-    try:
-        with graph.recording() as recorded:
-            removed = apply_replacement(graph, rep)
-    except GraphError as exc:
-        raise RuleError(
-            f"rule {rule.name!r} at nodes {', '.join(repr(it[1]) for it in items[:3])}"
-            f"{' …' if len(items) > 3 else ''} produced an invalid rewrite: {exc}; the graph may be "
-            "half-rewritten, start again from the input") from exc
-    delta, changed = engine.hashes.change(recorded.before, graph.get)
+    recorded, removed, delta, changed = apply_merged(engine, rule.name, rep, [it[1] for it in items])
     touched = recorded.touched
-    touched.update(parse_input(t)[0] for t in set(rep.replace.values()))
     if recorded.renamed:  # (writes_of sends renames of signature tensors to apply alone; kept exact regardless)
         before = engine._sig_state  # noqa: SLF001
         engine._sig_state = engine._signature_state()  # noqa: SLF001
@@ -254,4 +250,4 @@ def apply_batch(engine: Any, st: Any, batch: Batch) -> None:
     engine._stop_if(engine.termination.after_step(engine.fp, engine.steps))  # noqa: SLF001
 
 
-__all__ = ["Batch", "apply_batch", "batched_pass", "merged", "owners", "reads_of", "writes_of"]
+__all__ = ["Batch", "apply_batch", "apply_merged", "batched_pass", "merged", "owners", "reads_of", "writes_of"]

@@ -38,7 +38,7 @@ from typing import IO, Any
 from tensorflow.core.framework import node_def_pb2
 
 from graphxform.core.errors import FixpointError, GraphError, GraphxformError, RuleError
-from graphxform.core.graph import Graph
+from graphxform.core.graph import Delta, Graph
 from graphxform.core.names import parse_input
 from graphxform.core.validate import validate_nodes
 from graphxform.engine.apply import apply_replacement, validate_replacement
@@ -295,19 +295,8 @@ class _Engine:
                 return
             raise exc
         sigs_before = self._sig_state
-        try:
-            with graph.recording() as recorded:
-                removed = apply_replacement(graph, rep)
-        except GraphError as exc:
-            raise RuleError(
-                f"rule {rule.name!r}{f' at node {anchor!r}' if anchor else ''} produced an invalid rewrite: {exc}; "
-                "the graph may be half-rewritten, start again from the input"
-            ) from exc
-        get = graph.get
-        delta, changed = self.hashes.change(recorded.before, get)
-        touched = recorded.touched
-        for t in set(rep.replace.values()):
-            touched.add(parse_input(t)[0])
+        recorded, removed, delta, changed = self.apply_recorded(rule.name, rep, f" at node {anchor!r}" if anchor else "")
+        get, touched = graph.get, recorded.touched
         sigs_after = self._sig_state = self._signature_state() if recorded.renamed else sigs_before
         if sigs_after != sigs_before:  # a signature now names another tensor: a change no node shows
             delta ^= hash(sigs_before) ^ hash(sigs_after)
@@ -331,6 +320,20 @@ class _Engine:
                     f"rule {rule.name!r}{f' at node {anchor!r}' if anchor else ''} left nodes TensorFlow's C++ "
                     "loader would refuse: " + "; ".join(map(str, bad[:5])))
         self._stop_if(self.termination.after_step(self.fp, self.steps))
+
+    def apply_recorded(self, rule: str, rep: Replacement, at: str) -> tuple[Delta, list[str], int, list[str]]:
+        """Apply ``rep`` (rule ``rule``, ``at`` the anchor(s) for an error): ``(what it recorded, nodes removed,
+        fingerprint delta, nodes changed or added)``; ``recorded.touched`` gets the replacement targets too."""
+        graph = self.graph
+        try:
+            with graph.recording() as recorded:
+                removed = apply_replacement(graph, rep)
+        except GraphError as exc:
+            raise RuleError(f"rule {rule!r}{at} produced an invalid rewrite: {exc}; the graph may be half-rewritten, "
+                            "start again from the input") from exc
+        delta, changed = self.hashes.change(recorded.before, graph.get)
+        recorded.touched.update(parse_input(t)[0] for t in set(rep.replace.values()))
+        return recorded, removed, delta, changed
 
     def _book(self, rule: str, rep: Replacement, anchor: str, matched: list[str], removed: list[str]) -> None:
         """Count an applied rewrite and keep its record."""
