@@ -149,3 +149,28 @@ def test_candidates_skip_nodes_without_a_neutral_constant_but_explain_lists_them
     assert [n.name for n in rule.candidates(g, ["twice", "once", "out"])] == ["once"]
     reasons = dict(explain(g, rule))
     assert "not all 1" in reasons["twice"] and "not all 0" in reasons["out"] and "once" in reasons
+
+
+def test_a_weight_no_arithmetic_node_reads_is_never_looked_into(monkeypatch):
+    # Reading a weight's tensor_content copies the whole tensor: only constants an arithmetic node reads are
+    # looked at (the convolution's all-ones filter is not; the Mul's 1 is, and goes).
+    import graphxform.transforms.remove_neutral_arithmetic as rna
+
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4, 4, 3], name="x")
+        w = tf.constant(np.ones((3, 3, 3, 8), np.float32), name="w")
+        conv = tf.nn.conv2d(x, w, strides=1, padding="SAME", name="conv")
+        tf.math.negative(tf.multiply(conv, tf.constant(1.0, name="one"), name="m"), name="out")
+
+    looked: list[str] = []
+    real = rna._all_equal_fast
+
+    def spy(t, value):
+        looked.append(tuple(d.size for d in t.tensor_shape.dim))
+        return real(t, value)
+
+    monkeypatch.setattr(rna, "_all_equal_fast", spy)
+    feed = {"x:0": np.arange(48, dtype=np.float32).reshape(1, 4, 4, 3)}
+    g, report = transformed(graph_def_of(build), feed, ["out:0"], [RemoveNeutralArithmetic()])
+    assert report.counts == {"remove_neutral_arithmetic": 1} and g.data_inputs("out") == ["conv"]
+    assert looked and (3, 3, 3, 8) not in looked

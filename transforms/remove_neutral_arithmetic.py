@@ -88,14 +88,15 @@ def _neutral_readers(graph: Graph) -> set[str]:
         users = succ.get(name)
         if not users:
             continue
+        # Its arithmetic readers first: a weight read by a convolution is never looked into (reading
+        # ``tensor_content`` copies the whole tensor).
+        arithmetic = [(user, _NEUTRAL[op][0]) for user in users
+                      if (op := getattr(graph.get(user), "op", None)) in _NEUTRAL]
+        if not arithmetic:
+            continue
         t = src.attr["value"].tensor
         neutral = {v for v in (0, 1) if _all_equal_fast(t, v) is not False}
-        if not neutral:
-            continue
-        for user in users:
-            node = graph.get(user)
-            if node is not None and node.op in _NEUTRAL and _NEUTRAL[node.op][0] in neutral:
-                readers.add(user)
+        readers.update(user for user, value in arithmetic if value in neutral)
     return readers
 
 
