@@ -330,7 +330,7 @@ class FoldBatchNorms(Rule):
         convolution/matmul that anchors the chain.
         """
         if names is None or not graph.has_op(*self.anchors):  # (the graph's op index: no anchor, nothing to fold)
-            return super().candidates(graph) if graph.has_op(*self.anchors) else []
+            return super().candidates(graph) if names is None else []
         found: dict[str, NodeDef] = {}
         stack: list[tuple[str, int]] = []
         for name in names:
