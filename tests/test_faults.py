@@ -171,6 +171,12 @@ def _wait_for_marker(proc: subprocess.Popen, marker: Path, timeout: float = 150)
     pytest.fail(f"{proc.args}: did not reach its pause point in {timeout} s")
 
 
+# Ctrl-C as in a terminal: a shell starts a background job (`.ci/run &`, `nohup ... &`) with SIGINT ignored, its
+# children inherit that, and Python then installs no KeyboardInterrupt handler; SIGINT would be lost.
+_CLI_WITH_CTRL_C = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                    "from graphxform.cli import main; main()")
+
+
 @pytest.mark.timeout(300)
 def test_signals_inside_each_stage_lose_nothing(tmp_path):
     """SIGINT and kill -9 inside each stage of `graphxform optimize` (and inside the export's write and --force
@@ -196,7 +202,7 @@ def test_signals_inside_each_stage_lose_nothing(tmp_path):
                "GRAPHXFORM_TEST_PAUSE_SECONDS": "120"}
         args = ["optimize", str(inputs[name][0]), str(out), "--quantize", "none", *(["--force"] if existing else [])]
         stdout = open(tmp_path / f"{label}.stdout", "w")  # noqa: SIM115 - closed by the child's exit
-        proc = subprocess.Popen([sys.executable, "-c", "from graphxform.cli import main; main()", *args],
+        proc = subprocess.Popen([sys.executable, "-c", _CLI_WITH_CTRL_C, *args],
                                 cwd=tmp_path, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True)
         runs.append((label, name, sig, point, existing, out, marker, proc))
     results = {}
