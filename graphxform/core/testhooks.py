@@ -37,12 +37,7 @@ def pause_point(name: str) -> None:
         with open(tmp, "w") as f:
             f.write(f"{name} {os.getpid()}\n")
         os.replace(tmp, marker)
-    # Short naps, not one long sleep: a signal that lands after the marker is written but just before the sleep
-    # starts would not end it (time.sleep looks for signals only when woken), and the process would sit out the
-    # whole pause; between naps the interpreter sees it.
-    deadline = time.monotonic() + float(os.environ.get(PAUSE_SECONDS, "60"))
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(left, 0.05))
+    time.sleep(float(os.environ.get(PAUSE_SECONDS, "60")))
 
 
 __all__ = ["PAUSE_AT", "PAUSE_MARKER", "PAUSE_SECONDS", "pause_point"]
