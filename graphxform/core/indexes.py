@@ -49,16 +49,11 @@ class NodeIndexes:
         return self._colocation
 
     def _op_index(self) -> dict[str, dict[str, None]]:
-        by_op = self._by_op
-        if by_op is None:
-            by_op = self._by_op = {}
+        if self._by_op is None:
+            self._by_op = {}
             for name, node in self._nodes.items():
-                names = by_op.get(node.op)
-                if names is None:
-                    by_op[node.op] = {name: None}
-                else:
-                    names[name] = None
-        return by_op
+                self._index_added_op(node.op, name)
+        return self._by_op
 
     def index_problems(self) -> list[str]:
         """Where a built index disagrees with the nodes (a mutation that did not tell it)."""

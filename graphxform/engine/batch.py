@@ -158,8 +158,6 @@ def owners(items: list[tuple[Replacement, str, list[str], set[str]]]) -> tuple[d
     return removes, writes
 
 
-
-
 def batched_pass(engine: Any, st: Any) -> None:
     """A full pass of ``st.rule`` (``engine``: the runner's ``_Engine``, ``st``: the rule's state) with the rewrites
     of independent anchors applied together: the same visits, checks and records as one at a time
