@@ -111,14 +111,10 @@ def _exact_attrs(node: NodeDef) -> Hashable | None:
             dtype, dims = t.dtype, t.tensor_shape.dim
             if dtype in _OPAQUE_DTYPES:
                 return None
-            data = None  # (a scalar's bytes are read directly: most small constants are scalars)
-            if dims:
-                shape = tuple(d.size for d in dims)
-                if math.prod(shape) > _EXACT_LIMIT:
-                    return None
-            else:
-                shape, data = (), None if t.tensor_content else _scalar_bytes(t, dtype)
-            parts.append((key, dtype, shape, const_bytes(t) if data is None else data))
+            shape = tuple(d.size for d in dims)
+            if shape and math.prod(shape) > _EXACT_LIMIT:
+                return None
+            parts.append((key, dtype, shape, const_bytes(t)))  # (a scalar's bytes are read without numpy)
         elif value.WhichOneof("value") == "type":  # (the usual attr: T, dtype) its number is its value
             parts.append((key, value.type))
         else:
