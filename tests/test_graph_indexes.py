@@ -68,6 +68,25 @@ def test_op_index_follows_every_mutation_and_lint_reports_a_stale_one():
     assert "the op index disagrees with the nodes" in g.lint()
 
 
+def test_op_kinds_changes_exactly_when_an_op_appears_or_goes_and_nodes_among_follows_the_index():
+    g = _graph()
+    kinds = g.op_kinds()
+    g.add_nodes([make_node("Mul", "mul2", ["x", "c"], attrs={"T": F32})])  # one more Mul: same set of ops
+    g.update_node(make_node("Mul", "mul2", ["mul", "c"], attrs={"T": F32}))
+    assert g.op_kinds() == kinds
+    g.update_node(make_node("Neg", "mul2", ["mul"], attrs={"T": F32}))  # Neg appears
+    assert g.op_kinds() != kinds
+    kinds = g.op_kinds()
+    g.remove_node("mul2")  # the last Neg goes
+    assert g.op_kinds() != kinds and not g.has_op("Neg")
+    names = ["out", "ghost", "mul", "x", "add", "mul"]  # in the caller's order, unknown names skipped
+    assert [n.name for n in g.nodes_among(names, {"Mul", "Identity"})] == ["out", "mul", "mul"]
+    assert [n.name for n in g.nodes_among(names, {"AddV2"})] == ["add"]
+    assert g.nodes_among(names, {"Conv2D"}) == []
+    g.update_node(make_node("Relu", "add", ["mul"], attrs={"T": F32}))  # op changed: the index follows
+    assert g.nodes_among(names, {"AddV2"}) == [] and [n.name for n in g.nodes_among(names, {"Relu"})] == ["add"]
+
+
 def test_colocation_index_follows_updates_and_is_checked_by_lint():
     g = _graph()
     assert g.colocation_index() == {}

@@ -567,6 +567,101 @@ def test_confirmation_pass_catches_matches_outside_the_neighbourhood():
     assert confirmed.node("r").op == "Relu6" and report.missed == 1
 
 
+class FarConv(Rule):
+    """Looks 4 edges either way from a ``Conv2D`` (never in these graphs) and rewrites nothing."""
+
+    name = "t_far_conv"
+    anchors = frozenset({"Conv2D"})
+    reach = 4
+
+    def match(self, graph: Graph, node: node_def_pb2.NodeDef) -> Match | str:
+        return "never"
+
+
+class LookAtNeg(Rule):
+    """Visits every ``Neg`` it is given and rewrites none (its visits count the worklist's marks)."""
+
+    name = "t_look_at_neg"
+    anchors = frozenset({"Neg"})
+    reach = 0
+
+    def check(self, m: Match) -> str | None:
+        return "only looking"
+
+
+def test_worklist_reach_counts_only_rules_whose_anchor_ops_the_graph_holds():
+    """x -> Relu -> Relu -> six Negs. Collapsing the Relus marks the Negs below as far as the stage's rules
+    look; a far-reaching rule with no anchor in the graph must not make that further."""
+    def visits(rules: list[Rule]) -> int:
+        gd = graph_pb2.GraphDef()
+        cur = _node(gd, "x", "Placeholder")
+        cur = _node(gd, "r1", "Relu", [_node(gd, "r0", "Relu", [cur])])
+        for i in range(6):
+            cur = _node(gd, f"n{i}", "Neg", [cur])
+        g = _graph(gd, cur)
+        report = run_pipeline(g, rules)
+        assert report.counts == {"t_collapse_relu": 1}
+        return report.stats["t_look_at_neg"].visited
+
+    near = visits([LookAtNeg(), CollapseRelu()])
+    assert near == 6 + 2  # the first full pass, then the consumer of the collapsed Relu and one below
+    assert visits([LookAtNeg(), CollapseRelu(), FarConv()]) == near
+
+
+class SquareToAbs(Rule):
+    """Replaces ``Square(x)`` by ``Abs(x)``: makes the anchor op of :class:`AbsOverSqrtRelu` appear mid-run."""
+
+    name = "t_square_to_abs"
+    pattern = Op("Square", bind="sq")
+
+    def rewrite(self, m: Match) -> Replacement:
+        return Replacement(update=[_set_op(m.anchor, "Abs")])
+
+
+class AbsOverSqrtRelu(Rule):
+    """Replaces ``Abs`` by ``Relu`` when its one consumer is a ``Sqrt`` whose one consumer is a ``Relu``: its own
+    match looks two edges down from the anchor."""
+
+    name = "t_abs_over_sqrt_relu"
+    anchors = frozenset({"Abs"})
+    reach = 2
+
+    def match(self, graph: Graph, node: node_def_pb2.NodeDef) -> Match | str:
+        name = node.name
+        for want in ("Sqrt", "Relu"):
+            users = graph.consumers(name)
+            if len(users) != 1 or graph.node(users[0][0]).op != want:
+                return f"no {want} below"
+            name = users[0][0]
+        return Match(graph, node, {"anchor": node}, dict(self.args))
+
+    def rewrite(self, m: Match) -> Replacement:
+        return Replacement(update=[_set_op(m.anchor, "Relu")])
+
+
+def test_rule_whose_anchor_op_appears_mid_run_gets_the_worklist_reach_it_needs():
+    """x -> Square -> Sqrt -> Neg -> Neg -> Relu. The Square becomes an Abs (the first Abs of the graph); the
+    Negs go later, which puts the Relu two edges below the Abs: the Abs must be marked then (two edges above
+    the change), though no rule with reach that far had an anchor in the graph at the start."""
+    gd = graph_pb2.GraphDef()
+    _node(gd, "x", "Placeholder")
+    _node(gd, "p1", "Relu", [_node(gd, "p0", "Relu", ["x"])])  # collapsed first: the worklist's first marks
+    _node(gd, "a", "Square", ["x"])
+    _node(gd, "q", "Sqrt", ["a"])
+    _node(gd, "n0", "Neg", ["q"])
+    _node(gd, "n1", "Neg", ["n0"])
+    _node(gd, "r", "Relu", ["n1"])
+    _node(gd, "out", "AddV2", ["p1", "r"])
+    g = _graph(gd, "out")
+    report = run_pipeline(g, [CollapseRelu(), SquareToAbs(), AbsOverSqrtRelu(), DropDoubleNeg()], confirm=True)
+    assert [(n.name, n.op) for n in g] == [("x", "Placeholder"), ("p0", "Relu"), ("a", "Relu"), ("q", "Sqrt"),
+                                           ("r", "Relu"), ("out", "AddV2")]
+    assert report.counts == {"t_collapse_relu": 1, "t_square_to_abs": 1, "t_drop_double_neg": 1,
+                             "t_abs_over_sqrt_relu": 1}
+    assert report.missed == 0  # found by the worklist, not by the confirmation pass
+    assert g.lint() == []
+
+
 class _Recording(Pass):
     """Records ``ctx.incremental`` for each run and ``ctx.all_applied`` for each ``applied`` call; on its first
     run returns an invalid replacement (an input naming no node) when ``bad`` is set."""

@@ -25,12 +25,19 @@ class NodeIndexes:
     _nodes: dict[str, node_def_pb2.NodeDef]
     _colocation: dict[str, set[str]] | None = None  # built on first use, then kept up to date
     _by_op: dict[str, dict[str, None]] | None = None  # likewise
+    _op_kinds: int = 0  # counts the changes of the set of ops the graph holds (see op_kinds)
 
     # ------------------------------------------------------------------ queries
     def has_op(self, *ops: str) -> bool:
         """Whether some node runs one of ``ops``; O(len(ops))."""
         by_op = self._op_index()
         return any(op in by_op for op in ops)
+
+    def op_kinds(self) -> int:
+        """A number that changes whenever an op appears in the graph or its last node goes (equal numbers: the
+        same set of ops, so answers of :meth:`has_op` may be kept until it changes)."""
+        self._op_index()
+        return self._op_kinds
 
     def names_by_op(self, op: str) -> Iterable[str]:
         """The names of the nodes running ``op``, in no promised order (see :meth:`nodes_by_op` for graph order);
@@ -50,9 +57,11 @@ class NodeIndexes:
 
     def _op_index(self) -> dict[str, dict[str, None]]:
         if self._by_op is None:
-            self._by_op = {}
+            by_op: dict[str, dict[str, None]] = {}
+            self._by_op = by_op
             for name, node in self._nodes.items():
-                self._index_added_op(node.op, name)
+                by_op.setdefault(node.op, {})[name] = None  # (as _index_added_op, without a call per node)
+            self._op_kinds += 1
         return self._by_op
 
     def index_problems(self) -> list[str]:
@@ -98,12 +107,13 @@ class NodeIndexes:
             self._index_colocation(stored, add=True)
 
     def _index_added_op(self, op: str, name: str) -> None:
-        assert self._by_op is not None
-        names = self._by_op.get(op)
+        by_op = self._by_op
+        assert by_op is not None
+        names = by_op.get(op)
         if names is None:
-            self._by_op[op] = {name: None}
-        else:
-            names[name] = None
+            by_op[op] = names = {}
+            self._op_kinds += 1
+        names[name] = None
 
     def _index_removed_op(self, node: node_def_pb2.NodeDef, name: str) -> None:
         assert self._by_op is not None
@@ -112,6 +122,7 @@ class NodeIndexes:
         del names[name]
         if not names:
             del self._by_op[op]
+            self._op_kinds += 1
 
     def _index_colocation(self, node: node_def_pb2.NodeDef, *, add: bool) -> None:
         index = self._colocation
@@ -125,6 +136,7 @@ class NodeIndexes:
     def _drop_indexes(self) -> None:
         self._colocation = None
         self._by_op = None
+        self._op_kinds += 1
 
 
 __all__ = ["NodeIndexes"]

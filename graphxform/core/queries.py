@@ -7,7 +7,7 @@ follow TensorFlow (:mod:`graphxform.core.names`): ``"x:1"`` is output 1 of node 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
 import networkx as nx
@@ -81,6 +81,19 @@ class GraphQueries:
             return [nodes[n] for n in names]
         wanted = set(names)
         return [nodes[n] for n in nodes if n in wanted]
+
+    def nodes_among(self, names: Iterable[str], ops: Collection[str]) -> list[node_def_pb2.NodeDef]:
+        """The nodes of ``names`` (in that order; names not in the graph are skipped) whose op is one of ``ops``
+        (the op index: no node's op is read)."""
+        by_op = self._op_index()
+        held = [by_op[op] for op in ops if op in by_op]
+        nodes = self._nodes
+        if not held:
+            return []
+        if len(held) == 1:
+            only = held[0]
+            return [nodes[n] for n in names if n in only]
+        return [nodes[n] for n in names if any(n in h for h in held)]
 
     def op_histogram(self) -> Counter[str]:
         return Counter(n.op for n in self._nodes.values())

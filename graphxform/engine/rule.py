@@ -274,10 +274,12 @@ class Rule(BaseRule):
     def candidates(self, graph: Graph, names: Iterable[str] | None = None) -> list[node_def_pb2.NodeDef]:
         """The anchor nodes to visit: every one (``names`` is ``None``), or those a change to ``names`` may
         have made match (by default: those of ``names`` that are anchors)."""
-        if names is None and self.anchors is not None:  # (the Graph's op index: no node's op is read)
-            return graph.nodes_by_op(*sorted(self.anchors))
+        if self.anchors is not None:  # (the Graph's op index: no node's op is read)
+            if names is None:
+                return graph.nodes_by_op(*sorted(self.anchors))
+            return graph.nodes_among(names, self.anchors)
         nodes = graph if names is None else (graph.get(n) for n in names)
-        return [n for n in nodes if n is not None and (self.anchors is None or n.op in self.anchors)]
+        return [n for n in nodes if n is not None]
 
     def neighbourhood(self) -> tuple[int, int]:
         """``(below, above)``: how many edges below and above a change an anchor that may now match can be.

@@ -2,8 +2,9 @@
 
 * **Worklist** (:mod:`graphxform.engine.worklist`). The first time a rule runs it visits every candidate node
   (its anchor ops). Afterwards it only revisits nodes *near a change*: nodes
-  added or updated by any rewrite, their consumers up to the rule's
-  ``reach`` (how far above its anchor a pattern looks), and the producers
+  added or updated by any rewrite, their consumers up to the largest
+  ``reach`` (how far above its anchor a pattern looks) of the stage's rules whose anchor ops the graph
+  holds, and the producers
   whose consumer set changed (with their consumers when only one or two are
   left, so ``single_use`` conditions are seen). Changes are appended to one
   shared log; every rule keeps a cursor into it, so a mark costs O(1) and no
@@ -110,9 +111,29 @@ class _Engine:
         self._set_reach(rules)
 
     def _set_reach(self, rules: Iterable[BaseRule]) -> None:
-        reaches = [r.neighbourhood() for r in rules if isinstance(r, Rule)]
-        self.reach = max((d for d, _ in reaches), default=0)
-        self.reach_up = max((u for _, u in reaches), default=0)
+        self._reaches = [(r.anchors, *r.neighbourhood()) for r in rules if isinstance(r, Rule)]
+        self._reach_key: int | None = None
+        self._reach = (0, 0)
+
+    def _reach_now(self) -> tuple[int, int]:
+        """``(below, above)``: how far from a change the stage's rules may find a new match. A rule none of whose
+        anchor ops the graph holds has no anchor a change could have enabled (a rewrite adding one marks it), so
+        only the others count; kept until the set of ops in the graph changes."""
+        key = self.graph.op_kinds()
+        if key != self._reach_key:
+            has = self.graph.has_op
+            live = [(d, u) for anchors, d, u in self._reaches if anchors is None or has(*anchors)]
+            self._reach = (max((d for d, _ in live), default=0), max((u for _, u in live), default=0))
+            self._reach_key = key
+        return self._reach
+
+    @property
+    def reach(self) -> int:
+        return self._reach_now()[0]
+
+    @property
+    def reach_up(self) -> int:
+        return self._reach_now()[1]
 
     # ------------------------------------------------------------ rounds
     def run_stage(self, states: list[_RuleState]) -> None:
