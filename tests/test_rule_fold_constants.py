@@ -174,6 +174,34 @@ def test_random_stateful_and_placeholders_are_not_folded():
     assert_close(run(g, {"pwd:0": X * 0}, ["pwd_plus:0"]), [np.ones((2, 3))])
 
 
+
+def test_explain_names_the_first_input_that_is_not_constant_and_a_missing_one():
+    """The root cause of a non-constant node is found through its first input (in input order) that is not
+    constant: a placeholder, or an input naming no node."""
+    from tensorflow.core.framework import graph_pb2
+
+    from graphxform.core.nodes import const, make_node
+
+    f32 = {"T": tf.float32}
+    gd = graph_pb2.GraphDef()
+    gd.node.extend([
+        make_node("Placeholder", "x", attrs={"dtype": tf.float32, "shape": tf.TensorShape([2]).as_proto()}),
+        const("c", tf.make_tensor_proto(np.float32(2.0))),
+        make_node("Mul", "b", ["c", "x"], attrs=f32),
+        make_node("AddV2", "a", ["c", "ghost:1"], attrs=f32),
+        make_node("AddV2", "d", ["b", "a"], attrs=f32),
+        make_node("AddV2", "e", ["a", "b"], attrs=f32),
+        make_node("Neg", "n", ["^e", "c"], attrs=f32),
+        make_node("Neg", "k", ["c"], attrs=f32),
+    ])
+    g = Graph(gd)  # (a dangling input is kept: lint reports it)
+    rule = FoldConstants()
+    assert _explain(g, rule, "a") == "input 'ghost:1' of 'a' names no node"
+    assert _explain(g, rule, "d") == "'d' depends on 'x', which is not constant: 'x' is a Placeholder (a feed point)"
+    assert _explain(g, rule, "e").startswith("'e' depends on 'a', which is not constant: input 'ghost:1'")
+    assert _explain(g, rule, "n").startswith("'n' depends on 'a'")  # (through its control input)
+    assert _explain(g, rule, "k") is None
+
 def test_huge_fill_refused_from_static_shape_without_allocating(monkeypatch):
     def build():
         x = _ph()

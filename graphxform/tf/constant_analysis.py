@@ -102,9 +102,9 @@ class ConstantAnalysis:
     order: list[str] = field(init=False)  # processed nodes, producers first
     _root: dict[str, str] = field(init=False)  # non-constant node -> node that causes it
     _root_reason: dict[str, str] = field(init=False)
-    #: non-constant node -> its first non-constant input, for nodes whose own reason (if any) was not asked yet:
-    #: most nodes of a graph read a non-constant input, and that is all folding needs to know of them.
-    _after: dict[str, str] = field(init=False)
+    #: non-constant node -> its first non-constant input (``None`` until asked), for nodes whose own reason (if
+    #: any) was not asked yet: most nodes of a graph read a non-constant input, and that is all folding needs.
+    _after: dict[str, str | None] = field(init=False)
     _frontier: dict[str, list[int]] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -114,13 +114,12 @@ class ConstantAnalysis:
         indeg: dict[str, int] = {}
         succ: dict[str, list[str]] = defaultdict(list)
         nodes = dict(zip(graph.node_names, graph))
-        sources: dict[str, list[str]] = {}  # node -> the node of each input (parsed once)
-        for name, node in nodes.items():
+        _, producers = graph.adjacency()  # node -> {producer: edges} (inputs naming no node included)
+        for name in nodes:
             count = 0
-            srcs = sources[name] = [parse_input(inp)[0] for inp in node.input]
-            for src in srcs:
+            for src in producers[name]:
                 if src in nodes:
-                    succ[src].append(name)
+                    succ[src].append(name)  # (consumers in graph order: the order of the queue below)
                     count += 1
             indeg[name] = count
         queue = deque(n for n, d in indeg.items() if d == 0)
@@ -130,7 +129,7 @@ class ConstantAnalysis:
         while queue:
             name = queue.popleft()
             self.order.append(name)
-            self._classify(nodes[name], sources[name], nodes, feed_nodes)
+            self._classify(name, nodes[name], producers[name], nodes, feed_nodes)
             for dst in succ.get(name, ()):
                 indeg[dst] -= 1
                 if indeg[dst] == 0:
@@ -142,30 +141,39 @@ class ConstantAnalysis:
                     self._root_reason[name] = (own_reason(graph, graph.node(name), feed_nodes)
                                                or f"{name!r} is on or after a cycle (a TF1 while loop)")
 
-    def _classify(self, node: node_def_pb2.NodeDef, srcs: list[str], nodes: Mapping[str, node_def_pb2.NodeDef],
-                  feed_nodes: set[str]) -> None:
-        """Constant or not; the root cause of a non-constant node is its own reason if it has one, else that of
-        its first input that is missing or not constant (the own reason is looked for only when asked, see
-        :meth:`_root_of`, for a node with a non-constant input)."""
-        name = node.name
+    def _classify(self, name: str, node: node_def_pb2.NodeDef, srcs: Iterable[str],
+                  nodes: Mapping[str, node_def_pb2.NodeDef], feed_nodes: set[str]) -> None:
+        """Constant or not. A node with an input that is missing or not constant is not; which input, and the root
+        cause, are looked for only when asked (:meth:`_root_of`): most nodes of a graph read a non-constant
+        input, and that is all folding needs to know of them."""
         reason = self.excluded.get(name)
         if reason:
             self._set_root(name, reason)
             return
         constant = self.constant
-        for i, src in enumerate(srcs):
-            if src not in nodes:
-                self._set_root(name, own_reason(self.graph, node, feed_nodes, self._op_reasons)
-                               or f"input {node.input[i]!r} of {name!r} names no node")
-                return
-            if src not in constant:
-                self._after[name] = src
+        for src in srcs:
+            if src not in constant:  # (a missing node is not constant either)
+                self._after[name] = None
                 return
         reason = own_reason(self.graph, node, feed_nodes, self._op_reasons)
         if reason:
             self._set_root(name, reason)
             return
         self.constant.add(name)
+
+    def _first_unfolded_input(self, name: str) -> str | None:
+        """The first input of non-constant ``name`` (in input order) that is not constant; ``None`` after setting
+        ``name`` 's root when that input is missing (the root is then ``name`` itself)."""
+        node = self.graph.node(name)
+        for inp in node.input:
+            src = parse_input(inp)[0]
+            if src not in self.graph:
+                self._set_root(name, own_reason(self.graph, node, self._feed_nodes, self._op_reasons)
+                               or f"input {inp!r} of {name!r} names no node")
+                return None
+            if src not in self.constant:
+                return src
+        raise AssertionError(f"{name!r} was found non-constant but reads only constants")
 
     def _set_root(self, name: str, reason: str) -> None:
         self._root[name] = name
@@ -175,9 +183,13 @@ class ConstantAnalysis:
         """The node that makes non-constant ``name`` non-constant (``None``: not a node of the analysis)."""
         path = []
         while name not in self._root:
-            src = self._after.get(name)
-            if src is None:
+            if name not in self._after:
                 return None
+            src = self._after[name]
+            if src is None:
+                src = self._after[name] = self._first_unfolded_input(name)
+                if src is None:  # a missing input: the root is set
+                    break
             reason = own_reason(self.graph, self.graph.node(name), self._feed_nodes, self._op_reasons)
             if reason:
                 self._set_root(name, reason)
