@@ -85,6 +85,9 @@ def test_op_kinds_changes_exactly_when_an_op_appears_or_goes_and_nodes_among_fol
     assert g.nodes_among(names, {"Conv2D"}) == []
     g.update_node(make_node("Relu", "add", ["mul"], attrs={"T": F32}))  # op changed: the index follows
     assert g.nodes_among(names, {"AddV2"}) == [] and [n.name for n in g.nodes_among(names, {"Relu"})] == ["add"]
+    loaded = Graph(g.to_graph_def())  # the index a load builds with the view
+    assert _indexed_ops(loaded) == _scanned_ops(loaded) and loaded.index_problems() == []
+    assert [n.name for n in loaded.nodes_by_op("Relu", "Mul")] == ["mul", "add"]  # graph order
 
 
 def test_colocation_index_follows_updates_and_is_checked_by_lint():

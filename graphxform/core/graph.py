@@ -112,7 +112,7 @@ class Graph(GraphQueries, NodeIndexes):
                     f"duplicate node names in GraphDef: {', '.join(sorted(set(duplicates))[:5])}; "
                     "node names must be unique — the graph is corrupt"
                 )
-            view.build(self.nx, nodes)
+            self._adopt_op_index(view.build(self.nx, nodes))
         finally:
             if gc_was_enabled:
                 gc.enable()

@@ -55,6 +55,11 @@ class NodeIndexes:
                 self._index_colocation(node, add=True)
         return self._colocation
 
+    def _adopt_op_index(self, by_op: dict[str, dict[str, None]]) -> None:
+        """Take ``by_op`` (built with the nodes, in their order) as the op index."""
+        self._by_op = by_op
+        self._op_kinds += 1
+
     def _op_index(self) -> dict[str, dict[str, None]]:
         if self._by_op is None:
             by_op: dict[str, dict[str, None]] = {}

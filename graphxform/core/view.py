@@ -32,13 +32,17 @@ def _link(succ: dict, pred: dict, src: str, dst: str, data: dict) -> None:
     keys[key] = data
 
 
-def build(g: nx.MultiDiGraph, nodes: Mapping[str, node_def_pb2.NodeDef]) -> None:
-    """Fill the (empty) view ``g`` from ``nodes`` in one pass: a third of the load time of a large graph saved."""
+def build(g: nx.MultiDiGraph, nodes: Mapping[str, node_def_pb2.NodeDef]) -> dict[str, dict[str, None]]:
+    """Fill the (empty) view ``g`` from ``nodes`` in one pass: a third of the load time of a large graph saved.
+    Returns ``{op: {name: None}}`` (the Graph's op index: each node's op is read once, here)."""
     node_attr, succ, pred = g._node, g._succ, g._pred  # noqa: SLF001
+    by_op: dict[str, dict[str, None]] = {}
     for name, node in nodes.items():
-        node_attr[name] = {"op": node.op}
+        op = node.op
+        node_attr[name] = {"op": op}
         succ[name] = {}
         pred[name] = {}
+        by_op.setdefault(op, {})[name] = None
     for name, node in nodes.items():
         for dst_port, inp in enumerate(node.input):
             src, src_port, control = parse_input(inp)
@@ -49,6 +53,7 @@ def build(g: nx.MultiDiGraph, nodes: Mapping[str, node_def_pb2.NodeDef]) -> None
             _link(succ, pred, src, name, {"src_port": src_port, "dst_port": -1 if control else dst_port,
                                           "control": control})
     nx._clear_cache(g)  # noqa: SLF001 - (networkx caches views of the adjacency)
+    return by_op
 
 
 def add_in_edges(g: nx.MultiDiGraph, node: node_def_pb2.NodeDef, known: Mapping[str, object], *,
