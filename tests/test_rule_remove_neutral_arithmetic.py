@@ -151,6 +151,29 @@ def test_candidates_skip_nodes_without_a_neutral_constant_but_explain_lists_them
     assert "not all 1" in reasons["twice"] and "not all 0" in reasons["out"] and "once" in reasons
 
 
+def test_readers_of_a_small_constant_that_is_neither_0_nor_1_are_not_looked_at():
+    # A merged constant may have hundreds of thousands of readers: a small one is looked into first.
+    from graphxform.transforms.remove_neutral_arithmetic import _neutral_readers
+
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        two = tf.constant(2.0, name="two")
+        y = x
+        for i in range(4):
+            y = tf.multiply(y, two, name=f"m{i}")
+        tf.multiply(y, tf.constant([1.0, 1.0, 1.0], name="ones"), name="out")
+
+    g = Graph(graph_def_of(build))
+    asked: list[str] = []
+    real = g.get
+    g.get = lambda name: asked.append(name) or real(name)  # type: ignore[method-assign]
+    assert _neutral_readers(g) == {"out"}
+    assert not {"m0", "m1", "m2", "m3"} & set(asked), asked  # the readers of 2.0
+    assert "out" in asked  # the readers of the ones are
+    g.get = real  # type: ignore[method-assign]
+    assert [n.name for n in RemoveNeutralArithmetic().candidates(g)] == ["out"]
+
+
 def test_a_weight_no_arithmetic_node_reads_is_never_looked_into(monkeypatch):
     # Reading a weight's tensor_content copies the whole tensor: only constants an arithmetic node reads are
     # looked at (the convolution's all-ones filter is not; the Mul's 1 is, and goes).

@@ -8,6 +8,7 @@ an un-adapted ``Normalization`` layer (``(x - 0) / 1``) leave such ops. No GTT n
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -75,6 +76,9 @@ def _may_match(graph: Graph, node: NodeDef) -> bool:
     return False
 
 
+_SMALL = 64  # elements: a constant this small is looked into before its readers are
+
+
 def _neutral_readers(graph: Graph) -> set[str]:
     """The arithmetic nodes reading a ``Const`` that may be all 0 or all 1 where their op's neutral value is that
     one: every node :func:`_may_match` accepts is among them. Found from the constants (the graph's op index), which
@@ -88,14 +92,20 @@ def _neutral_readers(graph: Graph) -> set[str]:
         users = succ.get(name)
         if not users:
             continue
-        # Its arithmetic readers first: a weight read by a convolution is never looked into (reading
+        t = src.attr["value"].tensor
+        neutral = None
+        if math.prod(d.size for d in t.tensor_shape.dim) <= _SMALL:  # a small value is read first: most are
+            neutral = {v for v in (0, 1) if _all_equal_fast(t, v) is not False}  # neither 0 nor 1, and a
+            if not neutral:  # constant may have many readers
+                continue
+        # A larger one's arithmetic readers first: a weight read by a convolution is never looked into (reading
         # ``tensor_content`` copies the whole tensor).
         arithmetic = [(user, _NEUTRAL[op][0]) for user in users
                       if (op := getattr(graph.get(user), "op", None)) in _NEUTRAL]
         if not arithmetic:
             continue
-        t = src.attr["value"].tensor
-        neutral = {v for v in (0, 1) if _all_equal_fast(t, v) is not False}
+        if neutral is None:
+            neutral = {v for v in (0, 1) if _all_equal_fast(t, v) is not False}
         readers.update(user for user, value in arithmetic if value in neutral)
     return readers
 
