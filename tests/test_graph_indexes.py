@@ -90,6 +90,20 @@ def test_op_kinds_changes_exactly_when_an_op_appears_or_goes_and_nodes_among_fol
     assert [n.name for n in loaded.nodes_by_op("Relu", "Mul")] == ["mul", "add"]  # graph order
 
 
+def test_nodes_with_control_inputs_are_found_in_the_view_in_graph_order():
+    g = _graph()
+    assert g.nodes_with_control_inputs() == []
+    g.update_node(make_node("Identity", "out", ["add", "^c"], attrs={"T": F32}))
+    g.add_nodes([make_node("NoOp", "init", ["^x", "^mul"])])
+    g.update_node(make_node("Mul", "mul", ["x", "c", "^x"], attrs={"T": F32}))  # (an earlier node, updated)
+    assert [n.name for n in g.nodes_with_control_inputs()] == ["mul", "out", "init"]
+    assert [n.name for n in g.nodes_with_control_inputs()] == [n.name for n in g if any(
+        i.startswith("^") for i in n.input)]
+    g.replace_control_uses("x", ["c"])  # (control edges moved, not dropped)
+    g.update_node(make_node("Mul", "mul", ["x", "c"], attrs={"T": F32}))
+    assert [n.name for n in g.nodes_with_control_inputs()] == ["out", "init"]
+
+
 def test_colocation_index_follows_updates_and_is_checked_by_lint():
     g = _graph()
     assert g.colocation_index() == {}

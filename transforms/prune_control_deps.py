@@ -87,10 +87,8 @@ def _plan(graph: Graph) -> dict[str, tuple[list[str], dict[str, str]]]:
     """{node: (control inputs it keeps, {dropped control input: why})} for every node that loses one."""
     purity = Purity(graph)
     out: dict[str, tuple[list[str], dict[str, str]]] = {}
-    for node in graph:
+    for node in graph.nodes_with_control_inputs():
         inputs = node.input
-        if not inputs or inputs[-1][:1] != "^":  # control inputs come last
-            continue
         data_srcs = {parse_input(i)[0] for i in inputs if i[:1] != "^"}
         keep: list[str] = []
         dropped: dict[str, str] = {}
