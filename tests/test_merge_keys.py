@@ -133,3 +133,26 @@ def test_survivor_is_the_first_in_graph_order_even_when_the_view_lists_consumers
     assert "a" in g and "b" not in g and list(g.node("out").input) == ["a", "a"]
     assert "q" not in g  # (a duplicate of p too)
     np.testing.assert_allclose(run(g, {"x:0": X}, ["out:0"])[0], want)
+
+
+def test_full_run_holds_what_held_nodes_holds():
+    """The full scan lets go of the weights after keying (a Const keyed by its value is small, so held): its state
+    holds exactly the nodes ``held_nodes`` tells, whatever the Consts' sizes, ``_class`` and inputs."""
+    from graphxform.core.nodes import const, make_node
+    from graphxform.engine.context import Context
+    from graphxform.transforms._graph_edits import HELD_CONST_ELEMENTS, held_nodes
+
+    g = Graph()
+    big = np.ones((HELD_CONST_ELEMENTS,), np.float32)
+    colocated = const("wc", big)
+    colocated.attr["_class"].list.s.append(b"loc:@w")
+    g.add_nodes([const("w", big), const("w2", big), colocated, const("mid", np.ones((100,), np.float32)),
+                 const("s", np.float32(2)), const("s2", np.float32(2)), const("t", np.array([b"a"], object)),
+                 make_node("Mul", "m", ["w", "s"], attrs={"T": types_pb2.DT_FLOAT}),
+                 make_node("Mul", "m2", ["w2", "s2"], attrs={"T": types_pb2.DT_FLOAT})])
+    ctx = Context()
+    reps = MergeDuplicates().run(g, ctx)
+    assert sorted(reps[0].remove) == ["m2", "s2", "w2"]
+    state = ctx.get("merge_state")
+    held = held_nodes(g)
+    assert state.seen == held and state.unheld == set(g.node_names) - set(held) == {"w", "w2"}

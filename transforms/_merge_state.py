@@ -134,6 +134,13 @@ class MergeState:
                 del self.seen[n]
         self.size = len(nodes)
 
+    def let_go(self, consts: Iterable[str]) -> None:
+        """Stop holding the weights (``is_held``) among ``consts``, names of held nodes (the ones that may be)."""
+        seen = self.seen
+        for n in [n for n in consts if not is_held(seen[n])]:
+            del seen[n]
+            self.unheld.add(n)
+
     def add_exact(self, name: str, key: tuple) -> None:
         """Record ``name`` under exact key ``key`` (op, device, inputs, attributes), after the nodes there."""
         attrs_hash = self.attrs_of[name] = hash(key[3])

@@ -220,8 +220,7 @@ class MergeDuplicates(Pass):
 
     def _run(self, graph: Graph, ctx: Context, facts: _Facts) -> list[Replacement]:
         scan = _Scan(graph)
-        state = MergeState(scan.seen, facts.key(graph), facts.colocated_with, graph.names_by_op("Const")) \
-            if not scan.cyclic else None
+        state = MergeState(scan.seen, facts.key(graph), facts.colocated_with, ()) if not scan.cyclic else None
         if scan.cyclic:
             log.warning("merge_duplicates: %d nodes lie on cycles not closed by NextIteration (e.g. %s); "
                         "they are left alone", len(scan.cyclic), scan.cyclic[0])
@@ -270,6 +269,8 @@ class MergeDuplicates(Pass):
                 state.extras += 1
             members.append(name)
         if state is not None:
+            # The weights among the Consts are not held; a Const keyed by its value (a small one) is.
+            state.let_go(n for n in graph.names_by_op("Const") if n not in state.attrs_of)
             for bucket in buckets.values():
                 if isinstance(bucket, dict):
                     state.digests.update((m, d) for d, members in bucket.items() for m in members)
