@@ -140,6 +140,8 @@ def test_full_run_holds_what_held_nodes_holds():
     holds exactly the nodes ``held_nodes`` tells, whatever the Consts' sizes, ``_class`` and inputs."""
     from graphxform.core.nodes import const, make_node
     from graphxform.engine.context import Context
+    from graphxform.core.signature import TensorSpec
+    from graphxform.model.model import Signature
     from graphxform.transforms._graph_edits import HELD_CONST_ELEMENTS, held_nodes
 
     g = Graph()
@@ -149,10 +151,50 @@ def test_full_run_holds_what_held_nodes_holds():
     g.add_nodes([const("w", big), const("w2", big), colocated, const("mid", np.ones((100,), np.float32)),
                  const("s", np.float32(2)), const("s2", np.float32(2)), const("t", np.array([b"a"], object)),
                  make_node("Mul", "m", ["w", "s"], attrs={"T": types_pb2.DT_FLOAT}),
-                 make_node("Mul", "m2", ["w2", "s2"], attrs={"T": types_pb2.DT_FLOAT})])
+                 make_node("Mul", "m2", ["w2", "s2"], attrs={"T": types_pb2.DT_FLOAT}), const("fed", big)])
+    g.signatures["s"] = Signature("s", "tensorflow/serving/predict", {"fed": TensorSpec("fed:0", 1, [None])},
+                                  {"m": TensorSpec("m:0", 1, [None])})  # (a fed Const is never merged)
     ctx = Context()
     reps = MergeDuplicates().run(g, ctx)
     assert sorted(reps[0].remove) == ["m2", "s2", "w2"]
     state = ctx.get("merge_state")
     held = held_nodes(g)
-    assert state.seen == held and state.unheld == set(g.node_names) - set(held) == {"w", "w2"}
+    assert state.seen == held and state.unheld == set(g.node_names) - set(held) == {"w", "w2", "fed"}
+
+
+def test_small_consts_keyed_through_the_cache_as_without_it():
+    """The full scan looks the small Consts' value keys up by their serialized attributes: every Const gets the key
+    it gets without (equal values in other encodings alike, other devices, dtypes, attributes or values not)."""
+    from graphxform.core.nodes import const
+    from graphxform.transforms._merge_keys import scan_key
+
+    def variants():
+        for i in range(3):  # (each variant several times: the later ones hit the cache)
+            yield const(f"a{i}", np.float32(1.5))
+            packed = const(f"p{i}", np.float32(1.5))
+            packed.attr["value"].tensor.ClearField("float_val")
+            packed.attr["value"].tensor.tensor_content = np.float32(1.5).tobytes()
+            yield packed
+            yield const(f"z{i}", np.float32(-0.0))
+            yield const(f"d{i}", np.float64(1.5))
+            yield const(f"v{i}", np.arange(4, dtype=np.int32))
+            yield const(f"big{i}", np.arange(100, dtype=np.int32))  # (no exact key: bucketed)
+            dev = const(f"dev{i}", np.float32(1.5))
+            dev.device = "/cpu:0"
+            yield dev
+            hinted = const(f"h{i}", np.float32(1.5))
+            hinted.attr["_output_shapes"].list.shape.add()
+            yield hinted
+            tagged = const(f"t{i}", np.float32(1.5))
+            tagged.attr["_class"].list.s.append(b"loc:@a0")
+            yield tagged
+
+    cache: dict = {}
+    nodes = list(variants())
+    for node in nodes:
+        name = node.name
+        assert scan_key(node, name, "Const", [], {}, cache) == scan_key(node, name, "Const", [], {}), name
+    keys = {n.name: scan_key(n, n.name, "Const", [], {}, cache) for n in nodes}
+    assert keys["a0"] == keys["p1"] == keys["h2"] != keys["z0"]
+    assert len({keys[n] for n in ("a0", "z0", "d0", "v0", "dev0", "t0")}) == 6 and not keys["big0"][0]
+    assert len(cache) < len(nodes)

@@ -140,13 +140,20 @@ def cheap_key(node: NodeDef) -> Hashable:
 
 
 _NO_CTRL: frozenset[str] = frozenset()
+_MISSING = object()
 
 
-def scan_key(node: NodeDef, name: str, op: str, inputs: list[str],
-              survivor_of: dict[str, str]) -> tuple[bool, Hashable]:
+#: A Const serialized in at most this many bytes has its :func:`exact_attrs` looked up by :func:`attrs_tail`.
+_CACHED_CONST_BYTES = 2048
+
+
+def scan_key(node: NodeDef, name: str, op: str, inputs: list[str], survivor_of: dict[str, str],
+             const_attrs: dict[bytes, Hashable | None] | None = None) -> tuple[bool, Hashable]:
     """``(True, key)``, equal only for duplicates, or ``(False, bucket key)`` for a large Const (its bucket's
     members are compared), with the inputs mapped to their survivors; ``node`` is called ``name``, runs ``op`` and
-    has ``inputs`` (read by the caller)."""
+    has ``inputs`` (read by the caller). ``const_attrs``: the :func:`exact_attrs` of the small Consts seen so far
+    by their :func:`attrs_tail` (a pure function of it: one serialization instead of reading the tensor field by
+    field; most small constants repeat)."""
     get = survivor_of.get
     data = []
     ctrl: set[str] | frozenset[str] = _NO_CTRL
@@ -162,7 +169,15 @@ def scan_key(node: NodeDef, name: str, op: str, inputs: list[str],
             src, port = inp, 0
         data.append((get(src, src), port))
     mapped = (tuple(data), frozenset(ctrl))
-    attrs = exact_attrs(node) if op == "Const" else attrs_tail(node, name, op, inputs)
+    if op != "Const":
+        attrs = attrs_tail(node, name, op, inputs)
+    elif const_attrs is None or node.ByteSize() > _CACHED_CONST_BYTES:
+        attrs = exact_attrs(node)
+    else:
+        tail = attrs_tail(node, name, op, inputs)
+        attrs = const_attrs.get(tail, _MISSING)
+        if attrs is _MISSING:
+            attrs = const_attrs[tail] = exact_attrs(node)
     if attrs is not None:
         return True, (op, node.device, mapped, attrs)
     return False, (op, node.device, *mapped, cheap_key(node))

@@ -230,13 +230,17 @@ class MergeDuplicates(Pass):
         buckets: dict[tuple, str | dict[int, list[str]]] = {}
         # Most nodes have small attributes: their whole value is the key, and equal keys mean duplicates.
         exact: dict[tuple, str] = {}
+        const_attrs: dict[bytes, Hashable | None] = {}
+        maybe_weights: list[str] = []  # the Consts not keyed by their value: the only ones that may be weights
         nodes, mergeable, feeds = scan.seen, facts.mergeable_ops, facts.signature_inputs
         for name in scan.order:
             node = nodes[name]
             op = node.op
             if (op not in mergeable or name in feeds) and facts.unmergeable(node) is not None:
+                if op == "Const":
+                    maybe_weights.append(name)
                 continue
-            is_exact, key = scan_key(node, name, op, list(node.input), survivor_of)
+            is_exact, key = scan_key(node, name, op, list(node.input), survivor_of, const_attrs)
             if is_exact:
                 first = exact.get(key)
                 if first is None:
@@ -249,6 +253,8 @@ class MergeDuplicates(Pass):
                 if state is not None:
                     state.add_exact(name, key)
                 continue
+            if op == "Const":
+                maybe_weights.append(name)
             if state is not None:
                 state.add(name, False, hash(key))  # (taken back below if it is a duplicate)
             bucket = buckets.get(key)
@@ -270,7 +276,7 @@ class MergeDuplicates(Pass):
             members.append(name)
         if state is not None:
             # The weights among the Consts are not held; a Const keyed by its value (a small one) is.
-            state.let_go(n for n in graph.names_by_op("Const") if n not in state.attrs_of)
+            state.let_go(maybe_weights)
             for bucket in buckets.values():
                 if isinstance(bucket, dict):
                     state.digests.update((m, d) for d, members in bucket.items() for m in members)
