@@ -155,8 +155,6 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-
-
 def merge_replacement(graph: Graph, dup: str, survivor: str, signature_ports: set[int] = frozenset(),
                       uses: tuple[set[int], bool] | None = None) -> Replacement:
     """Move every use of ``dup`` (all output ports, control uses, signatures) to ``survivor``; remove ``dup``.
