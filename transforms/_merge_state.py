@@ -56,58 +56,41 @@ def split_inputs(node: NodeDef) -> tuple[list[tuple[str, int]], list[str]]:
 
 
 class Scan:
-    """One pass over every node: parsed inputs, a topological order, and how each node's outputs are used."""
+    """Every node in a topological order: producers first, a node's consumers in graph order, ready nodes first come
+    first served (Kahn's algorithm over the graph's own view: nothing parsed)."""
 
     def __init__(self, graph: Graph) -> None:
-        self.seen: dict[str, NodeDef]
-        self.inputs: dict[str, tuple[list[tuple[str, int]], list[str]]] = {}
-        self.uses: dict[str, tuple[set[int], bool]] = {}  # node -> (data ports read, has control consumers)
-        indeg: dict[str, int] = {}
-        children: dict[str, list[str]] = {}
-        nodes = list(graph)
-        names = self.seen = dict(zip(graph.node_names, nodes))  # (what the pass saw, kept by its state)
+        names = graph.node_names
+        self.seen: dict[str, NodeDef] = dict(zip(names, graph))  # (what the pass saw, kept by its state)
+        seen = self.seen
+        succ, pred = graph.adjacency()
+        indeg = {n: len(pred[n]) for n in names}  # (producers, each once: a consumer is ready after its last)
         # TF1 loop back edges (NextIteration -> Merge) and inputs naming no node: not ordered by.
         skip = {name for op in LOOP_BACK_EDGE_OPS for name in graph.names_by_op(op)}  # (the graph's op index)
-        uses = self.uses
-        for name, node in names.items():
-            data: list[tuple[str, int]] = []
-            ctrl: list[str] = []
-            count = 0
-            for inp in node.input:
-                if ":" in inp or inp[:1] == "^":
-                    src, port, control = parse_input(inp)
-                else:  # (most inputs: output 0 of a node)
-                    src, port, control = inp, 0, False
-                use = uses.get(src)
-                if control:
-                    ctrl.append(src)
-                    uses[src] = (use[0] if use else set(), True)
-                else:
-                    data.append((src, port))
-                    if use is None:
-                        uses[src] = ({port}, False)
-                    else:
-                        use[0].add(port)
-                if src in skip or src not in names:
-                    continue
-                kids = children.get(src)
-                if kids is None:
-                    children[src] = [name]
-                else:
-                    kids.append(name)
-                count += 1
-            self.inputs[name] = (data, ctrl)
-            indeg[name] = count
-        ready = deque(n for n, d in indeg.items() if d == 0)
-        self.order: list[str] = []
-        while ready:
-            name = ready.popleft()
-            self.order.append(name)
-            for child in children.get(name, ()):
+        if len(succ) > len(seen):
+            skip.update(n for n in succ if n not in seen)
+        for src in skip:
+            for child in succ[src]:
                 indeg[child] -= 1
-                if indeg[child] == 0:
-                    ready.append(child)
-        self.cyclic = [n for n, d in indeg.items() if d > 0]
+        order = self.order = [n for n in names if not indeg[n]]
+        position: dict[str, int] | None = None
+        i = 0
+        while i < len(order):
+            name = order[i]
+            i += 1
+            kids = succ[name]
+            if name in skip or not kids:
+                continue
+            if len(kids) > 1:  # in graph order (the view keeps edges in the order they were made)
+                if position is None:
+                    position = dict(zip(names, range(len(names))))
+                kids = sorted(kids, key=position.__getitem__)
+            for child in kids:
+                d = indeg[child] - 1
+                indeg[child] = d
+                if not d:
+                    order.append(child)
+        self.cyclic = [n for n, d in indeg.items() if d > 0] if len(order) < len(names) else []
 
 
 class MergeState:
@@ -150,6 +133,13 @@ class MergeState:
             for n in self.unheld:
                 del self.seen[n]
         self.size = len(nodes)
+
+    def let_go(self, consts: Iterable[str]) -> None:
+        """Stop holding the weights (``is_held``) among ``consts``, names of held nodes (the ones that may be)."""
+        seen = self.seen
+        for n in [n for n in consts if not is_held(seen[n])]:
+            del seen[n]
+            self.unheld.add(n)
 
     def add_exact(self, name: str, key: tuple) -> None:
         """Record ``name`` under exact key ``key`` (op, device, inputs, attributes), after the nodes there."""

@@ -15,72 +15,25 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import math
-import struct
 from collections.abc import Callable, Hashable, Iterator
 
-import numpy as np
-import tensorflow as tf
-from tensorflow.core.framework import attr_value_pb2, tensor_pb2, types_pb2
+from tensorflow.core.framework import attr_value_pb2
 
 from graphxform import Context, NodeDef, Pass, Replacement, colocation, parse_input, register
 from graphxform.core.graph import Graph
 from graphxform.core.opdefs import CONTROL_FLOW_OPS, FEED_OPS, is_stateful
 
-from ._merge_state import MergeState, Scan as _Scan, mapped_inputs
+from ._merge_keys import HINT_ATTRS, const_bytes, scan_key
+from ._merge_keys import cheap_key as _cheap_key, exact_attrs as _exact_attrs  # noqa: F401 - (tests use the latter)
+from ._merge_state import MergeState, Scan as _Scan
 
 log = logging.getLogger(__name__)
 
 #: Never merged: feed points (two placeholders are two inputs) and TF1 control flow.
 NEVER_MERGE = FEED_OPS | CONTROL_FLOW_OPS
-_OPAQUE_DTYPES = frozenset({types_pb2.DT_STRING, types_pb2.DT_RESOURCE, types_pb2.DT_VARIANT})
-#: Shape hints, not semantics: two nodes that differ only here compute the same thing (the exporter drops them
-#: anyway, so ignoring them makes a second run find nothing the first one left).
-HINT_ATTRS = frozenset({"_output_shapes"})
-#: dtype -> (TensorProto field, numpy dtype) for reading scalar constants quickly.
-_SCALAR_FIELDS = {
-    types_pb2.DT_FLOAT: ("float_val", np.float32), types_pb2.DT_DOUBLE: ("double_val", np.float64),
-    types_pb2.DT_INT32: ("int_val", np.int32), types_pb2.DT_INT64: ("int64_val", np.int64),
-    types_pb2.DT_BOOL: ("bool_val", np.bool_),
-}
 
-#: dtype -> the packing of a scalar's value into the bytes numpy gives it (little-endian), without an array.
-_PACK = {t: struct.Struct(f).pack for t, f in ((types_pb2.DT_FLOAT, "<f"), (types_pb2.DT_DOUBLE, "<d"),
-         (types_pb2.DT_INT32, "<i"), (types_pb2.DT_INT64, "<q"), (types_pb2.DT_BOOL, "<?"))}
 
 # ----------------------------------------------------------------- equality
-def const_bytes(tensor: tensor_pb2.TensorProto) -> bytes:
-    """The exact value bytes of a ``TensorProto`` whatever its encoding (``tensor_content`` or ``*_val``).
-
-    Numeric tensors give their little-endian element bytes, so a splat
-    ``float_val: 0`` and an all-zero ``tensor_content`` compare equal; string
-    and other opaque tensors give their deterministic serialization.
-    """
-    if tensor.dtype in _OPAQUE_DTYPES:
-        return tensor.SerializeToString(deterministic=True)
-    if tensor.tensor_content:
-        return bytes(tensor.tensor_content)
-    data = None if tensor.tensor_shape.dim else _scalar_bytes(tensor, tensor.dtype)
-    if data is not None:
-        return data
-    try:
-        return tf.make_ndarray(tensor).tobytes()
-    except (TypeError, ValueError):
-        return tensor.SerializeToString(deterministic=True)
-
-
-def _scalar_bytes(tensor: tensor_pb2.TensorProto, dtype: int) -> bytes | None:
-    """:func:`const_bytes` of a numeric scalar without ``tensor_content`` (read without TF), else ``None``."""
-    field, np_dtype = _SCALAR_FIELDS.get(dtype, (None, None))
-    values = getattr(tensor, field) if field is not None else ()
-    if field is None or len(values) > 1:
-        return None
-    value = values[0] if values else 0
-    if value == value:  # a number: packed as numpy would store it (a NaN's bits are numpy's to tell)
-        return _PACK[dtype](value)
-    return np.asarray(value, dtype=np_dtype).tobytes()
-
-
 def _attr_key(node: NodeDef, key: str, value: attr_value_pb2.AttrValue) -> Hashable:
     if node.op == "Const" and key == "value" and value.HasField("tensor"):
         t = value.tensor
@@ -93,54 +46,11 @@ def _attr_digest(node: NodeDef) -> int:
     return hash(tuple((k, _attr_key(node, k, node.attr[k])) for k in sorted(node.attr) if k not in HINT_ATTRS))
 
 
-_EXACT_LIMIT = 64  # elements: a Const at most this large is keyed by its value itself
-
-
-def _exact_attrs(node: NodeDef) -> Hashable | None:
-    """All of ``node``'s attributes as a hashable value that is equal only when :func:`attr_difference`
-    finds no difference; ``None`` for a Const of more than ``_EXACT_LIMIT`` elements (hashed and compared
-    instead). The size decides, not the encoding, so equal values always take the same path."""
-    parts: list[tuple] = []
-    attr = node.attr
-    for key in sorted(attr):
-        if key in HINT_ATTRS:
-            continue
-        value = attr[key]
-        if key == "value" and node.op == "Const" and value.HasField("tensor"):
-            t = value.tensor
-            dtype, dims = t.dtype, t.tensor_shape.dim
-            if dtype in _OPAQUE_DTYPES:
-                return None
-            shape = tuple(d.size for d in dims)
-            if shape and math.prod(shape) > _EXACT_LIMIT:
-                return None
-            parts.append((key, dtype, shape, const_bytes(t)))  # (a scalar's bytes are read without numpy)
-        elif value.WhichOneof("value") == "type":  # (the usual attr: T, dtype) its number is its value
-            parts.append((key, value.type))
-        else:
-            parts.append((key, value.SerializeToString(deterministic=True)))
-    if node.HasField("experimental_type"):
-        parts.append(("", node.experimental_type.SerializeToString(deterministic=True)))
-    return tuple(parts)
-
-
 def _node_key(node: NodeDef, data: list[tuple[str, int]], ctrl: list[str],
               survivor_of: dict[str, str]) -> tuple[bool, Hashable]:
     """``(True, key)``, equal only for duplicates, or ``(False, bucket key)`` for a large Const (its bucket's
-    members are compared); inputs are mapped to their survivors."""
-    inputs = mapped_inputs(data, ctrl, survivor_of)
-    attrs = _exact_attrs(node)
-    if attrs is not None:
-        return True, (node.op, node.device, inputs, attrs)
-    return False, (node.op, node.device, *inputs, _cheap_key(node))
-
-
-def _cheap_key(node: NodeDef) -> Hashable:
-    """Part of the bucket key that costs nothing to read: a Const's dtype and shape (its bytes are hashed later)."""
-    if node.op == "Const" and "value" in node.attr:  # (indexing a proto map would insert the key)
-        t = node.attr["value"].tensor
-        return t.dtype, tuple(d.size for d in t.tensor_shape.dim)
-    return None
+    members are compared); inputs are mapped to their survivors (``data``, ``ctrl``: read again from ``node``)."""
+    return scan_key(node, node.name, node.op, list(node.input), survivor_of)
 
 
 def attr_difference(a: NodeDef, b: NodeDef) -> str | None:
@@ -208,20 +118,20 @@ class _Facts:
                 for target in colocation(node):
                     colocated_with.setdefault(target, []).append(node.name)
         self.colocated_with = colocated_with  # target -> the nodes colocated with it
-        self._mergeable_ops: set[str] = set()  # ops seen neither stateful nor control flow
+        self.mergeable_ops: set[str] = set()  # ops seen neither stateful nor control flow
 
     def key(self, graph: Graph) -> Hashable:
         """What the facts depend on besides the nodes' colocation constraints."""
         return frozenset(self.signature_inputs), frozenset(graph.protected)
 
     def unmergeable(self, node: NodeDef) -> str | None:
-        if node.op in self._mergeable_ops:
+        if node.op in self.mergeable_ops:
             return f"{node.name!r} is a signature input (a feed point)" if node.name in self.signature_inputs else None
         if node.op in NEVER_MERGE:
             return f"{node.name!r} is a {node.op}: feed points and control-flow ops are never merged"
         if is_stateful(node.op):
             return f"{node.name!r} is {node.op}, stateful or unknown to TensorFlow: every instance runs separately"
-        self._mergeable_ops.add(node.op)
+        self.mergeable_ops.add(node.op)
         if node.name in self.signature_inputs:
             return f"{node.name!r} is a signature input (a feed point)"
         return None
@@ -243,9 +153,6 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-_UNUSED: tuple[set[int], bool] = (frozenset(), False)  # type: ignore[assignment]
 
 
 def merge_replacement(graph: Graph, dup: str, survivor: str, signature_ports: set[int] = frozenset(),
@@ -293,7 +200,7 @@ class MergeDuplicates(Pass):
                 if survivor_of is not None:
                     ctx.set("merge_state", state)
                     state.pending = len(survivor_of)
-                    return self._replacements(graph, facts, survivor_of, None)
+                    return self._replacements(graph, facts, survivor_of)
                 log.debug("merge_duplicates: the changes since the last run need a full scan")
             return self._run(graph, ctx, facts)
 
@@ -311,8 +218,7 @@ class MergeDuplicates(Pass):
 
     def _run(self, graph: Graph, ctx: Context, facts: _Facts) -> list[Replacement]:
         scan = _Scan(graph)
-        state = MergeState(scan.seen, facts.key(graph), facts.colocated_with, graph.names_by_op("Const")) \
-            if not scan.cyclic else None
+        state = MergeState(scan.seen, facts.key(graph), facts.colocated_with, ()) if not scan.cyclic else None
         if scan.cyclic:
             log.warning("merge_duplicates: %d nodes lie on cycles not closed by NextIteration (e.g. %s); "
                         "they are left alone", len(scan.cyclic), scan.cyclic[0])
@@ -322,13 +228,17 @@ class MergeDuplicates(Pass):
         buckets: dict[tuple, str | dict[int, list[str]]] = {}
         # Most nodes have small attributes: their whole value is the key, and equal keys mean duplicates.
         exact: dict[tuple, str] = {}
-        nodes = scan.seen
+        const_attrs: dict[bytes, Hashable | None] = {}
+        maybe_weights: list[str] = []  # the Consts not keyed by their value: the only ones that may be weights
+        nodes, mergeable, feeds = scan.seen, facts.mergeable_ops, facts.signature_inputs
         for name in scan.order:
             node = nodes[name]
-            if facts.unmergeable(node) is not None:
+            op = node.op
+            if (op not in mergeable or name in feeds) and facts.unmergeable(node) is not None:
+                if op == "Const":
+                    maybe_weights.append(name)
                 continue
-            data, ctrl = scan.inputs[name]
-            is_exact, key = _node_key(node, data, ctrl, survivor_of)
+            is_exact, key = scan_key(node, name, op, list(node.input), survivor_of, const_attrs)
             if is_exact:
                 first = exact.get(key)
                 if first is None:
@@ -341,6 +251,8 @@ class MergeDuplicates(Pass):
                 if state is not None:
                     state.add_exact(name, key)
                 continue
+            if op == "Const":
+                maybe_weights.append(name)
             if state is not None:
                 state.add(name, False, hash(key))  # (taken back below if it is a duplicate)
             bucket = buckets.get(key)
@@ -361,6 +273,8 @@ class MergeDuplicates(Pass):
                 state.extras += 1
             members.append(name)
         if state is not None:
+            # The weights among the Consts are not held; a Const keyed by its value (a small one) is.
+            state.let_go(maybe_weights)
             for bucket in buckets.values():
                 if isinstance(bucket, dict):
                     state.digests.update((m, d) for d, members in bucket.items() for m in members)
@@ -368,28 +282,34 @@ class MergeDuplicates(Pass):
             ctx.set("merge_state", state)
         if not survivor_of:
             return []
-        return self._replacements(graph, facts, survivor_of, scan.uses)
+        return self._replacements(graph, facts, survivor_of)
 
     @staticmethod
-    def _replacements(graph: Graph, facts: _Facts, survivor_of: dict[str, str],
-                      uses: dict[str, tuple[set[int], bool]] | None) -> list[Replacement]:
-        """The merges as one replacement (``uses``: how the duplicates' outputs are used, when known)."""
+    def _replacements(graph: Graph, facts: _Facts, survivor_of: dict[str, str]) -> list[Replacement]:
+        """The merges as one replacement."""
         if not survivor_of:
             return []
         # One replacement for the whole pass: the runner applies it in one go (a 1M-node graph can hold
         # hundreds of thousands of duplicates; one rewrite each would cost more than finding them).
-        # Survivors are never duplicates themselves, so each duplicate's uses are still as scanned and
+        # Survivors are never duplicates themselves, so each duplicate's uses are as the graph has them and
         # the merges do not interfere: their replacements can simply be put together.
         out = Replacement(remove=list(survivor_of))
         replace, replace_control, sig_ports = out.replace, out.replace_control, facts.signature_ports
+        succ = graph.adjacency()[0]
         for dup, surv in survivor_of.items():  # (what merge_replacement does, for many at once)
-            used = uses.get(dup, _UNUSED) if uses is not None else None
-            if used is None:
-                used = (graph.output_ports(dup), bool(graph.control_consumers(dup)))
-            ports = used[0] | sig_ports[dup] if dup in sig_ports else used[0]
+            ports: set[int] = set()
+            control = False
+            for edges in succ[dup].values():  # (the ports read and whether a control edge leaves, in one loop)
+                for d in edges.values():
+                    if d["control"]:
+                        control = True
+                    else:
+                        ports.add(d["src_port"])
+            if dup in sig_ports:
+                ports |= sig_ports[dup]
             for port in sorted(ports) if len(ports) > 1 else ports:
                 replace[f"{dup}:{port}"] = f"{surv}:{port}"
-            if used[1]:
+            if control:
                 replace_control[dup] = [surv]
         log.info("merge_duplicates: %d duplicate nodes merged", len(survivor_of))
         return [out]
