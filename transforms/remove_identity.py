@@ -145,7 +145,9 @@ class RemoveIdentity(Rule):
             ports = graph.output_ports(name) | {port for _, side, _, port in graph.signature_uses(name)
                                                 if side == "output"}
             op = node.op
-        rep = Replacement(replace={f"{name}:{port}": _canon(data[port]) for port in sorted(ports)}, remove=[name])
+        # (``canon`` of each input, the common ``"node"`` form, output 0, without parsing it)
+        rep = Replacement(replace={f"{name}:{port}": canon(data[port]) if ":" in data[port] else data[port] + ":0"
+                                   for port in sorted(ports)}, remove=[name])
         forwarding = op in FORWARDING_OPS
         if ctrl:  # data consumers keep the ordering the Identity gave them
             for dst in sorted({d for d, _ in graph.consumers(name)}):
@@ -160,11 +162,6 @@ class RemoveIdentity(Rule):
         if not forwarding:  # GTT drops the other inputs; here the Consts nothing else reads go
             rep.remove.extend(n for n in graph.input_nodes(name)[1:] if graph.node(n).op == "Const")
         return rep
-
-
-def _canon(tensor: str) -> str:
-    """``canon`` of a data input, without parsing the common ``"node"`` form (output 0)."""
-    return canon(tensor) if ":" in tensor else tensor + ":0"
 
 
 def _colocated_with_input(node: NodeDef, data: list[str]) -> bool:
