@@ -57,7 +57,7 @@ class RemoveIdentity(Rule):
     def check(self, match: Match) -> str | None:
         graph, node = match.graph, match.anchor
         name, op, inputs = node.name, node.op, list(node.input)  # (read once: a proto field read is not free)
-        data = [i for i in inputs if i[:1] != "^"]
+        data = inputs if len(inputs) == 1 and inputs[0][:1] != "^" else [i for i in inputs if i[:1] != "^"]
         if not data:
             return f"{op} {name!r} has no data input"
         if op not in FORWARDING_OPS:
@@ -87,9 +87,10 @@ class RemoveIdentity(Rule):
             sources.append((src, port))
         # The out-edges, read once from the view's adjacency ({consumer: {key: edge data}}), no Edge objects.
         out = graph.adjacency()[0].get(name) or {}
-        if any(graph.node(dst).op in CONTROL_FLOW_OPS for dst in out):
-            dst = next(d for d in sorted(out) if graph.node(d).op in CONTROL_FLOW_OPS)
-            return f"{name!r} feeds control-flow op {dst!r} ({graph.node(dst).op})"
+        for dst in out:
+            if (get(dst) or graph.node(dst)).op in CONTROL_FLOW_OPS:  # (the first in name order is named)
+                dst = next(d for d in sorted(out) if graph.node(d).op in CONTROL_FLOW_OPS)
+                return f"{name!r} feeds control-flow op {dst!r} ({graph.node(dst).op})"
         t_attr = node.attr["T"] if "T" in node.attr else None  # (indexing a proto map would insert the key)
         types = [] if t_attr is None else list(t_attr.list.type) if op == "IdentityN" else [t_attr.type]
         for t in types:
@@ -118,7 +119,7 @@ class RemoveIdentity(Rule):
         if not ports and not sig_out and not ctrl_users:
             return (f"{name!r} has no consumers: it may be a graph output fetched by name "
                     "(strip_unused removes dead code)")
-        ctrl = [i[1:] for i in inputs if i[:1] == "^"]
+        ctrl = [i[1:] for i in inputs if i[:1] == "^"] if data is not inputs else []
         if sig_out and ctrl:
             return (f"{name!r} is a signature output with control dependencies "
                     f"({', '.join(ctrl[:3])}); fetching its input would skip them")
