@@ -66,8 +66,9 @@ class RemoveIdentity(Rule):
                 return reason
         if name in graph.protected:
             return f"{name!r} is protected (init op, table initializer, asset or listed by the user)"
-        if "_class" in node.attr and not _colocated_with_input(node, data):
-            locs = b", ".join(node.attr["_class"].list.s).decode(errors="replace")
+        attr = node.attr  # (fetched once)
+        if "_class" in attr and not _colocated_with_input(node, data):
+            locs = b", ".join(attr["_class"].list.s).decode(errors="replace")
             return f"{name!r} has a colocation constraint _class=[{locs}]"
         facts = match.ctx.frame_facts_at(graph, name)
         if name in facts.colocated_with:
@@ -91,7 +92,7 @@ class RemoveIdentity(Rule):
             if (get(dst) or graph.node(dst)).op in CONTROL_FLOW_OPS:  # (the first in name order is named)
                 dst = next(d for d in sorted(out) if graph.node(d).op in CONTROL_FLOW_OPS)
                 return f"{name!r} feeds control-flow op {dst!r} ({graph.node(dst).op})"
-        t_attr = node.attr["T"] if "T" in node.attr else None  # (indexing a proto map would insert the key)
+        t_attr = attr["T"] if "T" in attr else None  # (indexing a proto map would insert the key)
         types = [] if t_attr is None else list(t_attr.list.type) if op == "IdentityN" else [t_attr.type]
         for t in types:
             if t in _UNREMOVABLE_DTYPES:
@@ -124,7 +125,8 @@ class RemoveIdentity(Rule):
             return (f"{name!r} is a signature output with control dependencies "
                     f"({', '.join(ctrl[:3])}); fetching its input would skip them")
         # What the rewrite needs, found on the way (the graph does not change between check and rewrite).
-        match.extra["remove_identity"] = (node, data, ctrl, ports | {port for _, _, port in sig_out}, ctrl_users, op)
+        used = ports | {port for _, _, port in sig_out} if sig_out else ports
+        match.extra["remove_identity"] = (node, data, ctrl, used, ctrl_users, op)
         for sig, key, port in sig_out:
             new = canon(data[port])
             if any(canon(t) == new for spec in sig.inputs.values() for t in spec.tensor_names()):
