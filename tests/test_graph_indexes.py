@@ -205,3 +205,16 @@ def test_fold_batch_norm_candidates_without_an_anchor_op():
     g.add_nodes([const("w", np.ones((2, 2), np.float32)),
                  make_node("MatMul", "mm", ["out", "w"], attrs={"T": F32})])
     assert [n.name for n in rule.candidates(g)] == ["mm"]
+
+
+def test_context_frame_facts_at_one_node_is_kept_until_a_node_it_has_not_seen():
+    from graphxform.engine.context import Context
+
+    g = _graph()
+    ctx = Context()
+    facts = ctx.frame_facts_at(g, "add")
+    assert ctx.frame_facts_at(g, "x") is facts and ctx.frame_facts(g, ["add"]) is facts  # one cache for both
+    g.add_node(with_colocation(make_node("Identity", "later", ["x"], attrs={"T": F32}), ["c"]))
+    again = ctx.frame_facts_at(g, "later")  # not seen when computed: computed again, on the graph as it is now
+    assert again is not facts and "later" in again.known and again.colocated_with == {"c": ["later"]}
+    assert ctx.frame_facts(g, ["later"]) is again

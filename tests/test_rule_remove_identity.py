@@ -319,6 +319,20 @@ def test_dangling_identity_is_left_for_strip_unused():
     assert run_rule_once(g, RemoveIdentity()) == 0
 
 
+def test_identity_reading_a_missing_node_is_named_in_the_error():
+    from tensorflow.core.framework import graph_pb2
+
+    from graphxform.core.errors import RuleError
+
+    gd = graph_pb2.GraphDef()
+    gd.node.add(name="id", op="Identity", input=["ghost:1"]).attr["T"].type = types_pb2.DT_FLOAT
+    gd.node.add(name="y", op="Neg", input=["id"]).attr["T"].type = types_pb2.DT_FLOAT
+    g = Graph(gd)
+    with pytest.raises(RuleError, match="remove_identity.*'id'.*no node named 'ghost'"):
+        run_rule_once(g, RemoveIdentity())
+    assert [n.name for n in g] == ["id", "y"] and g.data_inputs("y") == ["id"]
+
+
 def test_chain_of_identities_on_a_multi_output_port():
     def build():
         x = tf.compat.v1.placeholder(tf.float32, [4, 3], name="x")

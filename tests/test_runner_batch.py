@@ -266,6 +266,9 @@ def test_read_and_write_sets():
     assert batch_mod.reads_of(g, ["a"]) == ({"a", "x", "y"}, {"a"})
     assert batch_mod.writes_of(g, Replacement(replace={"a:0": "x:0"}, remove=["a"])) == ({"a", "y"}, {"a", "x"})
     assert batch_mod.writes_of(g, Replacement(replace={"out:0": "r:0"}, remove=["out"])) is None  # a signature
+    for name in ["x", "a", "y", "r", "out", "not_a_node"]:  # the one-anchor read set is the general one's
+        for up in (0, 1, 2):
+            assert batch_mod.reads_at(g, name, up) == batch_mod.reads_of(g, [name], up), (name, up)
 
 
 def test_batch_joins_only_rewrites_that_cannot_see_each_other():

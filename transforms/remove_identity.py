@@ -57,7 +57,7 @@ class RemoveIdentity(Rule):
     def check(self, match: Match) -> str | None:
         graph, node = match.graph, match.anchor
         name, op, inputs = node.name, node.op, list(node.input)  # (read once: a proto field read is not free)
-        data = [i for i in inputs if i[:1] != "^"]
+        data = inputs if len(inputs) == 1 and inputs[0][:1] != "^" else [i for i in inputs if i[:1] != "^"]
         if not data:
             return f"{op} {name!r} has no data input"
         if op not in FORWARDING_OPS:
@@ -66,27 +66,33 @@ class RemoveIdentity(Rule):
                 return reason
         if name in graph.protected:
             return f"{name!r} is protected (init op, table initializer, asset or listed by the user)"
-        if "_class" in node.attr and not _colocated_with_input(node, data):
-            locs = b", ".join(node.attr["_class"].list.s).decode(errors="replace")
+        attr = node.attr  # (fetched once)
+        if "_class" in attr and not _colocated_with_input(node, data):
+            locs = b", ".join(attr["_class"].list.s).decode(errors="replace")
             return f"{name!r} has a colocation constraint _class=[{locs}]"
-        facts = match.ctx.frame_facts(graph, [name])
+        facts = match.ctx.frame_facts_at(graph, name)
         if name in facts.colocated_with:
             others = facts.colocated_with[name]
             return f"{', '.join(others[:3])} colocate with {name!r} (_class loc:@{name}); removing it breaks them"
         if name in facts.in_frame:
             return f"{name!r} is inside a TF1 control-flow frame (while_loop/cond); frame pivots must stay"
+        get = graph.get
         sources = []
         for inp in data:
-            src_name, port, _ = parse_input(inp)
-            src = graph.node(src_name)
+            src_name, port = (inp, 0) if ":" not in inp else parse_input(inp)[:2]
+            src = get(src_name)
+            if src is None:
+                src = graph.node(src_name)  # (raises the error naming the missing producer)
             if src.op in CONTROL_FLOW_OPS:
                 return f"input {inp!r} of {name!r} comes from control-flow op {src.op}"
             sources.append((src, port))
-        out = graph.out_edges(name)
-        for dst in sorted({e.dst for e in out}):
-            if graph.node(dst).op in CONTROL_FLOW_OPS:
+        # The out-edges, read once from the view's adjacency ({consumer: {key: edge data}}), no Edge objects.
+        out = graph.adjacency()[0].get(name) or {}
+        for dst in out:
+            if (get(dst) or graph.node(dst)).op in CONTROL_FLOW_OPS:  # (the first in name order is named)
+                dst = next(d for d in sorted(out) if graph.node(d).op in CONTROL_FLOW_OPS)
                 return f"{name!r} feeds control-flow op {dst!r} ({graph.node(dst).op})"
-        t_attr = node.attr["T"] if "T" in node.attr else None  # (indexing a proto map would insert the key)
+        t_attr = attr["T"] if "T" in attr else None  # (indexing a proto map would insert the key)
         types = [] if t_attr is None else list(t_attr.list.type) if op == "IdentityN" else [t_attr.type]
         for t in types:
             if t in _UNREMOVABLE_DTYPES:
@@ -102,16 +108,25 @@ class RemoveIdentity(Rule):
             if side == "input":
                 return f"{name!r} is signature {sig.key!r} input {key!r} (a feed point)"
         sig_out = [(sig, key, port) for sig, _, key, port in uses]
-        ports, ctrl_users = {e.src_port for e in out if not e.control}, sorted({e.dst for e in out if e.control})
+        ports: set[int] = set()
+        ctrl_set: set[str] = set()
+        for dst, edges in out.items():
+            for d in edges.values():
+                if d["control"]:
+                    ctrl_set.add(dst)
+                else:
+                    ports.add(d["src_port"])
+        ctrl_users = sorted(ctrl_set)
         if not ports and not sig_out and not ctrl_users:
             return (f"{name!r} has no consumers: it may be a graph output fetched by name "
                     "(strip_unused removes dead code)")
-        ctrl = [i[1:] for i in inputs if i[:1] == "^"]
+        ctrl = [i[1:] for i in inputs if i[:1] == "^"] if data is not inputs else []
         if sig_out and ctrl:
             return (f"{name!r} is a signature output with control dependencies "
                     f"({', '.join(ctrl[:3])}); fetching its input would skip them")
         # What the rewrite needs, found on the way (the graph does not change between check and rewrite).
-        match.extra["remove_identity"] = (node, data, ctrl, ports | {port for _, _, port in sig_out}, ctrl_users)
+        used = ports | {port for _, _, port in sig_out} if sig_out else ports
+        match.extra["remove_identity"] = (node, data, ctrl, used, ctrl_users, op)
         for sig, key, port in sig_out:
             new = canon(data[port])
             if any(canon(t) == new for spec in sig.inputs.values() for t in spec.tensor_names()):
@@ -127,13 +142,16 @@ class RemoveIdentity(Rule):
         name = node.name
         found = match.extra.get("remove_identity")
         if found is not None and found[0] is node:
-            _, data, ctrl, ports, ctrl_users = found
+            _, data, ctrl, ports, ctrl_users, op = found
         else:
             data, ctrl, ctrl_users = graph.data_inputs(name), graph.control_inputs(name), graph.control_consumers(name)
             ports = graph.output_ports(name) | {port for _, side, _, port in graph.signature_uses(name)
                                                 if side == "output"}
-        rep = Replacement(replace={f"{name}:{port}": canon(data[port]) for port in sorted(ports)}, remove=[name])
-        forwarding = node.op in FORWARDING_OPS
+            op = node.op
+        # (``canon`` of each input, the common ``"node"`` form, output 0, without parsing it)
+        rep = Replacement(replace={f"{name}:{port}": canon(data[port]) if ":" in data[port] else data[port] + ":0"
+                                   for port in sorted(ports)}, remove=[name])
+        forwarding = op in FORWARDING_OPS
         if ctrl:  # data consumers keep the ordering the Identity gave them
             for dst in sorted({d for d, _ in graph.consumers(name)}):
                 consumer = graph.node(dst)

@@ -63,6 +63,17 @@ def reads_of(graph: Graph, names: Iterable[str], up: int = 0) -> Sets:
     return content, bound
 
 
+def reads_at(graph: Graph, name: str, up: int = 0) -> Sets:
+    """:func:`reads_of` of the one anchor ``name`` (a full pass asks it at every candidate)."""
+    if up:
+        return reads_of(graph, (name,), up)
+    succ, pred = graph.adjacency()
+    content = {name}
+    content.update(pred.get(name, ()))
+    content.update(succ.get(name, ()))
+    return content, {name}
+
+
 def writes_of(graph: Graph, rep: Replacement) -> Sets | None:
     """The write set of ``rep`` on ``graph`` as it stands: ``(content, consumer sets)``; ``None`` when ``rep``
     must be applied alone (it adds nodes, or renames a signature tensor or a protected node)."""
@@ -171,10 +182,10 @@ def batched_pass(engine: Any, st: Any) -> None:
     try:
         for node in rule.candidates(graph):
             name = node.name
-            reads = reads_of(graph, (name,), up)
+            reads = reads_at(graph, name, up)
             if pending.items and pending.sees(reads):  # its visit must see the pending changes: apply them
                 apply_batch(engine, st, pending)
-                reads = reads_of(graph, (name,), up)
+                reads = reads_at(graph, name, up)
             if get(name) is not node:  # removed/replaced by an earlier rewrite of this pass
                 continue
             found = engine.rewrite_at(st, node, name)
@@ -190,7 +201,7 @@ def batched_pass(engine: Any, st: Any) -> None:
                     if found is None:
                         continue
                     rep, matched = found
-                    reads = reads_of(graph, {*matched, *reads_of(graph, (name,), up)[1]})
+                    reads = reads_of(graph, {*matched, *reads_at(graph, name, up)[1]})
             writes = writes_of(graph, rep)
             if writes is None:  # applied alone
                 apply_batch(engine, st, pending)
@@ -248,4 +259,4 @@ def apply_batch(engine: Any, st: Any, batch: Batch) -> None:
     engine._stop_if(engine.termination.after_step(engine.fp, engine.steps))  # noqa: SLF001
 
 
-__all__ = ["Batch", "apply_batch", "apply_merged", "batched_pass", "merged", "owners", "reads_of", "writes_of"]
+__all__ = ["Batch", "apply_batch", "apply_merged", "batched_pass", "merged", "owners", "reads_at", "reads_of", "writes_of"]

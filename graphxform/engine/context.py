@@ -57,6 +57,14 @@ class Context:
             facts = self._store["frame_facts"] = frame_facts(graph)
         return facts
 
+    def frame_facts_at(self, graph: Graph, name: str) -> FrameFacts:
+        """:meth:`frame_facts` for one node ``name``, without building a list per call (a rule asks it at every
+        anchor of a full pass)."""
+        facts: FrameFacts | None = self._store.get("frame_facts")
+        if facts is None or name not in facts.known:
+            facts = self._store["frame_facts"] = frame_facts(graph)
+        return facts
+
     def static_shapes(self, graph: Graph) -> StaticShapes:
         """The static shapes of ``graph`` 's tensors (:class:`graphxform.core.shapes.StaticShapes`), shared by every
         rule of the run: the graph is imported into TensorFlow once, when first asked; nodes added or replaced
