@@ -77,7 +77,8 @@ class FoldState:
             lost |= _sources(old)
         changed_set = set(changed)
         get = graph.node
-        sources = {n: _sources(get(n)) for n in changed}
+        producers = graph.adjacency()[1]  # (the nodes' inputs, as _sources parses them, without parsing)
+        sources = {n: set(producers[n]) for n in changed}
         for n in changed:
             old = seen.get(n)
             if n in inner or "_class" in get(n).attr or (old is not None and "_class" in old.attr):
@@ -115,7 +116,7 @@ class FoldState:
         for n in new_consts - constant:  # readers of a new Const may have become constant
             for c in graph.consumer_nodes(n):
                 node = get(c)
-                if c not in changed_set and foldable(node, _sources(node)):
+                if c not in changed_set and foldable(node, set(producers[c])):
                     return False
         if not self._still_needed(graph, [n for n in lost if n in graph] + added):
             return False
