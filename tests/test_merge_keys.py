@@ -198,3 +198,47 @@ def test_small_consts_keyed_through_the_cache_as_without_it():
     assert keys["a0"] == keys["p1"] == keys["h2"] != keys["z0"]
     assert len({keys[n] for n in ("a0", "z0", "d0", "v0", "dev0", "t0")}) == 6 and not keys["big0"][0]
     assert len(cache) < len(nodes)
+
+
+_PEAK_OF_A_SCAN = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import graph_pb2
+from graphxform.core.graph import Graph
+from graphxform.engine.pipeline import build_pipeline
+from graphxform.engine.runner import run_pipeline
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
+
+gd = graph_pb2.GraphDef()
+for name in ("w", "v"):  # two weights of different shapes: nothing to compare
+    node = gd.node.add(name=name, op="Const")
+    node.attr["dtype"].type = 1
+    node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(np.ones((2048, 4096) if name == "w" else (4096, 2048), np.float32)))
+    gd.node.add(name=f"neg_{name}", op="Neg", input=[name]).attr["T"].type = 1
+g = Graph(gd)
+g.protected.update({"neg_w", "neg_v"})
+with open("/proc/self/clear_refs", "w") as f:  # the peak from here on
+    f.write("5")
+base = status("VmRSS")
+run_pipeline(g, build_pipeline("merge_duplicates"))
+print(round((status("VmHWM") - base) / 32, 3))
+"""
+
+
+def test_the_scan_copies_no_weight():
+    """Two weights nothing compares (different shapes): the scan's peak memory stays far below one of them
+    (``ByteSize()``, or serializing a Const to key it, would copy each)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", _PEAK_OF_A_SCAN, root], capture_output=True, text=True, check=True)
+    peak = float(out.stdout.split()[-1])  # in 32 MB weights
+    assert peak < 0.5, peak

@@ -143,8 +143,13 @@ _NO_CTRL: frozenset[str] = frozenset()
 _MISSING = object()
 
 
-#: A Const serialized in at most this many bytes has its :func:`exact_attrs` looked up by :func:`attrs_tail`.
-_CACHED_CONST_BYTES = 2048
+def _small_const(node: NodeDef) -> bool:
+    """Whether the Const ``node`` holds a numeric value of at most ``_EXACT_LIMIT`` elements (its serialization is
+    small), told from its dtype and shape: ``ByteSize()`` would serialize the node, a weight's bytes copied."""
+    if "value" not in node.attr:  # (indexing a proto map would insert the key)
+        return False
+    t = node.attr["value"].tensor
+    return t.dtype not in _OPAQUE_DTYPES and math.prod(d.size for d in t.tensor_shape.dim) <= _EXACT_LIMIT
 
 
 def scan_key(node: NodeDef, name: str, op: str, inputs: list[str], survivor_of: dict[str, str],
@@ -171,7 +176,7 @@ def scan_key(node: NodeDef, name: str, op: str, inputs: list[str], survivor_of: 
     mapped = (tuple(data), frozenset(ctrl))
     if op != "Const":
         attrs = attrs_tail(node, name, op, inputs)
-    elif const_attrs is None or node.ByteSize() > _CACHED_CONST_BYTES:
+    elif const_attrs is None or not _small_const(node):  # (only a small Const's attributes are serialized)
         attrs = exact_attrs(node)
     else:
         tail = attrs_tail(node, name, op, inputs)
