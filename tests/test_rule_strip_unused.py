@@ -237,3 +237,39 @@ def test_saver_of_an_unfrozen_model_is_kept_and_the_model_still_freezes():
     samples = load_samples("estimator_dnn")["predict"]
     out = run_signature(model, "predict", samples)
     assert out["probabilities"].shape == (len(samples["examples"]), 3)
+
+
+_REMOVAL_ORDER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from tensorflow.core.framework import graph_pb2
+from graphxform.core.graph import Graph
+from graphxform.core.signature import Signature, TensorSpec
+from graphxform.engine.pipeline import build_pipeline
+from graphxform.engine.runner import run_pipeline
+
+gd = graph_pb2.GraphDef()
+gd.node.add(name="x", op="Placeholder").attr["dtype"].type = 1
+gd.node.add(name="y", op="Neg", input=["x"]).attr["T"].type = 1
+for i in range(12):  # dead branches: x -> n{i} -> m{i}, and a NoOp waiting for some of them
+    gd.node.add(name=f"n{i}", op="Neg", input=["x"]).attr["T"].type = 1
+    gd.node.add(name=f"m{i}", op="Neg", input=[f"n{i}"]).attr["T"].type = 1
+gd.node.add(name="wait", op="NoOp", input=[f"^m{i}" for i in range(0, 12, 3)])
+sig = Signature("s", "m", {"x": TensorSpec("x:0", 1, None)}, {"y": TensorSpec("y:0", 1, None)})
+report = run_pipeline(Graph(gd, signatures={"s": sig}), build_pipeline("strip_unused"))
+print(*[n for r in report.applied for n in r.removed])
+"""
+
+
+def test_removal_order_does_not_depend_on_string_hashing():
+    """The nodes strip_unused removes are recorded (and traced) in the same order in every process."""
+    import os
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parents[1])
+    orders = {subprocess.run([sys.executable, "-c", _REMOVAL_ORDER, root], capture_output=True, text=True,
+                             check=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in "123"}
+    assert len(orders) == 1, orders
+    order = orders.pop().split()
+    assert len(order) == 25 and order.index("wait") < order.index("m0") < order.index("n0")  # consumers first

@@ -37,14 +37,16 @@ def is_held(node: NodeDef) -> bool:
 
 
 def consumers_first(graph: Graph, names: set[str]) -> tuple[list[str], list[str]]:
-    """``names`` ordered consumers before producers, and those of them on cycles (at the end of the order)."""
-    out_deg = {n: sum(1 for c in graph.consumer_nodes(n) if c in names) for n in names}
+    """``names`` ordered consumers before producers, and those of them on cycles (at the end of the order).
+    The order depends on the graph and the names alone (not on the process's string hashing, which orders a set):
+    the removals a trace records are the same in every run."""
+    out_deg = {n: sum(1 for c in graph.consumer_nodes(n) if c in names) for n in sorted(names)}
     ready = [n for n, d in out_deg.items() if d == 0]
     order: list[str] = []
     while ready:
         n = ready.pop()
         order.append(n)
-        for src in {parse_input(i)[0] for i in graph.node(n).input}:
+        for src in dict.fromkeys(parse_input(i)[0] for i in graph.node(n).input):
             if src in out_deg:
                 out_deg[src] -= 1
                 if out_deg[src] == 0:
