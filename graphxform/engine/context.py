@@ -61,9 +61,7 @@ class Context:
         """:meth:`frame_facts` for one node ``name``, without building a list per call (a rule asks it at every
         anchor of a full pass)."""
         facts: FrameFacts | None = self._store.get("frame_facts")
-        if facts is None or name not in facts.known:
-            facts = self._store["frame_facts"] = frame_facts(graph)
-        return facts
+        return facts if facts is not None and name in facts.known else self.frame_facts(graph, (name,))
 
     def static_shapes(self, graph: Graph) -> StaticShapes:
         """The static shapes of ``graph`` 's tensors (:class:`graphxform.core.shapes.StaticShapes`), shared by every

@@ -129,7 +129,7 @@ class ConstantAnalysis:
         while queue:
             name = queue.popleft()
             self.order.append(name)
-            self._classify(name, nodes[name], producers[name], nodes, feed_nodes)
+            self._classify(name, nodes[name], producers[name], feed_nodes)
             for dst in succ.get(name, ()):
                 indeg[dst] -= 1
                 if indeg[dst] == 0:
@@ -141,8 +141,7 @@ class ConstantAnalysis:
                     self._root_reason[name] = (own_reason(graph, graph.node(name), feed_nodes)
                                                or f"{name!r} is on or after a cycle (a TF1 while loop)")
 
-    def _classify(self, name: str, node: node_def_pb2.NodeDef, srcs: Iterable[str],
-                  nodes: Mapping[str, node_def_pb2.NodeDef], feed_nodes: set[str]) -> None:
+    def _classify(self, name: str, node: node_def_pb2.NodeDef, srcs: Iterable[str], feed_nodes: set[str]) -> None:
         """Constant or not. A node with an input that is missing or not constant is not; which input, and the root
         cause, are looked for only when asked (:meth:`_root_of`): most nodes of a graph read a non-constant
         input, and that is all folding needs to know of them."""
