@@ -1,5 +1,5 @@
-"""The Graph's op and colocation indexes (``graphxform/core/indexes.py``) and the scans that use them: built on first
-use, followed through every mutation, reported by ``lint`` when stale; and the frame facts, ``strip_unused``'s
+"""The Graph's op and colocation indexes (``graphxform/core/indexes.py``) and the scans that use them: built at load
+(the op index) or on first use (colocation), followed through every mutation, reported by ``lint`` when stale; and the frame facts, ``strip_unused``'s
 needed set, ``remove_neutral_arithmetic``'s and ``fold_batch_norms``' candidates giving what a look at every node
 gives."""
 from __future__ import annotations

@@ -94,7 +94,7 @@ class Graph(GraphQueries, NodeIndexes):
         self._name_counter: Counter[str] = Counter()
         self._delta: Delta | None = None
         self._input_lists: dict[str, tuple[node_def_pb2.NodeDef, list[str]]] = {}
-        self._drop_indexes()  # (built on first use, then kept up to date: core/indexes.py)
+        self._empty_indexes()  # (the op index comes with the view, the colocation index on first use: core/indexes.py)
         duplicates = []
         # The cyclic GC would rescan millions of long-lived acyclic objects (~40% of a 300k-node build).
         gc_was_enabled = gc.isenabled()
@@ -414,7 +414,7 @@ class Graph(GraphQueries, NodeIndexes):
         for name in list(nodes):
             add().CopyFrom(trimmer.passing(nodes.pop(name)))
         self._input_lists.clear()
-        self._drop_indexes()
+        self._empty_indexes()
         self.protected.clear()
         return gd
 

@@ -5,7 +5,8 @@
   a rule whose anchor ops the graph does not hold has nothing to do);
 * the **colocation index**: ``{target: nodes naming it in their _class attr (loc:@target)}``.
 
-Both are built on first use (one loop over the nodes) and then followed by :meth:`NodeIndexes._index_added`,
+The op index is built with the Graph's view, as the nodes are loaded (each node's op is read once, there); the
+colocation index on first use (one loop over the nodes). Both are then followed by :meth:`NodeIndexes._index_added`,
 ``_index_removed`` and ``_index_updated``, which the ``Graph`` calls for every node it stores or lets go (a change
 of inputs alone leaves both unchanged). :meth:`NodeIndexes.index_problems` compares them with the nodes
 (``Graph.lint`` reports a difference).
@@ -24,7 +25,7 @@ class NodeIndexes:
 
     _nodes: dict[str, node_def_pb2.NodeDef]
     _colocation: dict[str, set[str]] | None = None  # built on first use, then kept up to date
-    _by_op: dict[str, dict[str, None]] | None = None  # likewise
+    _by_op: dict[str, dict[str, None]]  # built with the view (_adopt_op_index), then kept up to date
     _op_kinds: int = 0  # counts the changes of the set of ops the graph holds (see op_kinds)
 
     # ------------------------------------------------------------------ queries
@@ -61,23 +62,16 @@ class NodeIndexes:
         self._op_kinds += 1
 
     def _op_index(self) -> dict[str, dict[str, None]]:
-        if self._by_op is None:
-            by_op: dict[str, dict[str, None]] = {}
-            self._by_op = by_op
-            for name, node in self._nodes.items():
-                by_op.setdefault(node.op, {})[name] = None  # (as _index_added_op, without a call per node)
-            self._op_kinds += 1
         return self._by_op
 
     def index_problems(self) -> list[str]:
         """Where a built index disagrees with the nodes (a mutation that did not tell it)."""
         problems = []
-        if self._by_op is not None:
-            expected: dict[str, set[str]] = {}
-            for name, node in self._nodes.items():
-                expected.setdefault(node.op, set()).add(name)
-            if expected != {op: set(names) for op, names in self._by_op.items()}:
-                problems.append("the op index disagrees with the nodes")
+        expected: dict[str, set[str]] = {}
+        for name, node in self._nodes.items():
+            expected.setdefault(node.op, set()).add(name)
+        if expected != {op: set(names) for op, names in self._by_op.items()}:
+            problems.append("the op index disagrees with the nodes")
         if self._colocation is not None:
             coloc: dict[str, set[str]] = {}
             for node in self._nodes.values():
@@ -89,21 +83,19 @@ class NodeIndexes:
 
     # ------------------------------------------------------------------ upkeep (called by the Graph's mutators)
     def _index_added(self, node: node_def_pb2.NodeDef) -> None:
-        if self._by_op is not None:
-            self._index_added_op(node.op, node.name)
+        self._index_added_op(node.op, node.name)
         if self._colocation is not None:
             self._index_colocation(node, add=True)
 
     def _index_removed(self, node: node_def_pb2.NodeDef, name: str) -> None:
         """``node``, called ``name``, is gone."""
-        if self._by_op is not None:
-            self._index_removed_op(node, name)
+        self._index_removed_op(node, name)
         if self._colocation:  # (empty: no node colocates, the removed one neither; its _class is not read)
             self._index_colocation(node, add=False)
 
     def _index_updated(self, previous: node_def_pb2.NodeDef, stored: node_def_pb2.NodeDef) -> None:
         """``stored`` replaced ``previous`` (same name; op and attrs may have changed)."""
-        if self._by_op is not None and previous.op != stored.op:
+        if previous.op != stored.op:
             self._index_removed_op(previous, previous.name)
             self._index_added_op(stored.op, stored.name)
         if self._colocation is not None:
@@ -113,7 +105,6 @@ class NodeIndexes:
 
     def _index_added_op(self, op: str, name: str) -> None:
         by_op = self._by_op
-        assert by_op is not None
         names = by_op.get(op)
         if names is None:
             by_op[op] = names = {}
@@ -121,7 +112,6 @@ class NodeIndexes:
         names[name] = None
 
     def _index_removed_op(self, node: node_def_pb2.NodeDef, name: str) -> None:
-        assert self._by_op is not None
         op = node.op
         names = self._by_op[op]
         del names[name]
@@ -138,9 +128,10 @@ class NodeIndexes:
             if not users:
                 del index[target]
 
-    def _drop_indexes(self) -> None:
+    def _empty_indexes(self) -> None:
+        """The indexes of a Graph without nodes (before its nodes are loaded, after they are taken)."""
         self._colocation = None
-        self._by_op = None
+        self._by_op = {}
         self._op_kinds += 1
 
 
