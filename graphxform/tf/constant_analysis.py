@@ -99,22 +99,66 @@ class ConstantAnalysis:
     excluded: Mapping[str, str] = field(default_factory=dict)
     kept: Mapping[str, str] = field(default_factory=dict)
     constant: set[str] = field(init=False)
-    order: list[str] = field(init=False)  # processed nodes, producers first
+    order: list[str] = field(init=False)  # the constant nodes, producers first
     _root: dict[str, str] = field(init=False)  # non-constant node -> node that causes it
     _root_reason: dict[str, str] = field(init=False)
     #: non-constant node -> its first non-constant input (``None`` until asked), for nodes whose own reason (if
     #: any) was not asked yet: most nodes of a graph read a non-constant input, and that is all folding needs.
     _after: dict[str, str | None] = field(init=False)
     _frontier: dict[str, list[int]] | None = field(init=False, default=None)
+    _explained: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
+        """Find the constant nodes: forward from the constant leaves (nodes without inputs), a node joining when its
+        last input does. Only constant nodes and their readers are looked at (most of a graph is neither); the
+        order is the one a topological walk of the whole graph gives them (a FIFO queue, the readers of a node in
+        graph order), as the non-constant nodes of such a walk never make a constant node ready."""
         graph = self.graph
-        feed_nodes = {parse_input(t)[0] for sig in graph.signatures.values()
-                      for spec in sig.inputs.values() for t in spec.tensor_names()}
+        self._feed_nodes = {parse_input(t)[0] for sig in graph.signatures.values()
+                            for spec in sig.inputs.values() for t in spec.tensor_names()}
+        self._op_reasons: dict[str, str | None] = {}
+        self.constant, self.order = set(), []
+        self._root, self._root_reason, self._after = {}, {}, {}
+        self._explained = False
+        consumers, producers = graph.adjacency()  # (inputs naming no node included: never constant)
+        queue = deque(n for n in graph.node_names if not producers[n] and self._joins(n, ()))
+        remaining: dict[str, int] = {}
+        position: dict[str, int] | None = None
+        while queue:
+            name = queue.popleft()
+            self.order.append(name)
+            ready = []
+            for dst in consumers[name]:
+                left = remaining.get(dst, len(producers[dst])) - 1
+                remaining[dst] = left
+                if not left:
+                    ready.append(dst)
+            if len(ready) > 1:  # (in graph order, as the whole-graph walk queues them)
+                if position is None:
+                    position = {n: i for i, n in enumerate(graph.node_names)}
+                ready.sort(key=position.__getitem__)
+            queue.extend(dst for dst in ready if self._joins(dst, producers[dst]))
+
+    def _joins(self, name: str, srcs: Iterable[str]) -> bool:
+        """Whether ``name``, whose inputs ``srcs`` are all constant, is constant (recorded if so)."""
+        if self.excluded.get(name) or own_reason(self.graph, self.graph.node(name), self._feed_nodes,
+                                                  self._op_reasons):
+            return False
+        self.constant.add(name)
+        return True
+
+    def _explain(self) -> None:
+        """Classify every node, once, for :meth:`reason`: a walk of the whole graph in topological order. A node
+        that is not constant gets its root cause (itself, with a reason) or is marked as reading a non-constant
+        input (which one is looked for when asked); what is left over sits on or after a cycle."""
+        if self._explained:
+            return
+        self._explained = True
+        graph = self.graph
+        nodes = dict(zip(graph.node_names, graph))
         indeg: dict[str, int] = {}
         succ: dict[str, list[str]] = defaultdict(list)
-        nodes = dict(zip(graph.node_names, graph))
-        _, producers = graph.adjacency()  # node -> {producer: edges} (inputs naming no node included)
+        _, producers = graph.adjacency()
         for name in nodes:
             count = 0
             for src in producers[name]:
@@ -123,28 +167,28 @@ class ConstantAnalysis:
                     count += 1
             indeg[name] = count
         queue = deque(n for n, d in indeg.items() if d == 0)
-        self.constant, self.order, self._root, self._root_reason, self._after = set(), [], {}, {}, {}
-        self._op_reasons: dict[str, str | None] = {}
-        self._feed_nodes = feed_nodes
+        done = 0
         while queue:
             name = queue.popleft()
-            self.order.append(name)
-            self._classify(name, nodes[name], producers[name], feed_nodes)
+            done += 1
+            self._classify(name, nodes[name], producers[name])
             for dst in succ.get(name, ()):
                 indeg[dst] -= 1
                 if indeg[dst] == 0:
                     queue.append(dst)
-        if len(self.order) < len(indeg):  # the rest sits on (or after) a cycle: a TF1 while loop
+        if done < len(indeg):  # the rest sits on (or after) a cycle: a TF1 while loop
             for name in indeg:
                 if name not in self.constant and name not in self._root and name not in self._after:
                     self._root[name] = name
-                    self._root_reason[name] = (own_reason(graph, graph.node(name), feed_nodes)
+                    self._root_reason[name] = (own_reason(graph, graph.node(name), self._feed_nodes)
                                                or f"{name!r} is on or after a cycle (a TF1 while loop)")
 
-    def _classify(self, name: str, node: node_def_pb2.NodeDef, srcs: Iterable[str], feed_nodes: set[str]) -> None:
-        """Constant or not. A node with an input that is missing or not constant is not; which input, and the root
-        cause, are looked for only when asked (:meth:`_root_of`): most nodes of a graph read a non-constant
-        input, and that is all folding needs to know of them."""
+    def _classify(self, name: str, node: node_def_pb2.NodeDef, srcs: Iterable[str]) -> None:
+        """Record why non-constant ``name`` is not constant. A node with an input that is missing or not constant
+        is not; which input, and the root cause, are looked for only when asked (:meth:`_root_of`): most nodes
+        of a graph read a non-constant input, and that is all folding needs to know of them."""
+        if name in self.constant:
+            return
         reason = self.excluded.get(name)
         if reason:
             self._set_root(name, reason)
@@ -154,11 +198,10 @@ class ConstantAnalysis:
             if src not in constant:  # (a missing node is not constant either)
                 self._after[name] = None
                 return
-        reason = own_reason(self.graph, node, feed_nodes, self._op_reasons)
-        if reason:
-            self._set_root(name, reason)
-            return
-        self.constant.add(name)
+        reason = own_reason(self.graph, node, self._feed_nodes, self._op_reasons)
+        if not reason:
+            raise AssertionError(f"{name!r} reads only constants and may be folded, but was not found constant")
+        self._set_root(name, reason)
 
     def _first_unfolded_input(self, name: str) -> str | None:
         """The first input of non-constant ``name`` (in input order) that is not constant; ``None`` after setting
@@ -206,6 +249,7 @@ class ConstantAnalysis:
             return self.kept[name]
         if name in self.constant:
             return None
+        self._explain()
         root = self._root_of(name)
         if root is None:
             return f"no node named {name!r}"
