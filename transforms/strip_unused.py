@@ -223,7 +223,7 @@ class StripUnused(Pass):
         cut = _cut_inputs(graph)
         keep = _needed(graph, roots, frozenset(cut))
         rep = Replacement(update=self._placeholder_updates(graph) + [self._placeholder_for(graph, n) for n in cut])
-        dead = {n for n in graph.node_names if n not in keep}
+        dead = {n for n in graph.node_names if n not in keep} if len(keep) < len(graph) else set()  # (keep: nodes)
         if dead:
             rep.remove, cyclic = consumers_first(graph, dead)
             # Dead TF1 loops are cycles (NextIteration -> Merge): cut their inputs so they can go one by one.
