@@ -284,3 +284,10 @@ def test_replace_uses_moves_many_tensors_onto_one_and_only_the_ports_named():
     assert_close(after[0], before[0])
     assert_close(after[2], before[2])
     assert_close(after[1], np.zeros((2, 1), np.float32))  # split:0 - split:0
+
+
+def test_items_are_the_nodes_in_graph_order_after_a_reorder():
+    g = _graph(y="add:0")
+    assert list(g.items()) == list(zip(g.node_names, g))
+    g.reorder(reversed(g.node_names))
+    assert [n for n, _ in g.items()] == g.node_names and all(g.node(n) is node for n, node in g.items())

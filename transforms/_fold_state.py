@@ -63,11 +63,10 @@ class FoldState:
         last run (which is then recorded as seen); False when the pass must run in full."""
         if key != self.key:
             return False
-        names = graph.node_names
         seen = self.seen
-        changed = [n for n, node in zip(names, graph) if seen.get(n) is not node]
+        changed = {n: node for n, node in graph.items() if seen.get(n) is not node}  # (name: its NodeDef now)
         added = [n for n in changed if n not in seen]
-        removed = [n for n in seen if n not in graph] if len(seen) + len(added) > len(names) else []
+        removed = [n for n in seen if n not in graph] if len(seen) + len(added) > len(graph) else []
         inner, constant = self.inner, self.constant
         lost: set[str] = set()  # nodes that lost a reader
         for n in removed:
@@ -75,15 +74,13 @@ class FoldState:
             if "_class" in old.attr or n in inner:
                 return False
             lost |= _sources(old)
-        changed_set = set(changed)
-        get = graph.node
         producers = graph.adjacency()[1]  # (the nodes' inputs, as _sources parses them, without parsing)
         sources = {n: set(producers[n]) for n in changed}
-        for n in changed:
+        for n, node in changed.items():
             old = seen.get(n)
-            if n in inner or "_class" in get(n).attr or (old is not None and "_class" in old.attr):
+            if n in inner or "_class" in node.attr or (old is not None and "_class" in old.attr):
                 return False
-            if old is not None:
+            if old is not None and old.input != node.input:  # (same inputs: same sources, none lost)
                 lost |= _sources(old) - sources[n]
         if lost & inner:  # a constant node that lost a reader may be a frontier (or unused) now
             return False
@@ -91,21 +88,20 @@ class FoldState:
                  for t in spec.tensor_names()}
         reasons: dict[str, str | None] = {}
         new_consts = set()
-        for n in changed:
-            node = get(n)
+        for n, node in changed.items():
             if node.op == "Const":
                 if node.input:
                     return False
                 if own_reason(graph, node, feeds, reasons) is None:
                     new_consts.add(n)
-        gone = changed_set.union(removed)
+        gone = changed.keys() | removed
         now_constant = (constant - gone) | new_consts if gone & constant or new_consts else constant
 
         def foldable(node: NodeDef, srcs: set[str]) -> bool:  # every input constant, nothing of its own against it
             return srcs <= now_constant and own_reason(graph, node, feeds, reasons) is None
 
-        for n in changed:
-            node = get(n)
+        get = graph.node
+        for n, node in changed.items():
             if node.op == "Const":
                 continue
             srcs = sources[n]
@@ -115,15 +111,13 @@ class FoldState:
                 return False  # no longer constant: a constant node it feeds is not any more either
         for n in new_consts - constant:  # readers of a new Const may have become constant
             for c in graph.consumer_nodes(n):
-                node = get(c)
-                if c not in changed_set and foldable(node, set(producers[c])):
+                if c not in changed and foldable(get(c), set(producers[c])):
                     return False
         if not self._still_needed(graph, [n for n in lost if n in graph] + added):
             return False
         for n in removed:
             del seen[n]
-        for n in changed:
-            node = get(n)
+        for n, node in changed.items():
             if is_held(node):
                 seen[n] = node
             else:

@@ -26,7 +26,7 @@ def held_nodes(graph: Graph) -> dict[str, NodeDef]:
     it alive after a rule replaced it (a whole model's weights twice, after ``fold_batch_norms``); such a node
     counts as changed at every run instead, which costs the pass a look at a few hundred nodes.
     """
-    return {name: node for name, node in zip(graph.node_names, graph) if is_held(node)}
+    return {name: node for name, node in graph.items() if is_held(node)}
 
 
 def is_held(node: NodeDef) -> bool:

@@ -7,7 +7,7 @@ follow TensorFlow (:mod:`graphxform.core.names`): ``"x:1"`` is output 1 of node 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, ItemsView, Iterable, Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
 import networkx as nx
@@ -60,6 +60,11 @@ class GraphQueries:
     @property
     def node_names(self) -> list[str]:
         return list(self._nodes)
+
+    def items(self) -> ItemsView[str, node_def_pb2.NodeDef]:
+        """``(name, NodeDef)`` pairs in graph order, without a copy: for one loop over every node that changes
+        nothing while it runs (mutating the graph during the loop raises, as for any dict)."""
+        return self._nodes.items()
 
     def node(self, name: str) -> node_def_pb2.NodeDef:
         """The ``NodeDef`` called ``name`` (``"x:0"`` and ``"^x"`` are accepted too)."""
