@@ -13,7 +13,6 @@ Tensor names follow TensorFlow (:mod:`graphxform.core.names`).
 from __future__ import annotations
 
 import copy as _copy
-import gc
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -23,6 +22,7 @@ import networkx as nx
 from tensorflow.core.framework import function_pb2, graph_pb2, node_def_pb2, versions_pb2
 
 from graphxform.core import memory, view
+from graphxform.core.collector import gc_paused
 from graphxform.core.errors import GraphError
 from graphxform.core.indexes import NodeIndexes
 from graphxform.core.names import input_string, parse_input
@@ -96,10 +96,7 @@ class Graph(GraphQueries, NodeIndexes):
         self._input_lists: dict[str, tuple[node_def_pb2.NodeDef, list[str]]] = {}
         self._empty_indexes()  # (the op index comes with the view, the colocation index on first use: core/indexes.py)
         duplicates = []
-        # The cyclic GC would rescan millions of long-lived acyclic objects (~40% of a 300k-node build).
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with gc_paused():  # (millions of long-lived objects for a large graph: core/collector.py)
             nodes = self._nodes  # kept, not copied (see the class docstring)
             for node in graph_def.node:
                 name = node.name
@@ -113,9 +110,6 @@ class Graph(GraphQueries, NodeIndexes):
                     "node names must be unique — the graph is corrupt"
                 )
             self._adopt_op_index(view.build(self.nx, nodes))
-        finally:
-            if gc_was_enabled:
-                gc.enable()
 
     def __repr__(self) -> str:
         return f"<Graph {len(self)} nodes, {len(self.library.function)} functions>"

@@ -29,7 +29,6 @@
 """
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import time
@@ -38,6 +37,7 @@ from typing import IO, Any
 
 from tensorflow.core.framework import node_def_pb2
 
+from graphxform.core.collector import gc_paused
 from graphxform.core.errors import FixpointError, GraphError, GraphxformError, RuleError
 from graphxform.core.graph import Delta, Graph
 from graphxform.core.names import parse_input
@@ -423,20 +423,17 @@ def run_pipeline(
                      confirm=debug if confirm is None else confirm)
     t0 = time.perf_counter()
     # Rewrites allocate many short-lived, acyclic objects; the cyclic GC would rescan the whole (large,
-    # long-lived) graph again and again — a quarter of the run time on a 1M-node graph. Pause it for the run.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
+    # long-lived) graph again and again — a quarter of the run time on a 1M-node graph. Paused for the run.
     graph.index_signatures()  # rules change signatures through replace_uses only, which keeps the index
     try:
-        for stage in _stages(rules):
-            engine.run_stage([engine.states[i] for i in stage])
+        with gc_paused():
+            for stage in _stages(rules):
+                engine.run_stage([engine.states[i] for i in stage])
     except FixpointError as exc:
         exc.report = report  # type: ignore[attr-defined]
         raise
     finally:
         graph.index_signatures(False)
-        if gc_was_enabled:
-            gc.enable()
         report.total_seconds = time.perf_counter() - t0
         report.nodes_after = len(graph)
         if trace is not None:
