@@ -16,7 +16,7 @@ import copy as _copy
 import gc
 import logging
 from collections import Counter
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -299,7 +299,7 @@ class Graph(GraphQueries, NodeIndexes):
         """
         return self.replace_uses({old: new})
 
-    def replace_uses(self, mapping: dict[str, str], skip: Container[str] = frozenset()) -> int:
+    def replace_uses(self, mapping: dict[str, str], skip: AbstractSet[str] = frozenset()) -> int:
         """:meth:`replace_all_uses` for many ``{old: new}`` tensors at once (each consumer copied once).
 
         The same as calling :meth:`replace_all_uses` for each pair in order;
@@ -365,7 +365,7 @@ class Graph(GraphQueries, NodeIndexes):
             self.index_signatures()
         return count
 
-    def replace_control_uses(self, old_node: str, new_nodes: Iterable[str], skip: Container[str] = frozenset()) -> None:
+    def replace_control_uses(self, old_node: str, new_nodes: Iterable[str], skip: AbstractSet[str] = frozenset()) -> None:
         """Nodes with ``^old_node`` depend on each of ``new_nodes`` instead (but those in ``skip``)."""
         new_nodes = list(dict.fromkeys(new_nodes))
         for n in new_nodes:

@@ -11,7 +11,7 @@ this module it is the only code that touches networkx's internals.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping, Set as AbstractSet
 
 import networkx as nx
 from tensorflow.core.framework import node_def_pb2
@@ -190,7 +190,7 @@ def unlink_group(g: nx.MultiDiGraph, names: list[str], forget: Callable[[str, li
 
 
 def move_data_edges(g: nx.MultiDiGraph, by_node: Mapping[str, Mapping[int, tuple[str, int, str]]],
-                    skip: Container[str] = frozenset()) -> tuple[dict[str, list[tuple[int, str]]], set[str]]:
+                    skip: AbstractSet[str] = frozenset()) -> tuple[dict[str, list[tuple[int, str]]], set[str]]:
     """Point every data edge from ``old:port`` at ``by_node[old][port] = (new node, new port, input string)``.
 
     Returns ``({consumer: [(input index, new input string), ...]}, producers that lost or gained a consumer)``:
@@ -203,7 +203,7 @@ def move_data_edges(g: nx.MultiDiGraph, by_node: Mapping[str, Mapping[int, tuple
     touched: set[str] = set()
     for old_node, ports in by_node.items():
         out = succ.get(old_node)
-        if not out:
+        if not out or (skip and skip.issuperset(out)):  # (read only by nodes that go: nothing moves)
             continue
         moves = [(dst, key, d) for dst, edges in out.items() for key, d in edges.items()
                  if not d["control"] and d["src_port"] in ports and dst not in skip]
