@@ -146,10 +146,14 @@ _MISSING = object()
 def _small_const(node: NodeDef) -> bool:
     """Whether the Const ``node`` holds a numeric value of at most ``_EXACT_LIMIT`` elements (its serialization is
     small), told from its dtype and shape: ``ByteSize()`` would serialize the node, a weight's bytes copied."""
-    if "value" not in node.attr:  # (indexing a proto map would insert the key)
+    value = node.attr.get("value")  # (one map lookup; indexing a proto map would insert the key)
+    if value is None:
         return False
-    t = node.attr["value"].tensor
-    return t.dtype not in _OPAQUE_DTYPES and math.prod(d.size for d in t.tensor_shape.dim) <= _EXACT_LIMIT
+    t = value.tensor
+    if t.dtype in _OPAQUE_DTYPES:
+        return False
+    dims = t.tensor_shape.dim
+    return not dims or math.prod(d.size for d in dims) <= _EXACT_LIMIT  # (most constants: scalars)
 
 
 def scan_key(node: NodeDef, name: str, op: str, inputs: list[str], survivor_of: dict[str, str],

@@ -293,7 +293,9 @@ class MergeDuplicates(Pass):
         # hundreds of thousands of duplicates; one rewrite each would cost more than finding them).
         # Survivors are never duplicates themselves, so each duplicate's uses are as the graph has them and
         # the merges do not interfere: their replacements can simply be put together.
-        out = Replacement(remove=list(survivor_of))
+        # Every duplicate goes (none is protected or a colocation target, each use moves to a survivor, which is
+        # no duplicate): the uses of one duplicate by another need not move first.
+        out = Replacement(remove=list(survivor_of), remove_all=True)
         replace, replace_control, sig_ports = out.replace, out.replace_control, facts.signature_ports
         succ = graph.adjacency()[0]
         for dup, surv in survivor_of.items():  # (what merge_replacement does, for many at once)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy as _copy
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -240,6 +240,19 @@ class Graph(GraphQueries, NodeIndexes):
         pending = [n for n in dict.fromkeys(names) if n in self._nodes]
         return view.sweep_unread(self.nx, pending, self.protected_nodes(), self._forget)
 
+    def remove_group(self, names: list[str]) -> None:
+        """Remove ``names`` in that order: nodes nothing but each other reads, none protected (merged duplicates
+        reading one another: their edges between them go with them instead of moving first)."""
+        group, succ, nodes, keep = set(names), self.nx._succ, self._nodes, self.protected_nodes()  # noqa: SLF001
+        for name in names:
+            if name not in nodes or name in keep:
+                raise GraphError(f"cannot remove node {name!r}: " + ("it is protected" if name in nodes else "no such node"))
+            out = succ[name]
+            if out and not group.issuperset(out):
+                users = sorted(set(out) - group)
+                raise GraphError(f"cannot remove node {name!r}: still consumed by {', '.join(users[:5])}")
+        view.unlink_group(self.nx, names, self._forget)
+
     def _forget(self, name: str, sources: Iterable[str]) -> None:
         """Drop the ``NodeDef`` of ``name`` (which read ``sources``) and its bookkeeping; the view is the caller's."""
         node = self._nodes.pop(name)
@@ -280,12 +293,13 @@ class Graph(GraphQueries, NodeIndexes):
         """
         return self.replace_uses({old: new})
 
-    def replace_uses(self, mapping: dict[str, str]) -> int:
+    def replace_uses(self, mapping: dict[str, str], skip: AbstractSet[str] = frozenset()) -> int:
         """:meth:`replace_all_uses` for many ``{old: new}`` tensors at once (each consumer copied once).
 
         The same as calling :meth:`replace_all_uses` for each pair in order;
         when a ``new`` is also an ``old`` (a chain, where the order matters)
-        that is what it does. Returns the number of inputs rewritten.
+        that is what it does. Returns the number of inputs rewritten. Consumers in ``skip`` (nodes removed
+        right after) keep their inputs.
         """
         by_node: dict[str, dict[int, tuple[str, int, str]]] = {}
         targets: dict[str, tuple[str, int, str]] = {}  # (many olds may share a new: each is parsed once)
@@ -304,15 +318,16 @@ class Graph(GraphQueries, NodeIndexes):
             if old_node == target[0] and old_port == target[1]:
                 continue
             by_node.setdefault(old_node, {})[old_port] = target
-        if len(mapping) > 1:
+        # (a target that is no old at all settles it without a look at every pair: a merge maps many to few)
+        if len(mapping) > 1 and any(port in by_node.get(node, ()) for node, port, _ in targets.values()):
             for ports in by_node.values():
                 for new_node, new_port, _ in ports.values():
                     if new_port in by_node.get(new_node, ()):
-                        return sum(self.replace_uses({old: new}) for old, new in mapping.items())
+                        return sum(self.replace_uses({old: new}, skip) for old, new in mapping.items())
         # Edges move in the view, then each consumer is copied once with its inputs rewritten (no re-validation).
         count = 0
         delta = self._delta
-        edits, moved = view.move_data_edges(self.nx, by_node)
+        edits, moved = view.move_data_edges(self.nx, by_node, skip)
         for dst, changes in edits.items():
             previous = self._nodes[dst]
             node = node_def_pb2.NodeDef()
@@ -327,7 +342,8 @@ class Graph(GraphQueries, NodeIndexes):
         if delta is not None:  # (producers that lost a consumer or gained one)
             delta.touched.update(moved)
         named, renames = self._sig_index or set(self._signature_nodes()), {}
-        for old_node, ports in by_node.items():
+        special = not (by_node.keys().isdisjoint(named) and by_node.keys().isdisjoint(self.protected))
+        for old_node, ports in by_node.items() if special else ():
             for old_port, (new_node, new_port, _) in ports.items():
                 if old_node in named:
                     renames[f"{old_node}:{old_port}"] = f"{new_node}:{new_port}"
@@ -343,8 +359,8 @@ class Graph(GraphQueries, NodeIndexes):
             self.index_signatures()
         return count
 
-    def replace_control_uses(self, old_node: str, new_nodes: Iterable[str]) -> None:
-        """Nodes with ``^old_node`` depend on each of ``new_nodes`` instead."""
+    def replace_control_uses(self, old_node: str, new_nodes: Iterable[str], skip: AbstractSet[str] = frozenset()) -> None:
+        """Nodes with ``^old_node`` depend on each of ``new_nodes`` instead (but those in ``skip``)."""
         new_nodes = list(dict.fromkeys(new_nodes))
         for n in new_nodes:
             if n not in self._nodes:
@@ -352,6 +368,8 @@ class Graph(GraphQueries, NodeIndexes):
         old_input = "^" + old_node
         delta = self._delta
         for dst in self.control_consumers(old_node):
+            if dst in skip:
+                continue
             current = self._nodes[dst]
             extra = view.move_control_edges(self.nx, old_node, dst, new_nodes)
             inputs = self._input_list(dst, current)

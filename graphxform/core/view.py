@@ -11,7 +11,7 @@ this module it is the only code that touches networkx's internals.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping, Set as AbstractSet
 
 import networkx as nx
 from tensorflow.core.framework import node_def_pb2
@@ -192,24 +192,41 @@ def sweep_unread(g: nx.MultiDiGraph, names: list[str], keep: Container[str],
     return removed, pending
 
 
-def move_data_edges(g: nx.MultiDiGraph, by_node: Mapping[str, Mapping[int, tuple[str, int, str]]]
-                    ) -> tuple[dict[str, list[tuple[int, str]]], set[str]]:
+def unlink_group(g: nx.MultiDiGraph, names: list[str], forget: Callable[[str, list[str]], None]) -> None:
+    """Remove ``names`` in that order, nodes nothing but each other reads, with their in-edges (an edge between two
+    of them goes with the first one removed), calling ``forget(name, producers)`` for each."""
+    succ, pred, node_attr = g._succ, g._pred, g._node  # noqa: SLF001
+    sources: list[str] = []
+    for name in names:
+        producers = list(pred.pop(name))
+        del succ[name], node_attr[name]
+        for src in producers:
+            out = succ.get(src)
+            if out is not None:  # (not a reader removed before it)
+                del out[name]
+        forget(name, producers)
+        sources.extend(producers)
+    drop_dangling(g, sources)
+
+
+def move_data_edges(g: nx.MultiDiGraph, by_node: Mapping[str, Mapping[int, tuple[str, int, str]]],
+                    skip: AbstractSet[str] = frozenset()) -> tuple[dict[str, list[tuple[int, str]]], set[str]]:
     """Point every data edge from ``old:port`` at ``by_node[old][port] = (new node, new port, input string)``.
 
     Returns ``({consumer: [(input index, new input string), ...]}, producers that lost or gained a consumer)``:
     the inputs the caller rewrites in the consumers' ``NodeDef`` s (a data edge's ``dst_port`` is the index of
     the input it stands for). No ``new`` may be an ``old`` of another port of the same mapping (the caller splits
-    such chains), so an edge moves at most once.
+    such chains), so an edge moves at most once. Edges to the consumers in ``skip`` stay.
     """
     succ, pred = g._succ, g._pred  # noqa: SLF001 - edges moved in the dicts networkx keeps (as in build)
     edits: dict[str, list[tuple[int, str]]] = {}
     touched: set[str] = set()
     for old_node, ports in by_node.items():
         out = succ.get(old_node)
-        if not out:
+        if not out or (skip and skip.issuperset(out)):  # (read only by nodes that go: nothing moves)
             continue
         moves = [(dst, key, d) for dst, edges in out.items() for key, d in edges.items()
-                 if not d["control"] and d["src_port"] in ports]
+                 if not d["control"] and d["src_port"] in ports and dst not in skip]
         if not moves:
             continue
         touched.add(old_node)
@@ -271,4 +288,5 @@ def positions(items: list[str], item: str) -> list[int]:
 
 
 __all__ = ["add_in_edges", "build", "drop_dangling", "has_consumers", "move_control_edges", "move_data_edges",
-           "out_edges", "positions", "remove_in_edges", "remove_unread", "successors", "sweep_unread", "update_in_edges"]
+           "out_edges", "positions", "remove_in_edges", "remove_unread", "successors", "sweep_unread", "unlink_group",
+           "update_in_edges"]

@@ -67,10 +67,16 @@ def apply_replacement(graph: Graph, rep: Replacement) -> list[str]:
         graph.add_nodes(rep.add, adopt=True)
     for node in rep.update:
         graph.update_node(node, adopt=True)
+    # Nodes removed for certain (the rule's promise) keep their inputs from one another: they go with them.
+    group = list(dict.fromkeys(rep.remove)) if rep.remove_all and len(rep.remove) > 1 else None
+    skip = set(group) if group else frozenset()
     if rep.replace:
-        graph.replace_uses(rep.replace)
+        graph.replace_uses(rep.replace, skip)
     for old, new_nodes in rep.replace_control.items():
-        graph.replace_control_uses(old, new_nodes)
+        graph.replace_control_uses(old, new_nodes, skip)
+    if group:
+        graph.remove_group(group)  # (refused, before any removal, when the promise does not hold)
+        return group
     removed: list[str] = []
     if not rep.remove:
         return removed

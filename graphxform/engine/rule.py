@@ -141,6 +141,10 @@ class Replacement:
        are still consumed or protected are kept, and the runner says so at
        debug level). Nodes left without consumers by the rewrite are not
        removed unless listed: dead code is ``strip_unused``'s business.
+       ``remove_all``: the rule promises every node of ``remove`` goes (none
+       protected, every use of each moved by ``replace`` / ``replace_control``
+       to nodes not in ``remove``); their uses of one another then go with them
+       instead of moving first. A promise not kept is an invalid rewrite.
 
     The graph keeps the ``NodeDef`` objects of ``add`` and ``update`` as they
     are (a large folded constant is not copied again): make new ones for each
@@ -153,6 +157,7 @@ class Replacement:
     replace: dict[str, str] = field(default_factory=dict)
     replace_control: dict[str, list[str]] = field(default_factory=dict)
     remove: list[str] = field(default_factory=list)
+    remove_all: bool = False
 
     def is_empty(self) -> bool:
         return not (self.add or self.update or self.replace or self.replace_control or self.remove)
