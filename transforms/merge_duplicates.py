@@ -12,14 +12,13 @@ graph again only when that cannot tell the full scan's result.
 """
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 
 from tensorflow.core.framework import attr_value_pb2
 
 from graphxform import Context, NodeDef, Pass, Replacement, colocation, parse_input, register
+from graphxform.core.collector import gc_paused
 from graphxform.core.graph import Graph
 from graphxform.core.opdefs import CONTROL_FLOW_OPS, FEED_OPS, is_stateful
 
@@ -144,17 +143,6 @@ class _Facts:
         return None
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def merge_replacement(graph: Graph, dup: str, survivor: str, signature_ports: set[int] = frozenset(),
                       uses: tuple[set[int], bool] | None = None) -> Replacement:
     """Move every use of ``dup`` (all output ports, control uses, signatures) to ``survivor``; remove ``dup``.
@@ -190,7 +178,7 @@ class MergeDuplicates(Pass):
 
     def run(self, graph: Graph, ctx: Context) -> list[Replacement]:
         # Millions of small tuples: with the cyclic GC on, its full scans of the (large) graph cost ~3x.
-        with _gc_paused():
+        with gc_paused():
             state: MergeState | None = ctx.pop("merge_state")
             facts = _Facts(graph, state.colocated if ctx.incremental and state is not None else None)
             if ctx.incremental and state is not None:
