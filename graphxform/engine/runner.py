@@ -270,10 +270,9 @@ class _Engine:
         assert isinstance(rule, Rule)
         self.report.stat(rule.name).visited += 1
         try:
-            m = rule.match(self.graph, node)
+            m = rule.match_in(self.graph, node, st.ctx)
             if isinstance(m, str):
                 return None
-            m.ctx = st.ctx
             if rule.check(m) is not None:
                 return None
             rep = rule.rewrite(m)
@@ -282,7 +281,7 @@ class _Engine:
             return None
         if rep is None or rep.is_empty():
             return None
-        return rep, sorted({n.name for n in m.nodes.values() if n is not node} | {name})
+        return rep, m.matched(node, name)
 
     def _rule_failed(self, st: _RuleState, anchor: str, exc: Exception, where: str) -> None:
         at = f" at node {anchor!r}" if anchor else ""
