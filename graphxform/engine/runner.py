@@ -40,7 +40,7 @@ from tensorflow.core.framework import node_def_pb2
 
 from graphxform.core.errors import FixpointError, GraphError, GraphxformError, RuleError
 from graphxform.core.graph import Delta, Graph
-from graphxform.core.names import parse_input
+from graphxform.core.names import node_name
 from graphxform.core.validate import validate_nodes
 from graphxform.engine.apply import apply_replacement, validate_replacement
 from graphxform.engine.batch import batched_pass
@@ -352,7 +352,7 @@ class _Engine:
             raise RuleError(f"rule {rule!r}{at} produced an invalid rewrite: {exc}; the graph may be half-rewritten, "
                             "start again from the input") from exc
         delta, changed = self.hashes.change(recorded.before, graph.get)
-        recorded.touched.update(parse_input(t)[0] for t in set(rep.replace.values()))
+        recorded.touched.update(map(node_name, set(rep.replace.values())))
         return recorded, removed, delta, changed
 
     def _book(self, rule: str, rep: Replacement, anchor: str, matched: list[str], removed: list[str]) -> None:
