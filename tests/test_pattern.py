@@ -243,7 +243,8 @@ def test_one_op_pattern_binds_as_the_general_matcher(g):
             assert pat.match_full(g, n) == Pattern.match_full(pat, g, n), (pat, n.name)
     assert Op("Neg", bind="n", single_use=True).match_full(g, node(g, "neg0"))[0] == {"n": node(g, "neg0")}
     assert Op("Neg", where=lambda n: "no").match_full(g, node(g, "neg0")) == "'neg0': no"
-    assert Op("Relu", exact=True).match_full(g, node(g, "relu_mm")) == "'relu_mm' has 1 data inputs, pattern wants exactly 0"
+    exact = Op("Relu", exact=True).match_full(g, node(g, "relu_mm"))
+    assert exact == "'relu_mm' has 1 data inputs, pattern wants exactly 0"
 
 
 def test_match_names_the_nodes_it_binds(g):

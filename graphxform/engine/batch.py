@@ -218,7 +218,7 @@ def batched_pass(engine: Any, st: Any) -> None:
             if pending.clashes(writes):
                 apply_batch(engine, st, pending)
             pending.add(rep, name, matched, reads, writes)
-            if len(pending) >= MAX_BATCH or (limit is not None and len(pending) >= limit - engine.steps):
+            if len(pending.items) >= MAX_BATCH or (limit is not None and len(pending.items) >= limit - engine.steps):
                 apply_batch(engine, st, pending)  # (max_steps is not overshot)
     finally:  # (also when a rule fails: what was found before it is applied, as one at a time would have)
         apply_batch(engine, st, pending)
