@@ -246,6 +246,12 @@ def test_one_op_pattern_binds_as_the_general_matcher(g):
     exact = Op("Relu", exact=True).match_full(g, node(g, "relu_mm"))
     assert exact == "'relu_mm' has 1 data inputs, pattern wants exactly 0"
 
+    class Picky(Op):  # (a subclass with a matcher of its own is asked)
+        def _match(self, graph, node, port, st):  # type: ignore[no-untyped-def]
+            return "picky"
+
+    assert Picky("Neg", bind="n").match_full(g, node(g, "neg0")) == "picky"
+
 
 def test_match_names_the_nodes_it_binds(g):
     class R(Rule):

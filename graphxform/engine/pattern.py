@@ -140,7 +140,7 @@ class Op(Pattern):
         return self._op_set
 
     def match_full(self, graph: Graph, node: node_def_pb2.NodeDef) -> tuple[Bindings, dict[str, str]] | str:
-        if self.inputs or self.exact or self.where is not None or self.single_use:
+        if self.inputs or self.exact or self.where is not None or self.single_use or type(self)._match is not Op._match:
             return super().match_full(graph, node)
         # One op, nothing else to check (a rule's pattern Op("Identity", bind=...)): the op, and the anchor's binding.
         ops = self._op_set
