@@ -231,3 +231,36 @@ def test_rule_candidates_use_the_anchors(g):
 
     assert sorted(n.name for n in R().candidates(g)) == ["neg0", "neg1", "neg2"]
     assert [n.name for n in R().candidates(g, ["neg1", "x", "missing"])] == ["neg1"]
+
+
+def test_one_op_pattern_binds_as_the_general_matcher(g):
+    """A bare Op (no inputs, where, single_use or exact) binds its anchor without the general matcher: the same
+    bindings, tensors and reasons; with any of those it goes the general way."""
+    from graphxform.engine.pattern import Pattern
+
+    for pat in (Op("Identity", bind="i"), Op("Identity|Relu"), Op("*", bind="any"), Op("Mul|Neg", bind="m")):
+        for n in g:
+            assert pat.match_full(g, n) == Pattern.match_full(pat, g, n), (pat, n.name)
+    assert Op("Neg", bind="n", single_use=True).match_full(g, node(g, "neg0"))[0] == {"n": node(g, "neg0")}
+    assert Op("Neg", where=lambda n: "no").match_full(g, node(g, "neg0")) == "'neg0': no"
+    exact = Op("Relu", exact=True).match_full(g, node(g, "relu_mm"))
+    assert exact == "'relu_mm' has 1 data inputs, pattern wants exactly 0"
+
+    class Picky(Op):  # (a subclass with a matcher of its own is asked)
+        def _match(self, graph, node, port, st):  # type: ignore[no-untyped-def]
+            return "picky"
+
+    assert Picky("Neg", bind="n").match_full(g, node(g, "neg0")) == "picky"
+
+
+def test_match_names_the_nodes_it_binds(g):
+    class R(Rule):
+        name = "t_matched"
+        pattern = Op("Mul", Any(bind="a"), Any(bind="b"), bind="m")
+
+    m = R().match(g, node(g, "mul_xc"))
+    assert m.matched(node(g, "mul_xc"), "mul_xc") == ["c", "mul_xc", "x"]
+    one = Match(g, node(g, "neg1"), {"n": node(g, "neg1")})
+    assert one.matched(node(g, "neg1"), "neg1") == ["neg1"]
+    other = Match(g, node(g, "neg1"), {"n": node(g, "neg0")})  # (a match binding another node than the visited)
+    assert other.matched(node(g, "neg1"), "neg1") == ["neg0", "neg1"]

@@ -385,3 +385,32 @@ def test_signature_outputs_moved_earlier_in_the_run_are_seen_by_later_checks():
     assert "both name" in _explain(model.graph, RemoveIdentity(), "id2")
     after = run_signature(model, "serving_default", {"x": X})
     assert_close([after["y"], after["z"]], [before["y"], before["z"]])
+
+
+def test_control_flow_op_added_later_is_seen_with_the_same_context():
+    """Without a control-flow op in the graph the check reads no producer or consumer op for the refusal; what it
+    keeps in the context to know that follows the ops the graph holds."""
+    from graphxform.core.nodes import make_node
+    from graphxform.engine.context import Context
+
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        tf.negative(tf.identity(x, name="id"), name="out")
+
+    g = Graph(graph_def_of(build), protected=["out"])
+    rule, ctx = RemoveIdentity(), Context()
+
+    def check() -> str | None:
+        m = rule.match_in(g, g.node("id"), ctx)
+        assert isinstance(m, Match) and m.ctx is ctx
+        return rule.check(m)
+
+    assert check() is None
+    g.add_nodes([make_node("Merge", "merge", ["id", "x"], attrs={"T": tf.float32, "N": 2})])
+    assert check() == "'id' feeds control-flow op 'merge' (Merge)"
+    g.remove_node("merge")
+    assert check() is None
+    g.add_nodes([make_node("Switch", "sw", ["x", "p"], attrs={"T": tf.float32}),
+                 make_node("Placeholder", "p", attrs={"dtype": tf.bool})])
+    g.update_node(make_node("Identity", "id", ["sw:1"], attrs={"T": tf.float32}))
+    assert check() == "input 'sw:1' of 'id' comes from control-flow op Switch"

@@ -314,3 +314,42 @@ def test_remove_pass_through_batched_as_one_at_a_time(applications):
     assert "out" in g and not any(n.op in ("StopGradient", "PreventGradient") for n in g) and "idn" not in g
     assert g.lint() == []
     assert_close(run(g, {"x:0": X}, fetches), before)
+
+
+def test_write_set_names_nodes_as_parse_input_does():
+    """writes_of takes node names with node_name, which must name the node parse_input names (ports, controls,
+    names with colons that are not ports)."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from graphxform.core.names import node_name, parse_input
+
+    for ref in ("a", "a:0", "a:12", "^a", "^a:1", "a:b", "a:", ":", "", "a:1:2", "a:x1", "^", "a:١"):
+        assert node_name(ref) == parse_input(ref)[0], ref
+
+    @given(st.text(alphabet="ab:^0129/٣", max_size=8))
+    def same(ref: str) -> None:
+        assert node_name(ref) == parse_input(ref)[0]
+
+    same()
+
+
+def test_fingerprint_of_a_node_changed_then_removed_is_that_of_removing_the_original():
+    """NodeHashes.change: a removed node counts with the hash it was stored under (or its original's), and its
+    cached hash goes; an original node stored again unchanged is no change."""
+    from tensorflow.core.framework import node_def_pb2
+
+    from graphxform.engine.fixpoint import NodeHashes
+
+    a = node_def_pb2.NodeDef(name="a", op="Identity", input=["x"])
+    a2 = node_def_pb2.NodeDef(name="a", op="Identity", input=["y"])
+    same = node_def_pb2.NodeDef()
+    same.CopyFrom(a)
+    hashes = NodeHashes()
+    d_change, changed = hashes.change({"a": a}, {"a": a2}.get)
+    d_remove, removed = hashes.change({"a": a2}, {}.get)
+    assert changed == ["a"] and removed == []
+    original_removed, _ = NodeHashes().change({"a": a}, {}.get)
+    assert d_change ^ d_remove == original_removed != 0
+    assert hashes.change({"a": a}, {"a": same}.get) == (0, [])
+    assert hashes._cache == {}  # noqa: SLF001

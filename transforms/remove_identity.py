@@ -11,6 +11,7 @@ from tensorflow.core.framework import types_pb2
 from graphxform import Match, NodeDef, Op, Param, Replacement, Rule, canon, parse_input, register, with_inputs
 from graphxform.core.graph import Graph
 from graphxform.core.opdefs import CONTROL_FLOW_OPS, FORWARDING_OPS, output_dtypes
+from graphxform.engine.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ class RemoveIdentity(Rule):
 
     def check(self, match: Match) -> str | None:
         graph, node = match.graph, match.anchor
-        name, op, inputs = node.name, node.op, list(node.input)  # (read once: a proto field read is not free)
+        name, op, inputs = node.name, node.op, node.input[:]  # (read once: a proto field read is not free; a slice
+        # copies the field twice as fast as list())
         data = inputs if len(inputs) == 1 and inputs[0][:1] != "^" else [i for i in inputs if i[:1] != "^"]
         if not data:
             return f"{op} {name!r} has no data input"
@@ -77,22 +79,23 @@ class RemoveIdentity(Rule):
         if name in facts.in_frame:
             return f"{name!r} is inside a TF1 control-flow frame (while_loop/cond); frame pivots must stay"
         get = graph.get
+        flow = _has_control_flow(match.ctx, graph)  # (none in the graph: no producer or consumer op is read for it)
         sources = []
         for inp in data:
             src_name, port = (inp, 0) if ":" not in inp else parse_input(inp)[:2]
             src = get(src_name)
             if src is None:
                 src = graph.node(src_name)  # (raises the error naming the missing producer)
-            if src.op in CONTROL_FLOW_OPS:
+            if flow and src.op in CONTROL_FLOW_OPS:
                 return f"input {inp!r} of {name!r} comes from control-flow op {src.op}"
             sources.append((src, port))
         # The out-edges, read once from the view's adjacency ({consumer: {key: edge data}}), no Edge objects.
         out = graph.adjacency()[0].get(name) or {}
-        for dst in out:
+        for dst in out if flow else ():
             if (get(dst) or graph.node(dst)).op in CONTROL_FLOW_OPS:  # (the first in name order is named)
                 dst = next(d for d in sorted(out) if graph.node(d).op in CONTROL_FLOW_OPS)
                 return f"{name!r} feeds control-flow op {dst!r} ({graph.node(dst).op})"
-        t_attr = attr["T"] if "T" in attr else None  # (indexing a proto map would insert the key)
+        t_attr = attr.get("T")  # (indexing a proto map would insert the key)
         types = [] if t_attr is None else list(t_attr.list.type) if op == "IdentityN" else [t_attr.type]
         for t in types:
             if t in _UNREMOVABLE_DTYPES:
@@ -149,8 +152,14 @@ class RemoveIdentity(Rule):
                                                 if side == "output"}
             op = node.op
         # (``canon`` of each input, the common ``"node"`` form, output 0, without parsing it)
-        rep = Replacement(replace={f"{name}:{port}": canon(data[port]) if ":" in data[port] else data[port] + ":0"
-                                   for port in sorted(ports)}, remove=[name])
+        if len(ports) == 1:  # (most: one output read, without a sort and a comprehension)
+            (port,) = ports
+            src = data[port]
+            replace = {f"{name}:{port}": canon(src) if ":" in src else src + ":0"}
+        else:
+            replace = {f"{name}:{port}": canon(data[port]) if ":" in data[port] else data[port] + ":0"
+                       for port in sorted(ports)}
+        rep = Replacement(replace=replace, remove=[name])
         forwarding = op in FORWARDING_OPS
         if ctrl:  # data consumers keep the ordering the Identity gave them
             for dst in sorted({d for d, _ in graph.consumers(name)}):
@@ -165,6 +174,17 @@ class RemoveIdentity(Rule):
         if not forwarding:  # GTT drops the other inputs; here the Consts nothing else reads go
             rep.remove.extend(n for n in graph.input_nodes(name)[1:] if graph.node(n).op == "Const")
         return rep
+
+
+def _has_control_flow(ctx: Context, graph: Graph) -> bool:
+    """Whether some node of ``graph`` runs a control-flow op (the op index answers; kept in ``ctx`` until the set of
+    ops the graph holds changes: :meth:`~graphxform.core.graph.Graph.op_kinds`)."""
+    kinds = graph.op_kinds()
+    kept = ctx.get("remove_identity.control_flow")
+    if kept is None or kept[0] is not graph or kept[1] != kinds:
+        kept = (graph, kinds, graph.has_op(*CONTROL_FLOW_OPS))
+        ctx.set("remove_identity.control_flow", kept)
+    return kept[2]
 
 
 def _colocated_with_input(node: NodeDef, data: list[str]) -> bool:

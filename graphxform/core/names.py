@@ -43,8 +43,12 @@ def input_string(node: str, port: int) -> str:
 
 
 def node_name(ref: str) -> str:
-    """The node an input string, tensor or control dependency names."""
-    return parse_input(ref)[0]
+    """The node an input string, tensor or control dependency names (``parse_input(ref)[0]``, without the port's
+    int and the tuple: twice as fast, for loops over many references)."""
+    if ref[:1] == "^":
+        return ref[1:]
+    name, sep, port = ref.rpartition(":")
+    return name if sep and port.isdigit() else ref
 
 
 __all__ = ["canon", "input_string", "node_name", "parse_input", "tensor_name"]

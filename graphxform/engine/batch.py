@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from graphxform.core.graph import Graph
-from graphxform.core.names import parse_input
+from graphxform.core.names import node_name
 from graphxform.engine.apply import validate_replacement
 from graphxform.engine.rule import Replacement, Rule
 from graphxform.engine.worklist import mark_near
@@ -83,12 +83,12 @@ def writes_of(graph: Graph, rep: Replacement) -> Sets | None:
     content: set[str] = set()
     edges: set[str] = set()
     for old, new in rep.replace.items():
-        node = parse_input(old)[0]
+        node = node_name(old)
         if graph.is_protected(node):
             return None
         content.update(succ.get(node, ()))
         edges.add(node)
-        edges.add(parse_input(new)[0])
+        edges.add(node_name(new))
     for old, news in rep.replace_control.items():
         if graph.is_protected(old):
             return None
@@ -98,7 +98,7 @@ def writes_of(graph: Graph, rep: Replacement) -> Sets | None:
     for node in rep.update:
         content.add(node.name)
         edges.update(pred.get(node.name, ()))
-        edges.update(parse_input(i)[0] for i in node.input)
+        edges.update(map(node_name, node.input))
     for name in rep.remove:
         content.add(name)
         edges.add(name)
@@ -179,12 +179,20 @@ def batched_pass(engine: Any, st: Any) -> None:
     limit = engine.termination.max_steps
     below, above = rule.neighbourhood()
     up = below if type(rule).match is Rule.match else above  # how far above its anchor a match may bind nodes
+    adjacency = graph.adjacency
     try:
         for node in rule.candidates(graph):
             name = node.name
-            reads = reads_at(graph, name, up)
-            if pending.items and pending.sees(reads):  # its visit must see the pending changes: apply them
-                apply_batch(engine, st, pending)
+            if up:
+                reads = reads_at(graph, name, up)
+            else:  # (reads_at of the anchor alone, inline: a full pass asks it at every candidate)
+                succ, pred = adjacency()
+                content = {name}
+                content.update(pred.get(name, ()))
+                content.update(succ.get(name, ()))
+                reads = content, {name}
+            if pending.items and not (pending.w_content.isdisjoint(reads[0]) and pending.w_edges.isdisjoint(reads[1])):
+                apply_batch(engine, st, pending)  # its visit must see the pending changes: apply them first
                 reads = reads_at(graph, name, up)
             if get(name) is not node:  # removed/replaced by an earlier rewrite of this pass
                 continue
@@ -210,7 +218,7 @@ def batched_pass(engine: Any, st: Any) -> None:
             if pending.clashes(writes):
                 apply_batch(engine, st, pending)
             pending.add(rep, name, matched, reads, writes)
-            if len(pending) >= MAX_BATCH or (limit is not None and len(pending) >= limit - engine.steps):
+            if len(pending.items) >= MAX_BATCH or (limit is not None and len(pending.items) >= limit - engine.steps):
                 apply_batch(engine, st, pending)  # (max_steps is not overshot)
     finally:  # (also when a rule fails: what was found before it is applied, as one at a time would have)
         apply_batch(engine, st, pending)

@@ -59,16 +59,17 @@ class NodeHashes:
                 added.append(name)
                 continue
             entry = cache.get(name)
+            if new is None:  # removed
+                delta ^= entry[1] if entry is not None and entry[0] is old else hash(("\0original node", name))
+                if entry is not None:
+                    del cache[name]
+                continue
             if entry is not None and entry[0] is old:
                 h_old = entry[1]
-            elif new is not None and old == new:  # a node the run started with, stored again as it was
+            elif old == new:  # a node the run started with, stored again as it was
                 continue
             else:
                 h_old = hash(("\0original node", name))
-            if new is None:  # removed
-                delta ^= h_old
-                cache.pop(name, None)
-                continue
             h_new = self._stored(name, new)
             if h_new == h_old:
                 continue

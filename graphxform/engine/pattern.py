@@ -139,6 +139,18 @@ class Op(Pattern):
     def op_set(self) -> frozenset[str] | None:
         return self._op_set
 
+    def match_full(self, graph: Graph, node: node_def_pb2.NodeDef) -> tuple[Bindings, dict[str, str]] | str:
+        if self.inputs or self.exact or self.where is not None or self.single_use or type(self)._match is not Op._match:
+            return super().match_full(graph, node)
+        # One op, nothing else to check (a rule's pattern Op("Identity", bind=...)): the op, and the anchor's binding.
+        ops = self._op_set
+        if ops is not None and node.op not in ops:
+            return f"{node.name!r} is {node.op}, not {self.ops}"
+        bind = self.bind
+        if not bind:
+            return {}, {}
+        return {bind: node}, {bind: f"{node.name}:0"}
+
     def depth(self) -> int:
         return 1 + max((p.depth() for p in self.inputs), default=-1)
 

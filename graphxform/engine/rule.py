@@ -116,6 +116,13 @@ class Match:
     def __contains__(self, key: str) -> bool:
         return key in self.nodes
 
+    def matched(self, node: node_def_pb2.NodeDef, name: str) -> list[str]:
+        """The names of the nodes bound and of the visited ``node`` (called ``name``), sorted."""
+        bound = self.nodes
+        if len(bound) == 1 and next(iter(bound.values())) is node:  # (the anchor alone: a one-op pattern)
+            return [name]
+        return sorted({n.name for n in bound.values() if n is not node} | {name})
+
     def tensor(self, key: str) -> str:
         """The tensor (``"node:port"``) the pattern consumed where it bound ``key``."""
         if key in self.tensors:
@@ -276,6 +283,21 @@ class Rule(BaseRule):
         raise NotImplementedError(f"rule {self.name!r} defines no rewrite")
 
     # ---- what the runner asks
+    def match_in(self, graph: Graph, node: node_def_pb2.NodeDef, ctx: Context) -> Match | str:
+        """:meth:`match` with ``ctx`` as the match's context (for the pattern's own match, given as the
+        :class:`Match` is made: no default context is built and thrown away at every visit)."""
+        if type(self).match is not Rule.match:
+            m = self.match(graph, node)
+            if not isinstance(m, str):
+                m.ctx = ctx
+            return m
+        if self.pattern is None:
+            return Match(graph, node, {"anchor": node}, dict(self.args), ctx=ctx)
+        out = self.pattern.match_full(graph, node)
+        if isinstance(out, str):
+            return out
+        return Match(graph, node, out[0], dict(self.args), tensors=out[1], ctx=ctx)
+
     def candidates(self, graph: Graph, names: Iterable[str] | None = None) -> list[node_def_pb2.NodeDef]:
         """The anchor nodes to visit: every one (``names`` is ``None``), or those a change to ``names`` may
         have made match (by default: those of ``names`` that are anchors)."""

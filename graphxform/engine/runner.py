@@ -40,7 +40,7 @@ from tensorflow.core.framework import node_def_pb2
 from graphxform.core.collector import gc_paused
 from graphxform.core.errors import FixpointError, GraphError, GraphxformError, RuleError
 from graphxform.core.graph import Delta, Graph
-from graphxform.core.names import parse_input
+from graphxform.core.names import node_name
 from graphxform.core.validate import validate_nodes
 from graphxform.engine.apply import apply_replacement, validate_replacement
 from graphxform.engine.batch import batched_pass
@@ -270,10 +270,9 @@ class _Engine:
         assert isinstance(rule, Rule)
         self.report.stat(rule.name).visited += 1
         try:
-            m = rule.match(self.graph, node)
+            m = rule.match_in(self.graph, node, st.ctx)
             if isinstance(m, str):
                 return None
-            m.ctx = st.ctx
             if rule.check(m) is not None:
                 return None
             rep = rule.rewrite(m)
@@ -282,7 +281,7 @@ class _Engine:
             return None
         if rep is None or rep.is_empty():
             return None
-        return rep, sorted({n.name for n in m.nodes.values() if n is not node} | {name})
+        return rep, m.matched(node, name)
 
     def _rule_failed(self, st: _RuleState, anchor: str, exc: Exception, where: str) -> None:
         at = f" at node {anchor!r}" if anchor else ""
@@ -353,7 +352,7 @@ class _Engine:
             raise RuleError(f"rule {rule!r}{at} produced an invalid rewrite: {exc}; the graph may be half-rewritten, "
                             "start again from the input") from exc
         delta, changed = self.hashes.change(recorded.before, graph.get)
-        recorded.touched.update(parse_input(t)[0] for t in set(rep.replace.values()))
+        recorded.touched.update(map(node_name, set(rep.replace.values())))
         return recorded, removed, delta, changed
 
     def _book(self, rule: str, rep: Replacement, anchor: str, matched: list[str], removed: list[str]) -> None:
