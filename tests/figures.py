@@ -506,6 +506,10 @@ def bench_gaps(m: Measure) -> str:
         big = _at(m.bench, shape, 6)
         if big and big["load_s"] + big["pipeline_s"] >= 30:
             gaps.append(f"the 1M-node {shape} takes {big['load_s'] + big['pipeline_s']:.0f} s (target: under 30)")
+        mid = _at(m.bench, shape, 5)
+        if big and mid and big["us_per_node"] > 1.2 * mid["us_per_node"]:
+            gaps.append(f"time per node of the 1M-node {shape} is {big['us_per_node'] / mid['us_per_node']:.2f}× "
+                        "that at 100k (target: within 1.2×)")
     for key, how in (("rss_ratio", "through the API"), ("rss_ratio_cli", "through the CLI (.pb → .pb)")):
         over = {NAMES.get(k, k): r[key] for k, r in _models(m.bench).items() if r.get(key) is not None and r[key] > 2.5}
         if over:
