@@ -268,12 +268,15 @@ class Rule(BaseRule):
     # ---- what a rule defines
     def match(self, graph: Graph, node: node_def_pb2.NodeDef) -> Match | str:
         """A :class:`Match` anchored at ``node``, or the reason there is none."""
+        return self._match_with(graph, node, Context())
+
+    def _match_with(self, graph: Graph, node: node_def_pb2.NodeDef, ctx: Context) -> Match | str:
         if self.pattern is None:
-            return Match(graph, node, {"anchor": node}, dict(self.args))
+            return Match(graph, node, {"anchor": node}, dict(self.args), ctx=ctx)
         out = self.pattern.match_full(graph, node)
         if isinstance(out, str):
             return out
-        return Match(graph, node, out[0], dict(self.args), tensors=out[1])
+        return Match(graph, node, out[0], dict(self.args), tensors=out[1], ctx=ctx)
 
     def check(self, match: Match) -> str | None:
         """``None`` when the rewrite may be applied, else the reason it may not."""
@@ -291,12 +294,7 @@ class Rule(BaseRule):
             if not isinstance(m, str):
                 m.ctx = ctx
             return m
-        if self.pattern is None:
-            return Match(graph, node, {"anchor": node}, dict(self.args), ctx=ctx)
-        out = self.pattern.match_full(graph, node)
-        if isinstance(out, str):
-            return out
-        return Match(graph, node, out[0], dict(self.args), tensors=out[1], ctx=ctx)
+        return self._match_with(graph, node, ctx)
 
     def candidates(self, graph: Graph, names: Iterable[str] | None = None) -> list[node_def_pb2.NodeDef]:
         """The anchor nodes to visit: every one (``names`` is ``None``), or those a change to ``names`` may
