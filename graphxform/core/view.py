@@ -150,12 +150,14 @@ def drop_dangling(g: nx.MultiDiGraph, names: Iterable[str]) -> None:
 def _unlink(g: nx.MultiDiGraph, name: str) -> list[str]:
     """Remove node ``name``, which nothing reads, and its in-edges from the view's dicts (one edit instead of
     ``remove_node``'s views and checks; the caller drops dangling inputs and clears the cache). Returns the
-    producers it read (each once)."""
+    producers it read (each once), those already removed included (a group removed together)."""
     succ = g._succ  # noqa: SLF001
     sources = list(g._pred.pop(name))  # noqa: SLF001
     del succ[name], g._node[name]  # noqa: SLF001
     for src in sources:
-        del succ[src][name]
+        out = succ.get(src)
+        if out is not None:
+            del out[name]
     return sources
 
 
@@ -195,15 +197,9 @@ def sweep_unread(g: nx.MultiDiGraph, names: list[str], keep: Container[str],
 def unlink_group(g: nx.MultiDiGraph, names: list[str], forget: Callable[[str, list[str]], None]) -> None:
     """Remove ``names`` in that order, nodes nothing but each other reads, with their in-edges (an edge between two
     of them goes with the first one removed), calling ``forget(name, producers)`` for each."""
-    succ, pred, node_attr = g._succ, g._pred, g._node  # noqa: SLF001
     sources: list[str] = []
     for name in names:
-        producers = list(pred.pop(name))
-        del succ[name], node_attr[name]
-        for src in producers:
-            out = succ.get(src)
-            if out is not None:  # (not a reader removed before it)
-                del out[name]
+        producers = _unlink(g, name)
         forget(name, producers)
         sources.extend(producers)
     drop_dangling(g, sources)
