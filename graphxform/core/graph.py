@@ -270,20 +270,8 @@ class Graph(GraphQueries, NodeIndexes):
         self._nodes = {n: self._nodes[n] for n in order}
 
     def remove_nodes(self, names: Iterable[str]) -> None:
-        """Remove a set of nodes that only consume each other (any order)."""
-        names = set(names)
-        for name in names:
-            outside = set(self.consumer_nodes(name)) - names
-            if outside:
-                raise GraphError(f"cannot remove node {name!r}: still consumed by {', '.join(sorted(outside)[:5])}")
-            if self.is_protected(name):
-                raise GraphError(f"cannot remove node {name!r}: it is protected")
-        for name in names:
-            self._forget(name, list(self.nx._pred[name]))  # noqa: SLF001 - (its producers)
-            view.remove_in_edges(self.nx, name)
-        for name in names:
-            self.nx.remove_node(name)
-            self.protected.discard(name)
+        """Remove a set of nodes that only consume each other (any order): :meth:`remove_group`."""
+        self.remove_group(list(dict.fromkeys(names)))
 
     def replace_all_uses(self, old: str, new: str) -> int:
         """Make every data consumer of tensor ``old`` read tensor ``new``.
