@@ -179,20 +179,12 @@ def batched_pass(engine: Any, st: Any) -> None:
     limit = engine.termination.max_steps
     below, above = rule.neighbourhood()
     up = below if type(rule).match is Rule.match else above  # how far above its anchor a match may bind nodes
-    adjacency = graph.adjacency
     try:
         for node in rule.candidates(graph):
             name = node.name
-            if up:
-                reads = reads_at(graph, name, up)
-            else:  # (reads_at of the anchor alone, inline: a full pass asks it at every candidate)
-                succ, pred = adjacency()
-                content = {name}
-                content.update(pred.get(name, ()))
-                content.update(succ.get(name, ()))
-                reads = content, {name}
-            if pending.items and not (pending.w_content.isdisjoint(reads[0]) and pending.w_edges.isdisjoint(reads[1])):
-                apply_batch(engine, st, pending)  # its visit must see the pending changes: apply them first
+            reads = reads_at(graph, name, up)
+            if pending.items and pending.sees(reads):  # its visit must see the pending changes: apply them first
+                apply_batch(engine, st, pending)
                 reads = reads_at(graph, name, up)
             if get(name) is not node:  # removed/replaced by an earlier rewrite of this pass
                 continue
