@@ -152,14 +152,8 @@ class RemoveIdentity(Rule):
                                                 if side == "output"}
             op = node.op
         # (``canon`` of each input, the common ``"node"`` form, output 0, without parsing it)
-        if len(ports) == 1:  # (most: one output read, without a sort and a comprehension)
-            (port,) = ports
-            src = data[port]
-            replace = {f"{name}:{port}": canon(src) if ":" in src else src + ":0"}
-        else:
-            replace = {f"{name}:{port}": canon(data[port]) if ":" in data[port] else data[port] + ":0"
-                       for port in sorted(ports)}
-        rep = Replacement(replace=replace, remove=[name])
+        rep = Replacement(replace={f"{name}:{port}": canon(data[port]) if ":" in data[port] else data[port] + ":0"
+                                   for port in sorted(ports)}, remove=[name])
         forwarding = op in FORWARDING_OPS
         if ctrl:  # data consumers keep the ordering the Identity gave them
             for dst in sorted({d for d, _ in graph.consumers(name)}):
