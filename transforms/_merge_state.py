@@ -119,7 +119,7 @@ class MergeState:
         """Take the graph's nodes as they are now as the ones seen (after this pass's own replacement, which
         removed duplicates and gave their readers new inputs: a node with inputs is held, so the weights not held
         are the ones not held before, less the removed)."""
-        self._hold(dict(zip(graph.node_names, graph)), [n for n in self.unheld if n in graph])
+        self._hold(dict(graph.items()), [n for n in self.unheld if n in graph])
 
     def _hold(self, nodes: dict[str, NodeDef], consts: Iterable[str] | None = None) -> None:
         """Hold ``nodes`` but the weights (``is_held``); ``consts``: the names of the nodes among them that may be

@@ -155,7 +155,7 @@ class ConstantAnalysis:
             return
         self._explained = True
         graph = self.graph
-        nodes = dict(zip(graph.node_names, graph))
+        nodes = dict(graph.items())
         indeg: dict[str, int] = {}
         succ: dict[str, list[str]] = defaultdict(list)
         _, producers = graph.adjacency()
