@@ -139,3 +139,21 @@ class _OneReplacement(MergeDuplicates):
 
     def run(self, graph, ctx):
         return [self.rep] if self.rep.remove[0] in graph else []
+
+
+def test_uses_of_a_duplicate_by_duplicates_are_not_named_in_the_replacement():
+    """``cd`` is read only by ``md`` and ``md`` only by ``nd``, all three duplicates: only ``nd`` 's use by ``out``
+    is moved (named in the replacement); the graph is the one moving every use gives."""
+    def build() -> None:
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        m = tf.math.multiply(x, tf.constant(2.0, name="c"), name="m")
+        md = tf.math.multiply(x, tf.constant(2.0, name="cd"), name="md")
+        tf.math.add(tf.math.negative(m, name="n"), tf.math.negative(md, name="nd"), name="out")
+
+    g = Graph(graph_def_of(build))
+    before = run(g, {"x:0": X}, ["out:0"])
+    report = run_pipeline(g, [MergeDuplicates()])
+    (rec,) = report.applied
+    assert list(rec.removed) == ["cd", "md", "nd"] and dict(rec.replaced) == {"nd:0": "n:0"}
+    assert list(g.node("out").input) == ["n", "n"] and g.lint() == []
+    assert_close(run(g, {"x:0": X}, ["out:0"]), before)

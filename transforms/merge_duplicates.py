@@ -282,14 +282,17 @@ class MergeDuplicates(Pass):
         # Survivors are never duplicates themselves, so each duplicate's uses are as the graph has them and
         # the merges do not interfere: their replacements can simply be put together.
         # Every duplicate goes (none is protected or a colocation target, each use moves to a survivor, which is
-        # no duplicate): the uses of one duplicate by another need not move first.
+        # no duplicate): the uses of one duplicate by another need not move first, nor be named at all (on a
+        # graph whose duplicates read duplicates, most uses are such).
         out = Replacement(remove=list(survivor_of), remove_all=True)
         replace, replace_control, sig_ports = out.replace, out.replace_control, facts.signature_ports
         succ = graph.adjacency()[0]
         for dup, surv in survivor_of.items():  # (what merge_replacement does, for many at once)
             ports: set[int] = set()
             control = False
-            for edges in succ[dup].values():  # (the ports read and whether a control edge leaves, in one loop)
+            for dst, edges in succ[dup].items():  # (the ports read and whether a control edge leaves, in one loop)
+                if dst in survivor_of:  # a duplicate: it goes too
+                    continue
                 for d in edges.values():
                     if d["control"]:
                         control = True
