@@ -309,6 +309,33 @@ def test_variable_read_colocated_with_its_input_is_removed():
     assert_close(run(g, {"input:0": x}, ["output:0", "neg:0"]), before)
 
 
+def _run_after_init(gd, init: str, feeds: dict, fetch: str) -> np.ndarray:
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(gd, name="")
+    with tf.compat.v1.Session(graph=graph) as sess:
+        sess.run(init)
+        return sess.run(fetch, feeds)
+
+
+def test_a_live_ref_variable_read_is_removed_and_its_consumers_read_the_ref():
+    """A TF1 ``VariableV2`` (ref output) read through its ``read`` Identity: the Identity goes, the ``MatMul`` reads
+    the variable's ref output (TensorFlow dereferences it) and computes the same after the initializer ran."""
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        w = tf.compat.v1.Variable(np.arange(6, dtype=np.float32).reshape(3, 2), use_resource=False, name="w")
+        tf.matmul(x, w, name="y")
+
+    g = Graph(graph_def_of(build))
+    assert g.node("w").op == "VariableV2" and list(g.node("y").input) == ["x", "w/read"]
+    g.protected.add("w/Assign")  # (the initializer, as a loaded model marks it)
+    x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+    before = _run_after_init(g.to_graph_def(), "w/Assign", {"x:0": x}, "y:0")
+    run_pipeline(g, [RemoveIdentity()])
+    assert "w/read" not in g and list(g.node("y").input) == ["x", "w"] and g.lint() == []
+    assert_close(_run_after_init(g.to_graph_def(), "w/Assign", {"x:0": x}, "y:0"), before)
+
+
 def test_dangling_identity_is_left_for_strip_unused():
     def build():
         x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")

@@ -10,7 +10,7 @@ from tensorflow.core.framework import types_pb2
 
 from graphxform import Match, NodeDef, Op, Param, Replacement, Rule, canon, parse_input, register, with_inputs
 from graphxform.core.graph import Graph
-from graphxform.core.opdefs import CONTROL_FLOW_OPS, FORWARDING_OPS, output_dtypes
+from graphxform.core.opdefs import CONTROL_FLOW_OPS, FORWARDING_OPS
 from graphxform.engine.context import Context
 
 log = logging.getLogger(__name__)
@@ -31,15 +31,15 @@ class RemoveIdentity(Rule):
     output is removed by pointing the signature at its input. Not removed:
     nodes inside TF1 control-flow frames or next to control-flow ops,
     colocation targets and nodes with a ``_class`` naming other nodes than their inputs (a variable's
-    ``read`` Identity, colocated with the variable it reads, goes), ref/resource/variant
-    tensors, signature inputs, protected nodes (init op, tables), signature
-    outputs that carry control dependencies, and dangling pass-throughs with
+    ``read`` Identity, colocated with the variable it reads, goes: its consumers read the variable's ref
+    output, which TensorFlow dereferences), resource/variant tensors, signature inputs, protected nodes
+    (init op, tables), signature outputs that carry control dependencies, and dangling pass-throughs with
     no consumer (they may be fetched by name).
     """
 
     name = "remove_identity"
     aliases = ("remove_nodes",)
-    # check and rewrite read the anchor, its producers (op, output dtypes, and for GTT removal which are Consts),
+    # check and rewrite read the anchor, its producers (op, and for GTT removal output dtypes and which are Consts),
     # its consumers (op, inputs) and its out-edges, the signatures, graph.protected and the frame facts.
     batch = True
     pattern = Op("Identity", bind="identity")
@@ -80,15 +80,12 @@ class RemoveIdentity(Rule):
             return f"{name!r} is inside a TF1 control-flow frame (while_loop/cond); frame pivots must stay"
         get = graph.get
         flow = _has_control_flow(match.ctx, graph)  # (none in the graph: no producer or consumer op is read for it)
-        sources = []
         for inp in data:
-            src_name, port = (inp, 0) if ":" not in inp else parse_input(inp)[:2]
-            src = get(src_name)
+            src = get(inp if ":" not in inp else parse_input(inp)[0])
             if src is None:
-                src = graph.node(src_name)  # (raises the error naming the missing producer)
+                src = graph.node(parse_input(inp)[0])  # (raises the error naming the missing producer)
             if flow and src.op in CONTROL_FLOW_OPS:
                 return f"input {inp!r} of {name!r} comes from control-flow op {src.op}"
-            sources.append((src, port))
         # The out-edges, read once from the view's adjacency ({consumer: {key: edge data}}), no Edge objects.
         out = graph.adjacency()[0].get(name) or {}
         for dst in out if flow else ():
@@ -100,12 +97,6 @@ class RemoveIdentity(Rule):
         for t in types:
             if t in _UNREMOVABLE_DTYPES:
                 return f"{name!r} passes a {_UNREMOVABLE_DTYPES[t]} tensor through; it may need a distinct op"
-        for inp, (src, port) in zip(data, sources):
-            dtypes = output_dtypes(src)  # (graph.output_dtype, with the producer found above)
-            dt = dtypes[port] if dtypes and port < len(dtypes) else None
-            if dt is not None and dt > 100:
-                return (f"input {inp!r} of {name!r} is a ref tensor ({types_pb2.DataType.Name(dt)}); "
-                        "the Identity reads it")
         uses = graph.signature_uses(name)
         for sig, side, key, _ in uses:
             if side == "input":
