@@ -266,7 +266,8 @@ class Graph(GraphQueries, NodeIndexes):
             for name, node in zip(names, removed):
                 before.setdefault(name, node)
             self._delta.touched.update(sources)
-        self._index_removed_group(names, removed)
+        for name, node in zip(names, removed):
+            self._index_removed(node, name)
         kept = {name: node for name, node in nodes.items() if name not in group}
         nodes.clear()
         nodes.update(kept)

@@ -93,19 +93,6 @@ class NodeIndexes:
         if self._colocation:  # (empty: no node colocates, the removed one neither; its _class is not read)
             self._index_colocation(node, add=False)
 
-    def _index_removed_group(self, names: list[str], removed: list[node_def_pb2.NodeDef]) -> None:
-        """:meth:`_index_removed` for each of ``names``, which were the nodes ``removed`` (a large group)."""
-        by_op = self._by_op
-        for name, node in zip(names, removed):
-            same_op = by_op[node.op]
-            del same_op[name]
-            if not same_op:
-                del by_op[node.op]
-                self._op_kinds += 1
-        if self._colocation:
-            for node in removed:
-                self._index_colocation(node, add=False)
-
     def _index_updated(self, previous: node_def_pb2.NodeDef, stored: node_def_pb2.NodeDef) -> None:
         """``stored`` replaced ``previous`` (same name; op and attrs may have changed)."""
         if previous.op != stored.op:
