@@ -22,6 +22,7 @@ nodes (no tensor is decoded, nothing is allocated beyond the graph itself):
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 
 import networkx as nx
 import tensorflow as tf
@@ -29,7 +30,7 @@ from tensorflow.core.framework import node_def_pb2, types_pb2
 
 from graphxform.core.graph import Graph
 from graphxform.core.names import VALID_NODE_NAME, parse_input
-from graphxform.core.opdefs import CONTROL_FLOW_OPS, FEED_OPS, dtype_label, op_def, output_count
+from graphxform.core.opdefs import CONTROL_FLOW_OPS, FEED_OPS, dtype_label, op_def, output_count, output_dtypes
 
 log = logging.getLogger(__name__)
 
@@ -103,34 +104,53 @@ _COMPLEX = {types_pb2.DT_COMPLEX64, types_pb2.DT_COMPLEX128}
 _STRING_ELEMENT_BYTES = 32
 
 
-def _input_dtypes(node: node_def_pb2.NodeDef, d: object) -> list[int] | None:
-    """The dtypes the op of ``node`` takes on each data input, or ``None`` when the attrs do not say."""
+@lru_cache(maxsize=None)
+def _op_spec(op: str) -> tuple[tuple, tuple] | None:
+    """What the checks read of the registered ``OpDef`` of ``op``, read once (proto fields are slow to read):
+    ``((attr name, has a default, the AttrValue field it wants or None, its type), ...)`` and
+    ``((type_list_attr, type_attr, type, number_attr) of each input arg, ...)``; ``None`` for an unknown op."""
+    d = op_def(op)
+    if d is None:
+        return None
+    attrs = tuple((a.name, a.HasField("default_value"),
+                   "list" if a.type.startswith("list(") else _ATTR_FIELD.get(a.type), a.type) for a in d.attr)
+    inputs = tuple((a.type_list_attr, a.type_attr, a.type, a.number_attr) for a in d.input_arg)
+    return attrs, inputs
+
+
+def _input_dtypes(node: node_def_pb2.NodeDef, input_args: tuple) -> list[int] | None:
+    """The dtypes the op of ``node`` takes on each data input (``input_args``: its :func:`_op_spec`), or ``None``
+    when the attrs do not say."""
     out: list[int] = []
-    for arg in d.input_arg:  # type: ignore[attr-defined]
-        if arg.type_list_attr:
-            if arg.type_list_attr not in node.attr:
+    attr = node.attr
+    for type_list_attr, type_attr, fixed_type, number_attr in input_args:
+        if type_list_attr:
+            if type_list_attr not in attr:
                 return None
-            types = list(node.attr[arg.type_list_attr].list.type)
-        elif arg.type_attr:
-            if arg.type_attr not in node.attr:
+            types = list(attr[type_list_attr].list.type)
+        elif type_attr:
+            if type_attr not in attr:
                 return None
-            types = [node.attr[arg.type_attr].type]
+            types = [attr[type_attr].type]
         else:
-            types = [arg.type]
-        if arg.number_attr:
-            if arg.number_attr not in node.attr:
+            types = [fixed_type]
+        if number_attr:
+            if number_attr not in attr:
                 return None
-            types = types * int(node.attr[arg.number_attr].i)
+            types = types * int(attr[number_attr].i)
         out.extend(types)
     return out
 
 
-def node_problem(node: node_def_pb2.NodeDef) -> str | None:
-    """What TensorFlow's graph import would refuse in ``node`` on its own (``None`` if nothing)."""
+def node_problem(node: node_def_pb2.NodeDef, inputs: list[str] | None = None) -> str | None:
+    """What TensorFlow's graph import would refuse in ``node`` on its own (``None`` if nothing); ``inputs``: its
+    inputs, when already read."""
     if not VALID_NODE_NAME.match(node.name):
         return f"node name {node.name!r} is not a valid TensorFlow node name"
+    if inputs is None:
+        inputs = node.input[:]
     control = False
-    for inp in node.input:
+    for inp in inputs:
         if inp.startswith("^"):
             control = True
         elif control:
@@ -139,40 +159,51 @@ def node_problem(node: node_def_pb2.NodeDef) -> str | None:
         dims = [d.size for d in node.attr["shape"].shape.dim]
         if any(d < -1 for d in dims):
             return f"{node.op} {node.name!r} has shape {dims}, with a dimension below -1"
-    d = op_def(node.op)
-    if d is None:
+    spec = _op_spec(node.op)
+    if spec is None:
         return None
-    for a in d.attr:
-        if a.name not in node.attr:
-            if not a.HasField("default_value"):
-                return f"{node.op} {node.name!r} lacks the attr {a.name!r} its op requires"
+    attrs, input_args = spec
+    attr = node.attr
+    for name, has_default, want, type_ in attrs:
+        value = attr.get(name)  # (indexing a proto map would insert the key)
+        if value is None:
+            if not has_default:
+                return f"{node.op} {node.name!r} lacks the attr {name!r} its op requires"
             continue
-        kind = node.attr[a.name].WhichOneof("value")
-        want = "list" if a.type.startswith("list(") else _ATTR_FIELD.get(a.type)
+        kind = value.WhichOneof("value")
         if kind is not None and want is not None and kind != want:
             have = {"s": "string", "i": "int", "f": "float", "b": "bool"}.get(kind, kind)
-            return f"{node.op} {node.name!r}: attr {a.name!r} holds a {have} value, the op wants a {a.type}"
-    data = [i for i in node.input if not i.startswith("^")]
-    wanted = _input_dtypes(node, d)
+            return f"{node.op} {node.name!r}: attr {name!r} holds a {have} value, the op wants a {type_}"
+    data = [i for i in inputs if not i.startswith("^")]
+    wanted = _input_dtypes(node, input_args)
     if wanted is not None and len(wanted) != len(data):
         return f"{node.op} {node.name!r} has {len(data)} data input{'s' if len(data) != 1 else ''}, its op takes " \
                f"{len(wanted)}"
     return None
 
 
-def _input_dtype_problem(graph: Graph, node: node_def_pb2.NodeDef) -> str | None:
-    """A data input of ``node`` whose dtype is not the one its op takes there (ref dtypes match their base)."""
-    d = op_def(node.op)
-    if d is None:
+def _input_dtype_problem(graph: Graph, node: node_def_pb2.NodeDef,
+                         dtypes_of: dict[str, list[int] | None] | None = None) -> str | None:
+    """A data input of ``node`` whose dtype is not the one its op takes there (ref dtypes match their base).
+    ``dtypes_of``: the output dtypes of the producers already read (filled in; one read per producer)."""
+    spec = _op_spec(node.op)
+    if spec is None:
         return None
-    wanted = _input_dtypes(node, d)
+    wanted = _input_dtypes(node, spec[1])
     if wanted is None:
         return None
     data = [i for i in node.input if not i.startswith("^")]
+    cache = dtypes_of if dtypes_of is not None else {}
     for inp, want in zip(data, wanted):
-        if graph.get(parse_input(inp)[0]) is None:
-            continue
-        have = graph.output_dtype(inp)
+        src, port, _ = parse_input(inp)
+        if src in cache:
+            dtypes = cache[src]
+        else:
+            producer = graph.get(src)
+            if producer is None:
+                continue
+            dtypes = cache[src] = output_dtypes(producer)  # (what graph.output_dtype reads)
+        have = dtypes[port] if dtypes and port < len(dtypes) else None
         if have is None or not want:
             continue
         if have % 100 != want % 100:  # DT_FLOAT_REF (101) is DT_FLOAT (1) read through a reference
@@ -186,14 +217,15 @@ def problems(graph: Graph, limit: int = MAX_LISTED) -> list[str]:
     found: list[str] = []
     counts: dict[str, int | None] = {}
     for node in graph:
-        p = node_problem(node)
+        inputs = node.input[:]  # (read once: a proto field read is not free)
+        p = node_problem(node, inputs)
         if p:
             found.append(p)
         if node.op == "Const":
             p = const_problem(node)
             if p:
                 found.append(p)
-        for inp in node.input:
+        for inp in inputs:
             src, port, control = parse_input(inp)
             producer = graph.get(src)
             if producer is None:
@@ -208,14 +240,15 @@ def problems(graph: Graph, limit: int = MAX_LISTED) -> list[str]:
         if len(found) >= limit:
             return found[:limit]
     if not found:  # (dtypes are read from the producers: only once every input resolves)
+        dtypes_of: dict[str, list[int] | None] = {}
         for node in graph:
-            p = _input_dtype_problem(graph, node)
+            p = _input_dtype_problem(graph, node, dtypes_of)
             if p:
                 found.append(p)
                 if len(found) >= limit:
                     return found
-    view = graph.nx.subgraph([n for n in graph.node_names])
-    if not nx.is_directed_acyclic_graph(view):
+    if _has_cycle(graph):  # (then networkx finds one outside control flow to name)
+        view = graph.nx.subgraph([n for n in graph.node_names])
         ops = nx.get_node_attributes(view, "op")
         acyclic = view.subgraph([n for n, o in ops.items() if o not in CONTROL_FLOW_OPS])
         try:
@@ -226,6 +259,29 @@ def problems(graph: Graph, limit: int = MAX_LISTED) -> list[str]:
             names = [e[0] for e in cycle[:8]]
             found.append("cycle outside control-flow frames: " + " -> ".join(names + [names[0]]))
     return found[:limit]
+
+
+def _has_cycle(graph: Graph) -> bool:
+    """Whether the graph's nodes (inputs naming no node left out) have a cycle: Kahn's algorithm over the view's
+    dicts, linear, where networkx's check of a subgraph view costs ~30 µs a node."""
+    succ, pred = graph.adjacency()
+    indeg = {}
+    ready = []
+    for name in graph.node_names:
+        d = sum(1 for p in pred[name] if graph.get(p) is not None)  # (a name no node has: left out)
+        indeg[name] = d
+        if not d:
+            ready.append(name)
+    done = 0
+    while ready:
+        name = ready.pop()
+        done += 1
+        for child in succ[name]:
+            left = indeg[child] - 1
+            indeg[child] = left
+            if not left:
+                ready.append(child)
+    return done < len(indeg)
 
 
 __all__ = ["MAX_CONST_BYTES", "const_problem", "node_problem", "problems"]
