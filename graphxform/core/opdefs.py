@@ -205,19 +205,22 @@ def output_dtypes(node: node_def_pb2.NodeDef) -> list[int] | None:
 
 def output_count(node: node_def_pb2.NodeDef) -> int | None:
     """How many outputs ``node`` has, when its op is registered and its attrs say it for sure."""
-    d = op_def(node.op)
-    if d is None:
+    args = _output_args(node.op)  # (the OpDef's output args, read once per op)
+    if args is None:
         return None
     count = 0
-    for arg in d.output_arg:
-        if arg.number_attr:
-            if arg.number_attr not in node.attr:
+    attr = node.attr
+    for type_list_attr, _, _, number_attr in args:
+        if number_attr:
+            value = attr.get(number_attr)  # (indexing a proto map would insert the key)
+            if value is None:
                 return None
-            count += int(node.attr[arg.number_attr].i)
-        elif arg.type_list_attr:
-            if arg.type_list_attr not in node.attr:
+            count += int(value.i)
+        elif type_list_attr:
+            value = attr.get(type_list_attr)
+            if value is None:
                 return None
-            count += len(node.attr[arg.type_list_attr].list.type)
+            count += len(value.list.type)
         else:
             count += 1
     return count
@@ -238,10 +241,9 @@ def attr_defaults(op: str) -> dict[str, Any]:
 
 def attr_value(node: node_def_pb2.NodeDef, name: str) -> Any | None:
     """``node``'s attr ``name`` without ever inserting it: the node's value, else the op's default, else None."""
-    if name in node.attr:
-        value = node.attr[name]
-        if value.WhichOneof("value") is not None:
-            return value
+    value = node.attr.get(name)  # (one lookup; indexing would insert the key)
+    if value is not None and value.WhichOneof("value") is not None:
+        return value
     return attr_defaults(node.op).get(name)
 
 
