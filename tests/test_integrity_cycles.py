@@ -45,3 +45,25 @@ def test_a_tf1_while_loop_is_no_problem_and_a_cycle_outside_one_is_named() -> No
     b = gd.node.add(name="b", op="Identity", input=["a"])
     b.attr["T"].type = tf.float32.as_datatype_enum
     assert problems(Graph(gd)) == ["cycle outside control-flow frames: a -> b -> a"]
+
+
+def test_dtype_problems_come_only_when_nothing_else_is_wrong_and_before_a_cycle() -> None:
+    """A wrong input dtype is named when every input resolves (then a cycle is named after it); a dangling input
+    hides it (dtypes are read from the producers)."""
+    f32, i32 = tf.float32.as_datatype_enum, tf.int32.as_datatype_enum
+
+    def graph(dangling: bool) -> Graph:
+        gd = graph_pb2.GraphDef()
+        c = gd.node.add(name="c", op="Const")
+        c.attr["dtype"].type = i32
+        c.attr["value"].tensor.dtype = i32
+        c.attr["value"].tensor.int_val.append(1)
+        neg = gd.node.add(name="neg", op="Neg", input=["c"])
+        neg.attr["T"].type = f32
+        for name, src in (("a", "b"), ("b", "ghost" if dangling else "a")):
+            gd.node.add(name=name, op="Identity", input=[src]).attr["T"].type = f32
+        return Graph(gd)
+
+    assert problems(graph(False)) == ["Neg 'neg' takes float on input 'c', which is int32",
+                                      "cycle outside control-flow frames: a -> b -> a"]
+    assert problems(graph(True)) == ["node 'b' input 'ghost' names no node"]

@@ -142,58 +142,57 @@ def _input_dtypes(node: node_def_pb2.NodeDef, input_args: tuple) -> list[int] | 
     return out
 
 
-def node_problem(node: node_def_pb2.NodeDef, inputs: list[str] | None = None) -> str | None:
-    """What TensorFlow's graph import would refuse in ``node`` on its own (``None`` if nothing); ``inputs``: its
-    inputs, when already read."""
+def node_problem(node: node_def_pb2.NodeDef) -> str | None:
+    """What TensorFlow's graph import would refuse in ``node`` on its own (``None`` if nothing)."""
+    return _node_check(node, node.input[:])[0]
+
+
+_NO_DTYPES: tuple[None, None, list[str]] = (None, None, [])
+
+
+def _node_check(node: node_def_pb2.NodeDef, inputs: list[str]) -> tuple[str | None, list[int] | None, list[str]]:
+    """``(node_problem, the dtypes its op takes on its data inputs or None, its data inputs)`` of ``node``, whose
+    inputs are ``inputs``; the last two only when no problem was found (what the dtype check needs, read once)."""
     if not VALID_NODE_NAME.match(node.name):
-        return f"node name {node.name!r} is not a valid TensorFlow node name"
-    if inputs is None:
-        inputs = node.input[:]
+        return f"node name {node.name!r} is not a valid TensorFlow node name", None, []
     control = False
     for inp in inputs:
         if inp.startswith("^"):
             control = True
         elif control:
-            return f"node {node.name!r}: data input {inp!r} comes after a control input"
+            return f"node {node.name!r}: data input {inp!r} comes after a control input", None, []
     if node.op in FEED_OPS and "shape" in node.attr:
         dims = [d.size for d in node.attr["shape"].shape.dim]
         if any(d < -1 for d in dims):
-            return f"{node.op} {node.name!r} has shape {dims}, with a dimension below -1"
+            return f"{node.op} {node.name!r} has shape {dims}, with a dimension below -1", None, []
     spec = _op_spec(node.op)
     if spec is None:
-        return None
+        return _NO_DTYPES
     attrs, input_args = spec
     attr = node.attr
     for name, has_default, want, type_ in attrs:
         value = attr.get(name)  # (indexing a proto map would insert the key)
         if value is None:
             if not has_default:
-                return f"{node.op} {node.name!r} lacks the attr {name!r} its op requires"
+                return f"{node.op} {node.name!r} lacks the attr {name!r} its op requires", None, []
             continue
         kind = value.WhichOneof("value")
         if kind is not None and want is not None and kind != want:
             have = {"s": "string", "i": "int", "f": "float", "b": "bool"}.get(kind, kind)
-            return f"{node.op} {node.name!r}: attr {name!r} holds a {have} value, the op wants a {type_}"
+            return f"{node.op} {node.name!r}: attr {name!r} holds a {have} value, the op wants a {type_}", None, []
     data = [i for i in inputs if not i.startswith("^")]
     wanted = _input_dtypes(node, input_args)
     if wanted is not None and len(wanted) != len(data):
-        return f"{node.op} {node.name!r} has {len(data)} data input{'s' if len(data) != 1 else ''}, its op takes " \
-               f"{len(wanted)}"
-    return None
+        return (f"{node.op} {node.name!r} has {len(data)} data input{'s' if len(data) != 1 else ''}, its op takes "
+                f"{len(wanted)}", None, [])
+    return None, wanted, data
 
 
-def _input_dtype_problem(graph: Graph, node: node_def_pb2.NodeDef,
-                         dtypes_of: dict[str, list[int] | None] | None = None) -> str | None:
+def _input_dtype_problem(graph: Graph, node: node_def_pb2.NodeDef, wanted: list[int], data: list[str],
+                         cache: dict[str, list[int] | None]) -> str | None:
     """A data input of ``node`` whose dtype is not the one its op takes there (ref dtypes match their base).
-    ``dtypes_of``: the output dtypes of the producers already read (filled in; one read per producer)."""
-    spec = _op_spec(node.op)
-    if spec is None:
-        return None
-    wanted = _input_dtypes(node, spec[1])
-    if wanted is None:
-        return None
-    data = [i for i in node.input if not i.startswith("^")]
-    cache = dtypes_of if dtypes_of is not None else {}
+    ``wanted``, ``data``: from :func:`_node_check`; ``cache``: the output dtypes of the producers already read
+    (filled in; one read per producer)."""
     for inp, want in zip(data, wanted):
         src, port, _ = parse_input(inp)
         if src in cache:
@@ -216,9 +215,13 @@ def problems(graph: Graph, limit: int = MAX_LISTED) -> list[str]:
     """Up to ``limit`` integrity problems of ``graph`` (empty when it is sound)."""
     found: list[str] = []
     counts: dict[str, int | None] = {}
+    # Dtype problems are reported only when there is no other (dtypes are read from the producers: only once
+    # every input resolves); they are looked for in the same pass, while nothing else was found.
+    typed: list[str] = []
+    dtypes_of: dict[str, list[int] | None] = {}
     for node in graph:
         inputs = node.input[:]  # (read once: a proto field read is not free)
-        p = node_problem(node, inputs)
+        p, wanted, data = _node_check(node, inputs)
         if p:
             found.append(p)
         if node.op == "Const":
@@ -239,14 +242,14 @@ def problems(graph: Graph, limit: int = MAX_LISTED) -> list[str]:
                                  f"{'s' if n != 1 else ''}")
         if len(found) >= limit:
             return found[:limit]
-    if not found:  # (dtypes are read from the producers: only once every input resolves)
-        dtypes_of: dict[str, list[int] | None] = {}
-        for node in graph:
-            p = _input_dtype_problem(graph, node, dtypes_of)
+        if not found and wanted is not None and len(typed) < limit:
+            p = _input_dtype_problem(graph, node, wanted, data, dtypes_of)
             if p:
-                found.append(p)
-                if len(found) >= limit:
-                    return found
+                typed.append(p)
+    if not found:
+        found = typed
+        if len(found) >= limit:
+            return found
     if _has_cycle(graph):  # (then networkx finds one outside control flow to name)
         view = graph.nx.subgraph([n for n in graph.node_names])
         ops = nx.get_node_attributes(view, "op")
