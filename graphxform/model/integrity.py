@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from functools import lru_cache
+from typing import Any
 
 import networkx as nx
 import tensorflow as tf
@@ -42,6 +43,7 @@ MAX_LISTED = 3
 _VARIABLE_SIZE = {types_pb2.DT_STRING, types_pb2.DT_RESOURCE, types_pb2.DT_VARIANT}
 
 
+@lru_cache(maxsize=None)
 def _itemsize(dtype: int) -> int | None:
     try:
         d = tf.as_dtype(dtype)
@@ -50,45 +52,51 @@ def _itemsize(dtype: int) -> int | None:
     return d.size if dtype not in _VARIABLE_SIZE else None
 
 
+#: The ``DataType`` enums protobuf knows (a valid dtype), ``DT_INVALID`` left out.
+_KNOWN_DTYPES = frozenset(types_pb2.DataType.values()) - {types_pb2.DT_INVALID}
+
+
 def _dtype_known(dtype: int) -> bool:
-    try:
-        types_pb2.DataType.Name(dtype)
-    except ValueError:
-        return False
-    return dtype != types_pb2.DT_INVALID
+    return dtype in _KNOWN_DTYPES
 
 
 def const_problem(node: node_def_pb2.NodeDef) -> str | None:
     """What is wrong with ``Const`` node ``node`` (``None`` if nothing)."""
-    tensor = node.attr["value"].tensor if "value" in node.attr else None
-    if tensor is None:
+    attr = node.attr
+    value = attr.get("value")  # (each attr looked up once; indexing a proto map would insert the key)
+    if value is None:
         return f"Const {node.name!r} has no value"
-    if not _dtype_known(tensor.dtype):
-        return f"Const {node.name!r} has an unknown dtype (enum {tensor.dtype})"
-    if "dtype" in node.attr and not _dtype_known(node.attr["dtype"].type):
-        return f"Const {node.name!r} has an unknown dtype attr (enum {node.attr['dtype'].type})"
+    tensor = value.tensor
+    dtype = tensor.dtype
+    if dtype not in _KNOWN_DTYPES:
+        return f"Const {node.name!r} has an unknown dtype (enum {dtype})"
+    dtype_attr = attr.get("dtype")
+    if dtype_attr is not None and dtype_attr.type not in _KNOWN_DTYPES:
+        return f"Const {node.name!r} has an unknown dtype attr (enum {dtype_attr.type})"
     dims = [d.size for d in tensor.tensor_shape.dim]
-    if any(d < 0 for d in dims):
-        return f"Const {node.name!r} has a negative dimension in shape {dims}"
     count = 1
     for d in dims:
+        if d < 0:
+            return f"Const {node.name!r} has a negative dimension in shape {dims}"
         count *= d
-    values = sum(len(v) for f, v in tensor.ListFields() if f.name.endswith("_val"))
-    if values and not tensor.tensor_content and values > count * (2 if tensor.dtype in _COMPLEX else 1):
-        return (f"Const {node.name!r} holds {values} values for shape {dims} "
-                f"({count} element{'s' if count != 1 else ''})")
-    if "dtype" in node.attr and node.attr["dtype"].type != tensor.dtype:
-        return (f"Const {node.name!r}: its dtype attr is {dtype_label(node.attr['dtype'].type)} but its value is "
-                f"{dtype_label(tensor.dtype)}")
-    itemsize = _itemsize(tensor.dtype)
+    content = tensor.tensor_content
+    if not content:
+        values = sum(len(v) for f, v in tensor.ListFields() if f.name.endswith("_val"))
+        if values > count * (2 if dtype in _COMPLEX else 1):
+            return (f"Const {node.name!r} holds {values} values for shape {dims} "
+                    f"({count} element{'s' if count != 1 else ''})")
+    if dtype_attr is not None and dtype_attr.type != dtype:
+        return (f"Const {node.name!r}: its dtype attr is {dtype_label(dtype_attr.type)} but its value is "
+                f"{dtype_label(dtype)}")
+    itemsize = _itemsize(dtype)
     if itemsize is None:
-        if tensor.dtype == types_pb2.DT_STRING and count * _STRING_ELEMENT_BYTES > MAX_CONST_BYTES:
+        if dtype == types_pb2.DT_STRING and count * _STRING_ELEMENT_BYTES > MAX_CONST_BYTES:
             return (f"Const {node.name!r} of shape {dims} would expand to {count:,} strings from a "
                     f"{tensor.ByteSize()}-byte proto (over the {MAX_CONST_BYTES // 1024**3} GiB limit)")
         return None
-    if tensor.tensor_content:
-        if len(tensor.tensor_content) != count * itemsize:
-            return (f"Const {node.name!r}: tensor_content holds {len(tensor.tensor_content)} bytes but shape {dims} "
+    if content:
+        if len(content) != count * itemsize:
+            return (f"Const {node.name!r}: tensor_content holds {len(content)} bytes but shape {dims} "
                     f"needs {count * itemsize}")
     elif count * itemsize > MAX_CONST_BYTES:
         return (f"Const {node.name!r} of shape {dims} would expand to {count * itemsize / 1e9:.1f} GB from a "
@@ -118,26 +126,28 @@ def _op_spec(op: str) -> tuple[tuple, tuple] | None:
     return attrs, inputs
 
 
-def _input_dtypes(node: node_def_pb2.NodeDef, input_args: tuple) -> list[int] | None:
-    """The dtypes the op of ``node`` takes on each data input (``input_args``: its :func:`_op_spec`), or ``None``
-    when the attrs do not say."""
+def _input_dtypes(attr: Any, input_args: tuple) -> list[int] | None:
+    """The dtypes an op takes on each data input (``input_args``: its :func:`_op_spec`), from a node's ``attr``
+    map, or ``None`` when the attrs do not say."""
     out: list[int] = []
-    attr = node.attr
     for type_list_attr, type_attr, fixed_type, number_attr in input_args:
         if type_list_attr:
-            if type_list_attr not in attr:
+            value = attr.get(type_list_attr)  # (one lookup each: indexing a proto map would insert the key)
+            if value is None:
                 return None
-            types = list(attr[type_list_attr].list.type)
+            types = list(value.list.type)
         elif type_attr:
-            if type_attr not in attr:
+            value = attr.get(type_attr)
+            if value is None:
                 return None
-            types = [attr[type_attr].type]
+            types = [value.type]
         else:
             types = [fixed_type]
         if number_attr:
-            if number_attr not in attr:
+            value = attr.get(number_attr)
+            if value is None:
                 return None
-            types = types * int(attr[number_attr].i)
+            types = types * int(value.i)
         out.extend(types)
     return out
 
@@ -147,60 +157,56 @@ def node_problem(node: node_def_pb2.NodeDef) -> str | None:
     return _node_check(node, node.input[:])[0]
 
 
-_NO_DTYPES: tuple[None, None, list[str]] = (None, None, [])
-
-
-def _node_check(node: node_def_pb2.NodeDef, inputs: list[str]) -> tuple[str | None, list[int] | None, list[str]]:
-    """``(node_problem, the dtypes its op takes on its data inputs or None, its data inputs)`` of ``node``, whose
-    inputs are ``inputs``; the last two only when no problem was found (what the dtype check needs, read once)."""
-    if not VALID_NODE_NAME.match(node.name):
-        return f"node name {node.name!r} is not a valid TensorFlow node name", None, []
-    control = False
-    for inp in inputs:
-        if inp.startswith("^"):
-            control = True
-        elif control:
-            return f"node {node.name!r}: data input {inp!r} comes after a control input", None, []
-    if node.op in FEED_OPS and "shape" in node.attr:
-        dims = [d.size for d in node.attr["shape"].shape.dim]
-        if any(d < -1 for d in dims):
-            return f"{node.op} {node.name!r} has shape {dims}, with a dimension below -1", None, []
-    spec = _op_spec(node.op)
-    if spec is None:
-        return _NO_DTYPES
-    attrs, input_args = spec
+def _node_check(node: node_def_pb2.NodeDef, inputs: list[str]) -> tuple[str | None, list[int] | None]:
+    """``(node_problem, the dtypes its op takes on its data inputs or None)`` of ``node``, whose inputs are
+    ``inputs``; the dtypes only when no problem was found (what the dtype check needs, read once)."""
+    name, op = node.name, node.op  # (read once: a proto field read is not free)
+    if not VALID_NODE_NAME.match(name):
+        return f"node name {name!r} is not a valid TensorFlow node name", None
+    n_data = len(inputs)
+    for i, inp in enumerate(inputs):
+        if inp[:1] == "^":
+            n_data = i
+            for later in inputs[i + 1:]:
+                if later[:1] != "^":
+                    return f"node {name!r}: data input {later!r} comes after a control input", None
+            break
     attr = node.attr
-    for name, has_default, want, type_ in attrs:
-        value = attr.get(name)  # (indexing a proto map would insert the key)
+    if op in FEED_OPS and "shape" in attr:
+        dims = [d.size for d in attr["shape"].shape.dim]
+        if any(d < -1 for d in dims):
+            return f"{op} {name!r} has shape {dims}, with a dimension below -1", None
+    spec = _op_spec(op)
+    if spec is None:
+        return None, None
+    attrs, input_args = spec
+    for attr_name, has_default, want, type_ in attrs:
+        value = attr.get(attr_name)  # (indexing a proto map would insert the key)
         if value is None:
             if not has_default:
-                return f"{node.op} {node.name!r} lacks the attr {name!r} its op requires", None, []
+                return f"{op} {name!r} lacks the attr {attr_name!r} its op requires", None
             continue
         kind = value.WhichOneof("value")
         if kind is not None and want is not None and kind != want:
             have = {"s": "string", "i": "int", "f": "float", "b": "bool"}.get(kind, kind)
-            return f"{node.op} {node.name!r}: attr {name!r} holds a {have} value, the op wants a {type_}", None, []
-    data = [i for i in inputs if not i.startswith("^")]
-    wanted = _input_dtypes(node, input_args)
-    if wanted is not None and len(wanted) != len(data):
-        return (f"{node.op} {node.name!r} has {len(data)} data input{'s' if len(data) != 1 else ''}, its op takes "
-                f"{len(wanted)}", None, [])
-    return None, wanted, data
+            return f"{op} {name!r}: attr {attr_name!r} holds a {have} value, the op wants a {type_}", None
+    wanted = _input_dtypes(attr, input_args)
+    if wanted is not None and len(wanted) != n_data:
+        return (f"{op} {name!r} has {n_data} data input{'s' if n_data != 1 else ''}, its op takes "
+                f"{len(wanted)}", None)
+    return None, wanted
 
 
-def _input_dtype_problem(graph: Graph, node: node_def_pb2.NodeDef, wanted: list[int], data: list[str],
+def _input_dtype_problem(node: node_def_pb2.NodeDef, wanted: list[int], data: list[tuple[str, str, int, object]],
                          cache: dict[str, list[int] | None]) -> str | None:
     """A data input of ``node`` whose dtype is not the one its op takes there (ref dtypes match their base).
-    ``wanted``, ``data``: from :func:`_node_check`; ``cache``: the output dtypes of the producers already read
-    (filled in; one read per producer)."""
-    for inp, want in zip(data, wanted):
-        src, port, _ = parse_input(inp)
+    ``wanted``: from :func:`_node_check`; ``data``: ``(input, producer name, port, producer)`` of each data input
+    (read by :func:`problems`); ``cache``: the output dtypes of the producers already read (filled in; one read
+    per producer)."""
+    for (inp, src, port, producer), want in zip(data, wanted):
         if src in cache:
             dtypes = cache[src]
         else:
-            producer = graph.get(src)
-            if producer is None:
-                continue
             dtypes = cache[src] = output_dtypes(producer)  # (what graph.output_dtype reads)
         have = dtypes[port] if dtypes and port < len(dtypes) else None
         if have is None or not want:
@@ -219,18 +225,23 @@ def problems(graph: Graph, limit: int = MAX_LISTED) -> list[str]:
     # every input resolves); they are looked for in the same pass, while nothing else was found.
     typed: list[str] = []
     dtypes_of: dict[str, list[int] | None] = {}
+    get = graph.get
     for node in graph:
         inputs = node.input[:]  # (read once: a proto field read is not free)
-        p, wanted, data = _node_check(node, inputs)
+        p, wanted = _node_check(node, inputs)
         if p:
             found.append(p)
         if node.op == "Const":
             p = const_problem(node)
             if p:
                 found.append(p)
+        data = []  # (input, producer name, port, producer) of each data input that resolves
         for inp in inputs:
-            src, port, control = parse_input(inp)
-            producer = graph.get(src)
+            if ":" in inp or inp[:1] == "^":
+                src, port, control = parse_input(inp)
+            else:  # (the common input, a bare node name: output 0)
+                src, port, control = inp, 0, False
+            producer = get(src)
             if producer is None:
                 found.append(f"node {node.name!r} input {inp!r} names no node")
             elif not control:
@@ -240,10 +251,11 @@ def problems(graph: Graph, limit: int = MAX_LISTED) -> list[str]:
                 if n is not None and port >= n:
                     found.append(f"node {node.name!r} input {inp!r}: {producer.op} {src!r} has {n} output"
                                  f"{'s' if n != 1 else ''}")
+                data.append((inp, src, port, producer))
         if len(found) >= limit:
             return found[:limit]
         if not found and wanted is not None and len(typed) < limit:
-            p = _input_dtype_problem(graph, node, wanted, data, dtypes_of)
+            p = _input_dtype_problem(node, wanted, data, dtypes_of)
             if p:
                 typed.append(p)
     if not found:
@@ -270,8 +282,10 @@ def _has_cycle(graph: Graph) -> bool:
     succ, pred = graph.adjacency()
     indeg = {}
     ready = []
+    # (the view holds a node for each input naming no node: only then are the producers looked at one by one)
+    dangling = len(pred) != len(graph)
     for name in graph.node_names:
-        d = sum(1 for p in pred[name] if graph.get(p) is not None)  # (a name no node has: left out)
+        d = sum(1 for p in pred[name] if p in graph) if dangling else len(pred[name])
         indeg[name] = d
         if not d:
             ready.append(name)
