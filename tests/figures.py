@@ -580,10 +580,11 @@ def bench_targets(m: Measure) -> str:
 
 def bench_scaling_table(m: Measure) -> str:
     rows = [[r["shape"], f"{r['nodes']:,}", f"{r['nodes_after']:,}", f"{r['load_s']:.1f}", f"{r['pipeline_s']:.1f}",
-             f"{r['us_per_node']:.1f}", f"{r['cpu_us_per_node']:.1f}", f"{r['load_avg']:g}"]
+             f"{r['us_per_node']:.1f}", f"{r['cpu_us_per_node']:.1f}",
+             "—" if r.get("sys_s") is None else f"{r['sys_s']:.1f}", f"{r['load_avg']:g}"]
             for r in sorted(m.bench.get("scaling", []), key=lambda r: (r["shape"], r["nodes"]))]
     return table(["graph", "nodes", "nodes after", "Graph build s", "pipeline s", "µs/node (wall)", "µs/node (CPU)",
-                  "load avg"], rows)
+                  "of the CPU: system s (page faults)", "load avg"], rows)
 
 
 def results_md(m: Measure) -> str:

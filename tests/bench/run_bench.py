@@ -50,6 +50,7 @@ import json
 import math
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -541,6 +542,7 @@ def bench_scaling(sizes: list[int], shapes: tuple[str, ...] = ("chain", "fan")) 
         for n in sizes:
             gd, x, y = synthetic_graph(n, shape)
             la = load_avg()
+            u0 = resource.getrusage(resource.RUSAGE_SELF)
             c0, t0 = time.process_time(), time.perf_counter()
             g = Graph(gd)
             sig = Signature("serving_default", "tensorflow/serving/predict",
@@ -552,8 +554,10 @@ def bench_scaling(sizes: list[int], shapes: tuple[str, ...] = ("chain", "fan")) 
             rep = run_pipeline(g, rules)
             t_run = time.perf_counter() - t1
             cpu = time.process_time() - c0
+            u1 = resource.getrusage(resource.RUSAGE_SELF)
             row = {"shape": shape, "nodes": len(gd.node), "nodes_after": len(g), "load_s": t_load, "pipeline_s": t_run,
-                   "cpu_s": cpu, "us_per_node": (t_load + t_run) / len(gd.node) * 1e6,
+                   "cpu_s": cpu, "sys_s": u1.ru_stime - u0.ru_stime, "minor_faults": u1.ru_minflt - u0.ru_minflt,
+                   "us_per_node": (t_load + t_run) / len(gd.node) * 1e6,
                    "cpu_us_per_node": cpu / len(gd.node) * 1e6, "load_avg": la,
                    "measured": time.strftime("%Y-%m-%d %H:%M"),
                    "rules_s": {r["rule"]: round(r["seconds"], 3) for r in rep.table()}}
@@ -660,11 +664,14 @@ def markdown(results: dict) -> str:
                           + ", ".join(f"{op} {d:+d}" for op, d in diff)]
     if results.get("scaling"):
         lines += ["", "Scaling of the default pipeline (synthetic graphs; load = building the Graph):", "",
-                  "| shape | nodes | nodes after | load s | pipeline s | wall s | CPU s | µs/node (wall) | "
-                  "µs/node (CPU) | load avg |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| shape | nodes | nodes after | load s | pipeline s | wall s | CPU s | of which system s | "
+                  "page faults | µs/node (wall) | µs/node (CPU) | load avg |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in results["scaling"]:
+            faults = r.get("minor_faults")
             lines.append(f"| {r['shape']} | {r['nodes']} | {r['nodes_after']} | {r['load_s']:.1f} | "
                          f"{r['pipeline_s']:.1f} | {r['load_s'] + r['pipeline_s']:.1f} | {r['cpu_s']:.1f} | "
+                         f"{_f(r.get('sys_s'), '.1f')} | {'—' if faults is None else f'{faults:,}'} | "
                          f"{r['us_per_node']:.1f} | {r['cpu_us_per_node']:.1f} | {r['load_avg']} |")
     return "\n".join(lines) + "\n"
 
