@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
+from tensorflow.core.framework import graph_pb2
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2
 
 from graphxform.core.clib import Buffer as _Buffer
 from graphxform.core.clib import Output as _Output
@@ -34,6 +35,7 @@ from graphxform.core.clib import Status as _Status
 from graphxform.core.clib import lib as _lib
 from graphxform.core.clib import vp as _vp
 from graphxform.core.errors import GraphxformError
+from graphxform.core.validate import validate_graph
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,19 @@ _DT_STRING = 7
 
 class CLoaderError(GraphxformError):
     """TensorFlow's C++ loader refused a model, or running it failed (TF's own message attached)."""
+
+
+def _refuse_invalid_nodes(graph_def: Any, what: str) -> None:
+    """Raise :class:`CLoaderError` for a node TensorFlow's C++ session would refuse, before one runs it.
+
+    TensorFlow refuses such a node with an error status, unless its oneDNN rewrites are on (the default on CPUs
+    with AVX-512 or AMX, or ``TF_ENABLE_ONEDNN_OPTS=1``): then its layout pass meets the node first and aborts
+    the whole process (a failed ``CHECK`` on a ``MatMul`` whose ``transpose_b`` holds no bool, say). The
+    validator (:mod:`graphxform.core.validate`) applies the same rules in TensorFlow's words."""
+    violations = validate_graph(graph_def)
+    if violations:
+        more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+        raise CLoaderError(f"{what}: {violations[0]}{more}")
 
 
 def first_line(message: str) -> str:
@@ -142,6 +157,7 @@ class CSavedModelSession:
             buf = ctypes.create_string_buffer(config, len(config))
             lib.TF_SetConfig(options, buf, len(config), status.ptr)
             tag_array = (ctypes.c_char_p * len(tags))(*[t.encode() for t in tags])
+            self._check_nodes(tags)
             meta = lib.TF_NewBuffer()
             try:
                 session = lib.TF_LoadSessionFromSavedModel(options, None, self.path.encode(), tag_array, len(tags),
@@ -160,6 +176,19 @@ class CSavedModelSession:
             raise
         finally:
             lib.TF_DeleteSessionOptions(options)
+
+    def _check_nodes(self, tags: Sequence[str]) -> None:
+        """:func:`_refuse_invalid_nodes` on the graph of the MetaGraph the loader will pick (``tags``)."""
+        pb = os.path.join(self.path, "saved_model.pb")
+        if not os.path.isfile(pb):  # (the loader names what is missing)
+            return
+        with open(pb, "rb") as f:
+            sm = saved_model_pb2.SavedModel.FromString(f.read())
+        for mg in sm.meta_graphs:
+            if set(mg.meta_info_def.tags) == set(tags):
+                _refuse_invalid_nodes(mg.graph_def, f"{self.path}: TensorFlow's C++ SavedModel loader (TF "
+                                                    "Serving's) would refuse the model")
+                return
 
     def _output(self, tensor: str) -> _Output:
         name, _, port = tensor.rpartition(":")
@@ -254,10 +283,13 @@ class CGraphDefSession:
     """
 
     def __init__(self, graph_def: bytes, label: str = "GraphDef", *, intra_op_threads: int = 2,
-                 inter_op_threads: int = 2) -> None:
+                 inter_op_threads: int = 2, validate: bool = True) -> None:
         self.lib = lib = _lib()
         self.label = label
         self.session: int | None = None
+        if validate:  # (off: TensorFlow's own refusal, or abort, is what the caller wants to see)
+            _refuse_invalid_nodes(graph_pb2.GraphDef.FromString(graph_def),
+                                  f"{label}: TensorFlow's C++ session (Session::Create) would refuse the graph")
         status = _Status()
         options = _session_options(status, intra_op_threads, inter_op_threads)
         try:
