@@ -6,6 +6,10 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# TensorFlow turns its oneDNN rewrites on by itself on CPUs with AVX-512 or AMX only; they change float rounding,
+# so figures recorded on one machine (the README's int8-vs-TFLite table) would not reproduce on another. The tests
+# run without them wherever they run (child processes inherit it); tests/test_onednn.py runs with them forced on.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
