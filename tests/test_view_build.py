@@ -59,3 +59,54 @@ def test_graph_load_keeps_port_and_control_edges_apart() -> None:
         0: {"src_port": 1, "dst_port": 0, "control": False},
         1: {"src_port": 0, "dst_port": 1, "control": False},
         2: {"src_port": -1, "dst_port": -1, "control": True}}
+
+
+def _tiny_chain() -> graph_pb2.GraphDef:
+    """x -> (Identity, AddV2 of duplicate Consts, Mul) x 20: identities to bypass, duplicates to merge."""
+    from tests.bench.models import synthetic_graph
+
+    return synthetic_graph(120, "chain")[0]
+
+
+def test_edges_and_nodes_share_their_attribute_dicts() -> None:
+    """Edges with the same ports share one data dict, nodes with the same op one attribute dict (a 1M-node graph
+    would hold two million otherwise)."""
+    g = Graph(graph_pb2.GraphDef(node=[
+        node_def_pb2.NodeDef(name="p", op="Split"), node_def_pb2.NodeDef(name="r", op="Split"),
+        node_def_pb2.NodeDef(name="q", op="AddV2", input=["p", "r"]),
+        node_def_pb2.NodeDef(name="s", op="AddV2", input=["r", "p:1"])]))
+    succ = g.adjacency()[0]
+    assert succ["p"]["q"][0] is succ["r"]["s"][0]  # output 0 to input 0
+    assert succ["p"]["q"][0] is not succ["r"]["q"][0]  # input 1
+    assert g.nx.nodes["q"] is g.nx.nodes["s"] and g.nx.nodes["p"] is not g.nx.nodes["q"]
+
+
+def test_moving_an_edge_never_modifies_a_shared_dict() -> None:
+    """replace_uses points edges elsewhere with another shared dict; the one the others hold keeps its ports."""
+    g = Graph(graph_pb2.GraphDef(node=[
+        node_def_pb2.NodeDef(name="p", op="Split"), node_def_pb2.NodeDef(name="r", op="Split"),
+        node_def_pb2.NodeDef(name="q", op="Relu", input=["p"]), node_def_pb2.NodeDef(name="s", op="Relu", input=["p"])]))
+    before = g.adjacency()[0]["p"]["s"][0]
+    g.replace_uses({"p:0": "r:1"}, skip={"s"})
+    assert g.adjacency()[1]["q"]["r"][0] == {"src_port": 1, "dst_port": 0, "control": False}
+    assert before == {"src_port": 0, "dst_port": 0, "control": False} and g.adjacency()[0]["p"]["s"][0] is before
+    g.update_node(node_def_pb2.NodeDef(name="s", op="Sigmoid", input=["p"]))  # an op change replaces the dict
+    assert g.nx.nodes["s"]["op"] == "Sigmoid" and g.nx.nodes["q"]["op"] == "Relu"
+    assert g.lint() == []
+
+
+def test_shared_dicts_hold_their_values_after_a_pipeline() -> None:
+    """After the default pipeline moved, removed and merged edges and nodes, every shared dict still says what it
+    stands for, and the view agrees with the nodes (lint compares ops and every edge's ports)."""
+    from graphxform.engine.pipeline import build_pipeline
+    from graphxform.engine.runner import run_pipeline
+
+    g = Graph(_tiny_chain(), protected={"x", "y"})
+    n0 = len(g)
+    run_pipeline(g, build_pipeline("prune_control_deps remove_identity merge_duplicates strip_unused fold_constants"))
+    assert len(g) < n0 / 2  # (identities bypassed, duplicates merged, constants folded)
+    assert g.lint() == []
+    for (src_port, dst_port, control), data in view._EDGE_DATA.items():  # noqa: SLF001
+        assert data == {"src_port": src_port, "dst_port": dst_port, "control": control}
+    for op, attrs in view._NODE_ATTRS.items():  # noqa: SLF001
+        assert attrs == {"op": op}

@@ -166,7 +166,7 @@ class Graph(GraphQueries, NodeIndexes):
                 node.CopyFrom(src)
             self._nodes[node.name] = node
             if node.name in self.nx:  # was a dangling reference
-                self.nx.nodes[node.name]["op"] = node.op
+                self.nx._node[node.name] = view.node_attrs(node.op)  # noqa: SLF001 - (shared: never modified)
             else:
                 self.nx.add_node(node.name, op=node.op)
             stored.append(node)
@@ -204,7 +204,7 @@ class Graph(GraphQueries, NodeIndexes):
             stored.CopyFrom(node)
         previous = self._nodes[node.name]
         self._nodes[node.name] = stored
-        self.nx.nodes[node.name]["op"] = stored.op
+        self.nx._node[node.name] = view.node_attrs(stored.op)  # noqa: SLF001 - (shared: never modified)
         sources = view.update_in_edges(self.nx, previous, stored) if previous.input != stored.input else ()
         if self._delta is not None:
             self._delta.before.setdefault(node.name, previous)
@@ -233,7 +233,7 @@ class Graph(GraphQueries, NodeIndexes):
         if view.has_consumers(self.nx, name):  # consumers now dangle (force); lint reports them
             self._forget(name, self.nx._pred[name])  # noqa: SLF001 - (its producers: the view knows them)
             view.remove_in_edges(self.nx, name)
-            self.nx.nodes[name]["op"] = None
+            self.nx._node[name] = view.node_attrs(None)  # noqa: SLF001 - (shared: never modified)
         else:
             self._forget(name, view.remove_unread(self.nx, name))
         self.protected.discard(name)

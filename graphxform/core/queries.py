@@ -254,6 +254,9 @@ class GraphQueries:
         if view_nodes != set(self._nodes):
             diff = view_nodes.symmetric_difference(self._nodes)
             problems.append(f"view and proto disagree on nodes: {sorted(diff)[:5]}")
+        wrong_op = [n for n, d in self.nx.nodes(data=True) if n in self._nodes and d.get("op") != self._nodes[n].op]
+        if wrong_op:
+            problems.append(f"view and proto disagree on the op of {wrong_op[:5]}")
         expected: Counter[tuple[str, str, int, int, bool]] = Counter()
         for node in self._nodes.values():
             for dst_port, inp in enumerate(node.input):

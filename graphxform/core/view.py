@@ -20,6 +20,29 @@ from graphxform.core.errors import GraphError
 from graphxform.core.names import parse_input
 
 
+#: The view's edge and node attribute dicts, one per distinct value, shared by every edge or node that has it
+#: (a 1M-node graph holds two million of them otherwise). Never modified: an edge that moves gets another.
+_EDGE_DATA: dict[tuple[int, int, bool], dict] = {}
+_NODE_ATTRS: dict[str | None, dict] = {}
+
+
+def edge_data(src_port: int, dst_port: int, control: bool) -> dict:
+    """The (shared, read-only) attribute dict of an edge ``src:src_port -> dst`` input ``dst_port``."""
+    key = (src_port, dst_port, control)
+    data = _EDGE_DATA.get(key)
+    if data is None:
+        data = _EDGE_DATA[key] = {"src_port": src_port, "dst_port": dst_port, "control": control}
+    return data
+
+
+def node_attrs(op: str | None) -> dict:
+    """The (shared, read-only) attribute dict of a node of the view running ``op`` (``None``: a dangling name)."""
+    attrs = _NODE_ATTRS.get(op)
+    if attrs is None:
+        attrs = _NODE_ATTRS[op] = {"op": op}
+    return attrs
+
+
 def _link(succ: dict, pred: dict, src: str, dst: str, data: dict) -> None:
     """Add edge ``src -> dst`` with ``data`` as ``add_edge`` does (one key dict shared by ``succ[src][dst]`` and
     ``pred[dst][src]``, the lowest free key); the caller clears networkx's cache once after a batch."""
@@ -40,15 +63,18 @@ def build(g: nx.MultiDiGraph, nodes: Mapping[str, node_def_pb2.NodeDef]) -> dict
     input (a bare node name: output 0) split without a call: a fifth of the build of a 1M-node graph."""
     node_attr, succ, pred = g._node, g._succ, g._pred  # noqa: SLF001
     by_op: dict[str, dict[str, None]] = {}
+    shared = _NODE_ATTRS
     for name, node in nodes.items():
         op = node.op
-        node_attr[name] = {"op": op}
+        attrs = shared.get(op)
+        node_attr[name] = attrs if attrs is not None else node_attrs(op)
         succ[name] = {}
         pred[name] = {}
         same_op = by_op.get(op)
         if same_op is None:
             same_op = by_op[op] = {}
         same_op[name] = None
+    first = [edge_data(0, port, False) for port in range(8)]  # (the common edges: output 0 to input 0..7)
     for name, node in nodes.items():
         inputs = node.input
         if not inputs:
@@ -60,10 +86,11 @@ def build(g: nx.MultiDiGraph, nodes: Mapping[str, node_def_pb2.NodeDef]) -> dict
             else:
                 src, src_port, control = inp, 0, False
             if src not in node_attr:  # dangling; lint reports it
-                node_attr[src] = {"op": None}
+                node_attr[src] = node_attrs(None)
                 succ[src] = {}
                 pred[src] = {}
-            data = {"src_port": src_port, "dst_port": -1 if control else dst_port, "control": control}
+            data = (first[dst_port] if src_port == 0 and dst_port < 8 and not control
+                    else edge_data(src_port, -1 if control else dst_port, control))
             keys = producers.get(src)
             if keys is None:
                 producers[src] = succ[src][name] = {0: data}
@@ -258,7 +285,7 @@ def move_data_edges(g: nx.MultiDiGraph, by_node: Mapping[str, Mapping[int, tuple
             if not keys:
                 del out[dst], pred[dst][old_node]
             new_node, new_port, new_inp = ports[d["src_port"]]
-            d["src_port"] = new_port  # (the edge's data moves with it)
+            d = edge_data(new_port, d["dst_port"], False)  # (shared dicts are never modified)
             _link(succ, pred, new_node, dst, d)
             touched.add(new_node)
             found = edits.get(dst)
