@@ -139,12 +139,13 @@ class CSavedModelSession:
     """A SavedModel loaded by TensorFlow's C++ loader (``LoadSavedModel``), as TF Serving loads it.
 
     Raises :class:`CLoaderError` with TensorFlow's message when the loader
-    refuses the model. ``meta_graph`` is the ``MetaGraphDef`` the loader
+    refuses the model, or first with the validator's, naming the node, when a node of the MetaGraph it
+    picks would be refused (``validate=False``: TensorFlow alone judges; see :func:`_refuse_invalid_nodes`). ``meta_graph`` is the ``MetaGraphDef`` the loader
     read (signatures as the server sees them).
     """
 
     def __init__(self, path: str | os.PathLike[str], tags: Sequence[str] = ("serve",), *,
-                 intra_op_threads: int = 2, inter_op_threads: int = 2) -> None:
+                 intra_op_threads: int = 2, inter_op_threads: int = 2, validate: bool = True) -> None:
         self.lib = lib = _lib()
         self.path = str(path)
         self.graph = lib.TF_NewGraph()
@@ -157,7 +158,8 @@ class CSavedModelSession:
             buf = ctypes.create_string_buffer(config, len(config))
             lib.TF_SetConfig(options, buf, len(config), status.ptr)
             tag_array = (ctypes.c_char_p * len(tags))(*[t.encode() for t in tags])
-            self._check_nodes(tags)
+            if validate:  # (off: TensorFlow's own refusal, or abort, is what the caller wants to see)
+                self._check_nodes(tags)
             meta = lib.TF_NewBuffer()
             try:
                 session = lib.TF_LoadSessionFromSavedModel(options, None, self.path.encode(), tag_array, len(tags),
