@@ -85,7 +85,8 @@ def test_moving_an_edge_never_modifies_a_shared_dict() -> None:
     """replace_uses points edges elsewhere with another shared dict; the one the others hold keeps its ports."""
     g = Graph(graph_pb2.GraphDef(node=[
         node_def_pb2.NodeDef(name="p", op="Split"), node_def_pb2.NodeDef(name="r", op="Split"),
-        node_def_pb2.NodeDef(name="q", op="Relu", input=["p"]), node_def_pb2.NodeDef(name="s", op="Relu", input=["p"])]))
+        node_def_pb2.NodeDef(name="q", op="Relu", input=["p"]),
+        node_def_pb2.NodeDef(name="s", op="Relu", input=["p"])]))
     before = g.adjacency()[0]["p"]["s"][0]
     g.replace_uses({"p:0": "r:1"}, skip={"s"})
     assert g.adjacency()[1]["q"]["r"][0] == {"src_port": 1, "dst_port": 0, "control": False}

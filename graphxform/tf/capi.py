@@ -139,9 +139,10 @@ class CSavedModelSession:
     """A SavedModel loaded by TensorFlow's C++ loader (``LoadSavedModel``), as TF Serving loads it.
 
     Raises :class:`CLoaderError` with TensorFlow's message when the loader
-    refuses the model, or first with the validator's, naming the node, when a node of the MetaGraph it
-    picks would be refused (``validate=False``: TensorFlow alone judges; see :func:`_refuse_invalid_nodes`). ``meta_graph`` is the ``MetaGraphDef`` the loader
-    read (signatures as the server sees them).
+    refuses the model, or first with the validator's, naming the node, when a
+    node of the MetaGraph it picks would be refused (``validate=False``:
+    TensorFlow alone judges; see :func:`_refuse_invalid_nodes`). ``meta_graph``
+    is the ``MetaGraphDef`` the loader read (signatures as the server sees them).
     """
 
     def __init__(self, path: str | os.PathLike[str], tags: Sequence[str] = ("serve",), *,
