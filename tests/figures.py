@@ -52,6 +52,7 @@ ROOT = TESTS.parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # (measured as the tests measure them: conftest.py)
 
 FIXTURES = ROOT / "fixtures"
 SAMPLES = FIXTURES / "samples"
