@@ -282,16 +282,21 @@ class CGraphDefSession:
     program runs a frozen graph (``TF_NewDeprecatedSession`` + ``TF_ExtendGraph`` of the C API).
 
     Creating the session validates every ``NodeDef`` against its ``OpDef`` the way the SavedModel loader does
-    (Python's ``import_graph_def`` is more lenient); :class:`CLoaderError` carries TensorFlow's message.
+    (Python's ``import_graph_def`` is more lenient); :class:`CLoaderError` carries TensorFlow's message. The
+    nodes are checked first (``validate``, :func:`_refuse_invalid_nodes`); ``graph_def`` is its serialization
+    or, when the caller holds one, the ``GraphDef`` itself (then it is not parsed again for the check).
     """
 
-    def __init__(self, graph_def: bytes, label: str = "GraphDef", *, intra_op_threads: int = 2,
+    def __init__(self, graph_def: bytes | graph_pb2.GraphDef, label: str = "GraphDef", *, intra_op_threads: int = 2,
                  inter_op_threads: int = 2, validate: bool = True) -> None:
         self.lib = lib = _lib()
         self.label = label
         self.session: int | None = None
+        parsed = graph_def if isinstance(graph_def, graph_pb2.GraphDef) else None  # (a caller's own: not parsed again)
+        if parsed is not None:
+            graph_def = parsed.SerializeToString()
         if validate:  # (off: TensorFlow's own refusal, or abort, is what the caller wants to see)
-            _refuse_invalid_nodes(graph_pb2.GraphDef.FromString(graph_def),
+            _refuse_invalid_nodes(parsed if parsed is not None else graph_pb2.GraphDef.FromString(graph_def),
                                   f"{label}: TensorFlow's C++ session (Session::Create) would refuse the graph")
         status = _Status()
         options = _session_options(status, intra_op_threads, inter_op_threads)

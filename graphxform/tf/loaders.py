@@ -209,7 +209,7 @@ class CppGraphDefRunner(Runner):
         self.label = str(path)
         self.signatures = sidecar.signatures
         self.listed = sorted(self.signatures)
-        self.session = CGraphDefSession(graph_def.SerializeToString(), label=str(path))
+        self.session = CGraphDefSession(graph_def, label=str(path))
         self._dtypes = {name: info.input_dtypes[k] for info in self.signatures.values()
                         for k, name in info.inputs.items() if k in info.input_dtypes}
         if sidecar.init_ops:
