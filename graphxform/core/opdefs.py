@@ -180,7 +180,6 @@ def output_dtypes(node: node_def_pb2.NodeDef) -> list[int] | None:
         tout = attr_list(node, "Tout")
         return list(tout.type) if tout is not None else None
     out: list[int] = []
-    attr = node.attr
     for type_list_attr, type_attr, fixed_type, number_attr in args:
         if type_list_attr:
             types_list = attr_list(node, type_list_attr)
@@ -188,12 +187,8 @@ def output_dtypes(node: node_def_pb2.NodeDef) -> list[int] | None:
                 return None
             types = list(types_list.type)
         elif type_attr:
-            value = attr.get(type_attr)  # (attr_value inlined: one lookup, the oneof read once)
-            kind = None if value is None else value.WhichOneof("value")
-            if kind is None:
-                value = attr_defaults(node.op).get(type_attr)
-                kind = None if value is None else value.WhichOneof("value")
-            if kind != "type":
+            value = attr_value(node, type_attr)
+            if value is None or value.WhichOneof("value") != "type":
                 return None
             types = [value.type]
         else:
