@@ -163,14 +163,24 @@ def is_stateful(op: str) -> bool:
     return True if d is None else bool(d.is_stateful)
 
 
+def _args(op: str, which: str) -> tuple[tuple[str, str, int, str], ...] | None:
+    d = op_def(op)
+    if d is None:
+        return None
+    return tuple((a.type_list_attr, a.type_attr, a.type, a.number_attr) for a in getattr(d, which))
+
+
 @lru_cache(maxsize=None)
 def _output_args(op: str) -> tuple[tuple[str, str, int, str], ...] | None:
     """``(type_list_attr, type_attr, type, number_attr)`` of each output of the registered op ``op`` (read from
     its ``OpDef`` once: proto fields are slow to read)."""
-    d = op_def(op)
-    if d is None:
-        return None
-    return tuple((a.type_list_attr, a.type_attr, a.type, a.number_attr) for a in d.output_arg)
+    return _args(op, "output_arg")
+
+
+@lru_cache(maxsize=None)
+def input_args(op: str) -> tuple[tuple[str, str, int, str], ...] | None:
+    """:func:`_output_args` for the inputs of ``op``."""
+    return _args(op, "input_arg")
 
 
 def output_dtypes(node: node_def_pb2.NodeDef) -> list[int] | None:

@@ -31,7 +31,15 @@ from tensorflow.core.framework import node_def_pb2, types_pb2
 
 from graphxform.core.graph import Graph
 from graphxform.core.names import VALID_NODE_NAME, parse_input
-from graphxform.core.opdefs import CONTROL_FLOW_OPS, FEED_OPS, dtype_label, op_def, output_count, output_dtypes
+from graphxform.core.opdefs import (
+    CONTROL_FLOW_OPS,
+    FEED_OPS,
+    dtype_label,
+    input_args,
+    op_def,
+    output_count,
+    output_dtypes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +62,6 @@ def _itemsize(dtype: int) -> int | None:
 
 #: The ``DataType`` enums protobuf knows (a valid dtype), ``DT_INVALID`` left out.
 _KNOWN_DTYPES = frozenset(types_pb2.DataType.values()) - {types_pb2.DT_INVALID}
-
-
-def _dtype_known(dtype: int) -> bool:
-    return dtype in _KNOWN_DTYPES
 
 
 def const_problem(node: node_def_pb2.NodeDef) -> str | None:
@@ -116,14 +120,13 @@ _STRING_ELEMENT_BYTES = 32
 def _op_spec(op: str) -> tuple[tuple, tuple] | None:
     """What the checks read of the registered ``OpDef`` of ``op``, read once (proto fields are slow to read):
     ``((attr name, has a default, the AttrValue field it wants or None, its type), ...)`` and
-    ``((type_list_attr, type_attr, type, number_attr) of each input arg, ...)``; ``None`` for an unknown op."""
+    its :func:`~graphxform.core.opdefs.input_args`; ``None`` for an unknown op."""
     d = op_def(op)
     if d is None:
         return None
     attrs = tuple((a.name, a.HasField("default_value"),
                    "list" if a.type.startswith("list(") else _ATTR_FIELD.get(a.type), a.type) for a in d.attr)
-    inputs = tuple((a.type_list_attr, a.type_attr, a.type, a.number_attr) for a in d.input_arg)
-    return attrs, inputs
+    return attrs, input_args(op)
 
 
 def _input_dtypes(attr: Any, input_args: tuple) -> list[int] | None:
