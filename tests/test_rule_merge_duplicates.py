@@ -291,7 +291,7 @@ def _same_graph(a: Graph, b: Graph) -> None:
 @pytest.mark.parametrize("op2", ["Mul", "AddV2"])
 def test_later_run_merges_a_node_that_became_a_duplicate(monkeypatch, op2):
     # "late" becomes Const 1 after the first run: a duplicate of c1, and earlier in the graph, so c1 merges
-    # into it (the full scan's survivor: first in topological order). With op2 = AddV2, a1 and a2 then read
+    # into it (the full scan's survivor: first in its topological order). With op2 = AddV2, a1 and a2 then read
     # the same inputs: duplicates with inputs, whose order only the full scan tells.
     one, two = np.ones(3, np.float32), np.full(3, 2.0, np.float32)
     gd = _graph_def(_placeholder("x"), _const("k", two), _binary("late", "Mul", "k", "k"), _const("c1", one),
@@ -303,8 +303,8 @@ def test_later_run_merges_a_node_that_became_a_duplicate(monkeypatch, op2):
     assert ref_scans == 2 and scans == (1 if op2 == "Mul" else 2)
     _same_graph(inc, ref)
     assert "c1" not in inc
-    if op2 == "AddV2":  # a2 is ready first (late is earlier than c1): a1 merges into it
-        assert "a1" not in inc and inc.data_inputs("out") == ["a2", "a2"]
+    if op2 == "AddV2":  # the graph's order is topological: the scan's; a1 comes first, a2 merges into it
+        assert "a2" not in inc and inc.data_inputs("out") == ["a1", "a1"] and inc.data_inputs("a1") == ["x", "late"]
     else:
         assert {"a1", "a2"} <= set(inc.node_names) and inc.data_inputs("a1") == ["x", "late"]
     assert report.counts["merge_duplicates"] == 1

@@ -7,16 +7,17 @@ merged, so the next run keys only the nodes changed since (told by their ``NodeD
 new one for every change; weights are not held, see ``held_nodes``: they count as changed) and the consumers of
 what it merges, and looks their keys up among the keys the earlier runs recorded.
 
-The survivor of a group is the first of its nodes in the topological order of the full scan. That order is cheap
-to tell for nodes without inputs (the ``Const`` s ``fold_constants`` makes, the usual new duplicates): they come
-first, in the order of the graph. For any other duplicate found, and whenever what decides mergeability changed
-(signature inputs, protected nodes, colocation constraints on a kept duplicate), the incremental run gives up and
-the pass scans the whole graph again, so the result is always the full scan's.
+The survivor of a group is the first of its nodes in the topological order of the full scan (:class:`Scan`: the
+graph's own order when it is topological). That order is cheap to tell for two nodes without inputs (the ``Const`` s
+``fold_constants`` makes, the usual new duplicates): the one first in the graph comes first. For any other
+duplicate found, and whenever what decides mergeability changed (signature inputs, protected nodes, colocation
+constraints on a kept duplicate), the incremental run gives up and the pass scans the whole graph again, so the
+result is always the full scan's.
 """
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 
 from graphxform import NodeDef, colocation, parse_input
 from graphxform.core.graph import Graph
@@ -56,14 +57,19 @@ def split_inputs(node: NodeDef) -> tuple[list[tuple[str, int]], list[str]]:
 
 
 class Scan:
-    """Every node in a topological order: producers first, a node's consumers in graph order, ready nodes first come
-    first served (Kahn's algorithm over the graph's own view: nothing parsed)."""
+    """Every node in a topological order: the graph's own order when it is one (the usual GraphDef: a third of the
+    cost of sorting), else producers first, a node's consumers in graph order, ready nodes first come first served
+    (Kahn's algorithm over the graph's own view: nothing parsed)."""
 
     def __init__(self, graph: Graph) -> None:
         names = graph.node_names
         self.seen: dict[str, NodeDef] = dict(zip(names, graph))  # (what the pass saw, kept by its state)
         seen = self.seen
         succ, pred = graph.adjacency()
+        if len(succ) == len(seen) and not graph.has_op(*LOOP_BACK_EDGE_OPS) and _in_order(names, pred):
+            self.order: list[str] = list(names)
+            self.cyclic: list[str] = []
+            return
         indeg = {n: len(pred[n]) for n in names}  # (producers, each once: a consumer is ready after its last)
         # TF1 loop back edges (NextIteration -> Merge) and inputs naming no node: not ordered by.
         skip = {name for op in LOOP_BACK_EDGE_OPS for name in graph.names_by_op(op)}  # (the graph's op index)
@@ -91,6 +97,17 @@ class Scan:
                 if not d:
                     order.append(child)
         self.cyclic = [n for n, d in indeg.items() if d > 0] if len(order) < len(names) else []
+
+
+def _in_order(names: Iterable[str], pred: Mapping[str, Mapping[str, object]]) -> bool:
+    """Whether every node of ``names`` comes after its producers (``pred``: the view's ``{node: {producer: ...}}``)."""
+    done: set[str] = set()
+    for name in names:
+        producers = pred[name]
+        if producers and not done.issuperset(producers):
+            return False
+        done.add(name)
+    return True
 
 
 class MergeState:

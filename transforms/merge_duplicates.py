@@ -226,7 +226,7 @@ class MergeDuplicates(Pass):
                 if op == "Const":
                     maybe_weights.append(name)
                 continue
-            is_exact, key = scan_key(node, name, op, list(node.input), survivor_of, const_attrs)
+            is_exact, key = scan_key(node, name, op, node.input[:], survivor_of, const_attrs)  # (a slice: 2x list())
             if is_exact:
                 first = exact.get(key)
                 if first is None:

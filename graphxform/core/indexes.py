@@ -52,7 +52,8 @@ class NodeIndexes:
         would otherwise scan every node each time)."""
         if self._colocation is None:
             self._colocation = {}
-            for node in self._nodes.values():
+            # (most nodes have no _class: only those are indexed, the others told apart without a call each)
+            for node in [node for node in self._nodes.values() if "_class" in node.attr]:
                 self._index_colocation(node, add=True)
         return self._colocation
 
