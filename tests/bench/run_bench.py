@@ -30,7 +30,8 @@ Grappler, latencies medians of runs that alternate the servables):
   differ from Grappler's, bytes, output difference, int8 top-1 agreement,
   session latency at batch 1 and 32 (TF1 session, Grappler on at run time as
   in TF Serving), servable load time, and the peak RSS of a transform in a
-  fresh process (``VmHWM``) over the file size. ``--no-latency`` skips the
+  fresh process (``VmHWM``) over the file size (median of ``RSS_REPEAT``
+  processes). ``--no-latency`` skips the
   latency and load-time part.
 * **Estimator servable** (``fixtures/make_estimator_fixtures.py
   --large-embedding``, built once with ``.venv-estimator/bin/python`` or
@@ -317,18 +318,32 @@ def op_diff(ours, theirs) -> dict[str, int]:
     return {op: a[op] - b[op] for op in sorted(set(a) | set(b)) if a[op] != b[op]}
 
 
+#: Fresh processes per peak-RSS figure, the run of median ratio (every run's ratio kept beside it: a check that
+#: one process was not an outlier).
+RSS_REPEAT = 3
+
+
+def _median_run(runs: list[dict], file_mb: float) -> tuple[dict, list[float]]:
+    """The run of median ``(peak - import) / file`` among ``runs``, and every run's ratio (sorted)."""
+    runs = sorted(runs, key=lambda r: r["peak_mb"] - r["import_mb"])
+    return runs[(len(runs) - 1) // 2], [round((r["peak_mb"] - r["import_mb"]) / file_mb, 3) for r in runs]
+
+
 def _rss_row(gd, m) -> dict:
-    """Peak RSS of a transform (API and CLI, fresh processes) over the size of the model file."""
+    """Peak RSS of a transform (API and CLI, ``RSS_REPEAT`` fresh processes each) over the size of the model file."""
     with tempfile.TemporaryDirectory() as tmp:
         pb = Path(tmp) / "m.pb"
         pb.write_bytes(gd.SerializeToString())
         file_mb = pb.stat().st_size / 2**20
-        rss = peak_rss_mb(pb, m.inputs, m.outputs, DEFAULT_TRANSFORMS)
-        cli = cli_peak_rss_mb(pb, m.inputs, m.outputs, DEFAULT_TRANSFORMS)
+        rss, api_runs = _median_run([peak_rss_mb(pb, m.inputs, m.outputs, DEFAULT_TRANSFORMS)
+                                     for _ in range(RSS_REPEAT)], file_mb)
+        cli, cli_runs = _median_run([cli_peak_rss_mb(pb, m.inputs, m.outputs, DEFAULT_TRANSFORMS)
+                                     for _ in range(RSS_REPEAT)], file_mb)
     return {"file_mb": file_mb, "rss_ratio_cli": (cli["peak_mb"] - cli["import_mb"]) / file_mb,
             "rss_import_mb": rss["import_mb"], "rss_peak_mb": rss["peak_mb"], "rss_warm_mb": rss["warm_mb"],
             "rss_ratio": (rss["peak_mb"] - rss["import_mb"]) / file_mb,
-            "rss_ratio_warm": (rss["peak_mb"] - rss["warm_mb"]) / file_mb}
+            "rss_ratio_warm": (rss["peak_mb"] - rss["warm_mb"]) / file_mb,
+            "rss_ratio_runs": api_runs, "rss_ratio_cli_runs": cli_runs}
 
 
 def bench_model(name: str, repeat: int, runs: int, latency: bool = True) -> dict:
