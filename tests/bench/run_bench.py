@@ -592,7 +592,7 @@ def scaling_run(pb_path: str, shape: str) -> None:
 def bench_scaling(sizes: list[int], shapes: tuple[str, ...] = ("chain", "fan"), repeat: int = 3) -> list[dict]:
     """Each synthetic graph measured ``repeat`` times, each time in a fresh process (as a user runs a model: memory
     new to the process at every size, none left warm by a smaller size); the row is the run of median wall time,
-    with every run's wall time beside it (this machine is shared: one run can be 25 % off)."""
+    with every run's wall time beside it (this machine is shared: one run can take 1.5× another)."""
     from tests.bench.models import synthetic_graph
 
     rows = []
