@@ -609,7 +609,10 @@ def bench_scaling(sizes: list[int], shapes: tuple[str, ...] = ("chain", "fan"), 
                 runs = []
                 for _ in range(repeat):
                     res = subprocess.run([sys.executable, "-c", _SCALING_CODE, str(pb), shape], capture_output=True,
-                                         text=True, check=True, env=env)
+                                         text=True, env=env)
+                    if res.returncode:
+                        raise RuntimeError(f"the scaling run of the {n}-node {shape} failed "
+                                           f"(exit {res.returncode}):\n{res.stderr[-3000:]}")
                     runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
                 runs.sort(key=lambda r: r["load_s"] + r["pipeline_s"])
                 row = dict(runs[(len(runs) - 1) // 2], load_avg=la, load_avg_end=load_avg(),
