@@ -57,6 +57,22 @@ def test_benchmark_results_say_when_and_where():
         assert row.get("measured", results["date"]) and (row.get("load_avg_start") or row.get("load_avg")), row
 
 
+def test_benchmark_figures_are_medians_of_three_processes():
+    """What README says of the scaling and peak-RSS figures: each is the median of three fresh processes, every
+    run kept beside it (``walls``; ``rss_ratio_runs``, ``rss_ratio_cli_runs``)."""
+    results = json.loads(figures.RESULTS_JSON.read_text())
+    for row in results["scaling"]:
+        walls = row["walls"]
+        assert len(walls) == 3 and walls == sorted(walls), row
+        assert round(row["load_s"] + row["pipeline_s"], 2) == walls[1], row
+    for row in results["models"]:
+        for ratio, runs in (("rss_ratio", "rss_ratio_runs"), ("rss_ratio_cli", "rss_ratio_cli_runs")):
+            if row.get(ratio) is None:
+                continue
+            assert len(row[runs]) == 3 and row[runs] == sorted(row[runs]), (row["model"], runs)
+            assert round(row[ratio], 3) == row[runs][1], (row["model"], ratio)
+
+
 def test_benchmark_records_the_machine():
     """What run_bench writes at the top of results.json: cores, CPU model, TensorFlow, date, load average."""
     from tests.bench.run_bench import machine_info
