@@ -10,7 +10,7 @@ from tensorflow.core.framework import graph_pb2
 from graphxform import attr, colocation, const, copy_node, make_node, with_attrs, with_colocation, with_inputs
 from graphxform.core.errors import GraphError
 from graphxform.core.graph import Graph
-from graphxform.core.nodes import tensor_proto, tensor_proto_to_array
+from graphxform.core.nodes import tensor_nbytes, tensor_proto, tensor_proto_to_array
 from graphxform.core.validate import node_violations
 
 
@@ -39,6 +39,18 @@ def test_const_holds_arrays_strings_and_tensor_protos():
     assert again.attr["value"] == c.attr["value"] and again.device == "/device:CPU:0"
     cast = const("half", [1.5, 2.5], tf.float16)
     assert tensor_proto_to_array(cast.attr["value"].tensor).dtype == np.float16
+
+
+def test_tensor_nbytes_is_told_from_dtype_and_shape_whatever_the_encoding():
+    """The bytes of a value without reading tensor_content (a copy at each read) or serializing the tensor."""
+    weights = tensor_proto(np.ones((3, 5), np.float32))
+    assert tensor_nbytes(weights) == len(weights.tensor_content) == 60
+    splat = tf.make_tensor_proto(0.0, tf.float16, shape=[4, 1000])  # one float16 value for 4000 elements
+    assert not splat.tensor_content and tensor_nbytes(splat) == 8000
+    assert tensor_nbytes(tf.make_tensor_proto(np.int64(7))) == 8
+    assert tensor_nbytes(tf.make_tensor_proto(np.zeros((0, 3), np.float32))) == 0
+    strings = tf.make_tensor_proto([b"a", b"bc"])
+    assert tensor_nbytes(strings) == strings.ByteSize()  # opaque: the size of its serialization
 
 
 def test_copies_never_change_the_original():

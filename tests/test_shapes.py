@@ -9,7 +9,7 @@ from conftest import graph_def_of
 from graphxform.core.clib import ShapeGraph, ShapeGraphError
 from graphxform.core.graph import Graph
 from graphxform.core.nodes import const
-from graphxform.core.shapes import SMALL_CONST_BYTES, StaticShapes, broadcast_keeps, broadcast_shape
+from graphxform.core.shapes import SMALL_CONST_BYTES, StaticShapes, broadcast_keeps, broadcast_shape, light_copy
 from graphxform.engine.context import Context
 
 
@@ -34,6 +34,16 @@ def test_shapes_of_a_graph_with_an_unknown_batch():
     assert s.shape("u:0") is None and s.rank("u:0") is None
     assert s.rank("w:0") == 2 and s.is_fully_defined("w:0") and not s.is_fully_defined("mm:0")
     assert s.shape("^mm") is None and s.shape("missing:0") is None
+
+
+def test_a_big_constant_is_imported_as_a_placeholder_whatever_its_encoding():
+    """Big by its element count: a splat (one value for 4,000 elements) is no smaller a tensor than its bytes."""
+    for value in (np.ones((4, 1000), np.float32), tf.make_tensor_proto(1.0, tf.float32, shape=[4, 1000])):
+        big = light_copy(const("w", value))
+        assert big.op == "Placeholder" and big.attr["dtype"].type == tf.float32.as_datatype_enum
+        assert [d.size for d in big.attr["shape"].shape.dim] == [4, 1000]
+    small = const("s", np.array([-1, 3], np.int32))  # (a shape operand: its value matters to shape functions)
+    assert light_copy(small) is small
 
 
 def test_nodes_added_after_the_import_are_inferred_on_their_own():

@@ -77,8 +77,9 @@ def const_bytes(tensor: tensor_pb2.TensorProto) -> bytes:
     """
     if tensor.dtype in _OPAQUE_DTYPES:
         return tensor.SerializeToString(deterministic=True)
-    if tensor.tensor_content:
-        return bytes(tensor.tensor_content)
+    content = tensor.tensor_content  # (read once: each read is a new copy of the bytes)
+    if content:
+        return content
     data = None if tensor.tensor_shape.dim else _scalar_bytes(tensor, tensor.dtype)
     if data is not None:
         return data

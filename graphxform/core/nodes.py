@@ -53,12 +53,29 @@ def _numpy_dtype(dtype_enum: int) -> np.dtype:
     return np.dtype(tf.as_dtype(dtype_enum).as_numpy_dtype)
 
 
+def tensor_nbytes(tensor: tensor_pb2.TensorProto) -> int:
+    """Bytes of a numeric ``TensorProto``'s value, told from its dtype and shape (``tensor_content`` is a new copy
+    of the bytes at each read, ``ByteSize()`` a serialization); a string or other opaque tensor: the size of its
+    serialization."""
+    if tensor.dtype in _OPAQUE:
+        return tensor.ByteSize()
+    try:
+        itemsize = _numpy_dtype(tensor.dtype).itemsize
+    except (TypeError, ValueError):  # (not a dtype TensorFlow knows)
+        return tensor.ByteSize()
+    count = 1
+    for d in tensor.tensor_shape.dim:
+        count *= max(d.size, 0)
+    return count * itemsize
+
+
 def tensor_proto_to_array(tensor: tensor_pb2.TensorProto) -> np.ndarray:
-    """Value of a ``TensorProto``; a read-only view over ``tensor_content`` when it is set."""
+    """Value of a ``TensorProto``; a read-only view over the bytes of ``tensor_content`` when it is set (read once:
+    each read of the field is a new copy)."""
     shape = [d.size for d in tensor.tensor_shape.dim]
-    if tensor.tensor_content and tensor.dtype not in _OPAQUE:
+    content = tensor.tensor_content if tensor.dtype not in _OPAQUE else b""
+    if content:
         dtype = _numpy_dtype(tensor.dtype)
-        content = tensor.tensor_content
         count = math.prod(shape)  # (not np.prod: this is asked of every small constant a rule reads)
         if len(content) != count * dtype.itemsize:
             raise GraphError(
@@ -226,4 +243,4 @@ def with_colocation(node: node_def_pb2.NodeDef, targets: Iterable[str]) -> node_
 
 
 __all__ = ["NodeDef", "attr", "attr_value_of", "colocation", "const", "copy_node", "make_node", "set_attrs",
-           "tensor_proto", "tensor_proto_to_array", "with_attrs", "with_colocation", "with_inputs"]
+           "tensor_nbytes", "tensor_proto", "tensor_proto_to_array", "with_attrs", "with_colocation", "with_inputs"]

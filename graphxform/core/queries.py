@@ -228,7 +228,9 @@ class GraphQueries:
 
     # ----------------------------------------------------------------- values
     def const_value(self, name: str) -> np.ndarray:
-        """The numpy value of ``Const`` node ``name`` (a read-only view, no copy, where possible)."""
+        """The numpy value of ``Const`` node ``name``: where possible a read-only view over one copy of its
+        ``tensor_content`` (protobuf gives a new copy of the bytes at each read of the field; nothing more is
+        copied or converted)."""
         node = self.node(name)
         if node.op != "Const":
             raise GraphError(f"node {name!r} is a {node.op}, not a Const")

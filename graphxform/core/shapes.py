@@ -28,6 +28,7 @@ from tensorflow.core.framework import graph_pb2, node_def_pb2
 
 from graphxform.core.clib import ShapeGraph, ShapeGraphError
 from graphxform.core.names import parse_input
+from graphxform.core.nodes import tensor_nbytes
 from graphxform.core.opdefs import FEED_OPS, output_count
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,10 +52,9 @@ _DROPPED_ATTRS = ("_class", "_output_shapes")
 
 
 def _const_nbytes(node: node_def_pb2.NodeDef) -> int:
-    if "value" not in node.attr:
-        return 0
-    t = node.attr["value"].tensor
-    return len(t.tensor_content) or t.ByteSize()
+    """Bytes of a ``Const``'s value, from its dtype and shape: a weight's bytes are not copied to tell."""
+    value = node.attr.get("value")  # (indexing a proto map would insert the key)
+    return 0 if value is None else tensor_nbytes(value.tensor)
 
 
 def _placeholder(name: str, dtype: int, shape: Shape, control: list[str] | None = None) -> node_def_pb2.NodeDef:
