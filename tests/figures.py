@@ -511,7 +511,9 @@ def bench_gaps(m: Measure) -> str:
         if big and mid and big["us_per_node"] > 1.2 * mid["us_per_node"]:
             gaps.append(f"time per node of the 1M-node {shape} is {big['us_per_node'] / mid['us_per_node']:.2f}× "
                         "that at 100k (target: within 1.2×)")
-    for key, how in (("rss_ratio", "through the API"), ("rss_ratio_cli", "through the CLI (.pb → .pb)")):
+    for key, how in (("rss_ratio", "through the API"), ("rss_ratio_cli", "through the CLI (.pb → .pb)"),
+                     ("rss_ratio_prewarmed", "through the API with a TF session run first (the measure before "
+                      "2026-12-07)")):
         over = {NAMES.get(k, k): r[key] for k, r in _models(m.bench).items() if r.get(key) is not None and r[key] > 2.5}
         if over:
             lo, hi = f"{min(over.values()):.1f}", f"{max(over.values()):.1f}"
@@ -574,6 +576,9 @@ def bench_targets(m: Measure) -> str:
     row("1M µs/node ≤ 1.2× 100k", per_node, 1.2)
     row("peak RSS ≤ 2.5× file above the TF import", {NAMES.get(k, k): r["rss_ratio"] for k, r in models.items()
                                                       if r.get("rss_ratio") is not None}, 2.5)
+    row("the same with a TF session run first (the measure before 2026-12-07)",
+        {NAMES.get(k, k): r["rss_ratio_prewarmed"] for k, r in models.items()
+         if r.get("rss_ratio_prewarmed") is not None}, 2.5)
     lat = {NAMES.get(k, k): r["latency_ratio_int8_b1"] for k, r in models.items() if "latency_ratio_int8_b1" in r}
     row("int8 latency b1 ≤ 1.0× original (README)", lat, 1.0)
     return table(["target", "measured", "met?"], rows)
