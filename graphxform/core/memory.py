@@ -59,14 +59,19 @@ def keep_mmap_threshold() -> bool:
     return ok
 
 
+def tensor_elements(tensor: Any) -> int:
+    """Elements of a ``TensorProto``, from its shape (nothing copied; a negative size counts as 0)."""
+    count = 1
+    for d in tensor.tensor_shape.dim:
+        count *= max(d.size, 0)
+    return count
+
+
 def const_elements(node: Any) -> int:
     """Elements of a ``Const`` node's tensor, from its shape (nothing copied); 0 for any other node."""
     if node.op != "Const" or "value" not in node.attr:  # (indexing a proto map would insert the key)
         return 0
-    count = 1
-    for d in node.attr["value"].tensor.tensor_shape.dim:
-        count *= max(d.size, 0)
-    return count
+    return tensor_elements(node.attr["value"].tensor)
 
 
 class Trimmer:
@@ -107,4 +112,4 @@ def trim() -> None:
         libc.malloc_trim(0)
 
 
-__all__ = ["MMAP_THRESHOLD_BYTES", "Trimmer", "const_elements", "keep_mmap_threshold", "trim"]
+__all__ = ["MMAP_THRESHOLD_BYTES", "Trimmer", "const_elements", "keep_mmap_threshold", "tensor_elements", "trim"]

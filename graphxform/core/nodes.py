@@ -22,6 +22,7 @@ import tensorflow as tf
 from tensorflow.core.framework import attr_value_pb2, node_def_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
 from graphxform.core.errors import GraphError
+from graphxform.core.memory import tensor_elements
 from graphxform.core.opdefs import attr_value
 
 NodeDef = node_def_pb2.NodeDef
@@ -63,10 +64,7 @@ def tensor_nbytes(tensor: tensor_pb2.TensorProto) -> int:
         itemsize = _numpy_dtype(tensor.dtype).itemsize
     except (TypeError, ValueError):  # (not a dtype TensorFlow knows)
         return tensor.ByteSize()
-    count = 1
-    for d in tensor.tensor_shape.dim:
-        count *= max(d.size, 0)
-    return count * itemsize
+    return tensor_elements(tensor) * itemsize
 
 
 def tensor_proto_to_array(tensor: tensor_pb2.TensorProto) -> np.ndarray:
