@@ -10,7 +10,7 @@ from tensorflow.core.framework import graph_pb2
 from graphxform import attr, colocation, const, copy_node, make_node, with_attrs, with_colocation, with_inputs
 from graphxform.core.errors import GraphError
 from graphxform.core.graph import Graph
-from graphxform.core.nodes import tensor_nbytes, tensor_proto, tensor_proto_to_array
+from graphxform.core.nodes import dtype_itemsize, tensor_nbytes, tensor_proto, tensor_proto_to_array
 from graphxform.core.validate import node_violations
 
 
@@ -39,6 +39,13 @@ def test_const_holds_arrays_strings_and_tensor_protos():
     assert again.attr["value"] == c.attr["value"] and again.device == "/device:CPU:0"
     cast = const("half", [1.5, 2.5], tf.float16)
     assert tensor_proto_to_array(cast.attr["value"].tensor).dtype == np.float16
+
+
+def test_dtype_itemsize():
+    assert [dtype_itemsize(t.as_datatype_enum) for t in (tf.float32, tf.bfloat16, tf.int64, tf.qint8, tf.bool)] == [
+        4, 2, 8, 1, 1]
+    assert dtype_itemsize(tf.string.as_datatype_enum) is None and dtype_itemsize(tf.resource.as_datatype_enum) is None
+    assert dtype_itemsize(9999) is None and dtype_itemsize(0) is None  # unknown, DT_INVALID
 
 
 def test_tensor_nbytes_is_told_from_dtype_and_shape_whatever_the_encoding():

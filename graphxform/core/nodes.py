@@ -54,15 +54,25 @@ def _numpy_dtype(dtype_enum: int) -> np.dtype:
     return np.dtype(tf.as_dtype(dtype_enum).as_numpy_dtype)
 
 
+@functools.lru_cache(maxsize=None)
+def dtype_itemsize(dtype: int) -> int | None:
+    """Bytes of one element of ``DataType`` enum ``dtype``; ``None`` for strings, resources and variants (their
+    elements have no fixed size) and for an enum TensorFlow does not know."""
+    try:
+        d = tf.as_dtype(dtype)
+    except (TypeError, ValueError):
+        return None
+    if d.base_dtype in (tf.string, tf.resource, tf.variant):
+        return None
+    return int(d.size)
+
+
 def tensor_nbytes(tensor: tensor_pb2.TensorProto) -> int:
     """Bytes of a numeric ``TensorProto``'s value, told from its dtype and shape (``tensor_content`` is a new copy
     of the bytes at each read, ``ByteSize()`` a serialization); a string or other opaque tensor: the size of its
     serialization."""
-    if tensor.dtype in _OPAQUE:
-        return tensor.ByteSize()
-    try:
-        itemsize = _numpy_dtype(tensor.dtype).itemsize
-    except (TypeError, ValueError):  # (not a dtype TensorFlow knows)
+    itemsize = dtype_itemsize(tensor.dtype)
+    if itemsize is None:
         return tensor.ByteSize()
     return tensor_elements(tensor) * itemsize
 
@@ -240,5 +250,6 @@ def with_colocation(node: node_def_pb2.NodeDef, targets: Iterable[str]) -> node_
     return set_attrs(out, {"_class": [*others, *locs] if others or locs else None})
 
 
-__all__ = ["NodeDef", "attr", "attr_value_of", "colocation", "const", "copy_node", "make_node", "set_attrs",
-           "tensor_nbytes", "tensor_proto", "tensor_proto_to_array", "with_attrs", "with_colocation", "with_inputs"]
+__all__ = ["NodeDef", "attr", "attr_value_of", "colocation", "const", "copy_node", "dtype_itemsize", "make_node",
+           "set_attrs", "tensor_nbytes", "tensor_proto", "tensor_proto_to_array", "with_attrs", "with_colocation",
+           "with_inputs"]

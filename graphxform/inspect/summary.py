@@ -22,12 +22,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import tensorflow as tf
 from tensorflow.core.framework import node_def_pb2, tensor_pb2, types_pb2
 
 from graphxform.core.errors import ModelLoadError
 from graphxform.core.graph import Graph
 from graphxform.core.names import parse_input
+from graphxform.core.nodes import dtype_itemsize
 from graphxform.core.opdefs import FORWARDING_OPS, TABLE_INIT_OPS, TABLE_OPS, VARIABLE_OPS, attr_str, attr_type
 from graphxform.core.opdefs import attr_value as node_attr_value
 from graphxform.core.signature import TensorSpec, dtype_name, shape_list, shape_str
@@ -43,16 +43,6 @@ _STRING_TYPES = (types_pb2.DT_STRING,)
 
 
 # --------------------------------------------------------------------------- small helpers
-def _itemsize(dtype: int) -> int | None:
-    try:
-        d = tf.as_dtype(dtype)
-    except TypeError:
-        return None
-    if d.base_dtype in (tf.string, tf.resource, tf.variant):
-        return None
-    return int(d.size)
-
-
 def _count(shape: list[int] | None) -> int | None:
     if shape is None or any(d < 0 for d in shape):
         return None
@@ -150,7 +140,7 @@ def const_record(node: node_def_pb2.NodeDef) -> dict[str, Any]:
     dtype = attr_type(node, "dtype", tensor.dtype)
     shape = shape_list(tensor.tensor_shape) or []
     count = _count(shape)
-    size = _itemsize(dtype)
+    size = dtype_itemsize(dtype)
     if dtype in _STRING_TYPES:
         nbytes: int | None = sum(len(s) for s in tensor.string_val)
     else:
@@ -170,7 +160,7 @@ def _variable_records(graph: Graph) -> list[dict[str, Any]]:
         dtype = attr_type(node, "dtype")
         shape = shape_list(node.attr["shape"].shape) if "shape" in node.attr else None
         count = _count(shape)
-        size = _itemsize(dtype)
+        size = dtype_itemsize(dtype)
         out.append({"name": node.name, "kind": "variable", "dtype": dtype_name(dtype), "shape": shape,
                     "count": count, "bytes": count * size if count is not None and size is not None else None})
     return out

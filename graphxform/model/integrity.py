@@ -26,11 +26,11 @@ from functools import lru_cache
 from typing import Any
 
 import networkx as nx
-import tensorflow as tf
 from tensorflow.core.framework import node_def_pb2, types_pb2
 
 from graphxform.core.graph import Graph
 from graphxform.core.names import VALID_NODE_NAME, parse_input
+from graphxform.core.nodes import dtype_itemsize
 from graphxform.core.opdefs import (
     CONTROL_FLOW_OPS,
     FEED_OPS,
@@ -47,18 +47,6 @@ log = logging.getLogger(__name__)
 MAX_CONST_BYTES = 2 * 1024**3
 #: Problems listed in one error message.
 MAX_LISTED = 3
-
-_VARIABLE_SIZE = {types_pb2.DT_STRING, types_pb2.DT_RESOURCE, types_pb2.DT_VARIANT}
-
-
-@lru_cache(maxsize=None)
-def _itemsize(dtype: int) -> int | None:
-    try:
-        d = tf.as_dtype(dtype)
-    except TypeError:
-        return None
-    return d.size if dtype not in _VARIABLE_SIZE else None
-
 
 #: The ``DataType`` enums protobuf knows (a valid dtype), ``DT_INVALID`` left out.
 _KNOWN_DTYPES = frozenset(types_pb2.DataType.values()) - {types_pb2.DT_INVALID}
@@ -92,7 +80,7 @@ def const_problem(node: node_def_pb2.NodeDef) -> str | None:
     if dtype_attr is not None and dtype_attr.type != dtype:
         return (f"Const {node.name!r}: its dtype attr is {dtype_label(dtype_attr.type)} but its value is "
                 f"{dtype_label(dtype)}")
-    itemsize = _itemsize(dtype)
+    itemsize = dtype_itemsize(dtype)
     if itemsize is None:
         if dtype == types_pb2.DT_STRING and count * _STRING_ELEMENT_BYTES > MAX_CONST_BYTES:
             return (f"Const {node.name!r} of shape {dims} would expand to {count:,} strings from a "
