@@ -41,6 +41,21 @@ def test_const_holds_arrays_strings_and_tensor_protos():
     assert tensor_proto_to_array(cast.attr["value"].tensor).dtype == np.float16
 
 
+def test_const_value_is_a_read_only_view_over_the_bytes():
+    """What README says of ``Graph.const_value``: a read-only numpy view over one copy of the bytes."""
+    w = np.arange(12, dtype=np.float32).reshape(3, 4)
+    g = Graph(graph_pb2.GraphDef(node=[const("w", w)]))
+    value = g.const_value("w")
+    np.testing.assert_array_equal(value, w)
+    assert not value.flags.writeable and not value.flags.owndata
+    base = value
+    while isinstance(base, np.ndarray):  # (a reshaped view of the flat view over the bytes)
+        base = base.base
+    assert isinstance(base, bytes) and len(base) == w.nbytes
+    with pytest.raises(GraphError, match="not a Const"):
+        Graph(graph_pb2.GraphDef(node=[make_node("NoOp", "n")])).const_value("n")
+
+
 def test_dtype_itemsize():
     assert [dtype_itemsize(t.as_datatype_enum) for t in (tf.float32, tf.bfloat16, tf.int64, tf.qint8, tf.bool)] == [
         4, 2, 8, 1, 1]
