@@ -353,3 +353,31 @@ def test_fingerprint_of_a_node_changed_then_removed_is_that_of_removing_the_orig
     assert d_change ^ d_remove == original_removed != 0
     assert hashes.change({"a": a}, {"a": same}.get) == (0, [])
     assert hashes._cache == {}  # noqa: SLF001
+
+
+def test_node_hash_of_a_big_const_tells_its_value_and_every_other_field():
+    """A big Const is hashed from its value's bytes and the rest of the node, not a serialization of it whole: equal
+    nodes hash alike whatever object holds them, and a change of the value, of another tensor field, of an
+    attribute or of the name is seen. A small one is hashed as its serialization."""
+    import numpy as np
+    from tensorflow.core.framework import node_def_pb2
+
+    from graphxform.core.nodes import const, with_attrs
+    from graphxform.engine.fixpoint import BIG_CONST_BYTES, node_hash
+
+    w = np.arange(BIG_CONST_BYTES // 4, dtype=np.float32).reshape(64, -1)
+    a = const("w", w)
+    same = node_def_pb2.NodeDef()
+    same.CopyFrom(a)
+    assert node_hash(same) == node_hash(a) == node_hash(const("w", w.copy()))
+    other_value = w.copy()
+    other_value[-1, -1] += 1
+    versioned = node_def_pb2.NodeDef()
+    versioned.CopyFrom(a)
+    versioned.attr["value"].tensor.version_number = 2
+    variants = [const("w", other_value), const("w", w.reshape(-1)), const("v", w), versioned,
+                with_attrs(a, _class=["loc:@x"]), const("w", w, control_inputs=["c"])]
+    hashes = {node_hash(n) for n in variants}
+    assert len(hashes) == len(variants) and node_hash(a) not in hashes
+    small = const("s", np.float32(2.0))
+    assert node_hash(small) == hash(small.SerializeToString(deterministic=True))

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
 
 from graphxform import Graph, Match, NodeDef, Replacement, const, copy_node, make_node, with_attrs
-from graphxform.core.nodes import tensor_proto
+from graphxform.core import memory
+from graphxform.core.nodes import raw_tensor_proto
 from graphxform.core.opdefs import attr_str, attr_type
 
 CONV_OPS = frozenset({"Conv2D", "DepthwiseConv2dNative"})
@@ -34,18 +36,21 @@ class Through:
     consts: list[str]  # the batch norm's parameter nodes
 
 
-def _scaled(w2: np.ndarray, s2: np.ndarray, dtype: np.dtype, block: int = 1 << 15) -> np.ndarray:
+def _scaled(w2: np.ndarray, s2: np.ndarray, dtype: np.dtype, block: int = 1 << 13) -> np.ndarray:
     """``w2 * s2`` (2-D, ``s2`` broadcast by rows or columns) in float64, cast to ``dtype``.
 
-    Computed a block of rows at a time, in place in one float64 buffer: the
-    intermediate stays small (256 KiB) however large the weights are.
+    Computed a block of rows at a time in one float64 buffer, allocated once: the intermediate stays small
+    (64 KiB) however large the weights are, and leaves no trail of freed blocks behind.
     """
     out = np.empty(w2.shape, dtype=dtype)
     rows = max(1, block // max(1, w2.shape[1]))
     per_row = s2.shape[0] != 1
+    buf = np.empty((min(rows, w2.shape[0]), w2.shape[1]), dtype=np.float64)
     with np.errstate(all="ignore"):
         for i in range(0, w2.shape[0], rows):
-            part = w2[i:i + rows].astype(np.float64)
+            src = w2[i:i + rows]
+            part = buf[:len(src)]
+            part[...] = src
             np.multiply(part, s2[i:i + rows] if per_row else s2, out=part)
             out[i:i + rows] = part
     return out
@@ -137,18 +142,37 @@ def match_through(graph: Graph, bn: NodeDef, params: dict, step_of: StepFn, cons
     return m
 
 
+def scaled_weights(graph: Graph, name: str, scale: np.ndarray, channels: str) -> tensor_pb2.TensorProto:
+    """The weights of Const ``name`` times ``scale`` per output channel, as a proto. ``channels``: where the output
+    channel is, ``"last"`` (Conv2D's HWIO, MatMul), ``"depthwise"`` (the last two axes, in × multiplier) or
+    ``"rows"`` (MatMul with ``transpose_b``).
+
+    Two copies of the weights at most are alive at once (a model's largest weights are most of its size): the old
+    weights' bytes go before the new array is taken as bytes, that array before the bytes become a proto; and the
+    heap is trimmed then, or the copies just freed, each too small for the next bigger weight, would stay in it."""
+    w = graph.const_value(name)
+    shape, dtype = w.shape, w.dtype
+    if channels == "rows":
+        scaled = _scaled(w, scale[:, None], dtype)
+    else:
+        scaled = _scaled(w.reshape(-1, w.shape[2] * w.shape[3] if channels == "depthwise" else w.shape[-1]),
+                         scale.reshape(1, -1), dtype)
+    del w
+    content = scaled.tobytes()
+    del scaled
+    if len(content) >= memory.MMAP_THRESHOLD_BYTES:
+        memory.trim()
+    value = raw_tensor_proto(dtype, shape, content)
+    del content
+    return value
+
+
 def rewrite_through(match: Match) -> Replacement:
     """Scale each convolution's weights; the batch norm becomes ``BiasAdd(op, offset)`` under its own name."""
     graph, plan = match.graph, match.extra["through"]
     rep = Replacement()
     for conv, (w_node, path), scale in zip(plan.convs, plan.weights, plan.scales):
-        w = graph.const_value(w_node.name)
-        shape, w_dtype = w.shape, w.dtype
-        flat = w.reshape(-1, w.shape[2] * w.shape[3]) if conv.op != "Conv2D" else w.reshape(-1, w.shape[-1])
-        scaled = _scaled(flat, scale.reshape(1, -1), w_dtype).reshape(shape)
-        del w, flat  # (the old weights' bytes go before the new ones are copied into a proto)
-        value = tensor_proto(scaled, w_dtype)
-        del scaled
+        value = scaled_weights(graph, w_node.name, scale, "last" if conv.op == "Conv2D" else "depthwise")
         chain = [conv.name, *path]
         if all(graph.consumer_nodes(n) == [chain[i]] and not graph.is_protected(n) for i, n in enumerate(chain[1:])):
             rep.update.append(with_attrs(w_node, value=value))

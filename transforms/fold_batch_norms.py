@@ -18,7 +18,7 @@ from tensorflow.core.framework import types_pb2
 
 from graphxform import Graph, Match, NodeDef, Replacement, Rule, parse_input, register
 from graphxform.core.frames import colocation_targets
-from graphxform.core.nodes import const, copy_node, make_node, tensor_proto, with_attrs
+from graphxform.core.nodes import const, copy_node, make_node, with_attrs
 from graphxform.core.opdefs import (
     FEED_OPS,
     FUSED_BATCH_NORM_OPS,
@@ -30,7 +30,7 @@ from graphxform.core.opdefs import (
     is_stateful,
 )
 
-from ._bn_through import _scaled, match_through, rewrite_through
+from ._bn_through import match_through, rewrite_through, scaled_weights
 
 log = logging.getLogger(__name__)
 
@@ -397,17 +397,9 @@ class FoldBatchNorms(Rule):
         # ---- the weights
         new_op = copy_node(op)
         if not np.all(scale == 1.0):
-            w = graph.const_value(plan.weights.name)
-            shape, w_dtype = w.shape, w.dtype
-            if op.op == "DepthwiseConv2dNative":
-                scaled = _scaled(w.reshape(-1, w.shape[2] * w.shape[3]), scale.reshape(1, -1), w.dtype)
-            elif op.op == "MatMul" and attr_bool(op, "transpose_b"):
-                scaled = _scaled(w, scale[:, None], w.dtype)
-            else:  # Conv2D (HWIO) and MatMul: the output channel is the last axis
-                scaled = _scaled(w.reshape(-1, w.shape[-1]), scale.reshape(1, -1), w.dtype)
-            del w  # (the old weights' bytes go before the new ones are copied into a proto)
-            value = tensor_proto(scaled.reshape(shape), w_dtype)
-            del scaled
+            channels = ("depthwise" if op.op == "DepthwiseConv2dNative" else
+                        "rows" if op.op == "MatMul" and attr_bool(op, "transpose_b") else "last")
+            value = scaled_weights(graph, plan.weights.name, scale, channels)
             chain = [op.name, *plan.weights_path]  # op <- Identity* <- Const
             protected = graph.protected_nodes()
             exclusive = all(  # control consumers of a Const/Identity do not read its value

@@ -42,10 +42,19 @@ def tensor_proto(value: Any, dtype: Any = None) -> tensor_pb2.TensorProto:
     array = np.asarray(value, dtype=np_dtype)
     if array.dtype.kind in "OSU":
         return tf.make_tensor_proto(array, dtype=dtype)
-    proto = tensor_pb2.TensorProto(dtype=tf.as_dtype(dtype if dtype is not None else array.dtype).as_datatype_enum)
-    for d in array.shape:
+    return raw_tensor_proto(dtype if dtype is not None else array.dtype, array.shape,
+                            np.ascontiguousarray(array).tobytes())
+
+
+def raw_tensor_proto(dtype: Any, shape: Iterable[int], content: bytes) -> tensor_pb2.TensorProto:
+    """A ``TensorProto`` of ``dtype`` and ``shape`` whose ``tensor_content`` is ``content`` (the element bytes).
+
+    For a big value, pass bytes the caller then lets go (``content = array.tobytes(); del array``): a weight then
+    has two copies at most alive at once while it becomes a proto, not three."""
+    proto = tensor_pb2.TensorProto(dtype=tf.as_dtype(dtype).as_datatype_enum)
+    for d in shape:
         proto.tensor_shape.dim.add(size=int(d))
-    proto.tensor_content = np.ascontiguousarray(array).tobytes()
+    proto.tensor_content = content
     return proto
 
 

@@ -10,15 +10,39 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 
-from tensorflow.core.framework import node_def_pb2
+from tensorflow.core.framework import node_def_pb2, tensor_pb2
 
+from graphxform.core.nodes import dtype_itemsize, tensor_nbytes, with_attrs
 from graphxform.engine.report import AppliedRewrite, RunReport
 
 #: Per-step fingerprints kept for oscillation detection between rule boundaries.
 WINDOW = 512
 
 
+#: A Const whose value is at least this many bytes is hashed as its value's bytes beside the rest of the node.
+BIG_CONST_BYTES = 1 << 16
+
+
 def node_hash(node: node_def_pb2.NodeDef) -> int:
+    """A hash of ``node``'s content. A big ``Const`` is not serialized whole (the serialization's buffers take two
+    to three times its value): its value's bytes are hashed beside a serialization of the rest."""
+    value = node.attr.get("value") if node.op == "Const" else None  # (indexing a proto map would insert the key)
+    if value is not None and value.HasField("tensor"):
+        tensor = value.tensor
+        if dtype_itemsize(tensor.dtype) is not None and tensor_nbytes(tensor) >= BIG_CONST_BYTES:
+            shell = with_attrs(node, value=None)
+            rest = shell.attr["value"].tensor
+            for field in tensor.DESCRIPTOR.fields:  # (not ListFields: it would read tensor_content too)
+                name = field.name
+                if name == "tensor_content":
+                    continue
+                item = getattr(tensor, name)
+                if field.message_type is not None and field.label != field.LABEL_REPEATED:
+                    if tensor.HasField(name):
+                        getattr(rest, name).CopyFrom(item)
+                elif item:
+                    rest.MergeFrom(tensor_pb2.TensorProto(**{name: item}))
+            return hash((shell.SerializeToString(deterministic=True), tensor.tensor_content))
     return hash(node.SerializeToString(deterministic=True))
 
 
@@ -38,7 +62,7 @@ class NodeHashes:
         self._cache: dict[str, tuple[node_def_pb2.NodeDef, int]] = {}
 
     def _stored(self, name: str, node: node_def_pb2.NodeDef) -> int:
-        h = hash(node.SerializeToString(deterministic=True))
+        h = hash(node.SerializeToString(deterministic=True)) if node.op != "Const" else node_hash(node)
         self._cache[name] = (node, h)
         return h
 
