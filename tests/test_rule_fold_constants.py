@@ -14,6 +14,7 @@ from graphxform.transforms.fold_constants import FoldConstants
 from tensorflow.core.framework import types_pb2
 
 import graphxform.tf.session as tfrun
+from graphxform.tf import constfold
 from graphxform.core.errors import RuleError
 from graphxform.core.graph import Graph
 from graphxform.core.signature import TensorSpec
@@ -37,6 +38,7 @@ def _explain(graph: Graph, rule: FoldConstants, name: str) -> str | None:
 
 @contextlib.contextmanager
 def count_session_runs(monkeypatch):
+    """The fetches of every ``session.run``."""
     calls: list[list[str]] = []
     real = tfrun.GraphSession.run
 
@@ -47,6 +49,22 @@ def count_session_runs(monkeypatch):
 
     monkeypatch.setattr(tfrun.GraphSession, "run", counting)
     yield calls
+
+
+@contextlib.contextmanager
+def count_evaluations(monkeypatch):
+    """The fetches of every evaluation of the frontier (one batch: without a session run when TensorFlow computes
+    them all so, else one ``session.run``), and the fetches of each ``session.run`` among them."""
+    calls: list[list[str]] = []
+    real = constfold._Evaluator._fetch  # noqa: SLF001
+
+    def counting(self, todo, needed):
+        calls.append([f"{n}:{p}" for n, ports in todo.items() for p in ports])
+        return real(self, todo, needed)
+
+    monkeypatch.setattr(constfold._Evaluator, "_fetch", counting)  # noqa: SLF001
+    with count_session_runs(monkeypatch) as runs:
+        yield calls, runs
 
 
 def _model(gd, outputs: dict[str, str], inputs: dict[str, str] | None = None) -> Model:
@@ -87,7 +105,7 @@ def test_add_of_consts_becomes_one_const():
     assert_close(run(g, {"x:0": X}, ["y:0"]), run(gd, {"x:0": X}, ["y:0"]))
 
 
-def test_chain_folds_fully_in_one_round_with_one_session_run(monkeypatch):
+def test_chain_folds_fully_in_one_round_with_one_evaluation_and_no_session(monkeypatch):
     def build():
         x = _ph()
         c = tf.constant(np.arange(6, dtype=np.float32).reshape(2, 3), name="c")
@@ -101,11 +119,12 @@ def test_chain_folds_fully_in_one_round_with_one_session_run(monkeypatch):
     gd = graph_def_of(build)
     g = Graph(gd)
     n_before = len(g)
-    with count_session_runs(monkeypatch) as calls:
+    with count_evaluations(monkeypatch) as (calls, runs):
         report = run_pipeline(g, [FoldConstants()])
     assert g.lint() == []
-    assert len(calls) == 1, calls  # both frontier tensors, one session.run, in round 1
+    assert len(calls) == 1, calls  # both frontier tensors, one evaluation, in round 1
     assert sorted(calls[0]) == ["chain_end:0", "other_end:0"]
+    assert runs == []  # a few small values: computed without starting a session
     assert report.counts == {"fold_constants": 2} and report.rounds == 2  # round 2 found nothing
     assert sorted(n.op for n in g) == ["AddV2", "Const", "Const", "MatMul", "Placeholder"]
     assert len(g) < n_before
@@ -213,7 +232,7 @@ def test_huge_fill_refused_from_static_shape_without_allocating(monkeypatch):
     g = Graph(graph_def_of(build))
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    with count_session_runs(monkeypatch) as calls:
+    with count_evaluations(monkeypatch) as (calls, _):
         report = run_pipeline(g, [FoldConstants()])
     seconds = time.perf_counter() - t0
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
@@ -466,9 +485,9 @@ def test_explain_gives_a_reason_per_node_without_evaluating(monkeypatch):
         tf.add(x, tf.reduce_max(tf.fill([30000, 30000], 1.0, name="big")), name="y3")
 
     g = Graph(graph_def_of(build))
-    with count_session_runs(monkeypatch) as calls:
+    with count_evaluations(monkeypatch) as (calls, runs):
         reasons = dict(explain(g, FoldConstants()))
-    assert calls == []  # static analysis only: one import, no session.run
+    assert calls == runs == []  # static analysis only: one import, nothing evaluated
     assert set(reasons) == set(g.node_names)
     assert reasons["s"] is None
     assert "already a Const" in reasons["a"]
@@ -610,3 +629,110 @@ def test_later_run_sees_a_new_reader_of_a_constant_kept_over_budget(monkeypatch)
     assert runs == 2  # the kept node got a reader: a full run decides
     _same(inc.graph, ref.graph)
     assert_close(run(inc.graph, {"x:0": X}, ["out:0"]), [X * 1.5 + 3.0])
+
+
+# ----------------------------------------------------------------- without a session
+def test_few_small_folds_are_computed_without_a_session_exactly_as_one_would(monkeypatch):
+    """Shape vectors and small constants (few fetches, 64 KiB in all at most) are computed by TensorFlow's own
+    constant evaluator (``TF_TryEvaluateConstant``): no session, no runtime started, the session's values bit for
+    bit. A bigger fold still runs one session."""
+    def build():
+        x = _ph((2, 64))
+        shape = tf.concat([tf.constant([2]), tf.strided_slice(tf.constant([8, 8, 3]), [0], [2])], 0, name="shape")
+        k = tf.sqrt(tf.exp(tf.constant(np.linspace(0.1, 1.0, 64, dtype=np.float32))) + 1.0, name="k")
+        tf.reshape(x * k, shape, name="y")
+
+    gd = graph_def_of(build)
+    g = Graph(gd)
+    g.protected.update({"x", "y"})
+    with count_evaluations(monkeypatch) as (calls, runs):
+        run_pipeline(g, [FoldConstants()])
+    assert sorted(calls[0]) == ["k:0", "shape:0"] and runs == []
+    with tfrun.GraphSession(gd, optimize=False) as s:
+        want = s.run({}, ["shape:0", "k:0"])
+    for name, value in zip(["shape", "k"], want, strict=True):
+        assert g.node(name).op == "Const"
+        got = g.const_value(name)
+        assert got.dtype == value.dtype and got.tobytes() == value.tobytes()
+    assert_close(run(g, {"x:0": np.ones((2, 64), np.float32)}, ["y:0"]),
+                 run(gd, {"x:0": np.ones((2, 64), np.float32)}, ["y:0"]), rtol=0, atol=0)
+
+    def big():
+        x = _ph((128, 256))
+        tf.add(x, tf.ones([128, 256]) * 2.0, name="y")  # a 128 KiB value: over the quick path's limit
+
+    g = Graph(graph_def_of(big))
+    g.protected.update({"x", "y"})
+    with count_evaluations(monkeypatch) as (calls, runs):
+        assert run_pipeline(g, [FoldConstants()]).counts == {"fold_constants": 1}
+    assert len(calls) == 1 and runs == calls
+
+
+def test_what_the_constant_evaluator_cannot_give_is_fetched_by_one_session_run(monkeypatch):
+    def build():
+        x = _ph()
+        tf.add(x, tf.constant(1.0) + 2.0, name="y")
+        tf.multiply(x, tf.constant(3.0) * 4.0, name="z")
+
+    g = Graph(graph_def_of(build))
+    g.protected.update({"x", "y", "z"})
+    real = tfrun.CGraph.evaluate_constant
+    monkeypatch.setattr(tfrun.CGraph, "evaluate_constant",
+                        lambda self, t: None if t == "mul:0" else real(self, t))
+    with count_evaluations(monkeypatch) as (calls, runs):
+        assert run_pipeline(g, [FoldConstants()]).counts == {"fold_constants": 2}
+    assert sorted(calls[0]) == ["add:0", "mul:0"] and runs == [["mul:0"]]
+    assert float(g.const_value("add")) == 3.0 and float(g.const_value("mul")) == 12.0
+
+
+def test_a_c_api_session_starts_only_when_a_value_needs_it():
+    def build():
+        tf.add(tf.constant([1, 2]), tf.constant([3, 4]), name="s")
+
+    with tfrun.GraphSession(graph_def_of(build), optimize=False, c_api=True) as s:
+        assert s.evaluate_constant("s:0").tolist() == [4, 6]
+        assert s.c_graph.session is None
+        assert s.run({}, ["s"])[0].tolist() == [4, 6] and s.c_graph.session is not None
+
+
+def test_reshape_of_a_constant_folds_by_relabeling_its_shape(monkeypatch):
+    """``Reshape(Const, Const shape)``: the constant's own tensor under the new shape (an encoding kept: a splat stays
+    a splat), nothing evaluated; a shape that does not fit is TensorFlow's to refuse."""
+    from graphxform.tf.constant_analysis import reshaped_const
+
+    w = np.arange(4096, dtype=np.float32)
+
+    def build():
+        x = _ph((2, 64))
+        y = tf.matmul(x, tf.reshape(tf.constant(w), [64, -1], name="w2d"))
+        tf.add(y, tf.reshape(tf.constant(0.5, shape=[4, 16]), [-1], name="splat"), name="y")
+
+    gd = graph_def_of(build)
+    g = Graph(gd)
+    assert reshaped_const(g, g.node("y")) is None  # not a Reshape
+    g.protected.update({"x", "y"})
+    with count_evaluations(monkeypatch) as (calls, runs):
+        assert run_pipeline(g, [FoldConstants()]).counts == {"fold_constants": 2}
+    assert calls == [] and runs == []
+    w2d, splat = g.node("w2d").attr["value"].tensor, g.node("splat").attr["value"].tensor
+    assert [d.size for d in w2d.tensor_shape.dim] == [64, 64] and w2d.tensor_content == w.tobytes()
+    assert [d.size for d in splat.tensor_shape.dim] == [64] and list(splat.float_val) == [0.5]
+    x = np.random.default_rng(0).standard_normal((2, 64)).astype(np.float32)
+    assert_close(run(g, {"x:0": x}, ["y:0"]), run(gd, {"x:0": x}, ["y:0"]), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape", [[-1, -1], [3, -1], [0, -1], [-2, 8], [4, 4]])
+def test_reshape_to_a_shape_that_does_not_fit_is_not_relabeled(shape):
+    """(TensorFlow refuses such a graph when it is built: made node by node here, as a broken file would hold it.)"""
+    from tensorflow.core.framework import graph_pb2
+
+    from graphxform.core.nodes import const, make_node
+    from graphxform.tf.constant_analysis import reshaped_const
+
+    gd = graph_pb2.GraphDef()
+    gd.node.extend([const("t", np.zeros(32, np.float32)), const("s", np.array(shape, np.int32)),
+                    make_node("Reshape", "r", ["t", "s"], attrs={"T": tf.float32, "Tshape": tf.int32})])
+    g = Graph(gd)
+    assert reshaped_const(g, g.node("r")) is None
+    gd.node[1].CopyFrom(const("s", np.array([4, 8], np.int32)))  # one that fits: relabeled
+    assert [d.size for d in reshaped_const(Graph(gd), gd.node[2]).tensor_shape.dim] == [4, 8]

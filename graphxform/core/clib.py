@@ -57,6 +57,7 @@ def lib() -> ctypes.CDLL:
         "TF_DeleteSession": (None, [vp, vp]),
         "TF_GraphOperationByName": (vp, [vp, ctypes.c_char_p]),
         "TF_OperationNumOutputs": (ctypes.c_int, [vp]),
+        "TF_TryEvaluateConstant": (ctypes.c_ubyte, [vp, Output, ctypes.POINTER(vp), vp]),
         "TF_SessionRun": (None, [vp, vp, ctypes.POINTER(Output), ctypes.POINTER(vp), ctypes.c_int,
                                  ctypes.POINTER(Output), ctypes.POINTER(vp), ctypes.c_int,
                                  ctypes.POINTER(vp), ctypes.c_int, vp, vp]),

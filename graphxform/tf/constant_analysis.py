@@ -8,13 +8,15 @@ those get new values (:mod:`graphxform.tf.constfold` evaluates them). Nothing he
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from tensorflow.core.framework import node_def_pb2, types_pb2
+from tensorflow.core.framework import node_def_pb2, tensor_pb2, types_pb2
 
 from graphxform.core.graph import Graph
+from graphxform.core.memory import tensor_elements
 from graphxform.core.names import parse_input
 from graphxform.core.opdefs import (
     CONTROL_OPS,
@@ -311,6 +313,34 @@ def pass_through_source(graph: Graph, node: node_def_pb2.NodeDef) -> node_def_pb
     return src_node if src_node is not None and src_node.op == "Const" and port == 0 else None
 
 
+def reshaped_const(graph: Graph, node: node_def_pb2.NodeDef) -> tensor_pb2.TensorProto | None:
+    """The value of ``Reshape(Const, Const shape)`` without evaluating it: the constant's tensor under the new shape
+    (a reshape moves no element; a splat stays one). ``None`` for any other node, or a shape that does not fit
+    (TensorFlow then says why)."""
+    if node.op != "Reshape":
+        return None
+    data = graph.data_inputs(node.name)
+    if len(data) != 2:
+        return None
+    src, shape = (graph.get(n) if p == 0 else None for n, p, _ in map(parse_input, data))
+    if src is None or shape is None or src.op != "Const" or shape.op != "Const" or "value" not in src.attr:
+        return None
+    dims = [int(d) for d in graph.const_value(shape.name).reshape(-1)]
+    elements = tensor_elements(src.attr["value"].tensor)
+    known = math.prod(d for d in dims if d != -1)
+    if dims.count(-1) > 1 or any(d < -1 for d in dims) or (-1 in dims and (known == 0 or elements % known)):
+        return None
+    dims = [elements // known if d == -1 else d for d in dims]
+    if math.prod(dims) != elements:
+        return None
+    value = tensor_pb2.TensorProto()
+    value.CopyFrom(src.attr["value"].tensor)
+    del value.tensor_shape.dim[:]
+    for d in dims:
+        value.tensor_shape.dim.add(size=d)
+    return value
+
+
 def duplicate_reason(graph: Graph, node: node_def_pb2.NodeDef) -> str | None:
     """Why folding pass-through ``node`` (an ``Identity`` of a ``Const``) would copy the constant, or ``None``."""
     src = pass_through_source(graph, node)
@@ -323,4 +353,4 @@ def duplicate_reason(graph: Graph, node: node_def_pb2.NodeDef) -> str | None:
             "constant (remove_identity handles it)")
 
 
-__all__ = ["ConstantAnalysis", "duplicate_reason", "own_reason", "pass_through_source"]
+__all__ = ["ConstantAnalysis", "duplicate_reason", "own_reason", "pass_through_source", "reshaped_const"]

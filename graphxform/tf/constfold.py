@@ -37,10 +37,10 @@ from graphxform.core import memory
 from graphxform.core.errors import GraphxformError, RuleError
 from graphxform.core.graph import Graph
 from graphxform.core.names import parse_input
-from graphxform.core.nodes import tensor_proto
+from graphxform.core.nodes import tensor_nbytes, tensor_proto
 from graphxform.core.opdefs import output_dtypes
 from graphxform.savedmodel.wire import field_prefix
-from graphxform.tf.constant_analysis import ConstantAnalysis, duplicate_reason, pass_through_source
+from graphxform.tf.constant_analysis import ConstantAnalysis, duplicate_reason, pass_through_source, reshaped_const
 from graphxform.tf.session import GraphSession
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,9 @@ _CONTENT_DTYPES = frozenset(np.dtype(t) for t in ("float16", "float32", "float64
 _NODE_IN_MESSAGE = re.compile(r"\{\{node ([^}]+)\}\}")
 #: Outputs bigger than this (or than the budget, if larger) are never evaluated.
 EVAL_LIMIT_BYTES = 256 * 1024 * 1024
+#: At most this many fetches of this many bytes in all are evaluated without a session run.
+QUICK_FETCHES = 64
+QUICK_BYTES = 64 * 1024
 
 
 @dataclass
@@ -229,6 +232,10 @@ class _Evaluator:
                     return None
                 self.values.setdefault(f"{name}:0", src.attr["value"].tensor)
                 continue
+            if node.op == "Reshape" and f"{name}:0" not in self.values:  # (a weight reshaped: no session for it)
+                value = reshaped_const(self.graph, node)
+                if value is not None and tensor_nbytes(value) <= self.max_bytes:
+                    self.values[f"{name}:0"] = value
             missing = [p for p in ports if f"{name}:{p}" not in self.values]
             if missing:
                 todo[name] = missing
@@ -238,8 +245,12 @@ class _Evaluator:
         """One ``session.run`` for every tensor in ``todo``; False if something dropped out."""
         fetch_names = [f"{n}:{p}" for n, ports in todo.items() for p in ports]
         try:
-            self.session_runs += 1
-            fetched = self.session.run({}, fetch_names)
+            fetched = self._evaluated(fetch_names)
+            rest = [t for t, v in zip(fetch_names, fetched, strict=True) if v is None]
+            if rest:
+                self.session_runs += 1
+                values = iter(self.session.run({}, rest))
+                fetched = [next(values) if v is None else v for v in fetched]
         except tf.errors.OpError as exc:
             culprit = _failing_node(exc, needed)
             if culprit is not None:
@@ -269,6 +280,19 @@ class _Evaluator:
             else:
                 self.values[tname] = tf.make_tensor_proto(value, dtype=dtype)
         return ok
+
+    def _evaluated(self, fetch_names: list[str]) -> list[np.ndarray | None]:
+        """The values TensorFlow computes without a session run (``None`` for the others): only when the fetches
+        are few and small, as the folds of shape vectors and small constants are (a session starts TensorFlow's
+        runtime: its thread pools and buffers cost more than such values, in time and memory)."""
+        if len(fetch_names) > QUICK_FETCHES:
+            return [None] * len(fetch_names)
+        total = 0
+        for t in fetch_names:
+            nbytes = _static_nbytes(*self.session.static_shape(t))
+            if nbytes is None or (total := total + nbytes) > QUICK_BYTES:
+                return [None] * len(fetch_names)
+        return [self.session.evaluate_constant(t) for t in fetch_names]
 
     def run(self, *, fetch: bool = True) -> FoldResult:
         """Evaluate the frontier (``fetch=False``: only the static checks, no ``session.run``)."""

@@ -92,6 +92,11 @@ class GraphSession:
         fetch_list = [self.tf_graph.get_tensor_by_name(canon(f)) for f in fetches]
         return self.session.run(fetch_list, feed_dict=self._feed(feeds))
 
+    def evaluate_constant(self, tensor: str) -> np.ndarray | None:
+        """``tensor`` 's value computed without a session run when TensorFlow can (``c_api=True`` only; see
+        :meth:`CGraph.evaluate_constant`), else ``None``."""
+        return self.c_graph.evaluate_constant(canon(tensor)) if self.c_graph is not None else None
+
     def static_shape(self, tensor: str) -> tuple[tf.DType, list[int | None] | None]:
         """The dtype and the static shape TensorFlow's shape inference gives ``tensor`` (``None``: unknown rank;
         ``None`` entries: unknown dimensions)."""
@@ -130,18 +135,38 @@ class CGraph:
         except ShapeGraphError as exc:
             raise GraphxformError(f"TensorFlow refused the graph: {exc}") from None
         self.graph: int | None = self.shapes.graph
-        status = clib.Status()
+        self._config = config  # the session is created on the first run (constants may need none)
+
+    def _session(self) -> int:
+        if self.session is not None:
+            return self.session
+        lib, status = self.lib, clib.Status()
         opts = lib.TF_NewSessionOptions()
         try:
-            data = config.SerializeToString()
+            data = self._config.SerializeToString()
             lib.TF_SetConfig(opts, ctypes.create_string_buffer(data, len(data)), len(data), status.ptr)
             session = lib.TF_NewSession(self.graph, opts, status.ptr)
         finally:
             lib.TF_DeleteSessionOptions(opts)
         if status.code != 0:
-            self.close()
             raise GraphxformError(f"TensorFlow could not create a session: {status.message}")
         self.session = session
+        return session
+
+    def evaluate_constant(self, tensor: str) -> np.ndarray | None:
+        """The value of ``tensor`` when TensorFlow's shape inference can compute it from constants alone
+        (``TF_TryEvaluateConstant``: its own evaluator, one thread, no session or runtime to start), else ``None``
+        (a session run computes it, or says why it cannot)."""
+        result = ctypes.c_void_p()
+        status = clib.Status()
+        evaluated = self.lib.TF_TryEvaluateConstant(self.graph, self._output(tensor), ctypes.byref(result),
+                                                    status.ptr)
+        if not result.value:
+            return None
+        try:
+            return capi._from_tensor(result.value) if evaluated and status.code == 0 else None  # noqa: SLF001
+        finally:
+            capi._delete_tensor(result.value)  # noqa: SLF001
 
     def _output(self, tensor: str) -> clib.Output:
         name, port, _ = parse_input(tensor)
@@ -179,7 +204,7 @@ class CGraph:
                 value, dtype_enum = capi._feed_dtype(feeds[name])  # noqa: SLF001
                 dtypes.append(dtype_enum)
                 in_values[i] = capi._to_tensor(value, dtype_enum)  # noqa: SLF001
-            lib.TF_SessionRun(self.session, None, inputs, in_values, len(names), outputs, out_values, len(fetches),
+            lib.TF_SessionRun(self._session(), None, inputs, in_values, len(names), outputs, out_values, len(fetches),
                               None, 0, None, status.ptr)
             if status.code != 0:
                 raise tf.errors.OpError(None, None, status.message, status.code)
