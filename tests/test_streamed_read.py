@@ -215,26 +215,24 @@ def test_trimmer_does_not_count_the_nodes_something_else_holds(monkeypatch):
     assert calls == [1] and trimmer.trims == 1  # the two others' 120,000 elements
 
 
-def _matmul_bn_graph(rows: int, cols: int, twin: bool = False) -> graph_pb2.GraphDef:
-    """``x @ W`` then a batch norm (a Mul and an Add by constants), ``W`` of ``rows × cols``; ``twin``: a second
-    MatMul by an equal copy of ``W``, summed in (merge_duplicates reads both weights whole to compare them)."""
+def _matmul_bn_graph(rows: int, cols: int) -> graph_pb2.GraphDef:
+    """``x @ W`` then a batch norm (a Mul and an Add by constants), ``W`` of ``rows × cols``."""
     rng = np.random.default_rng(3)
     w = rng.standard_normal((rows, cols)).astype(np.float32)
     g = tf.Graph()
     with g.as_default():
         x = tf.compat.v1.placeholder(tf.float32, [None, rows], name="x")
         y = tf.matmul(x, tf.constant(w, name="w"))
-        if twin:
-            y = y + tf.matmul(x, tf.constant(w, name="w_twin"))
         s = rng.uniform(0.5, 2.0, cols).astype(np.float32)
         tf.add(y * tf.constant(s), tf.constant(rng.standard_normal(cols).astype(np.float32)), name="y")
     return g.as_graph_def()
 
 
 @pytest.mark.parametrize("rows, trims", [(8, 0), (200, 1)])
-def test_a_run_trims_once_rules_made_a_weight_over_the_threshold(monkeypatch, rows, trims):
-    """Folding a weight frees the copies it was made from: a weight of more than ``TRIM_ELEMENTS`` elements gives
-    them back (a trim as the rule makes it, one as the run stores it), a small one leaves the heap alone."""
+def test_folding_a_weight_over_glibcs_threshold_trims_before_its_proto_is_made(monkeypatch, rows, trims):
+    """fold_batch_norms frees the copies a weight was made from (read, scaled, turned into bytes): for a weight of
+    128 KiB or more the heap is trimmed then, or those copies, each too small for the next bigger weight, would
+    stay in it. A small weight leaves the heap alone."""
     from graphxform.core.graph import Graph
     from graphxform.engine.pipeline import build_pipeline
     from graphxform.engine.runner import run_pipeline
@@ -242,7 +240,7 @@ def test_a_run_trims_once_rules_made_a_weight_over_the_threshold(monkeypatch, ro
     calls = []
     monkeypatch.setattr(memory, "trim", lambda: calls.append(1))
     cols = 256
-    assert (rows * cols > memory.TRIM_ELEMENTS) == bool(trims)
+    assert (rows * cols * 4 >= memory.MMAP_THRESHOLD_BYTES) == bool(trims)
     gd = _matmul_bn_graph(rows, cols)
     x = np.random.default_rng(4).standard_normal((3, rows)).astype(np.float32)
     before = run_graph_def(gd, {"x:0": x}, ["y:0"])[0]
@@ -250,27 +248,6 @@ def test_a_run_trims_once_rules_made_a_weight_over_the_threshold(monkeypatch, ro
     graph.protected.update({"x", "y"})
     report = run_pipeline(graph, build_pipeline("fold_batch_norms"))
     assert report.counts == {"fold_batch_norms": 1} and "Mul" not in {n.op for n in graph}
-    assert len(calls) == (3 if trims else 0)  # the rule's, the rewrite's, the store's
+    assert len(calls) == trims
     np.testing.assert_allclose(run_graph_def(graph.to_graph_def(), {"x:0": x}, ["y:0"])[0], before,
                                rtol=1e-5, atol=1e-5)
-
-
-def test_merge_duplicates_trims_after_reading_big_weights_whole(monkeypatch):
-    from graphxform.core.graph import Graph
-    from graphxform.engine.pipeline import build_pipeline
-    from graphxform.engine.runner import run_pipeline
-
-    calls = []
-    monkeypatch.setattr(memory, "trim", lambda: calls.append(1))
-    gd = _matmul_bn_graph(200, 256, twin=True)  # two equal 51,200-element weights
-    graph = Graph(gd)
-    graph.protected.update({"x", "y"})
-    report = run_pipeline(graph, build_pipeline("merge_duplicates"))
-    assert report.counts == {"merge_duplicates": 1}
-    assert [n.name for n in graph.nodes_by_op("MatMul")] == ["MatMul"]  # the twin's MatMul merged too
-    assert "w_twin" not in graph and calls  # both digested (and compared): their copies given back
-    small = Graph(_matmul_bn_graph(8, 256, twin=True))
-    small.protected.update({"x", "y"})
-    calls.clear()
-    run_pipeline(small, build_pipeline("merge_duplicates"))
-    assert "w_twin" not in small and calls == []

@@ -18,7 +18,6 @@ from collections.abc import Callable, Hashable
 from tensorflow.core.framework import attr_value_pb2
 
 from graphxform import Context, NodeDef, Pass, Replacement, colocation, parse_input, register
-from graphxform.core import memory
 from graphxform.core.collector import gc_paused
 from graphxform.core.graph import Graph
 from graphxform.core.opdefs import CONTROL_FLOW_OPS, FEED_OPS, is_stateful
@@ -99,24 +98,6 @@ def _input_key(node: NodeDef, rep: Callable[[str], str]) -> tuple[tuple, frozens
         else:
             data.append((rep(src), port))
     return tuple(data), frozenset(ctrl)
-
-
-class _Reads:
-    """A run's attribute digests and comparisons. Each reads a big Const's bytes whole (a copy, let go at once):
-    the elements read count towards a heap trim, or the copies of each size of weight would leave their holes."""
-
-    def __init__(self) -> None:
-        self.trimmer = memory.Trimmer()
-
-    def digest(self, node: NodeDef) -> int:
-        d = _attr_digest(node)
-        self.trimmer.let_go(memory.const_elements(node))
-        return d
-
-    def same(self, a: NodeDef, b: NodeDef) -> bool:
-        equal = attr_difference(a, b) is None
-        self.trimmer.let_go(memory.const_elements(a) + memory.const_elements(b))
-        return equal
 
 
 # ----------------------------------------------------------------- graph facts
@@ -200,17 +181,16 @@ class MergeDuplicates(Pass):
         with gc_paused():
             state: MergeState | None = ctx.pop("merge_state")
             facts = _Facts(graph, state.colocated if ctx.incremental and state is not None else None)
-            reads = _Reads()
             if ctx.incremental and state is not None:
                 survivor_of = state.update(
-                    graph, facts.key(graph), _node_key, reads.digest, reads.same,
+                    graph, facts.key(graph), _node_key, _attr_digest, lambda a, b: attr_difference(a, b) is None,
                     facts.unmergeable, lambda n: facts.unremovable(graph, n))
                 if survivor_of is not None:
                     ctx.set("merge_state", state)
                     state.pending = len(survivor_of)
                     return self._replacements(graph, facts, survivor_of)
                 log.debug("merge_duplicates: the changes since the last run need a full scan")
-            return self._run(graph, ctx, facts, reads)
+            return self._run(graph, ctx, facts)
 
     def applied(self, graph: Graph, ctx: Context) -> None:
         """Record the nodes as the merges left them (the consumers of the duplicates were rewired)."""
@@ -224,7 +204,7 @@ class MergeDuplicates(Pass):
         state.pending = 0
         state.record(graph)
 
-    def _run(self, graph: Graph, ctx: Context, facts: _Facts, reads: _Reads) -> list[Replacement]:
+    def _run(self, graph: Graph, ctx: Context, facts: _Facts) -> list[Replacement]:
         scan = _Scan(graph)
         state = MergeState(scan.seen, facts.key(graph), facts.colocated_with, ()) if not scan.cyclic else None
         if scan.cyclic:
@@ -268,16 +248,16 @@ class MergeDuplicates(Pass):
                 buckets[key] = name
                 continue
             if isinstance(bucket, str):
-                bucket = buckets[key] = {reads.digest(graph.node(bucket)): [bucket]}
-            members = bucket.setdefault(reads.digest(node), [])
+                bucket = buckets[key] = {_attr_digest(graph.node(bucket)): [bucket]}
+            members = bucket.setdefault(_attr_digest(node), [])
             if facts.unremovable(graph, name) is None:
-                survivor = next((m for m in members if reads.same(graph.node(m), node)), None)
+                survivor = next((m for m in members if attr_difference(graph.node(m), node) is None), None)
                 if survivor is not None:
                     survivor_of[name] = survivor
                     if state is not None:
                         state.forget(name)
                     continue
-            elif state is not None and any(reads.same(graph.node(m), node) for m in members):
+            elif state is not None and any(attr_difference(graph.node(m), node) is None for m in members):
                 state.extras += 1
             members.append(name)
         if state is not None:

@@ -13,10 +13,10 @@ when they close, memory the next tensors (served by ``mmap``) cannot reuse.
   ResNet50's transform takes ~40 % longer): the ``transform`` command sets it for its own process; library
   calls (``TransformGraph``, :func:`graphxform.jobs.transform.transform`) leave the caller's allocator alone;
 * :func:`trim`: hand the heap's free pages back (``malloc_trim``), after a phase that freed much (a TensorFlow
-  session closed, a run of the rules over); :class:`Trimmer` trims as big tensors come and go one by one (the
-  copies a rule makes new weights from, the weights merge_duplicates reads to compare them, the nodes moved
-  into the output), so the holes of each size of weight do not add up. No garbage collection is forced: a
-  full one in the caller's process costs more time than it gives back memory.
+  session closed, a run of the rules over, a folded weight's copies let go); :class:`Trimmer` trims as big
+  tensors are let go one by one (the nodes moved into the output), so the holes of each size of weight do not
+  add up. No garbage collection is forced: a full one in the caller's process costs more time than it gives
+  back memory.
 
 Both do nothing where the C library is not glibc.
 """
@@ -26,7 +26,7 @@ import ctypes
 import logging
 import os
 import platform
-from collections.abc import Container, Iterable
+from collections.abc import Container
 from functools import lru_cache
 from typing import Any
 
@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 #: glibc's ``M_MMAP_THRESHOLD`` ``mallopt`` parameter, and its default value.
 _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 128 * 1024
-#: A :class:`Trimmer` trims after each this many elements let go (in float32, glibc's threshold above): a trim
-#: costs well under a millisecond even in a process of gigabytes, a hole the size of a weight stays for good.
-TRIM_ELEMENTS = MMAP_THRESHOLD_BYTES // 4
+#: A :class:`Trimmer` trims after each this many elements let go (512 KiB of float32): each trim gives back what
+#: the next weights would not reuse, and costs, with the pages touched again after it, ~0.3 ms.
+TRIM_ELEMENTS = 1 << 17
 
 
 @lru_cache(maxsize=1)
@@ -101,13 +101,6 @@ class Trimmer:
             self.count = 0
             self.trims += 1
             trim()
-
-    def made(self, *groups: Iterable[Any]) -> None:
-        """Count the elements of the ``Const`` s among ``groups`` of new nodes: the copies of their values a rule
-        made them from (a weight read, scaled, written) were let go."""
-        for nodes in groups:
-            for node in nodes:
-                self.let_go(const_elements(node))
 
     def passing(self, node: Any) -> Any:
         """``node``, about to be let go: counts its tensor's elements (the trim they call for comes one node later,

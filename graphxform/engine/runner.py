@@ -37,7 +37,6 @@ from typing import IO, Any
 
 from tensorflow.core.framework import node_def_pb2
 
-from graphxform.core import memory
 from graphxform.core.collector import gc_paused
 from graphxform.core.errors import FixpointError, GraphError, GraphxformError, RuleError
 from graphxform.core.graph import Delta, Graph
@@ -107,7 +106,6 @@ class _Engine:
         self.round = 0
         self.fp = 0  # XOR of node hashes, relative to the start
         self.hashes = NodeHashes()
-        self.trimmer = memory.Trimmer()  # the copies new constants (folded weights) were made from go back as they go
         self._sig_state = self._signature_state()  # every signature tensor; renames come through replace_uses
         self.termination = Termination(report, max_steps)
         self._set_reach(rules)
@@ -283,7 +281,6 @@ class _Engine:
             return None
         if rep is None or rep.is_empty():
             return None
-        self.trimmer.made(rep.update, rep.add)  # (the copies the rule made its new constants from were let go)
         return rep, m.matched(node, name)
 
     def _rule_failed(self, st: _RuleState, anchor: str, exc: Exception, where: str) -> None:
@@ -355,7 +352,6 @@ class _Engine:
             raise RuleError(f"rule {rule!r}{at} produced an invalid rewrite: {exc}; the graph may be half-rewritten, "
                             "start again from the input") from exc
         delta, changed = self.hashes.change(recorded.before, graph.get)
-        self.trimmer.made(rep.update, rep.add)  # (and the fingerprint's copies of them)
         recorded.touched.update(map(node_name, set(rep.replace.values())))
         return recorded, removed, delta, changed
 
