@@ -668,6 +668,22 @@ def test_few_small_folds_are_computed_without_a_session_exactly_as_one_would(mon
     assert len(calls) == 1 and runs == calls
 
 
+def test_folds_from_many_nodes_or_big_constants_run_one_session(monkeypatch):
+    """Each fetch's constant subgraph is evaluated on its own without a session: a small value computed from a
+    big constant (or from many nodes) goes to one session run instead, which computes their shared part once."""
+    def build():
+        x = _ph((2, 1))
+        w = tf.constant(np.ones((512, 1024), np.float32))  # 2 MiB
+        tf.add(x, tf.reduce_sum(w) + tf.reduce_mean(w), name="y")
+
+    g = Graph(graph_def_of(build))
+    g.protected.update({"x", "y"})
+    with count_evaluations(monkeypatch) as (calls, runs):
+        assert run_pipeline(g, [FoldConstants()]).counts == {"fold_constants": 1}
+    assert len(calls) == 1 and runs == calls
+    assert float(g.const_value("add")) == 512 * 1024 + 1.0
+
+
 def test_what_the_constant_evaluator_cannot_give_is_fetched_by_one_session_run(monkeypatch):
     def build():
         x = _ph()
@@ -721,7 +737,7 @@ def test_reshape_of_a_constant_folds_by_relabeling_its_shape(monkeypatch):
     assert_close(run(g, {"x:0": x}, ["y:0"]), run(gd, {"x:0": x}, ["y:0"]), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("shape", [[-1, -1], [3, -1], [0, -1], [-2, 8], [4, 4]])
+@pytest.mark.parametrize("shape", [[-1, -1], [3, -1], [0, -1], [-2, 8], [4, 4], 32])
 def test_reshape_to_a_shape_that_does_not_fit_is_not_relabeled(shape):
     """(TensorFlow refuses such a graph when it is built: made node by node here, as a broken file would hold it.)"""
     from tensorflow.core.framework import graph_pb2

@@ -325,7 +325,10 @@ def reshaped_const(graph: Graph, node: node_def_pb2.NodeDef) -> tensor_pb2.Tenso
     src, shape = (graph.get(n) if p == 0 else None for n, p, _ in map(parse_input, data))
     if src is None or shape is None or src.op != "Const" or shape.op != "Const" or "value" not in src.attr:
         return None
-    dims = [int(d) for d in graph.const_value(shape.name).reshape(-1)]
+    value = graph.const_value(shape.name)
+    if value.ndim != 1:
+        return None
+    dims = [int(d) for d in value]
     elements = tensor_elements(src.attr["value"].tensor)
     known = math.prod(d for d in dims if d != -1)
     if dims.count(-1) > 1 or any(d < -1 for d in dims) or (-1 in dims and (known == 0 or elements % known)):
@@ -333,7 +336,7 @@ def reshaped_const(graph: Graph, node: node_def_pb2.NodeDef) -> tensor_pb2.Tenso
     dims = [elements // known if d == -1 else d for d in dims]
     if math.prod(dims) != elements:
         return None
-    value = tensor_pb2.TensorProto()
+    value = tensor_pb2.TensorProto()  # (a copy: the constant may have other consumers)
     value.CopyFrom(src.attr["value"].tensor)
     del value.tensor_shape.dim[:]
     for d in dims:

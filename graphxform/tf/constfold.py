@@ -52,9 +52,12 @@ _CONTENT_DTYPES = frozenset(np.dtype(t) for t in ("float16", "float32", "float64
 _NODE_IN_MESSAGE = re.compile(r"\{\{node ([^}]+)\}\}")
 #: Outputs bigger than this (or than the budget, if larger) are never evaluated.
 EVAL_LIMIT_BYTES = 256 * 1024 * 1024
-#: At most this many fetches of this many bytes in all are evaluated without a session run.
+#: At most this many fetches of this many bytes in all are evaluated without a session run, from at most this many
+#: nodes whose constants hold this many bytes in all.
 QUICK_FETCHES = 64
 QUICK_BYTES = 64 * 1024
+QUICK_NODES = 256
+QUICK_INPUT_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -245,7 +248,7 @@ class _Evaluator:
         """One ``session.run`` for every tensor in ``todo``; False if something dropped out."""
         fetch_names = [f"{n}:{p}" for n, ports in todo.items() for p in ports]
         try:
-            fetched = self._evaluated(fetch_names)
+            fetched = self._evaluated(fetch_names, needed)
             rest = [t for t, v in zip(fetch_names, fetched, strict=True) if v is None]
             if rest:
                 self.session_runs += 1
@@ -281,17 +284,22 @@ class _Evaluator:
                 self.values[tname] = tf.make_tensor_proto(value, dtype=dtype)
         return ok
 
-    def _evaluated(self, fetch_names: list[str]) -> list[np.ndarray | None]:
+    def _evaluated(self, fetch_names: list[str], needed: set[str]) -> list[np.ndarray | None]:
         """The values TensorFlow computes without a session run (``None`` for the others): only when the fetches
         are few and small, as the folds of shape vectors and small constants are (a session starts TensorFlow's
-        runtime: its thread pools and buffers cost more than such values, in time and memory)."""
-        if len(fetch_names) > QUICK_FETCHES:
-            return [None] * len(fetch_names)
+        runtime: its thread pools and buffers cost more than such values, in time and memory), and so is what
+        they are computed from (``needed``: each fetch's constant subgraph is evaluated on its own)."""
+        none: list[np.ndarray | None] = [None] * len(fetch_names)
+        if len(fetch_names) > QUICK_FETCHES or len(needed) > QUICK_NODES:
+            return none
+        if sum(tensor_nbytes(n.attr["value"].tensor) for n in map(self.graph.node, needed)
+               if n.op == "Const" and "value" in n.attr) > QUICK_INPUT_BYTES:
+            return none
         total = 0
         for t in fetch_names:
             nbytes = _static_nbytes(*self.session.static_shape(t))
             if nbytes is None or (total := total + nbytes) > QUICK_BYTES:
-                return [None] * len(fetch_names)
+                return none
         return [self.session.evaluate_constant(t) for t in fetch_names]
 
     def run(self, *, fetch: bool = True) -> FoldResult:
