@@ -212,4 +212,4 @@ class Termination:
                 + ". A rule keeps producing new matches for itself or another rule; run with --trace to see them.")
 
 
-__all__ = ["WINDOW", "NodeHashes", "Termination", "fingerprint_change", "node_hash"]
+__all__ = ["BIG_CONST_BYTES", "WINDOW", "NodeHashes", "Termination", "fingerprint_change", "node_hash"]
