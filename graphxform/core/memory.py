@@ -117,5 +117,5 @@ def trim() -> None:
         libc.malloc_trim(0)
 
 
-__all__ = ["MMAP_THRESHOLD_BYTES", "TRIM_ELEMENTS", "Trimmer", "const_elements", "keep_mmap_threshold", "tensor_elements",
-           "trim"]
+__all__ = ["MMAP_THRESHOLD_BYTES", "TRIM_ELEMENTS", "Trimmer", "const_elements", "keep_mmap_threshold",
+           "tensor_elements", "trim"]
