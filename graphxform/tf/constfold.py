@@ -245,7 +245,8 @@ class _Evaluator:
         return todo
 
     def _fetch(self, todo: Mapping[str, list[int]], needed: set[str]) -> bool:
-        """One ``session.run`` for every tensor in ``todo``; False if something dropped out."""
+        """Every tensor in ``todo``, evaluated at once (without a session when :meth:`_evaluated` can, else what is
+        left in one ``session.run``); False if something dropped out."""
         fetch_names = [f"{n}:{p}" for n, ports in todo.items() for p in ports]
         try:
             fetched = self._evaluated(fetch_names, needed)
