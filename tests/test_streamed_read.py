@@ -213,4 +213,3 @@ def test_trimmer_does_not_count_the_nodes_something_else_holds(monkeypatch):
     for node in (other, other, big):
         trimmer.passing(node)
     assert calls == [1] and trimmer.trims == 1  # the two others' 120,000 elements
-

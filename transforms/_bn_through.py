@@ -160,9 +160,7 @@ def scaled_weights(graph: Graph, name: str, scale: np.ndarray, channels: str) ->
     del w
     content = scaled.tobytes()
     del scaled
-    value = raw_tensor_proto(dtype, shape, content)
-    del content
-    return value
+    return raw_tensor_proto(dtype, shape, content)
 
 
 def rewrite_through(match: Match) -> Replacement:
