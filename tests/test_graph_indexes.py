@@ -104,6 +104,34 @@ def test_nodes_with_control_inputs_are_found_in_the_view_in_graph_order():
     assert [n.name for n in g.nodes_with_control_inputs()] == ["out", "init"]
 
 
+def test_a_graph_without_control_edges_is_known_as_such_until_one_is_made():
+    from graphxform.core import view
+
+    def fresh():
+        g = _graph()
+        assert not view.may_have_control_edges(g.nx) and g.index_problems() == []
+        return g
+
+    g = fresh()  # a control input stored by an update
+    g.update_node(make_node("Identity", "out", ["add", "^c"], attrs={"T": F32}))
+    assert [n.name for n in g.nodes_with_control_inputs()] == ["out"]
+    g = fresh()  # by an added node
+    g.add_nodes([make_node("NoOp", "init", ["^x"])])
+    assert [n.name for n in g.nodes_with_control_inputs()] == ["init"]
+    loaded = Graph(g.to_graph_def())  # a load sees control inputs
+    assert view.may_have_control_edges(loaded.nx) and [n.name for n in loaded.nodes_with_control_inputs()] == ["init"]
+    g = fresh()  # control uses moved onto a node that had none
+    g.add_nodes([make_node("NoOp", "a", []), make_node("NoOp", "b", ["^a"])])
+    g2 = Graph(g.to_graph_def())
+    g2.replace_control_uses("a", ["x"])
+    assert [n.name for n in g2.nodes_with_control_inputs()] == ["b"] and g2.node("b").input == ["^x"]
+    # a stale flag is a problem lint reports
+    g = fresh()
+    g.nx.graph[view._CONTROL_SEEN] = False  # noqa: SLF001
+    g._nodes["add"] = with_inputs(g.node("add"), [*g.node("add").input, "^x"])  # noqa: SLF001 - behind the view
+    assert any("control" in p for p in g.index_problems())
+
+
 def test_colocation_index_follows_updates_and_is_checked_by_lint():
     g = _graph()
     assert g.colocation_index() == {}

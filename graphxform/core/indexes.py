@@ -9,14 +9,17 @@ The op index is built with the Graph's view, as the nodes are loaded (each node'
 colocation index on first use (one loop over the nodes). Both are then followed by :meth:`NodeIndexes._index_added`,
 ``_index_removed`` and ``_index_updated``, which the ``Graph`` calls for every node it stores or lets go (a change
 of inputs alone leaves both unchanged). :meth:`NodeIndexes.index_problems` compares them with the nodes
-(``Graph.lint`` reports a difference).
+(``Graph.lint`` reports a difference), and also checks the view's control flag (``core/view.py``: no control edge
+ever made, so "which nodes have control inputs" is answered without a look).
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+import networkx as nx
 from tensorflow.core.framework import node_def_pb2
 
+from graphxform.core import view
 from graphxform.core.nodes import colocation
 
 
@@ -24,6 +27,7 @@ class NodeIndexes:
     """The op and colocation indexes of the ``Graph`` (which holds ``_nodes``)."""
 
     _nodes: dict[str, node_def_pb2.NodeDef]
+    nx: nx.MultiDiGraph
     _colocation: dict[str, set[str]] | None = None  # built on first use, then kept up to date
     _by_op: dict[str, dict[str, None]]  # built with the view (_adopt_op_index), then kept up to date
     _op_kinds: int = 0  # counts the changes of the set of ops the graph holds (see op_kinds)
@@ -80,6 +84,9 @@ class NodeIndexes:
                     coloc.setdefault(target, set()).add(node.name)
             if coloc != self._colocation:
                 problems.append("the colocation index disagrees with the nodes")
+        if not view.may_have_control_edges(self.nx) and any(
+                i[:1] == "^" for node in self._nodes.values() for i in node.input):
+            problems.append("the view says no control edge was made, but a node has a control input")
         return problems
 
     # ------------------------------------------------------------------ upkeep (called by the Graph's mutators)

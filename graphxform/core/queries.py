@@ -145,7 +145,10 @@ class GraphQueries:
 
     def nodes_with_control_inputs(self) -> list[node_def_pb2.NodeDef]:
         """The nodes with at least one control input, in graph order: found in the view (reading every node's
-        inputs would cost about three times as much), then only those nodes are read."""
+        inputs would cost about three times as much), then only those nodes are read; none without a look when no
+        control edge was ever made in the view."""
+        if not view.may_have_control_edges(self.nx):  # type: ignore[attr-defined]  # (the Graph's)
+            return []
         found = set()
         for name, producers in self.adjacency()[1].items():  # type: ignore[attr-defined]  # (the Graph's)
             for edges in producers.values():

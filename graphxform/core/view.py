@@ -26,6 +26,20 @@ _EDGE_DATA: dict[tuple[int, int, bool], dict] = {}
 _NODE_ATTRS: dict[str | None, dict] = {}
 
 
+#: Key of the view's graph attribute telling whether a control edge was ever made in it (absent: unknown).
+_CONTROL_SEEN = "graphxform.control_edges"
+
+
+def may_have_control_edges(g: nx.MultiDiGraph) -> bool:
+    """``False`` only when no control edge was ever made in ``g`` (then none is there): a graph without control
+    inputs, the common large one, answers "which nodes have control inputs" without a look at its edges."""
+    return g.graph.get(_CONTROL_SEEN, True)
+
+
+def _control_made(g: nx.MultiDiGraph) -> None:
+    g.graph[_CONTROL_SEEN] = True
+
+
 def edge_data(src_port: int, dst_port: int, control: bool) -> dict:
     """The (shared, read-only) attribute dict of an edge ``src:src_port -> dst`` input ``dst_port``."""
     key = (src_port, dst_port, control)
@@ -75,6 +89,7 @@ def build(g: nx.MultiDiGraph, nodes: Mapping[str, node_def_pb2.NodeDef]) -> dict
             same_op = by_op[op] = {}
         same_op[name] = None
     first = [edge_data(0, port, False) for port in range(8)]  # (the common edges: output 0 to input 0..7)
+    any_control = False
     for name, node in nodes.items():
         inputs = node.input
         if not inputs:
@@ -83,6 +98,7 @@ def build(g: nx.MultiDiGraph, nodes: Mapping[str, node_def_pb2.NodeDef]) -> dict
         for dst_port, inp in enumerate(inputs):
             if ":" in inp or inp[:1] == "^":
                 src, src_port, control = parse_input(inp)
+                any_control = any_control or control
             else:
                 src, src_port, control = inp, 0, False
             if src not in node_attr:  # dangling; lint reports it
@@ -99,6 +115,8 @@ def build(g: nx.MultiDiGraph, nodes: Mapping[str, node_def_pb2.NodeDef]) -> dict
             while key in keys:
                 key += 1
             keys[key] = data
+    if any_control or _CONTROL_SEEN not in g.graph:
+        g.graph[_CONTROL_SEEN] = any_control
     nx._clear_cache(g)  # noqa: SLF001 - (networkx caches views of the adjacency)
     return by_op
 
@@ -112,6 +130,8 @@ def add_in_edges(g: nx.MultiDiGraph, node: node_def_pb2.NodeDef, known: Mapping[
             if strict:
                 raise GraphError(f"node {node.name!r} input {inp!r} names no node in the graph")
             g.add_node(src, op=None)  # dangling; lint reports it
+        if control:
+            _control_made(g)
         g.add_edge(src, node.name, src_port=src_port, dst_port=-1 if control else dst_port, control=control)
 
 
@@ -153,6 +173,8 @@ def update_in_edges(g: nx.MultiDiGraph, previous: node_def_pb2.NodeDef, node: no
         sources.add(src)
     for inp, dst_port in came:
         src, src_port, control = parse_input(inp)
+        if control:
+            _control_made(g)
         g.add_edge(src, name, src_port=src_port, dst_port=dst_port, control=control)
         sources.add(src)
     return sources
@@ -306,6 +328,7 @@ def move_control_edges(g: nx.MultiDiGraph, old_node: str, dst: str, new_nodes: l
     extra: list[str] = []
     for n in new_nodes:
         if n != dst and dst not in adj[n]:
+            _control_made(g)
             g.add_edge(n, dst, src_port=-1, dst_port=-1, control=True)
             extra.append("^" + n)
     return extra
