@@ -251,6 +251,45 @@ def test_worklist_revisits_only_nodes_near_a_change():
     assert g.lint() == []
 
 
+class _NegsToRelus(Pass):
+    """Turns every ``Neg`` into a ``Relu`` in one replacement (a pass changing much of the graph at once)."""
+
+    name = "t_negs_to_relus"
+
+    def run(self, graph: Graph, ctx: Context) -> list[Replacement]:
+        negs = [_set_op(n, "Relu") for n in graph if n.op == "Neg"]
+        return [Replacement(update=negs)] if negs else []
+
+
+@pytest.mark.parametrize("negs", [1, 40])
+def test_a_pass_changing_much_of_the_graph_sends_rules_to_a_full_pass(negs, monkeypatch):
+    # x -> Relu r0..r39, one or forty of them Negs (changed by the pass into Relus). A change to most of the
+    # graph is not marked node by node: the rules' next runs are full passes, which find what marks would.
+    import graphxform.engine.runner as runner
+
+    marked, mark_near = [], runner.mark_near
+
+    def counting(graph, mark, changed, *args):
+        marked.append(len(changed))
+        mark_near(graph, mark, changed, *args)
+
+    monkeypatch.setattr(runner, "mark_near", counting)
+    gd = graph_pb2.GraphDef()
+    cur = _node(gd, "x", "Placeholder")
+    for i in range(40):
+        cur = _node(gd, f"r{i}", "Neg" if i >= 40 - negs else "Relu", [cur])
+    g = _graph(gd, cur)
+    before = run(gd, {"x:0": X}, [f"{cur}:0"])
+    report = run_pipeline(g, [CollapseRelu(), _NegsToRelus()])
+    assert [n.op for n in g] == ["Placeholder", "Relu"] and g.lint() == []
+    assert report.counts == {"t_negs_to_relus": 1, "t_collapse_relu": 39}
+    if negs == 1:  # one node: marked
+        assert 1 in marked
+    else:  # the whole chain: not marked, yet every Relu pair is found
+        assert 40 not in marked
+        assert_close(run(g.to_graph_def(), {"x:0": X}, [f"{_out(g)}"]), [np.maximum(before[0], 0)])
+
+
 def test_pass_runs_once_per_round_and_only_after_changes():
     def build():
         x = tf.compat.v1.placeholder(tf.float32, [3, 4], name="x")

@@ -1,17 +1,14 @@
 """Runs rules and passes over a graph to a fixpoint and applies their replacements.
 
 * **Worklist** (:mod:`graphxform.engine.worklist`). The first time a rule runs it visits every candidate node
-  (its anchor ops). Afterwards it only revisits nodes *near a change*: nodes
-  added or updated by any rewrite, their consumers up to the largest
-  ``reach`` (how far above its anchor a pattern looks) of the stage's rules whose anchor ops the graph
-  holds, and the producers
-  whose consumer set changed (with their consumers when only one or two are
-  left, so ``single_use`` conditions are seen). Changes are appended to one
-  shared log; every rule keeps a cursor into it, so a mark costs O(1) and no
-  candidate list is rebuilt per step. Passes run once per round, and only
-  when the graph changed since they last started (their own rewrites
-  included, so a pass that does part of its work per call still reaches its
-  fixpoint).
+  (its anchor ops). Afterwards it only revisits nodes *near a change*: nodes added or updated by any rewrite,
+  their consumers up to the largest ``reach`` (how far above its anchor a pattern looks) of the stage's rules
+  whose anchor ops the graph holds, and the producers whose consumer set changed (with their consumers when
+  only one or two are left, so ``single_use`` conditions are seen). Changes are appended to one shared log;
+  every rule keeps a cursor into it, so a mark costs O(1) and no candidate list is rebuilt per step (a pass's
+  rewrite that changes a quarter of the graph sends every rule to a full pass instead). Passes run once per
+  round, and only when the graph changed since they last started (their own rewrites included, so a pass that
+  does part of its work per call still reaches its fixpoint).
 * **Rounds.** A round runs every rule in order; rounds repeat until one
   applies nothing. Rules marked ``final`` (quantization) run afterwards, each
   in a stage of its own, so the other rules cannot undo them.
@@ -57,6 +54,8 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[str, str, dict[str, Any]], None]
 
 _NONE: tuple[str, ...] = ()
+#: A pass's rewrite that changed or touched more than this share of the nodes sends every rule to a full pass.
+_FULL_SHARE = 4
 
 
 def run_rule_once(graph: Graph, rule: BaseRule, report: RunReport | None = None) -> int:
@@ -326,7 +325,11 @@ class _Engine:
             return
         self._book(rule.name, rep, anchor, matched, removed)
         self.fp ^= delta
-        mark_near(self.graph, self.log.append, changed, touched, self.reach, self.reach_up)
+        if isinstance(rule, Pass) and _FULL_SHARE * (len(changed) + len(touched)) > len(graph):
+            for s in self.states:  # (marking most of the graph costs more than the full passes it stands for)
+                s.cursor = None
+        else:
+            mark_near(self.graph, self.log.append, changed, touched, self.reach, self.reach_up)
         if self.debug:
             problems = graph.lint()
             if problems:
