@@ -273,3 +273,39 @@ def test_removal_order_does_not_depend_on_string_hashing():
     assert len(orders) == 1, orders
     order = orders.pop().split()
     assert len(order) == 25 and order.index("wait") < order.index("m0") < order.index("n0")  # consumers first
+
+
+def test_the_needed_set_is_shared_with_fold_constants_until_the_graph_changes(monkeypatch):
+    # strip_unused then fold_constants on a graph strip_unused leaves as it is: one walk for both. After a rewrite
+    # (a dead node removed; then a fold) the set is walked again, and what each pass does is what it did alone.
+    import graphxform.transforms.strip_unused as su
+    from graphxform.transforms.fold_constants import FoldConstants
+
+    walks, needed = [], su._needed
+    monkeypatch.setattr(su, "_needed", lambda *a: walks.append(1) or needed(*a))
+
+    def build(dead: bool):
+        def fn():
+            x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+            c = tf.add(tf.constant(1.0), tf.constant(2.0), name="c")
+            tf.multiply(x, c, name="y")
+            if dead:
+                tf.exp(x, name="dead")
+        return graph_def_of(fn)
+
+    f32 = types_pb2.DT_FLOAT
+    for dead, expected_walks in ((False, 2), (True, 3)):
+        walks.clear()
+        gd = build(dead)
+        model = _model(gd, _sig({"x": ("x:0", f32)}, {"y": ("y:0", f32)}))
+        report = run_pipeline(model.graph, [StripUnused(), FoldConstants()])
+        # strip's first run, fold's first (shared when strip removed nothing), strip's second after the fold
+        assert len(walks) == expected_walks, (dead, len(walks), report.counts)
+        assert "dead" not in model.graph and model.graph.node("c").op == "Const"
+        assert_close(run(model.graph.to_graph_def(), {"x:0": X}, ["y:0"]), run(gd, {"x:0": X}, ["y:0"]))
+    # without a runner's version (explain, a bare Context) nothing is kept
+    walks.clear()
+    g = _model(build(False), _sig({"x": ("x:0", f32)}, {"y": ("y:0", f32)})).graph
+    ctx = Context()
+    StripUnused().run(g, ctx), StripUnused().run(g, ctx)
+    assert len(walks) == 2

@@ -126,9 +126,9 @@ class FoldConstants(Pass):
                 for n in graph if n.op in ops or n.name in names}
 
     @staticmethod
-    def _unused(graph: Graph) -> dict[str, str]:
+    def _unused(graph: Graph, ctx: Context) -> dict[str, str]:
         """Nodes no signature or protected node needs (GTT's ``RemoveUnusedNodes``): not evaluated, removed."""
-        needed = needed_nodes(graph)
+        needed = needed_nodes(graph, ctx)
         if needed is None:
             return {}
         return {n: f"{n!r} is not needed by any output (fold_constants removes it)" for n in graph.node_names
@@ -145,7 +145,7 @@ class FoldConstants(Pass):
                 return []
         seen = held_nodes(graph)
         excluded, kept = self._known(graph, ctx)
-        unused = self._unused(graph)
+        unused = self._unused(graph, ctx)
         skip = {**self._excluded_by_params(graph), **unused}
         excluded.update(skip)
         shapes = static_shape_folds(graph, skip, use_output_shapes=use_output_shapes, unknown=unknown)
@@ -183,7 +183,7 @@ class FoldConstants(Pass):
     def explain(self, graph: Graph, ctx: Context) -> dict[str, str | None]:
         """For every node: why it does not fold, from the static analysis (nothing is evaluated)."""
         excluded, kept = self._known(graph, ctx)
-        excluded.update({**self._excluded_by_params(graph), **self._unused(graph)})
+        excluded.update({**self._excluded_by_params(graph), **self._unused(graph, ctx)})
         shapes = static_shape_folds(graph, excluded, use_output_shapes=not self.args["clear_output_shapes"])
         analysis = static_analysis(graph, max_bytes=self.args["max_constant_size_in_bytes"], excluded=excluded,
                                    kept=kept)

@@ -136,11 +136,19 @@ def _needed(graph: Graph, roots: Iterable[str], cut: frozenset[str] = frozenset(
     return needed
 
 
-def needed_nodes(graph: Graph) -> set[str] | None:
+def needed_nodes(graph: Graph, ctx: Context | None = None) -> set[str] | None:
     """The nodes the signatures, the protected nodes and their ancestors need (``None``: the graph has neither,
-    so nothing can be told unused). What ``fold_constants`` keeps, as GTT's ``RemoveUnusedNodes``."""
+    so nothing can be told unused). What ``fold_constants`` keeps, as GTT's ``RemoveUnusedNodes``. Read only
+    (shared through ``ctx`` with ``strip_unused`` run just before on the same graph)."""
     roots = _roots(graph, [])
-    return _needed(graph, roots) if roots else None
+    return _shared_needed(graph, roots, frozenset(), ctx) if roots else None
+
+
+def _shared_needed(graph: Graph, roots: dict[str, str], cut: frozenset[str], ctx: Context | None) -> set[str]:
+    """:func:`_needed`, kept in ``ctx`` until the graph changes (read only)."""
+    if ctx is None:
+        return _needed(graph, roots, cut)
+    return ctx.per_graph_state(("needed", frozenset(roots), cut), lambda: _needed(graph, roots, cut))
 
 
 def _dtype(rule: str, value: str) -> int:
@@ -221,7 +229,7 @@ class StripUnused(Pass):
                         "node looks unused; nothing removed. Pass keep=<output node> to say what to keep.")
             return []
         cut = _cut_inputs(graph)
-        keep = _needed(graph, roots, frozenset(cut))
+        keep = _shared_needed(graph, roots, frozenset(cut), ctx)
         rep = Replacement(update=self._placeholder_updates(graph) + [self._placeholder_for(graph, n) for n in cut])
         dead = {n for n in graph.node_names if n not in keep} if len(keep) < len(graph) else set()  # (keep: nodes)
         if dead:

@@ -5,13 +5,16 @@ lasts one full pass over the graph and the visits near changes after it (a new f
 a :class:`~graphxform.engine.passes.Pass` 's lasts the whole run, so what it learned in one round (a node whose
 evaluation failed) holds in the next. A rule reads it as ``match.ctx``; a pass gets it as ``run(graph, ctx)``.
 
+``version`` (rewrites applied so far in the run, set before each run of a pass) lets passes share what they
+compute from the graph until it changes (:meth:`Context.per_graph_state`).
+
 ``incremental`` tells a pass whether it may rely on what it kept from its previous run: ``False`` for the first
 run of a stage and for the confirmation pass (the runner's full pass that checks the worklist missed nothing),
 when the pass must look at the whole graph again.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, TypeVar
 
 from graphxform.core.frames import FrameFacts, frame_facts
@@ -32,6 +35,7 @@ class Context:
         self._store: dict[str, Any] = {}
         self._run: dict[str, Any] = run_store if run_store is not None else {}
         self.incremental = False  # set by the runner before each run of a pass
+        self.version: int | None = None  # set by the runner before each run of a pass: rewrites applied so far
         self.all_applied = True  # set by the runner before Pass.applied: whether every replacement was applied
 
     def cached(self, key: str, build: Callable[[], T]) -> T:
@@ -39,6 +43,17 @@ class Context:
         if key not in self._store:
             self._store[key] = build()
         return self._store[key]
+
+    def per_graph_state(self, key: Hashable, build: Callable[[], T]) -> T:
+        """``build()``, shared by every rule of the run until the next rewrite changes the graph (say, the nodes the
+        signatures need, asked by two passes in a row). Read only. Built each time when the runner did not tell
+        the run's :attr:`version`."""
+        if self.version is None:
+            return build()
+        kept = self._run.get(("per_graph_state", key))
+        if kept is None or kept[0] != self.version:
+            kept = self._run[("per_graph_state", key)] = (self.version, build())  # type: ignore[index]
+        return kept[1]
 
     def get(self, key: str, default: Any = None) -> Any:
         return self._store.get(key, default)

@@ -242,6 +242,7 @@ class _Engine:
     def run_pass(self, st: _RuleState) -> None:
         rule = st.rule
         assert isinstance(rule, Pass)
+        st.ctx.version = self.steps
         try:
             reps = rule.run(self.graph, st.ctx)
         except Exception as exc:  # noqa: BLE001 - reported with the rule's name
