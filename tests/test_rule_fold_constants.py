@@ -752,3 +752,5 @@ def test_reshape_to_a_shape_that_does_not_fit_is_not_relabeled(shape):
     assert reshaped_const(g, g.node("r")) is None
     gd.node[1].CopyFrom(const("s", np.array([4, 8], np.int32)))  # one that fits: relabeled
     assert [d.size for d in reshaped_const(Graph(gd), gd.node[2]).tensor_shape.dim] == [4, 8]
+    assert [d.size for d in reshaped_const(Graph(gd), gd.node[2], 128).tensor_shape.dim] == [4, 8]  # (128 bytes)
+    assert reshaped_const(Graph(gd), gd.node[2], 127) is None  # over the budget

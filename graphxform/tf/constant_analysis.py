@@ -18,6 +18,7 @@ from tensorflow.core.framework import node_def_pb2, tensor_pb2, types_pb2
 from graphxform.core.graph import Graph
 from graphxform.core.memory import tensor_elements
 from graphxform.core.names import parse_input
+from graphxform.core.nodes import tensor_nbytes
 from graphxform.core.opdefs import (
     CONTROL_OPS,
     EXTERNAL_OPS,
@@ -313,10 +314,11 @@ def pass_through_source(graph: Graph, node: node_def_pb2.NodeDef) -> node_def_pb
     return src_node if src_node is not None and src_node.op == "Const" and port == 0 else None
 
 
-def reshaped_const(graph: Graph, node: node_def_pb2.NodeDef) -> tensor_pb2.TensorProto | None:
+def reshaped_const(graph: Graph, node: node_def_pb2.NodeDef,
+                   max_bytes: int | None = None) -> tensor_pb2.TensorProto | None:
     """The value of ``Reshape(Const, Const shape)`` without evaluating it: the constant's tensor under the new shape
-    (a reshape moves no element; a splat stays one). ``None`` for any other node, or a shape that does not fit
-    (TensorFlow then says why)."""
+    (a reshape moves no element; a splat stays one). ``None`` for any other node, a shape that does not fit
+    (TensorFlow then says why) or a value over ``max_bytes`` (told before the constant is copied)."""
     if node.op != "Reshape":
         return None
     data = graph.data_inputs(node.name)
@@ -334,7 +336,7 @@ def reshaped_const(graph: Graph, node: node_def_pb2.NodeDef) -> tensor_pb2.Tenso
     if dims.count(-1) > 1 or any(d < -1 for d in dims) or (-1 in dims and (known == 0 or elements % known)):
         return None
     dims = [elements // known if d == -1 else d for d in dims]
-    if math.prod(dims) != elements:
+    if math.prod(dims) != elements or (max_bytes is not None and tensor_nbytes(src.attr["value"].tensor) > max_bytes):
         return None
     value = tensor_pb2.TensorProto()  # (a copy: the constant may have other consumers)
     value.CopyFrom(src.attr["value"].tensor)

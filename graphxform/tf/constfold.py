@@ -236,8 +236,8 @@ class _Evaluator:
                 self.values.setdefault(f"{name}:0", src.attr["value"].tensor)
                 continue
             if node.op == "Reshape" and f"{name}:0" not in self.values:  # (a weight reshaped: no session for it)
-                value = reshaped_const(self.graph, node)
-                if value is not None and tensor_nbytes(value) <= self.max_bytes:
+                value = reshaped_const(self.graph, node, self.max_bytes)  # (one over the budget: not even copied)
+                if value is not None:
                     self.values[f"{name}:0"] = value
             missing = [p for p in ports if f"{name}:{p}" not in self.values]
             if missing:
