@@ -98,16 +98,12 @@ class Graph(GraphQueries, NodeIndexes):
         self._delta: Delta | None = None
         self._input_lists: dict[str, tuple[node_def_pb2.NodeDef, list[str]]] = {}
         self._empty_indexes()  # (the op index comes with the view, the colocation index on first use: core/indexes.py)
-        duplicates = []
         with gc_paused():  # (millions of long-lived objects for a large graph: core/collector.py)
-            nodes = self._nodes  # kept, not copied (see the class docstring)
-            for node in graph_def.node:
-                name = node.name
-                if name in nodes:
-                    duplicates.append(name)
-                    continue
-                nodes[name] = node
-            if duplicates:
+            held = graph_def.node[:]  # kept, not copied (see the class docstring); a slice: every wrapper in one call
+            names = [node.name for node in held]
+            nodes = self._nodes = dict(zip(names, held))
+            if len(nodes) < len(names):
+                duplicates = [name for name, node in zip(names, held) if nodes[name] is not node]
                 raise GraphError(
                     f"duplicate node names in GraphDef: {', '.join(sorted(set(duplicates))[:5])}; "
                     "node names must be unique — the graph is corrupt"
