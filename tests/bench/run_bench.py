@@ -609,35 +609,40 @@ def scaling_run(pb_path: str, shape: str) -> None:
 def bench_scaling(sizes: list[int], shapes: tuple[str, ...] = ("chain", "fan"), repeat: int = 3) -> list[dict]:
     """Each synthetic graph measured ``repeat`` times, each time in a fresh process (as a user runs a model: memory
     new to the process at every size, none left warm by a smaller size); the row is the run of median wall time,
-    with every run's wall time beside it (this machine is shared: one run can take 1.5× another)."""
+    with every run's wall time beside it (this machine is shared: one run can take 1.5× another). The sizes of a
+    shape take turns (one run of each, smallest first, ``repeat`` times over), so that the time per node of one
+    size is compared with that of another measured under the same conditions, not minutes apart."""
     from tests.bench.models import synthetic_graph
 
     rows = []
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     with tempfile.TemporaryDirectory() as tmp:
         for shape in shapes:
+            graphs = {}
             for n in sizes:
                 gd, x, y = synthetic_graph(n, shape)
-                pb = Path(tmp) / f"{shape}{n}.pb"
+                pb = graphs[n] = Path(tmp) / f"{shape}{n}.pb"
                 pb.write_bytes(gd.SerializeToString())
                 Path(f"{pb}.io").write_text(json.dumps([x, y]))
                 del gd
-                la = load_avg()
-                runs = []
-                for _ in range(repeat):
-                    res = subprocess.run([sys.executable, "-c", _SCALING_CODE, str(pb), shape], capture_output=True,
-                                         text=True, env=env)
+            la = load_avg()
+            runs: dict[int, list[dict]] = {n: [] for n in sizes}
+            for _ in range(repeat):
+                for n in sizes:
+                    res = subprocess.run([sys.executable, "-c", _SCALING_CODE, str(graphs[n]), shape],
+                                         capture_output=True, text=True, env=env)
                     if res.returncode:
                         raise RuntimeError(f"the scaling run of the {n}-node {shape} failed "
                                            f"(exit {res.returncode}):\n{res.stderr[-3000:]}")
-                    runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
-                runs.sort(key=lambda r: r["load_s"] + r["pipeline_s"])
-                row = dict(runs[(len(runs) - 1) // 2], load_avg=la, load_avg_end=load_avg(),
+                    runs[n].append(json.loads(res.stdout.strip().splitlines()[-1]))
+            for n in sizes:
+                done = sorted(runs[n], key=lambda r: r["load_s"] + r["pipeline_s"])
+                row = dict(done[(len(done) - 1) // 2], load_avg=la, load_avg_end=load_avg(),
                            measured=time.strftime("%Y-%m-%d %H:%M"),
-                           walls=[round(r["load_s"] + r["pipeline_s"], 2) for r in runs])
+                           walls=[round(r["load_s"] + r["pipeline_s"], 2) for r in done])
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-                pb.unlink()
+                graphs[n].unlink()
     return rows
 
 
