@@ -66,7 +66,8 @@ class FoldState:
         seen = self.seen
         changed = {n: node for n, node in graph.items() if seen.get(n) is not node}  # (name: its NodeDef now)
         added = [n for n in changed if n not in seen]
-        removed = [n for n in seen if n not in graph] if len(seen) + len(added) > len(graph) else []
+        get = graph.get  # (the node dict's own: no Python frame per name)
+        removed = [n for n in seen if get(n) is None] if len(seen) + len(added) > len(graph) else []
         inner, constant = self.inner, self.constant
         lost: set[str] = set()  # nodes that lost a reader
         for n in removed:

@@ -223,7 +223,8 @@ class MergeState:
         added = sum(1 for n in changed if n not in seen)
         moved = False  # a colocation constraint came or went: a kept duplicate may be removable now
         if len(seen) + added > len(names):
-            for n in [n for n in seen if n not in graph]:
+            get = graph.get  # (the node dict's own: no Python frame per name, and seen holds ~every node)
+            for n in [n for n in seen if get(n) is None]:
                 moved = self._colocate(n, seen.pop(n), None) or moved
                 self.drop(n)
         for n in [n for n in unheld if n not in graph]:

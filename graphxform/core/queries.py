@@ -75,6 +75,7 @@ class GraphQueries:
             raise GraphError(f"no node named {key!r} in the graph") from None
 
     def get(self, name: str) -> node_def_pb2.NodeDef | None:
+        """The ``NodeDef`` called ``name``, or ``None`` (a ``Graph`` answers with its node dict's own ``get``)."""
         return self._nodes.get(name)
 
     def nodes_by_op(self, *ops: str) -> list[node_def_pb2.NodeDef]:

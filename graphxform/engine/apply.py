@@ -80,7 +80,8 @@ def apply_replacement(graph: Graph, rep: Replacement) -> list[str]:
     removed: list[str] = []
     if not rep.remove:
         return removed
-    pending = [n for n in dict.fromkeys(rep.remove) if n in graph]
+    get = graph.get  # (the node dict's own: no Python frame per name)
+    pending = [n for n in dict.fromkeys(rep.remove) if get(n) is not None]
     if len(pending) == 1:
         name = pending[0]
         if not graph.has_consumers(name) and not graph.is_protected(name):
