@@ -593,6 +593,30 @@ def bench_scaling_table(m: Measure) -> str:
                   "of the CPU: system s (page faults)", "load avg"], rows)
 
 
+def bench_scaling_steps(m: Measure) -> str:
+    from tests.bench.run_bench import scaling_steps, size_label
+
+    steps = scaling_steps(m.bench.get("scaling", []))
+    if not steps:
+        return "not measured in this run"
+    return table(["graph", "step", *(f"{size_label(n)} s" for n in steps[0]["sizes"]), "growth of µs/node"],
+                 [[s["shape"], s["step"], *(f"{v:.2f}" for v in s["seconds"]), f"{s['growth']:.2f}"] for s in steps])
+
+
+def bench_probes(m: Measure) -> str:
+    """What one probe into a name-keyed dict costs at 100k and 1M entries (``tests/bench/probes.py``)."""
+    from tests.bench.run_bench import size_label
+
+    rows = {size_label(p["entries"]): p for p in m.bench.get("probes", [])}
+    mid, big = rows.get("100k"), rows.get("1M")
+    if not (mid and big):
+        return "not measured in this run"
+    return (f"{mid['ns_same']:.0f} ns at 100k entries and {big['ns_same']:.0f} ns at 1M "
+            f"({big['ns_same'] / mid['ns_same']:.1f}×) with the table's own keys in order, "
+            f"{mid['ns_equal']:.0f} and {big['ns_equal']:.0f} ns ({big['ns_equal'] / mid['ns_equal']:.1f}×) with equal "
+            f"strings as parsed input names are")
+
+
 def results_md(m: Measure) -> str:
     from tests.bench.run_bench import markdown
 
@@ -630,6 +654,8 @@ BLOCKS: dict[str, Block] = {b.name: b for b in [
     Block("bench-gaps", bench_gaps, "bench"),
     Block("bench-targets", bench_targets, "bench"),
     Block("bench-scaling-table", bench_scaling_table, "bench"),
+    Block("bench-scaling-steps", bench_scaling_steps, "bench"),
+    Block("bench-probes", bench_probes, "bench"),
     Block("bench-resnet50-int8", bench_resnet50_int8, "bench"),
     Block("bench-embedding-lookup", bench_embedding_lookup, "bench"),
 ]}

@@ -84,6 +84,34 @@ def test_benchmark_records_the_machine():
     assert info["cores"] >= 1 and info["cpu"] and info["machine"].endswith(f"{info['cores']} cores")
 
 
+def test_scaling_steps_give_each_steps_growth_of_time_per_node():
+    """The steps table of the scaling rows: the build and every rule over 1 % of the largest run, with its time per
+    node at the largest size over that at the next one (a rule under 1 % is left out; one measured size: no row)."""
+    from tests.bench.run_bench import scaling_steps, size_label
+
+    def row(shape, nodes, load, rules):
+        return {"shape": shape, "nodes": nodes, "load_s": load, "pipeline_s": sum(rules.values()), "rules_s": rules}
+
+    rows = [row("chain", 100_000, 0.5, {"merge_duplicates": 1.0, "remove_noop": 0.001}),
+            row("chain", 1_000_000, 6.0, {"merge_duplicates": 13.0, "remove_noop": 0.01}),
+            row("fan", 99_997, 0.4, {"merge_duplicates": 1.0})]
+    steps = {(s["shape"], s["step"]): s for s in scaling_steps(rows)}
+    assert set(steps) == {("chain", "Graph build"), ("chain", "merge_duplicates")}
+    assert steps["chain", "Graph build"]["growth"] == pytest.approx(1.2)
+    assert steps["chain", "merge_duplicates"]["growth"] == pytest.approx(1.3)
+    assert steps["chain", "merge_duplicates"]["seconds"] == [1.0, 13.0]
+    assert [size_label(n) for n in (9_998, 99_998, 999_998)] == ["10k", "100k", "1M"]
+
+
+def test_probe_costs_time_each_size_in_its_own_process():
+    from tests.bench.probes import probe_costs
+
+    rows = probe_costs([1_000, 2_000])
+    assert [r["entries"] for r in rows] == [1_000, 2_000]
+    for r in rows:
+        assert all(r[k] > 0 for k in ("ns_same", "ns_equal", "ns_shuffled")), r
+
+
 def test_every_fixture_has_a_row_in_fixtures_readme(tmp_path, monkeypatch):
     current = figures.published()["fixture-sizes"][0][1]
     listed = {re.findall(r"`([^`]+)`", line)[0].rstrip("/") for line in current.strip().splitlines()[2:]}

@@ -44,7 +44,11 @@ Grappler, latencies medians of runs that alternate the servables):
 * **Scaling**: synthetic 10k/100k/1M-node graphs through the default
   pipeline: seconds (wall and CPU) and µs per node, each graph in
   ``--scaling-repeat`` fresh processes (after a warm-up on a 1,000-node
-  graph), the run of median wall time reported with every run's.
+  graph), the run of median wall time reported with every run's; the seconds of the
+  Graph build and of each rule at each size, and how their time per node grows
+  from one size to the next; and, beside them, what one probe into a dict keyed
+  by node name costs at each size on this machine (``probes.py``: the tables
+  the Graph and its view are made of, with no graphxform code).
 """
 from __future__ import annotations
 
@@ -69,6 +73,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 from graphxform.engine.pipeline import FLOAT_PIPELINE  # noqa: E402
+from tests.bench.probes import probe_costs  # noqa: E402
 
 DEFAULT_TRANSFORMS = list(FLOAT_PIPELINE)  # graphxform's default float pipeline, as `optimize` runs it
 INT8_TRANSFORMS = [*DEFAULT_TRANSFORMS, "quantize_weights"]
@@ -758,7 +763,52 @@ def markdown(results: dict) -> str:
                          f"{', '.join(f'{w:.1f}' for w in r.get('walls', ())) or '—'} | {r['cpu_s']:.1f} | "
                          f"{_f(r.get('sys_s'), '.1f')} | {'—' if faults is None else f'{faults:,}'} | "
                          f"{r['us_per_node']:.1f} | {r['cpu_us_per_node']:.1f} | {r['load_avg']} |")
+        steps = scaling_steps(results["scaling"])
+        if steps:
+            lines += ["", "Seconds of each step (the Graph build, then each rule taking over 1 % of a run) at each size, "
+                      "and its time per node at the largest size over that at the next (1.00: linear):", "",
+                      "| shape | step | " + " | ".join(f"{size_label(n)} s" for n in steps[0]["sizes"])
+                      + " | growth per node |",
+                      "|---|---|" + "---|" * (len(steps[0]["sizes"]) + 1)]
+            for s in steps:
+                lines.append(f"| {s['shape']} | {s['step']} | " + " | ".join(f"{v:.3f}" for v in s["seconds"])
+                             + f" | {s['growth']:.2f} |")
+    if results.get("probes"):
+        lines += ["", "One probe into a dict keyed by node name, ns (tests/bench/probes.py, no graphxform code; best of "
+                  "3 passes): with the table's own keys in order / equal strings in order / equal strings shuffled:", "",
+                  "| entries | same keys, in order | equal strings, in order | equal strings, shuffled |",
+                  "|---|---|---|---|"]
+        for p in results["probes"]:
+            lines.append(f"| {p['entries']:,} | {p['ns_same']:.0f} | {p['ns_equal']:.0f} | {p['ns_shuffled']:.0f} |")
     return "\n".join(lines) + "\n"
+
+
+def size_label(n: int) -> str:
+    """``10k``, ``100k``, ``1M``: a scaling size (a synthetic graph has a few nodes less than asked) by its order."""
+    return f"{round(n / 1e6):g}M" if n >= 500_000 else f"{round(n / 1e3):g}k"
+
+
+def scaling_steps(scaling: list[dict], share: float = 0.01) -> list[dict]:
+    """Per shape, the steps of its runs (``"Graph build"``, then each rule over ``share`` of the largest run's wall
+    time): ``{"shape", "step", "sizes", "seconds", "growth"}``, ``growth`` being the step's time per node at the
+    largest size over that at the next smaller one."""
+    out = []
+    for shape in sorted({r["shape"] for r in scaling}):
+        rows = sorted((r for r in scaling if r["shape"] == shape and "rules_s" in r), key=lambda r: r["nodes"])
+        if len(rows) < 2:
+            continue
+        big, prev = rows[-1], rows[-2]
+        total = big["load_s"] + big["pipeline_s"]
+        steps = {"Graph build": [r["load_s"] for r in rows]}
+        for rule, s in big["rules_s"].items():
+            if s > share * total:
+                steps[rule] = [r["rules_s"].get(rule, 0.0) for r in rows]
+        for step, seconds in steps.items():
+            if seconds[-2] > 0:
+                growth = (seconds[-1] / big["nodes"]) / (seconds[-2] / prev["nodes"])
+                out.append({"shape": shape, "step": step, "sizes": [r["nodes"] for r in rows],
+                            "seconds": seconds, "growth": growth})
+    return out
 
 
 def merge_results(old: dict, new: dict) -> dict:
@@ -780,6 +830,8 @@ def merge_results(old: dict, new: dict) -> dict:
                        "models": [r["model"] for r in new["models"]],
                        "scaling": [f"{r['shape']} {r['nodes']}" for r in new["scaling"]]}]
     merged["date"], merged["load_avg_start"], merged["load_avg_end"] = new["date"], new["load_avg_start"], new["load_avg_end"]
+    if new.get("probes"):
+        merged["probes"] = new["probes"]
     return merged
 
 
@@ -857,6 +909,7 @@ def main(argv: list[str] | None = None) -> int:
         results["models"].append(bench_estimator(Path(args.cache), args.repeat, args.runs))
     if not args.no_scaling:
         results["scaling"] = bench_scaling(sizes, tuple(args.shapes.split(",")), args.scaling_repeat)
+        results["probes"] = probe_costs(sizes)
     results["load_avg_end"] = load_avg()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
