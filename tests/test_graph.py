@@ -286,6 +286,20 @@ def test_replace_uses_moves_many_tensors_onto_one_and_only_the_ports_named():
     assert_close(after[1], np.zeros((2, 1), np.float32))  # split:0 - split:0
 
 
+def test_get_follows_the_nodes_through_a_reorder_and_later_edits():
+    """``Graph.get`` is the node dict's own ``get``: after ``reorder`` (a new dict) it must read the new one, or it
+    would go on answering from the order before (a removed node still found, an added or updated one not)."""
+    g = _graph(y="add:0")
+    g.reorder(reversed(g.node_names))
+    g.replace_all_uses("id:0", "neg:0")
+    g.remove_node("id")
+    g.add_node(make_node("Relu", "extra", ["add"], attrs={"T": F32}))
+    assert g.get("id") is None and "id" not in g
+    assert g.get("extra") is g.node("extra") and g.get("out") is g.node("out")
+    assert list(g.get("out").input) == ["neg"]  # (the rewired node, stored anew)
+    assert all(g.get(n) is node for n, node in g.items())
+
+
 def test_items_are_the_nodes_in_graph_order_after_a_reorder():
     g = _graph(y="add:0")
     assert list(g.items()) == list(zip(g.node_names, g))
